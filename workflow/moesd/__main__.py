@@ -1,0 +1,3 @@
+from moesd.cli import main
+
+raise SystemExit(main())

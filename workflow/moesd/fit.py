@@ -1,0 +1,234 @@
+"""Algorithm 1 of the paper: the 10-parameter speedup model and its least-squares fit.
+
+ComputeSpeedup(params, B, gamma, K, E, sigma) combines the roofline surrogate G (Eq. 11), the
+activated experts N(t) (Eq. 8) and the tokens per expert T_exp (Eq. 10); the fit is
+scipy.optimize.least_squares, method "trf", with the bounds of App. C.2, on a stride subset of
+the measurements (App. C.3), evaluated on the held-out rest.
+
+Two readings of line 11 (PAPER.md §2.7, §6.7), chosen by `variant`:
+    "eq4" (default): sigma (gamma+1) ar / (gamma draft + verify + reject), consistent with Eq. 4.
+    "printed":       sigma (gamma+1) ar / (draft + ar + verify + reject), line 11 as printed.
+The default is eq4: the printed form cannot exceed sigma (gamma+1) / 2 once verify >= ar, i.e.
+2.25 at sigma = 0.90, gamma = 4, below the paper's own 2.29x (C1).
+Tokens scored by the verification forward, `verify_tokens`: "gamma" (B gamma, as printed;
+default) or "gamma_plus_one" (B (gamma+1), what a verifier that also scores the bonus
+position processes).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import least_squares
+
+from moesd.architectures import ParamCount
+from moesd.hardware import Hardware
+from moesd.theory import expected_active_experts, roofline_g
+
+PARAM_NAMES = ("bias", "k1", "k2", "k3", "draft_bias", "draft_k", "reject_bias", "reject_k", "lam", "s")
+TIME_PARAMS = PARAM_NAMES[:8]  # seconds; lam and s are dimensionless
+VARIANTS = ("eq4", "printed")
+VERIFY_TOKENS = ("gamma", "gamma_plus_one")
+REQUIRED_COLUMNS = ("B", "gamma", "K", "E", "sigma", "speedup")
+SORT_KEYS = ["K", "gamma", "B"]  # App. C.3: sort by K, then gamma, then B
+PAPER_BATCH_SIZES = (1, 2, 4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 44, 48, 52, 56, 60, 80, 100)
+PAPER_K_VALUES = (1, 2, 4, 8, 16, 32)
+
+
+def _check_choice(name, value, choices):
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
+def _step_time(p, tokens, k, e, lam_rp):
+    """Target forward time for `tokens` tokens through the router (Algorithm 1, lines 3-4, 6-7)."""
+    n = expected_active_experts(e, k, tokens)  # Eq. 8
+    per_expert = tokens * k / n  # Eq. 10: T_exp = t K / N
+    return p["bias"] + p["k1"] * roofline_g(tokens, lam_rp, p["s"]) + p["k2"] * n + p["k3"] * roofline_g(per_expert, lam_rp, p["s"])
+
+
+def stage_times(params, B, gamma, K, E, ridge_point, verify_tokens="gamma"):
+    """Algorithm 1's four stage times (ar, verify, draft, reject), broadcast over the inputs."""
+    _check_choice("verify_tokens", verify_tokens, VERIFY_TOKENS)
+    p = dict(zip(PARAM_NAMES, params, strict=True)) if not isinstance(params, dict) else params
+    B, gamma, K, E = (np.asarray(x, float) for x in (B, gamma, K, E))
+    lam_rp = p["lam"] * ridge_point
+    ar = _step_time(p, B, K, E, lam_rp)  # AR step: B tokens
+    verify = _step_time(p, B * (gamma + (verify_tokens == "gamma_plus_one")), K, E, lam_rp)
+    draft = p["draft_bias"] + p["draft_k"] * roofline_g(B, lam_rp, p["s"])  # dense draft: roofline only
+    reject = p["reject_bias"] + p["reject_k"] * B
+    return ar, verify, draft, reject
+
+
+def compute_speedup(params, B, gamma, K, E, sigma, ridge_point, variant="eq4", verify_tokens="gamma"):
+    """ComputeSpeedup of Algorithm 1 (line 11 in the chosen variant)."""
+    _check_choice("variant", variant, VARIANTS)
+    ar, verify, draft, reject = stage_times(params, B, gamma, K, E, ridge_point, verify_tokens)
+    gamma = np.asarray(gamma, float)
+    tokens_per_round = np.asarray(sigma, float) * (gamma + 1)  # Eq. 5: S/R = sigma (gamma+1)
+    if variant == "printed":
+        return tokens_per_round * ar / (draft + ar + verify + reject)
+    return tokens_per_round * ar / (gamma * draft + verify + reject)  # Eq. 4
+
+
+def parameter_bounds(
+    target: ParamCount,
+    draft: ParamCount,
+    hardware: Hardware,
+    *,
+    bytes_per_param: float = 2.0,
+    dense_convention: str = "non_routed",
+    bandwidth_scope: str = "aggregate",
+    t_reject_max: float | None = None,
+) -> dict[str, tuple[float, float]]:
+    """App. C.2 bounds, in seconds for the time parameters.
+
+    bias in [V_dense b / BW, 5x], k2 in [V_exp b / BW, 5x], draft_bias in [V_draft b / BW_1, 5x]
+    (the draft on one device), k1 > 0, k3 >= 0, draft_k >= 0, reject_* in [0, T_rej],
+    lambda in [0.2, 1], s in [1, 2]. T_rej is the largest measured rejection time; without
+    one, the upper bound of bias (a rejection never costs a whole target step).
+    """
+    bw = hardware.target_bandwidth(bandwidth_scope)
+    bias_lo = target.dense_params(dense_convention) * bytes_per_param / bw
+    k2_lo = max(target.routed_expert_one, 1) * bytes_per_param / bw if target.is_moe else bias_lo * 1e-3
+    draft_lo = draft.dense_params("non_routed") * bytes_per_param / hardware.bandwidth
+    t_rej = t_reject_max if t_reject_max and t_reject_max > 0 else 5 * bias_lo
+    return {
+        "bias": (bias_lo, 5 * bias_lo),
+        "k1": (0.0, np.inf),
+        "k2": (k2_lo, 5 * k2_lo),
+        "k3": (0.0, np.inf),
+        "draft_bias": (draft_lo, 5 * draft_lo),
+        "draft_k": (0.0, np.inf),
+        "reject_bias": (0.0, t_rej),
+        "reject_k": (0.0, t_rej),
+        "lam": (0.2, 1.0),
+        "s": (1.0, 2.0),
+    }
+
+
+@dataclass
+class FitResult:
+    params: dict[str, float]
+    cost: float  # least_squares cost: 1/2 sum of squared residuals on the fit subset
+    seconds: float
+    n_starts: int
+    nfev: int
+    success: bool
+    bounds: dict = field(default_factory=dict)
+
+
+def _initial_guesses(bounds, ridge_point, n_starts, seed):
+    """Deterministic starts: bounded parameters spread over their interval, the unbounded
+    growth terms scaled so that k G(lambda RP) is a fraction of the fixed cost. (The paper does
+    not state its initial guess.)"""
+    rng = np.random.default_rng(seed)
+    guesses = []
+    for i in range(n_starts):
+        u = 0.5 if i == 0 else rng.uniform(0.05, 0.95)
+        x = {}
+        for name in ("bias", "k2", "draft_bias", "reject_bias", "reject_k", "lam"):
+            lo, hi = bounds[name]
+            x[name] = lo + (0.5 if i == 0 else rng.uniform(0.05, 0.95)) * (hi - lo)
+        x["reject_bias"] = min(x["reject_bias"], bounds["reject_bias"][1] * 0.1)
+        x["reject_k"] = min(x["reject_k"], bounds["reject_k"][1] * 0.001)
+        x["s"] = 1.0 + (0.02 if i == 0 else 10 ** rng.uniform(-3, -0.5))
+        knee = x["s"] ** (x["lam"] * ridge_point)
+        frac = 0.3 if i == 0 else 10 ** rng.uniform(-2, 0)
+        x["k1"] = frac * bounds["bias"][0] / knee
+        x["k3"] = frac * u * bounds["k2"][0] / knee
+        x["draft_k"] = frac * bounds["draft_bias"][0] / knee
+        guesses.append(np.array([x[n] for n in PARAM_NAMES]))
+    return guesses
+
+
+def fit_speedup_model(
+    frame: pd.DataFrame,
+    bounds: dict[str, tuple[float, float]],
+    ridge_point: float,
+    *,
+    variant: str = "eq4",
+    verify_tokens: str = "gamma",
+    n_starts: int = 8,
+    seed: int = 0,
+) -> FitResult:
+    """argmin 1/2 sum_i (ComputeSpeedup(params, M_i) - M_i.speedup)^2 over the rows of FRAME.
+
+    Time parameters are optimised in units of the bias lower bound (the speedup is invariant to
+    a common time scale, so this only conditions the problem); the best of N_STARTS
+    deterministic starts is kept.
+    """
+    _check_choice("variant", variant, VARIANTS)
+    if len(frame) < len(PARAM_NAMES):
+        raise ValueError(f"the fit needs at least {len(PARAM_NAMES)} measurements, got {len(frame)}")
+    unit = bounds["bias"][0] or 1.0
+    scale = np.array([unit if n in TIME_PARAMS else 1.0 for n in PARAM_NAMES])
+    lo = np.array([bounds[n][0] for n in PARAM_NAMES]) / scale
+    hi = np.array([bounds[n][1] for n in PARAM_NAMES]) / scale
+    cols = {c: frame[c].to_numpy(float) for c in REQUIRED_COLUMNS}
+
+    def residuals(x):
+        predicted = compute_speedup(
+            x * scale, cols["B"], cols["gamma"], cols["K"], cols["E"], cols["sigma"], ridge_point, variant, verify_tokens
+        )
+        return np.nan_to_num(predicted - cols["speedup"], nan=1e6, posinf=1e6, neginf=-1e6)
+
+    start = time.perf_counter()
+    best, nfev = None, 0
+    for x0 in _initial_guesses(bounds, ridge_point, n_starts, seed):
+        x0 = np.clip(x0 / scale, lo, hi)
+        result = least_squares(residuals, x0, bounds=(lo, hi), method="trf", x_scale="jac", max_nfev=2000)
+        nfev += result.nfev
+        if best is None or result.cost < best.cost:
+            best = result
+    seconds = time.perf_counter() - start
+    params = {n: float(v) for n, v in zip(PARAM_NAMES, best.x * scale, strict=True)}
+    return FitResult(params, float(best.cost), seconds, n_starts, nfev, bool(best.success), bounds)
+
+
+def stride_subset(frame: pd.DataFrame, stride: int) -> pd.Series:
+    """App. C.3: sort by K, gamma, B and take every stride-th row from 0; m = ceil(n / stride).
+
+    Returns a boolean mask aligned with FRAME's index (True = used for fitting).
+    """
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    order = frame.sort_values(SORT_KEYS, kind="stable").index
+    mask = pd.Series(False, index=frame.index)
+    mask.loc[order[::stride]] = True
+    return mask
+
+
+def evaluate(frame: pd.DataFrame, predicted: np.ndarray, in_fit: pd.Series) -> dict:
+    """Fit quality: mean squared error on the fitting subset and on all rows (PAPER.md §6.9:
+    the paper's "MSE" scale is not stated, so both are reported, with the sums), and the mean
+    absolute percentage error of the predicted speedup on the held-out rows."""
+    measured = frame["speedup"].to_numpy(float)
+    err = predicted - measured
+    fit = in_fit.to_numpy(bool)
+    held = ~fit
+    return {
+        "m": int(fit.sum()),
+        "n": len(frame),
+        "mse_fit": float(np.mean(err[fit] ** 2)),
+        "mse_all": float(np.mean(err**2)),
+        "sse_fit": float(np.sum(err[fit] ** 2)),
+        "sse_all": float(np.sum(err**2)),
+        "mse_heldout": float(np.mean(err[held] ** 2)) if held.any() else float("nan"),
+        "mape_heldout": float(np.mean(np.abs(err[held]) / measured[held]) * 100) if held.any() else float("nan"),
+        "mape_all": float(np.mean(np.abs(err) / measured) * 100),
+    }
+
+
+def check_table(frame: pd.DataFrame, source: str = "table") -> None:
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{source}: missing column(s) {', '.join(missing)} (needs {', '.join(REQUIRED_COLUMNS)})")
+    if frame.empty:
+        raise ValueError(f"{source}: no rows")
+    bad = frame[list(REQUIRED_COLUMNS)].isna().any(axis=1) | (frame["speedup"] <= 0)
+    if bad.any():
+        raise ValueError(f"{source}: {int(bad.sum())} row(s) with missing values or speedup <= 0")

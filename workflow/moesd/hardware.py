@@ -1,0 +1,166 @@
+"""Hardware: datasheet peaks (data/hardware.yaml), a probe that measures the current device, and
+the ridge point of Eq. 1.
+
+A hardware spec string is one of
+    NAME          a key of data/hardware.yaml, or a unique case-insensitive prefix ("H800")
+    NxNAME        N GPUs of NAME ("2xH800"), the paper's platform labels
+    probe:PATH    the measured values stored by `moesd probe-hardware` in the env.json at PATH
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import yaml
+
+from moesd.paths import HARDWARE_FILE
+from moesd.theory import ridge_point
+
+BANDWIDTH_SCOPES = ("aggregate", "per_gpu")
+
+
+class HardwareError(ValueError):
+    """An unknown hardware name or an unreadable probe file."""
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """Peak dense FLOP/s and memory bandwidth (byte/s) of one device, and how many serve the
+    target (tensor parallel). The draft always runs on one device (the paper's setup)."""
+
+    name: str
+    flops: float
+    bandwidth: float
+    gpus: int = 1
+    source: str = "datasheet"
+
+    @property
+    def ridge_point(self) -> float:
+        """Eq. 1, FLOP/byte; the same per device and for the tensor-parallel group."""
+        return ridge_point(self.flops, self.bandwidth)
+
+    def target_bandwidth(self, scope: str = "aggregate") -> float:
+        """Bandwidth that streams the target's weights: the TP group's sum (each GPU reads its
+        shard in parallel) or one GPU's (PAPER.md §6.8 leaves it open)."""
+        if scope not in BANDWIDTH_SCOPES:
+            raise HardwareError(f"bandwidth_scope must be one of {BANDWIDTH_SCOPES}, got {scope!r}")
+        return self.bandwidth * (self.gpus if scope == "aggregate" else 1)
+
+    def target_flops(self, scope: str = "aggregate") -> float:
+        return self.flops * (self.gpus if scope == "aggregate" else 1)
+
+    @property
+    def label(self) -> str:
+        return f"{self.gpus}x{self.name}" if self.gpus > 1 else self.name
+
+
+def datasheet() -> dict[str, dict]:
+    return yaml.safe_load(HARDWARE_FILE.read_text())
+
+
+def resolve_name(name: str) -> str:
+    """The data/hardware.yaml key for NAME (exact key or unique case-insensitive prefix)."""
+    table = datasheet()
+    if name in table:
+        return name
+    matches = [key for key in table if key.lower().startswith(name.lower())]
+    if len(matches) == 1:
+        return matches[0]
+    known = ", ".join(table)
+    reason = "ambiguous" if matches else "unknown"
+    raise HardwareError(f"{reason} hardware {name!r} (known: {known}, NxNAME, probe:ENV.json)")
+
+
+def load_hardware(spec: str, gpus: int | None = None) -> Hardware:
+    """Resolve a hardware spec string (see the module docstring); GPUS overrides the count."""
+    if spec.startswith("probe:"):
+        path = Path(spec.removeprefix("probe:"))
+        try:
+            probe = json.loads(path.read_text())["hardware_probe"]
+        except (OSError, KeyError, json.JSONDecodeError) as error:
+            raise HardwareError(f"hardware {spec!r}: no hardware_probe in {path} ({error})") from None
+        return Hardware(probe["device_name"], probe["flops"], probe["bandwidth"], gpus or 1, "measured")
+    count, sep, rest = spec.partition("x")
+    if sep and count.isdigit():
+        spec, gpus = rest, gpus or int(count)
+    key = resolve_name(spec)
+    entry = datasheet()[key]
+    if gpus is not None and gpus < 1:
+        raise HardwareError(f"hardware {key!r}: gpus must be >= 1, got {gpus}")
+    return Hardware(key, float(entry["flops"]), float(entry["bandwidth"]), gpus or 1)
+
+
+def _median_seconds(fn, repeats: int, synchronize) -> float:
+    fn()  # warm-up outside the timed region
+    synchronize()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def probe_hardware(device: str = "cpu", copy_mib: int = 512, matmul_n: int = 2048, repeats: int = 10) -> dict:
+    """Measure memory bandwidth (a large copy: bytes read + bytes written over the median time)
+    and matrix-product throughput (2 n^3 FLOP over the median time) on DEVICE.
+
+    fp32 on CPU, bf16 on CUDA (the dtypes the engine uses there).
+    """
+    import torch
+
+    dev = torch.device(device)
+    dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
+
+    def synchronize():
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    n_elem = copy_mib * 2**20 // torch.tensor([], dtype=dtype).element_size()
+    src = torch.empty(n_elem, dtype=dtype, device=dev).fill_(1.0)
+    dst = torch.empty_like(src)
+    copy_s = _median_seconds(lambda: dst.copy_(src), repeats, synchronize)
+    copy_bytes = 2 * src.numel() * src.element_size()
+    del src, dst
+
+    a = torch.randn(matmul_n, matmul_n, dtype=dtype, device=dev)
+    b = torch.randn(matmul_n, matmul_n, dtype=dtype, device=dev)
+    mm_s = _median_seconds(lambda: a @ b, repeats, synchronize)
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else _cpu_name()
+    bandwidth = copy_bytes / copy_s
+    flops = 2 * matmul_n**3 / mm_s
+    return {
+        "device": str(dev),
+        "device_name": name,
+        "dtype": str(dtype).removeprefix("torch."),
+        "threads": torch.get_num_threads(),
+        "bandwidth": bandwidth,
+        "flops": flops,
+        "ridge_point": ridge_point(flops, bandwidth),
+        "copy_bytes": copy_bytes,
+        "copy_seconds": copy_s,
+        "matmul_n": matmul_n,
+        "matmul_seconds": mm_s,
+        "repeats": repeats,
+    }
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return "CPU " + line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return "CPU " + (platform.processor() or platform.machine())
+
+
+def as_dict(hardware: Hardware) -> dict:
+    return asdict(hardware) | {"ridge_point": hardware.ridge_point}

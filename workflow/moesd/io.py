@@ -1,0 +1,95 @@
+"""Atomic output files and the run's env.json.
+
+Every file a stage promises is written to a temporary name in the same folder and renamed, so
+a killed run never leaves a half-written file where a whole one is expected.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from pathlib import Path
+
+from moesd.paths import REPO_ROOT
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike):
+    """Yield a temporary path next to PATH; rename it onto PATH when the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def write_text(path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json(path, data) -> None:
+    write_text(path, json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def write_csv(path, frame) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+def _json_default(value):
+    if hasattr(value, "item"):
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+def environment() -> dict:
+    """Versions and machine facts that every reported number carries (Spec-Bench style)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    packages = {}
+    for name in ("moesd", "torch", "transformers", "numpy", "scipy", "pandas", "snakemake"):
+        try:
+            packages[name] = version(name)
+        except PackageNotFoundError:
+            packages[name] = None
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "git_commit": git_commit(),
+        "packages": packages,
+    }
+
+
+def update_json(path, **sections) -> dict:
+    """Merge SECTIONS into the JSON object at PATH (created if missing), atomically."""
+    path = Path(path)
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    data.update(sections)
+    write_json(path, data)
+    return data
