@@ -232,3 +232,63 @@ def check_table(frame: pd.DataFrame, source: str = "table") -> None:
     bad = frame[list(REQUIRED_COLUMNS)].isna().any(axis=1) | (frame["speedup"] <= 0)
     if bad.any():
         raise ValueError(f"{source}: {int(bad.sum())} row(s) with missing values or speedup <= 0")
+
+
+def run_fit(
+    table: pd.DataFrame,
+    target: ParamCount,
+    draft: ParamCount,
+    hardware: Hardware,
+    *,
+    stride: int = 11,
+    variant: str = "eq4",
+    verify_tokens: str = "gamma",
+    dense_convention: str = "non_routed",
+    bandwidth_scope: str = "aggregate",
+    bytes_per_param: float = 2.0,
+    n_starts: int = 8,
+    seed: int = 0,
+) -> tuple[dict, pd.DataFrame, dict]:
+    """Fit on the stride subset of TABLE, predict every row: (params record, predictions, metrics)."""
+    check_table(table)
+    t_rej = float(table["t_reject"].max()) if "t_reject" in table.columns else None
+    bounds = parameter_bounds(
+        target,
+        draft,
+        hardware,
+        bytes_per_param=bytes_per_param,
+        dense_convention=dense_convention,
+        bandwidth_scope=bandwidth_scope,
+        t_reject_max=t_rej,
+    )
+    in_fit = stride_subset(table, stride)
+    result = fit_speedup_model(
+        table[in_fit], bounds, hardware.ridge_point, variant=variant, verify_tokens=verify_tokens, n_starts=n_starts, seed=seed
+    )
+    predicted = compute_speedup(
+        result.params, table["B"], table["gamma"], table["K"], table["E"], table["sigma"], hardware.ridge_point, variant, verify_tokens
+    )
+    predictions = table.assign(speedup_pred=np.asarray(predicted), in_fit=in_fit.to_numpy())
+    metrics = evaluate(table, np.asarray(predicted), in_fit) | {"fit_seconds": result.seconds, "stride": stride}
+    record = {
+        "params": result.params,
+        "bounds": {k: list(v) for k, v in bounds.items()},
+        "variant": variant,
+        "verify_tokens": verify_tokens,
+        "ridge_point": hardware.ridge_point,
+        "hardware": {"name": hardware.name, "gpus": hardware.gpus, "source": hardware.source,
+                     "flops": hardware.flops, "bandwidth": hardware.bandwidth},
+        "target_experts": target.n_experts,
+        "target_top_k": target.top_k,
+        "dense_convention": dense_convention,
+        "bandwidth_scope": bandwidth_scope,
+        "bytes_per_param": bytes_per_param,
+        "stride": stride,
+        "m": int(in_fit.sum()),
+        "cost": result.cost,
+        "n_starts": n_starts,
+        "nfev": result.nfev,
+        "success": result.success,
+        "seconds": result.seconds,
+    }
+    return record, predictions, metrics

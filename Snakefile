@@ -1,0 +1,33 @@
+# moesd: regenerate the MoESD paper's figures and claims from raw runs.
+# `snakemake --cores 2` runs the default experiment (config/config.yaml); another experiment:
+# `snakemake --cores 2 --configfile config/<name>.yaml`.
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))  # the package, even if not installed
+
+from moesd.config import ConfigError, validate_config
+
+
+configfile: "config/config.yaml"
+
+
+try:
+    validate_config(config)  # fills defaults in place; one line naming the key on error
+except ConfigError as error:
+    sys.exit(str(error))
+
+EXP = config["experiment"]
+FIGURES = f"figures/{EXP}"
+RUNS = f"data/runs/{EXP}"
+LOGS = f"logs/{EXP}"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/theory.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        rules.theory.input,

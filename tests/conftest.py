@@ -1,0 +1,47 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from moesd.architectures import describe
+from moesd.fit import PAPER_BATCH_SIZES, PAPER_K_VALUES, compute_speedup, parameter_bounds
+from moesd.hardware import load_hardware
+from moesd.theory import sigma_from_alpha
+
+
+def paper_grid(gammas=(2, 4), n_experts=64) -> pd.DataFrame:
+    """The paper's sparsity-sweep grid: 6 K x 2 gamma x 19 batch sizes = 228 rows."""
+    rows = [(k, g, b) for k in PAPER_K_VALUES for g in gammas for b in PAPER_BATCH_SIZES]
+    frame = pd.DataFrame(rows, columns=["K", "gamma", "B"])
+    frame["E"] = n_experts
+    frame["sigma"] = sigma_from_alpha(0.9, frame["gamma"])
+    return frame
+
+
+@pytest.fixture(scope="session")
+def qwen_setup():
+    """Bounds and a known parameter set inside them for Qwen2-57B + Qwen2-0.5B on 2xH800."""
+    target, draft = describe("qwen2-57b-a14b"), describe("qwen2-0.5b")
+    hardware = load_hardware("2xH800")
+    bounds = parameter_bounds(target, draft, hardware)
+    rp = hardware.ridge_point
+    true = {
+        "bias": 2.0 * bounds["bias"][0],
+        "k2": 1.5 * bounds["k2"][0],
+        "draft_bias": 3.0 * bounds["draft_bias"][0],
+        "lam": 0.5,
+        "s": 1.02,
+        "reject_bias": 1e-4,
+        "reject_k": 2e-6,
+    }
+    knee = true["s"] ** (true["lam"] * rp)
+    true |= {"k1": 0.5 * true["bias"] / knee, "k3": 0.5 * true["k2"] / knee, "draft_k": 0.3 * true["draft_bias"] / knee}
+    return {"target": target, "draft": draft, "hardware": hardware, "bounds": bounds, "true": true, "rp": rp}
+
+
+@pytest.fixture(scope="session")
+def synthetic_measurements(qwen_setup):
+    """228 speedups from the known parameters with 1 % multiplicative noise."""
+    frame = paper_grid()
+    clean = compute_speedup(qwen_setup["true"], frame.B, frame.gamma, frame.K, frame.E, frame.sigma, qwen_setup["rp"])
+    rng = np.random.default_rng(1234)
+    return frame.assign(speedup=clean * (1 + 0.01 * rng.standard_normal(len(frame))), speedup_clean=clean)

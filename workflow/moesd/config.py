@@ -1,0 +1,81 @@
+"""Experiment configuration: schema validation with defaults, then checks that need the
+project's data (architecture and hardware names). Every failure is one line naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from moesd.architectures import ArchitectureError, load_architecture
+from moesd.hardware import HardwareError, load_hardware
+from moesd.paths import REPO_ROOT
+
+SCHEMA_FILE = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used; the message names the key."""
+
+
+def _fill_defaults(schema: dict, instance):
+    """Fill missing keys from the schema's defaults, recursively (objects and arrays)."""
+    if not isinstance(instance, dict) or schema.get("type") != "object":
+        return instance
+    for key, sub in schema.get("properties", {}).items():
+        if key not in instance and "default" in sub:
+            instance[key] = yaml.safe_load(yaml.safe_dump(sub["default"]))  # a deep copy
+        if key in instance:
+            _fill_defaults(sub, instance[key])
+    return instance
+
+
+def _key(path) -> str:
+    return ".".join(str(p) for p in path) or "<top level>"
+
+
+def validate_config(config: dict, schema_file: Path = SCHEMA_FILE) -> dict:
+    """Validate CONFIG (filled with defaults in place) and return it; raise ConfigError."""
+    schema = yaml.safe_load(Path(schema_file).read_text())
+    if config is None:
+        config = {}
+    if not isinstance(config, dict):
+        raise ConfigError("config error: <top level>: must be a mapping")
+    _fill_defaults(schema, config)
+    validator = jsonschema.Draft202012Validator(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
+    if error is not None:
+        if error.validator == "additionalProperties":
+            extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+            key = _key([*error.absolute_path, extra[0]]) if extra else _key(error.absolute_path)
+            raise ConfigError(f"config error: {key}: unknown key")
+        raise ConfigError(f"config error: {_key(error.absolute_path)}: {error.message}")
+    _check_names(config)
+    return config
+
+
+def _check_names(config: dict) -> None:
+    checks = [(f"theory.architectures.{i}", name) for i, name in enumerate(config["theory"]["architectures"])]
+    checks.append(("theory.sweep_architecture", config["theory"]["sweep_architecture"]))
+    for i, pair in enumerate(config["prediction"]["pairs"]):
+        checks += [(f"prediction.pairs.{i}.target", pair["target"]), (f"prediction.pairs.{i}.draft", pair["draft"])]
+    for key, name in checks:
+        try:
+            load_architecture(name)
+        except ArchitectureError as error:
+            raise ConfigError(f"config error: {key}: {error}") from None
+    for i, platform in enumerate(config["prediction"]["platforms"]):
+        try:
+            load_hardware(platform)
+        except HardwareError as error:
+            raise ConfigError(f"config error: prediction.platforms.{i}: {error}") from None
+
+
+def load_config(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise ConfigError(f"config error: {path}: cannot read ({type(error).__name__})") from None
+    return validate_config(data)

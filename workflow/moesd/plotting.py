@@ -1,0 +1,32 @@
+"""Shared figure conventions: seaborn style, PNG and PDF side by side, written atomically,
+and a caption file next to them (device, models and the source of every number)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from moesd.io import atomic_path, write_text  # noqa: E402
+
+
+def style() -> None:
+    sns.set_theme(context="paper", style="whitegrid", font_scale=1.1)
+
+
+def save_figure(fig, stem: str | Path, caption: str) -> list[Path]:
+    """Write STEM.png, STEM.pdf and STEM.caption.md; return the figure paths."""
+    stem = Path(stem)
+    paths = []
+    for suffix in (".png", ".pdf"):
+        path = stem.with_suffix(suffix)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=suffix[1:], dpi=150, bbox_inches="tight")
+        paths.append(path)
+    write_text(stem.with_suffix(".caption.md"), caption.strip() + "\n")
+    plt.close(fig)
+    return paths
