@@ -1,20 +1,16 @@
 import numpy as np
-import pandas as pd
 import pytest
-
 from moesd.architectures import describe
-from moesd.fit import PAPER_BATCH_SIZES, PAPER_K_VALUES, compute_speedup, parameter_bounds
+from moesd.fit import compute_speedup, parameter_bounds, sparsity_grid
 from moesd.hardware import load_hardware
 from moesd.theory import sigma_from_alpha
 
 
-def paper_grid(gammas=(2, 4), n_experts=64) -> pd.DataFrame:
-    """The paper's sparsity-sweep grid: 6 K x 2 gamma x 19 batch sizes = 228 rows."""
-    rows = [(k, g, b) for k in PAPER_K_VALUES for g in gammas for b in PAPER_BATCH_SIZES]
-    frame = pd.DataFrame(rows, columns=["K", "gamma", "B"])
-    frame["E"] = n_experts
-    frame["sigma"] = sigma_from_alpha(0.9, frame["gamma"])
-    return frame
+@pytest.fixture(scope="session")
+def paper_grid():
+    """The paper's sparsity-sweep grid (6 K x 2 gamma x 19 B = 228 rows), sigma at alpha = 0.9."""
+    frame = sparsity_grid()
+    return frame.assign(sigma=sigma_from_alpha(0.9, frame["gamma"]))
 
 
 @pytest.fixture(scope="session")
@@ -39,9 +35,9 @@ def qwen_setup():
 
 
 @pytest.fixture(scope="session")
-def synthetic_measurements(qwen_setup):
+def synthetic_measurements(qwen_setup, paper_grid):
     """228 speedups from the known parameters with 1 % multiplicative noise."""
-    frame = paper_grid()
+    frame = paper_grid.copy()
     clean = compute_speedup(qwen_setup["true"], frame.B, frame.gamma, frame.K, frame.E, frame.sigma, qwen_setup["rp"])
     rng = np.random.default_rng(1234)
     return frame.assign(speedup=clean * (1 + 0.01 * rng.standard_normal(len(frame))), speedup_clean=clean)

@@ -1,8 +1,13 @@
 import json
 
 import pytest
-
-from moesd.architectures import ArchitectureError, available_architectures, count_parameters, describe, load_architecture
+from moesd.architectures import (
+    ArchitectureError,
+    available_architectures,
+    count_parameters,
+    describe,
+    load_architecture,
+)
 from moesd.paths import ARCHITECTURES_DIR
 
 # data/architectures/SOURCES.md: totals and A_all checked there against transformers' numel()

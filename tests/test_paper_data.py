@@ -1,6 +1,5 @@
 import numpy as np
 import pandas as pd
-
 from moesd.paths import PAPER_DIR
 from moesd.theory import alpha_from_sigma
 
@@ -25,4 +24,10 @@ def test_tables_sigma_inverts_to_alpha_in_unit_interval():
 def test_headline_cell():
     table = pd.read_csv(PAPER_DIR / "tables_1_2.csv")
     best = table.loc[table["speedup"].idxmax()]
-    assert (best.device, best.dataset, best.temperature, best.gamma, best.speedup) == ("2xH800", "humaneval", 0.0, 4, 2.29)
+    assert (best.device, best.dataset, best.temperature, best.gamma, best.speedup) == (
+        "2xH800",
+        "humaneval",
+        0.0,
+        4,
+        2.29,
+    )

@@ -3,7 +3,6 @@ import math
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from moesd import theory
 
 alphas = st.floats(min_value=1e-6, max_value=1 - 1e-6)
@@ -61,8 +60,16 @@ def test_active_experts_values():
 
 def test_saturation_tokens_reproduce_paper_table():
     # PAPER.md §2.5 [derived] table at tau = 0.95 and 0.99
-    cases = {(8 / 64, 0.95): 23, (2 / 8, 0.95): 11, (6 / 64, 0.95): 31, (4 / 60, 0.95): 44,
-             (8 / 64, 0.99): 35, (2 / 8, 0.99): 17, (6 / 64, 0.99): 47, (4 / 60, 0.99): 67}
+    cases = {
+        (8 / 64, 0.95): 23,
+        (2 / 8, 0.95): 11,
+        (6 / 64, 0.95): 31,
+        (4 / 60, 0.95): 44,
+        (8 / 64, 0.99): 35,
+        (2 / 8, 0.99): 17,
+        (6 / 64, 0.99): 47,
+        (4 / 60, 0.99): 67,
+    }
     for (rho, tau), expected in cases.items():
         assert theory.saturation_tokens(rho, tau) == expected
     sweep = theory.saturation_tokens(np.array([1, 2, 4, 8, 16, 32]) / 64, 0.95)

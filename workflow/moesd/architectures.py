@@ -75,8 +75,16 @@ class ParamCount:
     @property
     def total(self) -> int:
         return (
-            self.attention + self.dense_mlp + self.routed_experts + self.shared_experts + self.router
-            + self.norms + self.embedding + self.lm_head + self.positions + self.projections
+            self.attention
+            + self.dense_mlp
+            + self.routed_experts
+            + self.shared_experts
+            + self.router
+            + self.norms
+            + self.embedding
+            + self.lm_head
+            + self.positions
+            + self.projections
         )
 
     @property
@@ -144,7 +152,9 @@ def _count_llama_like(config: dict) -> ParamCount:
     moe = family in ("qwen2_moe", "qwen3_moe", "mixtral", "olmoe")
     n_experts = config.get("num_local_experts" if family == "mixtral" else "num_experts", 1) if moe else 1
     top_k = config.get("num_experts_per_tok", 1) if moe else 1
-    expert_width = config["intermediate_size"] if family in ("mixtral", "olmoe") else config.get("moe_intermediate_size")
+    expert_width = (
+        config["intermediate_size"] if family in ("mixtral", "olmoe") else config.get("moe_intermediate_size")
+    )
 
     bias = family in ("qwen2", "qwen2_moe") or config.get("attention_bias", False)
     attention = h * n_h * d + 2 * h * n_kv * d + n_h * d * h

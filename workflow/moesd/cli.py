@@ -46,7 +46,9 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--draft", required=True, help="draft architecture NAME[:key=value,...]")
     p.add_argument("--hardware", required=True, help="NAME or NxNAME from data/hardware.yaml, or probe:ENV.json")
     p.add_argument("--gpus", type=int, default=None, help="GPUs serving the target (default 1 or the N of NxNAME)")
-    p.add_argument("--variant", choices=("eq4", "printed"), default="eq4", help="Algorithm 1 line 11 reading (default eq4)")
+    p.add_argument(
+        "--variant", choices=("eq4", "printed"), default="eq4", help="Algorithm 1 line 11 reading (default eq4)"
+    )
     p.add_argument("--verify-tokens", choices=("gamma", "gamma_plus_one"), default="gamma")
     p.add_argument("--bandwidth-scope", choices=("aggregate", "per_gpu"), default="aggregate")
     p.add_argument("--bytes-per-param", type=float, default=2.0)
@@ -110,7 +112,11 @@ def cmd_predict(args) -> int:
         )
         table = table.assign(target=args.target, draft=args.draft, hardware=hardware.label)
     with pd.option_context("display.width", 160, "display.max_rows", 500):
-        print(table[["model", "gamma", "B", "sigma", "target_efficiency", "speedup"]].to_string(index=False, float_format="%.4g"))
+        print(
+            table[["model", "gamma", "B", "sigma", "target_efficiency", "speedup"]].to_string(
+                index=False, float_format="%.4g"
+            )
+        )
         print()
         print(summarise(table).to_string(index=False, float_format="%.4g"))
         if len(args.gamma) > 1:
@@ -146,8 +152,19 @@ def cmd_theory(args) -> int:
 
 def cmd_params(args) -> int:
     pc = parse_arch(args.architecture)
-    fields = ("attention", "dense_mlp", "routed_experts", "routed_expert_one", "shared_experts", "router",
-              "norms", "embedding", "lm_head", "positions", "projections")
+    fields = (
+        "attention",
+        "dense_mlp",
+        "routed_experts",
+        "routed_expert_one",
+        "shared_experts",
+        "router",
+        "norms",
+        "embedding",
+        "lm_head",
+        "positions",
+        "projections",
+    )
     for field in fields:
         print(f"{field:>18} {getattr(pc, field):>16,}")
     print(f"{'total':>18} {pc.total:>16,}\n{'active':>18} {pc.active:>16,}")
@@ -173,7 +190,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(p)
     p.add_argument("--sigma", type=float, required=True, help="sigma of Eq. 5 (tokens per round / (gamma+1))")
     p.add_argument("--gamma", type=int, nargs="+", required=True, help="one or more draft lengths")
-    p.add_argument("--batch-sizes", type=_batch_sizes, default=_batch_sizes("1 2 4 8 12 16 20 24 28 32 36 40 44 48 52 56 60 80 100"))
+    p.add_argument(
+        "--batch-sizes",
+        type=_batch_sizes,
+        default=_batch_sizes("1 2 4 8 12 16 20 24 28 32 36 40 44 48 52 56 60 80 100"),
+    )
     p.add_argument("--params", type=Path, help="params.json of a `moesd fit` run: use the fitted model")
     p.add_argument("--out", type=Path, help="also write the table as CSV")
     p.set_defaults(func=cmd_predict)

@@ -47,7 +47,12 @@ def _step_time(p, tokens, k, e, lam_rp):
     """Target forward time for `tokens` tokens through the router (Algorithm 1, lines 3-4, 6-7)."""
     n = expected_active_experts(e, k, tokens)  # Eq. 8
     per_expert = tokens * k / n  # Eq. 10: T_exp = t K / N
-    return p["bias"] + p["k1"] * roofline_g(tokens, lam_rp, p["s"]) + p["k2"] * n + p["k3"] * roofline_g(per_expert, lam_rp, p["s"])
+    return (
+        p["bias"]
+        + p["k1"] * roofline_g(tokens, lam_rp, p["s"])
+        + p["k2"] * n
+        + p["k3"] * roofline_g(per_expert, lam_rp, p["s"])
+    )
 
 
 def stage_times(params, B, gamma, K, E, ridge_point, verify_tokens="gamma"):
@@ -172,7 +177,15 @@ def fit_speedup_model(
 
     def residuals(x):
         predicted = compute_speedup(
-            x * scale, cols["B"], cols["gamma"], cols["K"], cols["E"], cols["sigma"], ridge_point, variant, verify_tokens
+            x * scale,
+            cols["B"],
+            cols["gamma"],
+            cols["K"],
+            cols["E"],
+            cols["sigma"],
+            ridge_point,
+            variant,
+            verify_tokens,
         )
         return np.nan_to_num(predicted - cols["speedup"], nan=1e6, posinf=1e6, neginf=-1e6)
 
@@ -263,10 +276,24 @@ def run_fit(
     )
     in_fit = stride_subset(table, stride)
     result = fit_speedup_model(
-        table[in_fit], bounds, hardware.ridge_point, variant=variant, verify_tokens=verify_tokens, n_starts=n_starts, seed=seed
+        table[in_fit],
+        bounds,
+        hardware.ridge_point,
+        variant=variant,
+        verify_tokens=verify_tokens,
+        n_starts=n_starts,
+        seed=seed,
     )
     predicted = compute_speedup(
-        result.params, table["B"], table["gamma"], table["K"], table["E"], table["sigma"], hardware.ridge_point, variant, verify_tokens
+        result.params,
+        table["B"],
+        table["gamma"],
+        table["K"],
+        table["E"],
+        table["sigma"],
+        hardware.ridge_point,
+        variant,
+        verify_tokens,
     )
     predictions = table.assign(speedup_pred=np.asarray(predicted), in_fit=in_fit.to_numpy())
     metrics = evaluate(table, np.asarray(predicted), in_fit) | {"fit_seconds": result.seconds, "stride": stride}
@@ -276,8 +303,13 @@ def run_fit(
         "variant": variant,
         "verify_tokens": verify_tokens,
         "ridge_point": hardware.ridge_point,
-        "hardware": {"name": hardware.name, "gpus": hardware.gpus, "source": hardware.source,
-                     "flops": hardware.flops, "bandwidth": hardware.bandwidth},
+        "hardware": {
+            "name": hardware.name,
+            "gpus": hardware.gpus,
+            "source": hardware.source,
+            "flops": hardware.flops,
+            "bandwidth": hardware.bandwidth,
+        },
         "target_experts": target.n_experts,
         "target_top_k": target.top_k,
         "dense_convention": dense_convention,
@@ -292,3 +324,9 @@ def run_fit(
         "seconds": result.seconds,
     }
     return record, predictions, metrics
+
+
+def sparsity_grid(k_values=PAPER_K_VALUES, gammas=(2, 4), batch_sizes=PAPER_BATCH_SIZES, n_experts=64) -> pd.DataFrame:
+    """The paper's sparsity-sweep design (App. C.2): K x gamma x B rows (6 x 2 x 19 = 228)."""
+    rows = [(k, g, b) for k in k_values for g in gammas for b in batch_sizes]
+    return pd.DataFrame(rows, columns=["K", "gamma", "B"]).assign(E=n_experts)

@@ -126,7 +126,6 @@ def probe_hardware(device: str = "cpu", copy_mib: int = 512, matmul_n: int = 204
     dst = torch.empty_like(src)
     copy_s = _median_seconds(lambda: dst.copy_(src), repeats, synchronize)
     copy_bytes = 2 * src.numel() * src.element_size()
-    del src, dst
 
     a = torch.randn(matmul_n, matmul_n, dtype=dtype, device=dev)
     b = torch.randn(matmul_n, matmul_n, dtype=dtype, device=dev)

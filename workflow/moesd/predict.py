@@ -78,7 +78,9 @@ def roofline_table(
     return pd.concat(rows, ignore_index=True).assign(model="roofline")
 
 
-def fitted_table(params_file: str | Path, sigma: float, gammas, batch_sizes, n_experts=None, top_k=None) -> pd.DataFrame:
+def fitted_table(
+    params_file: str | Path, sigma: float, gammas, batch_sizes, n_experts=None, top_k=None
+) -> pd.DataFrame:
     """Algorithm 1 with the parameters a `moesd fit` run stored in PARAMS_FILE."""
     stored = json.loads(Path(params_file).read_text())
     params = stored["params"]

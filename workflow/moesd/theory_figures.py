@@ -104,7 +104,9 @@ def roofline_speedup(pairs, platforms, sigma, gammas, batch_sizes, fit_options) 
                 bandwidth_scope=fit_options["bandwidth_scope"],
                 verify_tokens=fit_options["verify_tokens"],
             )
-            frames.append(table.assign(pair=pair["name"], target=pair["target"], draft=pair["draft"], platform=hw.label))
+            frames.append(
+                table.assign(pair=pair["name"], target=pair["target"], draft=pair["draft"], platform=hw.label)
+            )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -116,7 +118,9 @@ def roofline_speedup_figure(table: pd.DataFrame, stem: Path) -> None:
         part = table[table["platform"] == platform]
         for row, metric in enumerate(("speedup", "target_efficiency")):
             ax = axes[row, col]
-            sns.lineplot(part, x="B", y=metric, hue="pair", style="gamma", markers=True, ax=ax, legend=(row == 0 and col == 0))
+            sns.lineplot(
+                part, x="B", y=metric, hue="pair", style="gamma", markers=True, ax=ax, legend=(row == 0 and col == 0)
+            )
             ax.set_xscale("log")
             ax.set_xlabel("batch size B")
             if row == 0:
@@ -144,7 +148,12 @@ def run(config: dict, out_dir: Path) -> list[Path]:
     active_experts_figure(sat, theory["max_tokens"], out_dir / "active_experts")
     tokens_per_expert_figure(theory["tokens_per_expert_t"], out_dir / "tokens_per_expert")
     roof = roofline_speedup(
-        prediction["pairs"], prediction["platforms"], prediction["sigma"], prediction["gammas"], prediction["batch_sizes"], config["fit"]
+        prediction["pairs"],
+        prediction["platforms"],
+        prediction["sigma"],
+        prediction["gammas"],
+        prediction["batch_sizes"],
+        config["fit"],
     )
     write_csv(out_dir / "roofline_speedup.csv", roof)
     roofline_speedup_figure(roof, out_dir / "roofline_speedup")

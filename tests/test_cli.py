@@ -1,0 +1,225 @@
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from moesd.cli import main
+
+
+def run_cli(capsys, *argv):
+    try:
+        code = main(list(argv))
+    except SystemExit as stop:
+        code = stop.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_fit_writes_params_predictions_metrics(tmp_path, capsys, synthetic_measurements):
+    table = tmp_path / "sweep.csv"
+    synthetic_measurements.assign(t_reject=1e-3).to_csv(table, index=False)
+    code, out, _ = run_cli(
+        capsys,
+        "fit",
+        str(table),
+        "--target",
+        "qwen2-57b-a14b",
+        "--draft",
+        "qwen2-0.5b",
+        "--hardware",
+        "H800",
+        "--gpus",
+        "2",
+        "--stride",
+        "11",
+        "--n-starts",
+        "2",
+        "--out",
+        str(tmp_path / "fit"),
+    )
+    assert code == 0 and "m=21 of 228" in out
+    params = json.loads((tmp_path / "fit/params.json").read_text())
+    assert params["hardware"]["gpus"] == 2 and params["variant"] == "eq4"
+    assert params["bounds"]["reject_k"] == [0.0, 1e-3]  # T_rej from the table's t_reject
+    predictions = pd.read_csv(tmp_path / "fit/predictions.csv")
+    assert len(predictions) == 228 and predictions["in_fit"].sum() == 21
+    assert {"speedup", "speedup_pred", "t_reject"} <= set(predictions.columns)
+    metrics = json.loads((tmp_path / "fit/metrics.json").read_text())
+    assert metrics["mape_heldout"] < 2.0
+
+    # the fitted model as a tool
+    code, out, _ = run_cli(
+        capsys,
+        "predict",
+        "--target",
+        "qwen2-57b-a14b",
+        "--draft",
+        "qwen2-0.5b",
+        "--hardware",
+        "2xH800",
+        "--sigma",
+        "0.9",
+        "--gamma",
+        "2",
+        "4",
+        "--params",
+        str(tmp_path / "fit/params.json"),
+        "--out",
+        str(tmp_path / "pred.csv"),
+    )
+    assert code == 0 and "peak_B" in out and "best_gamma" in out
+    pred = pd.read_csv(tmp_path / "pred.csv")
+    assert len(pred) == 2 * 19 and pred["model"].iloc[0] == "fitted (eq4)"
+
+
+def test_predict_roofline(capsys):
+    code, out, _ = run_cli(
+        capsys,
+        "predict",
+        "--target",
+        "qwen2-57b-a14b",
+        "--draft",
+        "qwen2-0.5b",
+        "--hardware",
+        "2xA800",
+        "--sigma",
+        "0.9",
+        "--gamma",
+        "4",
+        "--batch-sizes",
+        "1,8,32,100",
+    )
+    assert code == 0
+    rows = [line.split() for line in out.splitlines() if line.startswith("roofline")]
+    assert [int(r[2]) for r in rows] == [1, 8, 32, 100]
+    speedups = [float(r[-1]) for r in rows]
+    assert speedups[2] > speedups[0]  # MoE: SD pays more at moderate batch than at B = 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            [
+                "fit",
+                "/nonexistent.csv",
+                "--target",
+                "qwen2-57b-a14b",
+                "--draft",
+                "qwen2-0.5b",
+                "--hardware",
+                "H800",
+                "--out",
+                "x",
+            ],
+            "/nonexistent.csv: no such file",
+        ),
+        (
+            [
+                "predict",
+                "--target",
+                "qwen9",
+                "--draft",
+                "qwen2-0.5b",
+                "--hardware",
+                "H800",
+                "--sigma",
+                "0.9",
+                "--gamma",
+                "4",
+            ],
+            "unknown architecture 'qwen9'",
+        ),
+        (
+            [
+                "predict",
+                "--target",
+                "opt-30b",
+                "--draft",
+                "opt-350m",
+                "--hardware",
+                "B300",
+                "--sigma",
+                "0.9",
+                "--gamma",
+                "4",
+            ],
+            "unknown hardware 'B300'",
+        ),
+        (
+            [
+                "predict",
+                "--target",
+                "opt-30b",
+                "--draft",
+                "opt-350m",
+                "--hardware",
+                "H800",
+                "--sigma",
+                "1.5",
+                "--gamma",
+                "4",
+            ],
+            "--sigma must be in (0, 1]",
+        ),
+        (
+            [
+                "predict",
+                "--target",
+                "opt-30b:ffn_dim",
+                "--draft",
+                "opt-350m",
+                "--hardware",
+                "H800",
+                "--sigma",
+                "0.5",
+                "--gamma",
+                "4",
+            ],
+            "is not key=value",
+        ),
+    ],
+)
+def test_bad_input_gives_one_line(capsys, argv, message):
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2
+    assert err.strip().startswith("moesd: error:") and message in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_fit_rejects_table_without_columns(tmp_path, capsys):
+    table = tmp_path / "t.csv"
+    pd.DataFrame({"B": [1, 2], "speedup": [1.0, 1.1]}).to_csv(table, index=False)
+    code, _, err = run_cli(
+        capsys,
+        "fit",
+        str(table),
+        "--target",
+        "opt-30b",
+        "--draft",
+        "opt-350m",
+        "--hardware",
+        "A800",
+        "--out",
+        str(tmp_path),
+    )
+    assert code == 2 and "missing column(s) gamma, K, E, sigma" in err
+
+
+def test_params_and_module_entry_point():
+    out = subprocess.run(
+        [sys.executable, "-m", "moesd", "params", "qwen2-57b-a14b"], capture_output=True, text=True, check=True
+    )
+    assert "57,408,658,944" in out.stdout
+
+
+def test_probe_hardware_writes_env(tmp_path, capsys):
+    env = tmp_path / "env.json"
+    env.write_text(json.dumps({"kept": 1}))
+    code, out, _ = run_cli(
+        capsys, "probe-hardware", "--copy-mib", "8", "--matmul-n", "128", "--repeats", "2", "--out", str(env)
+    )
+    data = json.loads(env.read_text())
+    assert code == 0 and data["kept"] == 1 and data["hardware_probe"]["bandwidth"] > 0
+    assert data["environment"]["packages"]["torch"].startswith("2.13.0")

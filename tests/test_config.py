@@ -1,0 +1,64 @@
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+from moesd.config import ConfigError, load_config, validate_config
+from moesd.paths import REPO_ROOT
+
+CONFIGS = sorted((REPO_ROOT / "config").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_shipped_configs_validate(path):
+    config = load_config(path)
+    assert config["fit"]["variant"] in ("eq4", "printed")
+
+
+def test_defaults_fill_an_empty_config():
+    config = validate_config({})
+    assert config["experiment"] == "default"
+    assert config["theory"]["tau"] == 0.95 and config["fit"]["stride"] == 11
+
+
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        ({"fit": {"varaint": "eq4"}}, "config error: fit.varaint: unknown key"),
+        ({"colour": "red"}, "config error: colour: unknown key"),
+        ({"fit": {"variant": "eq5"}}, "config error: fit.variant:"),
+        ({"theory": {"tau": "high"}}, "config error: theory.tau:"),
+        ({"theory": {"k_values": []}}, "config error: theory.k_values:"),
+        ({"prediction": {"batch_sizes": [0, 1]}}, "config error: prediction.batch_sizes.0:"),
+        ({"prediction": {"platforms": ["3xB300"]}}, "config error: prediction.platforms.0: unknown hardware"),
+        ({"theory": {"architectures": ["gpt-5"]}}, "config error: theory.architectures.0: unknown architecture"),
+        ({"prediction": {"pairs": [{"name": "x", "target": "opt-30b"}]}}, "config error: prediction.pairs.0:"),
+    ],
+)
+def test_bad_config_fails_with_one_line_naming_the_key(patch, message):
+    with pytest.raises(ConfigError) as info:
+        validate_config(copy.deepcopy(patch))
+    text = str(info.value)
+    assert text.startswith(message), text
+    assert "\n" not in text
+
+
+def test_unreadable_config_file(tmp_path: Path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("fit: [unclosed\n")
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(bad)
+
+
+def test_schema_documents_every_key():
+    schema = yaml.safe_load((REPO_ROOT / "workflow/schemas/config.schema.yaml").read_text())
+
+    def walk(node, path):
+        for key, sub in node.get("properties", {}).items():
+            assert "description" in sub, f"{path}{key} has no description"
+            assert "default" in sub or path.endswith("items."), f"{path}{key} has no default"
+            walk(sub, f"{path}{key}.")
+            if "items" in sub:
+                walk(sub["items"], f"{path}{key}.items.")
+
+    walk(schema, "")
