@@ -223,3 +223,25 @@ def test_probe_hardware_writes_env(tmp_path, capsys):
     data = json.loads(env.read_text())
     assert code == 0 and data["kept"] == 1 and data["hardware_probe"]["bandwidth"] > 0
     assert data["environment"]["packages"]["torch"].startswith("2.13.0")
+
+
+def test_simulate_fit_quality_and_plot(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text("simulation:\n  k_values: [4, 8]\n  gammas: [2, 4]\n  batch_sizes: [1, 4, 16, 32, 64, 100]\n")
+    sweep = tmp_path / "sweep.csv"
+    code, out, _ = run_cli(capsys, "simulate", "--config", str(config), "--out", str(sweep))
+    assert code == 0 and "24 simulated points" in out
+    table = pd.read_csv(sweep)
+    assert set(table["source"]) == {"roofline simulation"} and set(table["K"]) == {4, 8}
+    models = ["--target", "qwen2-57b-a14b", "--draft", "qwen2-0.5b", "--hardware", "2xH800", "--n-starts", "2"]
+    code, out, _ = run_cli(capsys, "fit-quality", str(sweep), *models, "--strides", "2", "1", "--out", str(tmp_path))
+    quality = pd.read_csv(tmp_path / "fit_quality.csv")
+    assert code == 0 and list(quality["m"]) == [12, 24]
+    assert quality["mse_all"].max() < 0.01  # Algorithm 1 contains the roofline as a special case
+    assert "| m |" in (tmp_path / "fit_quality.md").read_text().replace("|   m |", "| m |")
+    code, _, _ = run_cli(capsys, "fit", str(sweep), *models, "--stride", "2", "--out", str(tmp_path / "fit"))
+    stem = tmp_path / "grid"
+    code, _, _ = run_cli(
+        capsys, "plot-fit", str(tmp_path / "fit/predictions.csv"), "--caption", "c", "--out", str(stem)
+    )
+    assert code == 0 and stem.with_suffix(".png").stat().st_size > 0 and stem.with_suffix(".pdf").is_file()

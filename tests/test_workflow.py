@@ -41,8 +41,11 @@ def test_default_run_produces_every_output_then_nothing_to_do(checkout):
         for ext in ("png", "pdf", "caption.md"):
             path = figures / f"{name}.{ext}"
             assert path.is_file() and path.stat().st_size > 0, path
-    for table in ("saturation.csv", "roofline_speedup.csv"):
-        assert (figures / table).stat().st_size > 0
+    for name in ("saturation.csv", "roofline_speedup.csv", "fit_quality.csv", "fit_quality.md", "sparsity_fit.png"):
+        assert (figures / name).stat().st_size > 0, name
+    runs = checkout / "data" / "runs" / "default"
+    for name in ("config.json", "env.json", "theory/simulated_sweep.csv", "theory/fit/params.json"):
+        assert (runs / name).stat().st_size > 0, name
     assert not list(figures.glob(".*.tmp"))  # no half-written files
     again = snakemake(checkout, "--cores", "2")
     assert again.returncode == 0

@@ -15,6 +15,7 @@ import pandas as pd
 
 from moesd.architectures import ArchitectureError, count_parameters, load_architecture
 from moesd.config import ConfigError
+from moesd.fit import TABLE3_STRIDES
 
 EXPECTED_ERRORS = (ArchitectureError, ConfigError, ValueError, FileNotFoundError, KeyError)
 
@@ -41,6 +42,12 @@ def _batch_sizes(text: str) -> list[int]:
     return values
 
 
+def _add_fit_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dense-convention", choices=("non_routed", "non_ffn"), default="non_routed")
+    p.add_argument("--n-starts", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+
+
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", required=True, help="target architecture NAME[:key=value,...] (data/architectures)")
     p.add_argument("--draft", required=True, help="draft architecture NAME[:key=value,...]")
@@ -61,20 +68,7 @@ def cmd_fit(args) -> int:
 
     table = pd.read_csv(args.table)
     target, draft, hardware = parse_arch(args.target), parse_arch(args.draft), load_hardware(args.hardware, args.gpus)
-    record, predictions, metrics = run_fit(
-        table,
-        target,
-        draft,
-        hardware,
-        stride=args.stride,
-        variant=args.variant,
-        verify_tokens=args.verify_tokens,
-        dense_convention=args.dense_convention,
-        bandwidth_scope=args.bandwidth_scope,
-        bytes_per_param=args.bytes_per_param,
-        n_starts=args.n_starts,
-        seed=args.seed,
-    )
+    record, predictions, metrics = run_fit(table, target, draft, hardware, stride=args.stride, **_fit_options(args))
     record |= {"target": args.target, "draft": args.draft, "table": str(args.table)}
     out = Path(args.out)
     write_json(out / "params.json", record)
@@ -84,6 +78,71 @@ def cmd_fit(args) -> int:
         f"fit {args.variant} on m={metrics['m']} of {metrics['n']} rows in {record['seconds']:.2f} s: "
         f"mse_fit={metrics['mse_fit']:.4g} mse_all={metrics['mse_all']:.4g} mape_heldout={metrics['mape_heldout']:.3g}% -> {out}"
     )
+    return 0
+
+
+def _fit_options(args) -> dict:
+    return {
+        "variant": args.variant,
+        "verify_tokens": args.verify_tokens,
+        "dense_convention": args.dense_convention,
+        "bandwidth_scope": args.bandwidth_scope,
+        "bytes_per_param": args.bytes_per_param,
+        "n_starts": args.n_starts,
+        "seed": args.seed,
+    }
+
+
+def cmd_fit_quality(args) -> int:
+    from moesd.fit import check_table, fit_quality
+    from moesd.hardware import load_hardware
+    from moesd.io import write_csv, write_text
+
+    table = pd.read_csv(args.table)
+    check_table(table, str(args.table))
+    target, draft, hardware = parse_arch(args.target), parse_arch(args.draft), load_hardware(args.hardware, args.gpus)
+    quality = fit_quality(table, target, draft, hardware, strides=args.strides, **_fit_options(args))
+    quality = quality.assign(target=args.target, draft=args.draft, hardware=hardware.label, variant=args.variant)
+    out = Path(args.out)
+    write_csv(out / "fit_quality.csv", quality)
+    columns = ["m", "stride", "mse_fit", "mse_all", "mape_heldout", "fit_seconds", "batch_sizes_involved"]
+    write_text(out / "fit_quality.md", quality[columns].to_markdown(index=False, floatfmt=".4g") + "\n")
+    print(quality[columns[:-1]].to_string(index=False, float_format="%.4g"))
+    return 0
+
+
+def cmd_simulate(args) -> int:
+    from moesd.config import load_config
+    from moesd.io import write_csv
+    from moesd.simulate import roofline_sweep
+
+    config = load_config(args.config)
+    sim, fit = config["simulation"], config["fit"]
+    sweep = roofline_sweep(
+        sim["target"],
+        sim["draft"],
+        sim["platform"],
+        sim["sigma"],
+        sim["k_values"],
+        sim["gammas"],
+        sim["batch_sizes"],
+        bytes_per_param=fit["bytes_per_param"],
+        bandwidth_scope=fit["bandwidth_scope"],
+        verify_tokens=fit["verify_tokens"],
+    )
+    write_csv(args.out, sweep)
+    print(f"{len(sweep)} simulated points -> {args.out}")
+    return 0
+
+
+def cmd_plot_fit(args) -> int:
+    from moesd.fit_figures import sparsity_fit_figure
+
+    predictions = pd.read_csv(args.predictions)
+    missing = {"B", "gamma", "K", "speedup", "speedup_pred", "in_fit"} - set(predictions.columns)
+    if missing:
+        raise ValueError(f"{args.predictions}: missing column(s) {', '.join(sorted(missing))}")
+    sparsity_fit_figure(predictions, Path(args.out), args.caption)
     return 0
 
 
@@ -180,11 +239,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("table", type=Path, help="CSV with columns B, gamma, K, E, sigma, speedup (others kept)")
     _add_model_options(p)
     p.add_argument("--stride", type=int, default=11, help="App. C.3 stride (11 -> m = 21 of 228)")
-    p.add_argument("--dense-convention", choices=("non_routed", "non_ffn"), default="non_routed")
-    p.add_argument("--n-starts", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0)
+    _add_fit_options(p)
     p.add_argument("--out", required=True, type=Path, help="output folder (params.json, predictions.csv, metrics.json)")
     p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("fit-quality", help="Table 3 analog: fit quality against the number m of fitting points")
+    p.add_argument("table", type=Path, help="CSV with columns B, gamma, K, E, sigma, speedup")
+    _add_model_options(p)
+    _add_fit_options(p)
+    p.add_argument("--strides", type=int, nargs="+", default=list(TABLE3_STRIDES), help="default: Table 3's")
+    p.add_argument("--out", required=True, type=Path, help="output folder (fit_quality.csv, fit_quality.md)")
+    p.set_defaults(func=cmd_fit_quality)
+
+    p = sub.add_parser("simulate", help="roofline-simulated sparsity sweep (the config's `simulation` section)")
+    p.add_argument("--config", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path, help="CSV to write")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("plot-fit", help="Fig. 4-style grid of data against a fit's predictions")
+    p.add_argument("predictions", type=Path, help="predictions.csv of `moesd fit`")
+    p.add_argument("--caption", required=True, help="caption: device, models, source of the data")
+    p.add_argument("--out", required=True, type=Path, help="figure path stem (.png and .pdf are written)")
+    p.set_defaults(func=cmd_plot_fit)
 
     p = sub.add_parser("predict", help="predicted speedup per batch size (roofline, or fitted with --params)")
     _add_model_options(p)

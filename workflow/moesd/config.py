@@ -60,16 +60,19 @@ def _check_names(config: dict) -> None:
     checks.append(("theory.sweep_architecture", config["theory"]["sweep_architecture"]))
     for i, pair in enumerate(config["prediction"]["pairs"]):
         checks += [(f"prediction.pairs.{i}.target", pair["target"]), (f"prediction.pairs.{i}.draft", pair["draft"])]
+    sim = config["simulation"]
+    checks += [("simulation.target", sim["target"]), ("simulation.draft", sim["draft"])]
     for key, name in checks:
         try:
             load_architecture(name)
         except ArchitectureError as error:
             raise ConfigError(f"config error: {key}: {error}") from None
-    for i, platform in enumerate(config["prediction"]["platforms"]):
+    platforms = [(f"prediction.platforms.{i}", p) for i, p in enumerate(config["prediction"]["platforms"])]
+    for key, platform in [*platforms, ("simulation.platform", sim["platform"])]:
         try:
             load_hardware(platform)
         except HardwareError as error:
-            raise ConfigError(f"config error: prediction.platforms.{i}: {error}") from None
+            raise ConfigError(f"config error: {key}: {error}") from None
 
 
 def load_config(path: str | Path) -> dict:

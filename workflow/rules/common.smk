@@ -13,5 +13,19 @@ rule resolved_config:
     run:
         from moesd.io import write_text
 
-        write_text(output[0], params.text + "\n")
+        write_text(output[0], f"{params.text}\n")
         write_text(log[0], f"wrote {output[0]}\n")
+
+
+rule environment:
+    """The run's env.json: package versions, git commit, and this machine's measured memory
+    bandwidth and matmul throughput (`moesd probe-hardware`)."""
+    output:
+        f"{RUNS}/env.json",
+    threads: 2  # the probe's thread count is recorded; the CPU experiments run with 2
+    log:
+        f"{LOGS}/environment.log",
+    conda:
+        "../../envs/cpu.yaml"
+    shell:
+        "moesd probe-hardware --device cpu --copy-mib 256 --matmul-n 1024 --out {output} > {log} 2>&1"

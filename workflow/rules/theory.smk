@@ -29,6 +29,96 @@ rule theory_figures:
         "moesd theory --config {input.config} --out {params.out} > {log} 2>&1"
 
 
+SIM = config["simulation"]
+FIT = config["fit"]
+FIT_FLAGS = (
+    f"--variant {FIT['variant']} --verify-tokens {FIT['verify_tokens']} "
+    f"--dense-convention {FIT['dense_convention']} --bandwidth-scope {FIT['bandwidth_scope']} "
+    f"--bytes-per-param {FIT['bytes_per_param']} --n-starts {FIT['n_starts']} --seed {FIT['seed']}"
+)
+SIM_MODELS = f"--target {SIM['target']} --draft {SIM['draft']} --hardware {SIM['platform']}"
+
+
+rule simulate_sweep:
+    """The paper's sparsity-sweep design with roofline-simulated speedups (labelled as such)."""
+    input:
+        config=f"{RUNS}/config.json",
+    output:
+        f"{RUNS}/theory/simulated_sweep.csv",
+    log:
+        f"{LOGS}/simulate_sweep.log",
+    conda:
+        "../../envs/cpu.yaml"
+    shell:
+        "moesd simulate --config {input.config} --out {output} > {log} 2>&1"
+
+
+rule fit_simulated:
+    """Algorithm 1 fitted on the config's stride subset of the simulated sweep."""
+    input:
+        rules.simulate_sweep.output,
+    output:
+        params=f"{RUNS}/theory/fit/params.json",
+        predictions=f"{RUNS}/theory/fit/predictions.csv",
+        metrics=f"{RUNS}/theory/fit/metrics.json",
+    params:
+        out=lambda wildcards, output: Path(output.params).parent,
+        models=SIM_MODELS,
+        flags=f"{FIT_FLAGS} --stride {FIT['stride']}",
+    log:
+        f"{LOGS}/fit_simulated.log",
+    conda:
+        "../../envs/cpu.yaml"
+    shell:
+        "moesd fit {input} {params.models} {params.flags} --out {params.out} > {log} 2>&1"
+
+
+rule fit_quality_simulated:
+    """Table 3 analog on the simulated sweep: fit quality against m for Table 3's strides."""
+    input:
+        rules.simulate_sweep.output,
+    output:
+        table=f"{FIGURES}/theory/fit_quality.csv",
+        markdown=report(f"{FIGURES}/theory/fit_quality.md", caption="../report/fit_quality.rst", category="Theory"),
+    params:
+        out=lambda wildcards, output: Path(output.table).parent,
+        models=SIM_MODELS,
+        flags=FIT_FLAGS,
+    log:
+        f"{LOGS}/fit_quality_simulated.log",
+    conda:
+        "../../envs/cpu.yaml"
+    shell:
+        "moesd fit-quality {input} {params.models} {params.flags} --out {params.out} > {log} 2>&1"
+
+
+rule plot_fit_simulated:
+    input:
+        rules.fit_simulated.output.predictions,
+    output:
+        [
+            report(f"{FIGURES}/theory/sparsity_fit.{ext}", caption="../report/sparsity_fit.rst", category="Theory")
+            for ext in ("png", "pdf")
+        ],
+    params:
+        stem=lambda wildcards, output: Path(output[0]).with_suffix(""),
+        caption=(
+            f"Roofline-simulated sparsity sweep (not measured): {SIM['target']} with num_experts_per_tok = K, "
+            f"draft {SIM['draft']}, {SIM['platform']} datasheet peaks, sigma = {SIM['sigma']} for every K. "
+            f"Line: Algorithm 1 ({FIT['variant']}) fitted on the stride-{FIT['stride']} subset (filled dots); "
+            "dashed: each panel's peak / sqrt(2)."
+        ),
+    log:
+        f"{LOGS}/plot_fit_simulated.log",
+    conda:
+        "../../envs/cpu.yaml"
+    shell:
+        "moesd plot-fit {input} --caption {params.caption:q} --out {params.stem} > {log} 2>&1"
+
+
 rule theory:
     input:
         rules.theory_figures.output,
+        rules.fit_quality_simulated.output,
+        rules.plot_fit_simulated.output,
+        f"{RUNS}/env.json",
