@@ -41,3 +41,12 @@ def synthetic_measurements(qwen_setup, paper_grid):
     clean = compute_speedup(qwen_setup["true"], frame.B, frame.gamma, frame.K, frame.E, frame.sigma, qwen_setup["rp"])
     rng = np.random.default_rng(1234)
     return frame.assign(speedup=clean * (1 + 0.01 * rng.standard_normal(len(frame))), speedup_clean=clean)
+
+
+@pytest.fixture(scope="session")
+def tiny_dirs(tmp_path_factory):
+    """family -> folder of a tiny random model saved by transformers."""
+    from .tiny_models import FAMILIES, save_tiny
+
+    root = tmp_path_factory.mktemp("tiny")
+    return {family: save_tiny(family, root / family, seed=i) for i, family in enumerate(FAMILIES)}

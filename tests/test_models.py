@@ -1,0 +1,129 @@
+"""Our decoder against transformers' implementation of the same weights."""
+
+import json
+
+import pytest
+import torch
+from moesd.models import ModelSpecError, load_model, parse_spec
+from moesd.models.cache import KVCache
+
+from .tiny_models import FAMILIES, VOCAB
+
+
+def hf_logits(folder, ids):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    with torch.no_grad():
+        return model(torch.tensor([ids])).logits[0]
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_logits_match_transformers_prefill_and_ragged_cached_decode(family, tiny_dirs):
+    folder = tiny_dirs[family]
+    ours = load_model(f"dir:{folder}", device="cpu")
+    gen = torch.Generator().manual_seed(1)
+    prompt_lens, s = [5, 11, 1, 8], 3
+    seqs = [torch.randint(0, VOCAB, (n + s,), generator=gen).tolist() for n in prompt_lens]
+    cache = ours.new_cache(len(seqs), 32)
+    # batched prefill of prompts of different lengths (right-padded)
+    width = max(prompt_lens)
+    ids = torch.zeros(len(seqs), width, dtype=torch.long)
+    for i, n in enumerate(prompt_lens):
+        ids[i, :n] = torch.tensor(seqs[i][:n])
+    prefill = ours(ids, cache)
+    cache.advance(torch.tensor(prompt_lens))
+    # cached multi-token decode: s new tokens per sequence at each sequence's own length
+    step = ours(torch.tensor([seq[n : n + s] for seq, n in zip(seqs, prompt_lens, strict=True)]), cache)
+    for i, (seq, n) in enumerate(zip(seqs, prompt_lens, strict=True)):
+        ref = hf_logits(folder, seq)  # [n + s, V], unbatched, no padding
+        assert ref.abs().max() > 0.3  # the comparison is not between near-zero numbers
+        assert (prefill[i, :n] - ref[:n]).abs().max() < 1e-4
+        assert (step[i] - ref[n : n + s]).abs().max() < 1e-4
+
+
+def test_moe_loop_and_grouped_mm_agree(tiny_dirs):
+    folder = tiny_dirs["qwen2_moe"]
+    grouped = load_model(f"dir:{folder}", device="cpu", expert_impl="auto")
+    loop = load_model(f"dir:{folder}", device="cpu", expert_impl="loop")
+    assert loop.expert_impl == "loop" and grouped.expert_impl in ("grouped_mm", "loop")
+    ids = torch.randint(0, VOCAB, (3, 7))
+    a = grouped(ids, grouped.new_cache(3, 16))
+    b = loop(ids, loop.new_cache(3, 16))
+    assert (a - b).abs().max() < 1e-5
+
+
+def test_router_recording_counts_tokens_per_expert(tiny_dirs):
+    model = load_model(f"dir:{tiny_dirs['mixtral']}", device="cpu")
+    ids = torch.randint(0, VOCAB, (4, 5))
+    with model.router_recording() as calls:
+        model(ids, model.new_cache(4, 8))
+    assert len(calls) == 1
+    counts = calls[0]  # [moe layers, E]
+    assert counts.shape == (2, 4)
+    assert torch.all(counts.sum(dim=1) == 4 * 5 * 2)  # every token goes to top_k = 2 experts
+    assert all(moe.record is None for moe in model.moe_layers)  # off again
+
+
+def test_cache_rollback_is_a_length_change(tiny_dirs):
+    model = load_model(f"dir:{tiny_dirs['qwen2']}", device="cpu")
+    ids = torch.randint(0, VOCAB, (2, 6))
+    cache = model.new_cache(2, 16)
+    full = model(ids, cache)
+    cache.advance(6)
+    cache.set_lengths(torch.tensor([3, 3]))  # roll back three tokens, then re-feed them
+    again = model(ids[:, 3:], cache)
+    assert (again - full[:, 3:]).abs().max() < 1e-5
+
+
+def test_cache_overflow_is_an_error(tiny_dirs):
+    model = load_model(f"dir:{tiny_dirs['qwen2']}", device="cpu")
+    with pytest.raises(ValueError, match="KV cache overflow"):
+        model(torch.zeros(1, 9, dtype=torch.long), KVCache(2, 1, 2, 8, 8, dtype=torch.float32, device="cpu"))
+
+
+def test_arch_specs_build_random_models_with_overrides():
+    model = load_model(
+        "arch:qwen2-57b-a14b:num_hidden_layers=1,hidden_size=64,num_attention_heads=4,"
+        "num_key_value_heads=2,moe_intermediate_size=32,shared_expert_intermediate_size=64,"
+        "vocab_size=128,num_experts_per_tok=2,seed=3",
+        device="cpu",
+    )
+    assert model.cfg.top_k == 2 and model.cfg.num_experts == 64 and model.cfg.num_layers == 1
+    again = load_model(
+        "arch:qwen2-57b-a14b:num_hidden_layers=1,hidden_size=64,num_attention_heads=4,"
+        "num_key_value_heads=2,moe_intermediate_size=32,shared_expert_intermediate_size=64,"
+        "vocab_size=128,num_experts_per_tok=2,seed=3",
+        device="cpu",
+    )
+    assert torch.equal(model.embed.weight, again.embed.weight)  # seeded
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("qwen2", "expected hf:ORG/NAME@REVISION"),
+        ("hf:Qwen/Qwen2-0.5B", "pinned revision"),
+        ("dir:/nonexistent/model", "no config.json"),
+        ("arch:gpt-9", "unknown architecture"),
+        ("arch:qwen2-0.5b:num_layers=2", "no key 'num_layers'"),
+        ("arch:deepseek-v2-lite", "not supported by the engine"),
+    ],
+)
+def test_bad_specs_fail_with_the_spec_named(spec, message):
+    with pytest.raises(ModelSpecError, match=message):
+        load_model(spec, device="cpu")
+
+
+def test_hf_spec_offline_gives_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    with pytest.raises(ModelSpecError, match="model spec hf:Qwen/Qwen2-0.5B-Instruct@main: cannot download"):
+        load_model("hf:Qwen/Qwen2-0.5B-Instruct@main", device="cpu")
+    assert parse_spec("hf:Qwen/Qwen2-0.5B-Instruct@abc123").revision == "abc123"
+
+
+def test_dir_without_weights(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
+    with pytest.raises(ModelSpecError, match="no \\*.safetensors"):
+        load_model(f"dir:{tmp_path}", device="cpu")

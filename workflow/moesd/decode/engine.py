@@ -1,0 +1,256 @@
+"""Batched autoregressive and speculative decoding on one loop skeleton.
+
+    generate(stepper, prompts):  prefill -> first token; then step -> append -> stop, until every
+                                 sequence has max_new_tokens tokens (or its EOS)
+
+A stepper owns the caches and the last sampled token of each sequence:
+    ARStepper: one target forward per step, one new token per sequence.
+    SDStepper: one round per step:
+        1. draft: gamma draft forwards propose d_1..d_gamma per sequence
+        2. verify: one target forward scores [last, d_1..d_gamma] (gamma + 1 positions)
+        3. accept: rejection sampling keeps a prefix d_1..d_n and adds one token
+        4. roll back: each sequence's target and draft cache lengths move to what was kept
+Invariant between steps: the target cache holds every token but `last`; the draft cache also
+lacks `pending` where the previous round accepted all gamma drafts (the draft never ran d_gamma),
+and catches up on it in its first forward of the next round.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from moesd.decode.sampling import sample, verify
+from moesd.models import KVCache, Transformer
+
+
+class Timer:
+    """Wall time of device work: synchronises before reading the clock when enabled."""
+
+    def __init__(self, device, enabled: bool):
+        self.enabled = enabled
+        self.cuda = torch.device(device).type == "cuda"
+
+    def now(self) -> float | None:
+        if not self.enabled:
+            return None
+        if self.cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    @staticmethod
+    def since(start: float | None, end: float | None) -> float | None:
+        return None if start is None or end is None else end - start
+
+
+@dataclass
+class GenerationConfig:
+    max_new_tokens: int = 64
+    temperature: float = 0.0
+    gamma: int = 4
+    acceptance: str = "target"  # "target" (rejection sampling) or "forced"
+    alpha: float | None = None  # forced acceptance probability
+    stop_at_eos: bool = True
+    timing: bool = False
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if self.gamma < 1:
+            raise ValueError(f"gamma must be >= 1, got {self.gamma}")
+        if self.acceptance not in ("target", "forced"):
+            raise ValueError(f"acceptance must be 'target' or 'forced', got {self.acceptance!r}")
+        if self.acceptance == "forced" and not (self.alpha is not None and 0 <= self.alpha <= 1):
+            raise ValueError(f"forced acceptance needs alpha in [0, 1], got {self.alpha}")
+
+
+@dataclass
+class StepRecord:
+    """One step: AR (one token per sequence) or one SD round."""
+
+    new_tokens: list[list[int]]
+    accepted: list[int] | None = None  # SD: draft tokens kept per sequence
+    t_draft: float | None = None  # T_D: all gamma draft forwards of the round
+    t_target: float | None = None  # T_T(B, 1) for AR, T_T(B, gamma+1) for SD
+    t_reject: float | None = None  # T_reject: the acceptance rule
+    active: list[bool] = field(default_factory=list)
+
+
+@dataclass
+class GenerationResult:
+    mode: str
+    output_ids: list[list[int]]
+    steps: list[StepRecord]
+    prefill_seconds: float | None
+    target_outputs: bool  # False under forced acceptance: outputs are not the target's
+    expert_impl: str
+
+    @property
+    def accepted_per_sequence(self) -> list[list[int]]:
+        """Per sequence, the accepted count of every SD round it was active in."""
+        out = [[] for _ in self.output_ids]
+        for step in self.steps:
+            for i, (n, active) in enumerate(zip(step.accepted or [], step.active, strict=False)):
+                if active:
+                    out[i].append(n)
+        return out
+
+
+def forward_ragged(model: Transformer, cache: KVCache, sequences: list[list[int]], pad: int = 0) -> torch.Tensor:
+    """Feed each sequence its own number of new tokens (right-padded to the longest), commit
+    exactly those, and return the logits at each sequence's last new token: [B, V]."""
+    lengths = torch.tensor([len(s) for s in sequences], device=model.device)
+    width = int(lengths.max())
+    ids = torch.full((len(sequences), width), pad, dtype=torch.long, device=model.device)
+    for i, seq in enumerate(sequences):
+        ids[i, : len(seq)] = torch.as_tensor(seq, device=model.device)
+    logits = model(ids, cache, last_only=lengths - 1)
+    cache.advance(lengths)
+    return logits
+
+
+class ARStepper:
+    mode = "ar"
+
+    def __init__(self, target: Transformer, config: GenerationConfig, generator: torch.Generator):
+        self.target, self.config, self.generator = target, config, generator
+        self.timer = Timer(target.device, config.timing)
+
+    def prefill(self, prompts: list[list[int]], max_len: int) -> torch.Tensor:
+        self.cache = self.target.new_cache(len(prompts), max_len)
+        logits = forward_ragged(self.target, self.cache, prompts)
+        self.last = sample(logits, self.config.temperature, self.generator)  # [B]
+        return self.last
+
+    def step(self, active: torch.Tensor) -> StepRecord:
+        start = self.timer.now()
+        logits = self.target(self.last[:, None], self.cache)[:, 0]  # [B, V]
+        self.cache.advance(active.long())  # finished sequences stay in the batch, frozen
+        self.last = sample(logits, self.config.temperature, self.generator)
+        end = self.timer.now()
+        return StepRecord([[t] for t in self.last.tolist()], t_target=Timer.since(start, end))
+
+
+class SDStepper:
+    mode = "sd"
+
+    def __init__(self, target: Transformer, draft: Transformer, config: GenerationConfig, generator: torch.Generator):
+        if target.cfg.vocab_size != draft.cfg.vocab_size:
+            raise ValueError(
+                f"target and draft vocabularies differ ({target.cfg.vocab_size} vs {draft.cfg.vocab_size})"
+            )
+        self.target, self.draft, self.config, self.generator = target, draft, config, generator
+        self.timer = Timer(target.device, config.timing)
+        self.forced = config.alpha if config.acceptance == "forced" else None
+
+    def prefill(self, prompts: list[list[int]], max_len: int) -> torch.Tensor:
+        b = len(prompts)
+        self.cache = self.target.new_cache(b, max_len)
+        self.draft_cache = self.draft.new_cache(b, max_len)
+        logits = forward_ragged(self.target, self.cache, prompts)
+        forward_ragged(self.draft, self.draft_cache, prompts)
+        self.last = sample(logits, self.config.temperature, self.generator)  # [B]
+        self.pending = torch.full_like(self.last, -1)  # a draft token the draft cache still lacks
+        return self.last
+
+    def _propose(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """1. Draft: gamma tokens per sequence, and the logits they were drawn from."""
+        gamma, temp = self.config.gamma, self.config.temperature
+        catch_up = [([p, t] if p >= 0 else [t]) for p, t in zip(self.pending.tolist(), self.last.tolist(), strict=True)]
+        logits = forward_ragged(self.draft, self.draft_cache, catch_up)  # [B, V]
+        drafts, draft_logits = [], []
+        for i in range(gamma):
+            token = sample(logits, temp, self.generator)
+            drafts.append(token)
+            draft_logits.append(logits)
+            if i < gamma - 1:
+                logits = self.draft(token[:, None], self.draft_cache)[:, 0]
+                self.draft_cache.advance(1)
+        return torch.stack(drafts, dim=1), torch.stack(draft_logits, dim=1)  # [B, gamma], [B, gamma, V]
+
+    def step(self, active: torch.Tensor) -> StepRecord:
+        gamma = self.config.gamma
+        t0 = self.timer.now()
+        drafts, draft_logits = self._propose()
+        t1 = self.timer.now()
+        # 2. verify: the target scores last, d_1..d_gamma in one forward
+        target_logits = self.target(torch.cat([self.last[:, None], drafts], dim=1), self.cache)  # [B, gamma+1, V]
+        t2 = self.timer.now()
+        # 3. accept
+        verdict = verify(
+            target_logits, draft_logits, drafts, self.config.temperature, self.generator, forced_alpha=self.forced
+        )
+        t3 = self.timer.now()
+        # 4. roll back: keep last + d_1..d_n in the target; the draft lacks d_gamma after a full run.
+        # Finished sequences stay in the batch (fixed shapes) but keep nothing.
+        n = verdict.accepted
+        self.cache.advance((n + 1) * active.long())
+        full = (n == gamma) & active
+        self.draft_cache.set_lengths(self.cache.lengths - full.long())
+        self.pending = torch.where(full, drafts[:, -1], torch.full_like(n, -1))
+        self.last = verdict.next_token
+        kept = [d[:k] + [t] for d, k, t in zip(drafts.tolist(), n.tolist(), self.last.tolist(), strict=True)]
+        return StepRecord(
+            kept,
+            accepted=n.tolist(),
+            t_draft=Timer.since(t0, t1),
+            t_target=Timer.since(t1, t2),
+            t_reject=Timer.since(t2, t3),
+        )
+
+
+def generate(stepper, prompts: list[list[int]], config: GenerationConfig, eos_ids=()) -> GenerationResult:
+    """The shared loop: prefill, then step / append / stop until every sequence is done."""
+    if not prompts or any(len(p) == 0 for p in prompts):
+        raise ValueError("every prompt needs at least one token")
+    # a sequence can finish mid-round with up to gamma tokens past its budget, and a finished
+    # sequence's slots are still written (not kept) for one more round of gamma + 1
+    max_len = max(len(p) for p in prompts) + config.max_new_tokens + 2 * config.gamma + 2
+    timer = Timer(stepper.target.device, config.timing)
+    start = timer.now()
+    first = stepper.prefill(prompts, max_len).tolist()
+    prefill_seconds = Timer.since(start, timer.now())
+    eos = set(eos_ids) if config.stop_at_eos else set()
+    outputs = [[t] for t in first]
+    done = [t in eos or config.max_new_tokens <= 1 for t in first]
+    steps = []
+    while not all(done):
+        record = stepper.step(torch.tensor([not d for d in done], device=stepper.target.device))
+        record.active = [not d for d in done]
+        for i, tokens in enumerate(record.new_tokens):
+            if done[i]:
+                continue
+            for t in tokens:
+                outputs[i].append(t)
+                if t in eos or len(outputs[i]) >= config.max_new_tokens:
+                    done[i] = True
+                    break
+        steps.append(record)
+    impl = stepper.target.expert_impl
+    return GenerationResult(stepper.mode, outputs, steps, prefill_seconds, config.acceptance == "target", impl)
+
+
+def decode(
+    target: Transformer,
+    prompts: list[list[int]],
+    config: GenerationConfig,
+    draft: Transformer | None = None,
+    mode: str = "ar",
+) -> GenerationResult:
+    """Autoregressive (mode "ar") or speculative ("sd", needs a draft) decoding of PROMPTS."""
+    device = target.device
+    generator = torch.Generator(device=device).manual_seed(config.seed)
+    if mode == "ar":
+        stepper = ARStepper(target, config, generator)
+    elif mode == "sd":
+        if draft is None:
+            raise ValueError("speculative decoding needs a draft model")
+        stepper = SDStepper(target, draft, config, generator)
+    else:
+        raise ValueError(f"mode must be 'ar' or 'sd', got {mode!r}")
+    return generate(stepper, prompts, config, target.cfg.eos_token_id)

@@ -1,0 +1,228 @@
+"""Model specs and weight loading.
+
+A model spec is one string everywhere (config, CLI):
+    hf:ORG/NAME@REVISION      download through huggingface_hub into its cache (revision required)
+    dir:PATH                  a local folder in Hugging Face format (config.json, *.safetensors,
+                              tokenizer files if any)
+    arch:NAME[:key=value,...] a config from data/architectures with overrides, random weights
+                              (seed=N among the overrides picks the seed; default 0)
+Remote code is never trusted: only the families moesd implements load.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from moesd.architectures import ArchitectureError, load_architecture
+from moesd.models.config import ModelConfigError, from_hf
+from moesd.models.moe import MoE
+from moesd.models.transformer import Transformer
+
+HF_FILES = ["config.json", "*.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json"]
+
+
+class ModelSpecError(ValueError):
+    """A model spec that cannot be resolved; the message names the spec."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    kind: str  # hf | dir | arch
+    name: str  # repo id, folder, or architecture name
+    revision: str | None = None
+    overrides: dict = field(default_factory=dict)
+    seed: int = 0
+    text: str = ""
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def _value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_spec(text: str) -> ModelSpec:
+    kind, sep, rest = text.partition(":")
+    if not sep or kind not in ("hf", "dir", "arch") or not rest:
+        raise ModelSpecError(
+            f"model spec {text!r}: expected hf:ORG/NAME@REVISION, dir:PATH or arch:NAME[:key=value,...]"
+        )
+    if kind == "hf":
+        repo, at, revision = rest.partition("@")
+        if not at or not revision or "/" not in repo:
+            raise ModelSpecError(f"model spec {text!r}: hf: specs need ORG/NAME@REVISION (a pinned revision)")
+        return ModelSpec("hf", repo, revision=revision, text=text)
+    if kind == "dir":
+        return ModelSpec("dir", rest, text=text)
+    name, _, items = rest.partition(":")
+    overrides = {}
+    for item in filter(None, items.split(",")):
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise ModelSpecError(f"model spec {text!r}: override {item!r} is not key=value")
+        overrides[key] = _value(value)
+    seed = int(overrides.pop("seed", 0))
+    return ModelSpec("arch", name, overrides=overrides, seed=seed, text=text)
+
+
+def resolve_folder(spec: ModelSpec) -> Path:
+    """The local folder of an hf: or dir: spec (downloading hf: specs if needed)."""
+    if spec.kind == "dir":
+        folder = Path(spec.name)
+        if not (folder / "config.json").is_file():
+            raise ModelSpecError(f"model spec {spec}: no config.json in {folder}")
+        if not list(folder.glob("*.safetensors")):
+            raise ModelSpecError(f"model spec {spec}: no *.safetensors weights in {folder}")
+        return folder
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(
+            snapshot_download(spec.name, revision=spec.revision, allow_patterns=HF_FILES, local_files_only=True)
+        )
+    except Exception:  # not cached: try the network
+        pass
+    try:
+        return Path(snapshot_download(spec.name, revision=spec.revision, allow_patterns=HF_FILES))
+    except Exception as error:
+        raise ModelSpecError(
+            f"model spec {spec}: cannot download from the Hugging Face hub and not in the local cache "
+            f"({type(error).__name__}); offline machines need the files in the cache or a dir: spec"
+        ) from None
+
+
+def hf_config(spec: ModelSpec) -> dict:
+    """The Hugging Face config dict of a spec (without loading weights)."""
+    if spec.kind == "arch":
+        try:
+            return load_architecture(spec.name, spec.overrides)
+        except ArchitectureError as error:
+            raise ModelSpecError(f"model spec {spec}: {error}") from None
+    return json.loads((resolve_folder(spec) / "config.json").read_text())
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def default_dtype(device) -> torch.dtype:
+    """fp32 on CPU, bf16 on CUDA."""
+    return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+
+
+def load_model(spec_text: str, *, device=None, dtype=None, expert_impl: str = "auto") -> Transformer:
+    """Build the lean decoder for SPEC_TEXT with its weights (or seeded random ones for arch:)."""
+    spec = parse_spec(spec_text)
+    device = device or default_device()
+    dtype = dtype or default_dtype(device)
+    raw = hf_config(spec)
+    try:
+        cfg = from_hf(raw)
+    except ModelConfigError as error:
+        raise ModelSpecError(f"model spec {spec}: {error}") from None
+    with torch.device("meta"):
+        model = Transformer(cfg, dtype=dtype, device="meta", expert_impl=expert_impl)
+    model = model.to_empty(device=device)
+    if spec.kind == "arch":
+        init_random(model, spec.seed, raw.get("initializer_range", 0.02))
+    else:
+        load_safetensors(model, resolve_folder(spec))
+    model.spec = spec_text
+    return model.finalize()
+
+
+@torch.no_grad()
+def init_random(model: Transformer, seed: int, std: float = 0.02) -> None:
+    """Seeded random weights: normal(0, std) matrices, unit norms, zero biases."""
+    gen = torch.Generator(device=model.device).manual_seed(seed)
+    for name, param in model.named_parameters():
+        if name.endswith("bias"):
+            param.zero_()
+        elif "norm" in name:
+            param.fill_(1.0)
+        else:
+            param.normal_(0.0, std, generator=gen)
+
+
+# ---- Hugging Face checkpoint names -> ours --------------------------------------------------------
+_LAYER = r"(?:model\.)?(?:decoder\.)?layers\.(\d+)\."
+_RULES = [
+    (r"(?:model\.)?(?:decoder\.)?embed_tokens\.weight", "embed.weight"),
+    (r"(?:model\.)?decoder\.embed_positions\.weight", "pos_embed.weight"),
+    (r"(?:model\.)?decoder\.project_in\.weight", "project_in.weight"),
+    (r"(?:model\.)?decoder\.project_out\.weight", "project_out.weight"),
+    (r"(?:model\.)?(?:decoder\.final_layer_norm|norm)\.(weight|bias)", r"norm.\1"),
+    (r"lm_head\.weight", "lm_head.weight"),
+    (_LAYER + r"self_attn\.(q|k|v|o)_proj\.(weight|bias)", r"layers.\1.attn.\2.\3"),
+    (_LAYER + r"self_attn\.out_proj\.(weight|bias)", r"layers.\1.attn.o.\2"),
+    (_LAYER + r"(?:input_layernorm|self_attn_layer_norm)\.(weight|bias)", r"layers.\1.norm1.\2"),
+    (_LAYER + r"(?:post_attention_layernorm|final_layer_norm)\.(weight|bias)", r"layers.\1.norm2.\2"),
+    (_LAYER + r"(fc1|fc2)\.(weight|bias)", r"layers.\1.mlp.\2.\3"),
+    (_LAYER + r"mlp\.(gate|up|down)_proj\.weight", r"layers.\1.mlp.\2.weight"),
+    (_LAYER + r"(?:mlp|block_sparse_moe)\.gate\.weight", r"layers.\1.mlp.router.weight"),
+    (_LAYER + r"mlp\.shared_expert\.(gate|up|down)_proj\.weight", r"layers.\1.mlp.shared.\2.weight"),
+    (_LAYER + r"mlp\.shared_expert_gate\.weight", r"layers.\1.mlp.shared_gate.weight"),
+]
+_EXPERT = re.compile(
+    _LAYER + r"(?:mlp|block_sparse_moe)\.experts\.(\d+)\.(gate_proj|up_proj|down_proj|w1|w3|w2)\.weight"
+)
+_FUSED = re.compile(_LAYER + r"mlp\.experts\.(gate_up_proj|down_proj)")
+_PART = {"gate_proj": "gate", "w1": "gate", "up_proj": "up", "w3": "up", "down_proj": "down", "w2": "down"}
+
+
+@torch.no_grad()
+def load_safetensors(model: Transformer, folder: Path) -> None:
+    """Copy a Hugging Face checkpoint (per-expert or fused expert tensors) into MODEL."""
+    from safetensors import safe_open
+
+    params = dict(model.named_parameters())
+    filled: set[str] = set()
+    for file in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(file), framework="pt", device="cpu") as f:
+            for key in f.keys():
+                _copy(model, params, key, f.get_tensor(key), filled)
+    expected = set(params)
+    missing = sorted(expected - filled)
+    if missing:
+        raise ModelSpecError(f"checkpoint in {folder} lacks {len(missing)} weight(s), e.g. {missing[:3]}")
+
+
+def _copy(model, params, key, tensor, filled):
+    if m := _EXPERT.fullmatch(key):
+        layer, expert, part = int(m[1]), int(m[2]), _PART[m[3]]
+        moe: MoE = model.layers[layer].mlp
+        if part == "down":
+            moe.down[expert].copy_(tensor.T)
+        else:
+            offset = 0 if part == "gate" else moe.width
+            moe.gate_up[expert, :, offset : offset + moe.width].copy_(tensor.T)
+        filled.update({f"layers.{layer}.mlp.gate_up", f"layers.{layer}.mlp.down"})
+        return
+    if m := _FUSED.fullmatch(key):
+        layer, name = int(m[1]), m[2]
+        moe = model.layers[layer].mlp
+        (moe.gate_up if name == "gate_up_proj" else moe.down).copy_(tensor.transpose(1, 2))
+        filled.add(f"layers.{layer}.mlp.{'gate_up' if name == 'gate_up_proj' else 'down'}")
+        return
+    for pattern, target in _RULES:
+        if re.fullmatch(pattern, key):
+            ours = re.sub(pattern, target, key)
+            if ours in params:
+                params[ours].copy_(tensor)
+                filled.add(ours)
+                return
+            if ours == "lm_head.weight" and model.lm_head is None:
+                return  # tied checkpoints may still carry the (equal) head
+            raise ModelSpecError(f"checkpoint weight {key!r} has no place in the {model.cfg.family} model")
+    if key.endswith(("rotary_emb.inv_freq", "masked_bias", ".bias")) and not key.endswith(("proj.bias", "norm.bias")):
+        return  # buffers some old checkpoints carry
+    raise ModelSpecError(f"unknown checkpoint weight {key!r}")

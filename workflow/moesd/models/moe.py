@@ -1,0 +1,98 @@
+"""Mixture-of-Experts FFN: top-k routing, tokens grouped by expert, one grouped matrix product
+per projection (torch._grouped_mm) or a loop over the active experts only.
+
+Shapes: N tokens (all sequences' new tokens flattened), H hidden, E experts, K top-k,
+I expert width. Expert weights are stacked: gate_up [E, H, 2I] (gate then up), down [E, I, H].
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+EXPERT_IMPLS = ("auto", "grouped_mm", "loop")
+
+
+class MLP(nn.Module):
+    """SwiGLU feed-forward: down(silu(gate(x)) * up(x))."""
+
+    def __init__(self, hidden: int, width: int, **factory):
+        super().__init__()
+        self.gate = nn.Linear(hidden, width, bias=False, **factory)
+        self.up = nn.Linear(hidden, width, bias=False, **factory)
+        self.down = nn.Linear(width, hidden, bias=False, **factory)
+
+    def forward(self, x):
+        return self.down(F.silu(self.gate(x)) * self.up(x))
+
+
+def grouped_mm_available(hidden: int, width: int, dtype: torch.dtype, device: torch.device) -> bool:
+    """torch._grouped_mm needs 16-byte aligned rows; probe it once on this device and dtype."""
+    if not hasattr(torch, "_grouped_mm"):
+        return False
+    size = torch.tensor([], dtype=dtype).element_size()
+    if (hidden * size) % 16 or (width * size) % 16:
+        return False
+    try:
+        x = torch.zeros(4, hidden, dtype=dtype, device=device)
+        w = torch.zeros(2, hidden, width, dtype=dtype, device=device)
+        torch._grouped_mm(x, w, offs=torch.tensor([1, 4], dtype=torch.int32, device=device))
+    except (RuntimeError, NotImplementedError, TypeError):
+        return False
+    return True
+
+
+class MoE(nn.Module):
+    def __init__(self, hidden, width, n_experts, top_k, *, norm_topk_prob, shared_width=0, impl="auto", **factory):
+        super().__init__()
+        self.n_experts, self.top_k, self.width, self.norm_topk_prob = n_experts, top_k, width, norm_topk_prob
+        self.router = nn.Linear(hidden, n_experts, bias=False, **factory)
+        self.gate_up = nn.Parameter(torch.empty(n_experts, hidden, 2 * width, **factory))
+        self.down = nn.Parameter(torch.empty(n_experts, width, hidden, **factory))
+        self.shared = MLP(hidden, shared_width, **factory) if shared_width else None
+        self.shared_gate = nn.Linear(hidden, 1, bias=False, **factory) if shared_width else None
+        if impl not in EXPERT_IMPLS:
+            raise ValueError(f"expert implementation must be one of {EXPERT_IMPLS}, got {impl!r}")
+        self.requested_impl = impl
+        self.impl = "loop"
+        self.record: list | None = None  # router instrumentation: per-call expert token counts
+
+    def resolve_impl(self) -> str:
+        """Pick the expert implementation for the device and dtype the weights now live on."""
+        available = grouped_mm_available(self.gate_up.shape[1], self.width, self.gate_up.dtype, self.gate_up.device)
+        if self.requested_impl == "grouped_mm" and not available:
+            raise RuntimeError("torch._grouped_mm is not available for this device, dtype and shape")
+        self.impl = "grouped_mm" if self.requested_impl != "loop" and available else "loop"
+        return self.impl
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [N, H]
+        probs = torch.softmax(self.router(x).float(), dim=-1)  # [N, E]
+        weights, experts = torch.topk(probs, self.top_k, dim=-1)  # [N, K]
+        if self.norm_topk_prob:
+            weights = weights / weights.sum(dim=-1, keepdim=True)
+        flat = experts.reshape(-1)  # [N*K]
+        order = torch.argsort(flat, stable=True)  # assignments grouped by expert
+        token = order // self.top_k  # token of each sorted assignment
+        counts = torch.bincount(flat, minlength=self.n_experts)  # [E] tokens per expert
+        if self.record is not None:
+            self.record.append(counts.detach().cpu())
+        xs = x[token]  # [N*K, H]
+        if self.impl == "grouped_mm":
+            offsets = torch.cumsum(counts, 0).to(torch.int32)
+            h = torch._grouped_mm(xs, self.gate_up, offs=offsets)  # [N*K, 2I]
+            h = (F.silu(h[:, : self.width]) * h[:, self.width :]).contiguous()
+            out = torch._grouped_mm(h, self.down, offs=offsets)  # [N*K, H]
+        else:
+            out = torch.empty_like(xs)
+            start = 0
+            for e, n in enumerate(counts.tolist()):  # active experts only
+                if n:
+                    h = xs[start : start + n] @ self.gate_up[e]  # [n, 2I]
+                    out[start : start + n] = (F.silu(h[:, : self.width]) * h[:, self.width :]) @ self.down[e]
+                    start += n
+        out = out * weights.reshape(-1)[order].to(out.dtype)[:, None]
+        y = torch.zeros_like(x).index_add_(0, token, out)  # [N, H]
+        if self.shared is not None:
+            y = y + torch.sigmoid(self.shared_gate(x)) * self.shared(x)
+        return y
