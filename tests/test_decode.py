@@ -68,7 +68,6 @@ def test_stop_at_eos_and_max_new_tokens(fp64_models):
     ar = decode(target, prompts, GenerationConfig(max_new_tokens=10, stop_at_eos=False))
     assert [len(o) for o in ar.output_ids] == [10, 10]
     eos = ar.output_ids[0][3]
-    target.cfg.__dict__  # frozen dataclass: pass eos through generate instead
     from moesd.decode.engine import ARStepper, generate
 
     config = GenerationConfig(max_new_tokens=10)

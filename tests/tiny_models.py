@@ -79,7 +79,7 @@ def save_tiny(family: str, folder: Path, vocab: int = VOCAB, std: float = 0.15, 
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config)
     with torch.no_grad():  # norms and biases non-trivial too
-        for name, p in model.named_parameters():
+        for p in model.parameters():
             if p.dim() == 1:
                 p.add_(torch.randn_like(p) * 0.1)
     model.save_pretrained(folder)
