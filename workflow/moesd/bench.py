@@ -1,0 +1,127 @@
+"""`moesd bench-forward`: per-forward time of our decoder against transformers' on the same
+weights, side by side in one process (same machine state), medians of repeated calls.
+
+Each timed call is one forward of s new tokens for each of B sequences on top of a KV cache that
+already holds `context` tokens; the cache is reset to the context outside the timed region.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from moesd.models import load_model, parse_spec
+from moesd.models.loading import hf_config, resolve_folder
+
+
+def _median_ms(call, reset, repeats: int, warmup: int) -> float:
+    times = []
+    for i in range(warmup + repeats):
+        start = time.perf_counter()
+        call()
+        elapsed = time.perf_counter() - start
+        reset()
+        if i >= warmup:
+            times.append(elapsed * 1e3)
+    return statistics.median(times)
+
+
+@torch.inference_mode()
+def time_ours(model, batch: int, s: int, context: int, repeats: int, warmup: int, seed: int = 0) -> float:
+    gen = torch.Generator().manual_seed(seed)
+    vocab = model.cfg.vocab_size
+    cache = model.new_cache(batch, context + s)
+    model(torch.randint(0, vocab, (batch, context), generator=gen), cache)
+    cache.advance(context)
+    x = torch.randint(0, vocab, (batch, s), generator=gen)
+    return _median_ms(lambda: model(x, cache), lambda: None, repeats, warmup)  # lengths never advance
+
+
+@torch.inference_mode()
+def time_hf(model, batch: int, s: int, context: int, repeats: int, warmup: int, seed: int = 0) -> float:
+    gen = torch.Generator().manual_seed(seed)
+    vocab = model.config.vocab_size
+    out = model(torch.randint(0, vocab, (batch, context), generator=gen), use_cache=True)
+    cache = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
+    x = torch.randint(0, vocab, (batch, s), generator=gen)
+    return _median_ms(lambda: model(x, cache=cache, use_cache=True), lambda: cache.crop(-s), repeats, warmup)
+
+
+def reference_folder(spec_text: str, workdir: Path) -> Path:
+    """A folder with the spec's weights in Hugging Face format: the model's own for hf:/dir:,
+    a transformers-initialised random model saved to WORKDIR for arch:."""
+    spec = parse_spec(spec_text)
+    if spec.kind != "arch":
+        return resolve_folder(spec)
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    raw = dict(hf_config(spec))
+    model_type = raw.pop("model_type")
+    for key in ("architectures", "auto_map", "transformers_version", "torch_dtype", "dtype"):
+        raw.pop(key, None)
+    for key in ("bos_token_id", "eos_token_id", "pad_token_id"):  # overridden vocabularies may exclude them
+        if isinstance(raw.get(key), int) and raw[key] >= raw["vocab_size"]:
+            raw[key] = None
+    config = AutoConfig.for_model(model_type, **raw)
+    torch.manual_seed(spec.seed)
+    AutoModelForCausalLM.from_config(config).save_pretrained(workdir)
+    return workdir
+
+
+def bench_forward(spec_text: str, batch_sizes, token_counts, context: int, repeats: int, warmup: int) -> pd.DataFrame:
+    from transformers import AutoModelForCausalLM
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = reference_folder(spec_text, Path(tmp))
+        ours = load_model(f"dir:{folder}", device="cpu", dtype=torch.float32)
+        hf = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    rows = []
+    for batch in batch_sizes:
+        for s in token_counts:
+            hf_ms = time_hf(hf, batch, s, context, repeats, warmup)
+            ours_ms = time_ours(ours, batch, s, context, repeats, warmup)
+            rows.append(
+                {
+                    "model": spec_text,
+                    "B": batch,
+                    "s": s,
+                    "context": context,
+                    "ours_ms": ours_ms,
+                    "transformers_ms": hf_ms,
+                    "speedup_vs_transformers": hf_ms / ours_ms,
+                    "expert_impl": ours.expert_impl,
+                    "threads": torch.get_num_threads(),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def run_bench(args) -> int:
+    torch.set_num_threads(args.threads)
+    table = bench_forward(args.model, args.batch_sizes, args.tokens, args.context, args.repeats, args.warmup)
+    print(table.drop(columns="model").to_string(index=False, float_format="%.3f"))
+    slower = table[table["speedup_vs_transformers"] < 1.0]
+    print(f"\nours slower than transformers at {len(slower)} of {len(table)} points")
+    if args.out:
+        from moesd.io import write_csv
+
+        write_csv(args.out, table)
+    return 0
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("bench-forward", help="per-forward time, ours vs transformers, same weights (CPU)")
+    p.add_argument("--model", required=True, help="model spec (arch: specs are initialised by transformers)")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16, 64])
+    p.add_argument("--tokens", type=int, nargs="+", default=[1, 5], help="new tokens per sequence, s")
+    p.add_argument("--context", type=int, default=32, help="tokens already in the KV cache")
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", type=Path, help="also write the table as CSV")
+    p.set_defaults(func=run_bench)
