@@ -25,9 +25,11 @@ LOGS = f"logs/{EXP}"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/theory.smk"
+include: "workflow/rules/engine.smk"
 
 
 rule all:
     default_target: True
     input:
         rules.theory.input,
+        rules.engine.input,

@@ -19,37 +19,45 @@ from moesd.models import load_model, parse_spec
 from moesd.models.loading import hf_config, resolve_folder
 
 
-def _median_ms(call, reset, repeats: int, warmup: int) -> float:
-    times = []
+def interleaved_medians(contenders: dict, repeats: int, warmup: int) -> dict[str, float]:
+    """Median ms per contender; calls alternate (A, B, A, B, ...) so that drifts of a shared,
+    noisy machine hit every contender alike. Each contender is (call, reset)."""
+    times = {name: [] for name in contenders}
     for i in range(warmup + repeats):
-        start = time.perf_counter()
-        call()
-        elapsed = time.perf_counter() - start
-        reset()
-        if i >= warmup:
-            times.append(elapsed * 1e3)
-    return statistics.median(times)
+        for name, (call, reset) in contenders.items():
+            start = time.perf_counter()
+            call()
+            elapsed = time.perf_counter() - start
+            reset()
+            if i >= warmup:
+                times[name].append(elapsed * 1e3)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
-@torch.inference_mode()
-def time_ours(model, batch: int, s: int, context: int, repeats: int, warmup: int, seed: int = 0) -> float:
+def ours_contender(model, batch: int, s: int, context: int, seed: int = 0):
+    """(call, reset) for one forward of s tokens per sequence over a cache of CONTEXT tokens."""
     gen = torch.Generator().manual_seed(seed)
     vocab = model.cfg.vocab_size
     cache = model.new_cache(batch, context + s)
     model(torch.randint(0, vocab, (batch, context), generator=gen), cache)
     cache.advance(context)
     x = torch.randint(0, vocab, (batch, s), generator=gen)
-    return _median_ms(lambda: model(x, cache), lambda: None, repeats, warmup)  # lengths never advance
+    return (lambda: model(x, cache)), (lambda: None)  # lengths never advance: same slots each call
 
 
-@torch.inference_mode()
-def time_hf(model, batch: int, s: int, context: int, repeats: int, warmup: int, seed: int = 0) -> float:
+def hf_contender(model, batch: int, s: int, context: int, seed: int = 0):
     gen = torch.Generator().manual_seed(seed)
     vocab = model.config.vocab_size
-    out = model(torch.randint(0, vocab, (batch, context), generator=gen), use_cache=True)
+    with torch.inference_mode():
+        out = model(torch.randint(0, vocab, (batch, context), generator=gen), use_cache=True)
     cache = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
     x = torch.randint(0, vocab, (batch, s), generator=gen)
-    return _median_ms(lambda: model(x, cache=cache, use_cache=True), lambda: cache.crop(-s), repeats, warmup)
+
+    def call():
+        with torch.inference_mode():
+            model(x, cache=cache, use_cache=True)
+
+    return call, (lambda: cache.crop(-s))
 
 
 def reference_folder(spec_text: str, workdir: Path) -> Path:
@@ -83,8 +91,9 @@ def bench_forward(spec_text: str, batch_sizes, token_counts, context: int, repea
     rows = []
     for batch in batch_sizes:
         for s in token_counts:
-            hf_ms = time_hf(hf, batch, s, context, repeats, warmup)
-            ours_ms = time_ours(ours, batch, s, context, repeats, warmup)
+            contenders = {"ours": ours_contender(ours, batch, s, context), "hf": hf_contender(hf, batch, s, context)}
+            medians = interleaved_medians(contenders, repeats, warmup)
+            ours_ms, hf_ms = medians["ours"], medians["hf"]
             rows.append(
                 {
                     "model": spec_text,
@@ -120,7 +129,7 @@ def add_parser(sub) -> None:
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16, 64])
     p.add_argument("--tokens", type=int, nargs="+", default=[1, 5], help="new tokens per sequence, s")
     p.add_argument("--context", type=int, default=32, help="tokens already in the KV cache")
-    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, help="also write the table as CSV")
