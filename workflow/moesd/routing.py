@@ -1,0 +1,151 @@
+"""Routing statistics for the paper's Fig. 1: distinct experts activated per MoE layer against
+the number of tokens in a forward, measured, next to Eq. 8's i.i.d. prediction.
+
+Two ways to put t tokens through the routers, both after a real context is in the KV cache:
+    batch:    1 token from each of t sequences (an AR decode step at batch size t)
+    sequence: t consecutive tokens of one sequence (a verification forward of t positions)
+Engine models are instrumented with Transformer.router_recording; hub models of families the
+engine does not implement (DeepSeek-V2 in the paper) run in transformers with forward hooks on
+their routers (`hf_routing_stats`).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import torch
+
+from moesd.theory import expected_active_experts
+
+
+def _distinct(counts: torch.Tensor) -> list[int]:
+    """counts [layers, E] tokens per expert -> distinct experts per layer."""
+    return (counts > 0).sum(dim=1).tolist()
+
+
+def _rows(source, mode, tokens, per_layer, n_experts, top_k, sample, layers=None):
+    predicted = float(expected_active_experts(n_experts, top_k, tokens))
+    layers = layers if layers is not None else range(len(per_layer))
+    return [
+        {
+            "inputs": source,
+            "mode": mode,
+            "tokens": tokens,
+            "sample": sample,
+            "layer": layer,
+            "distinct_experts": n,
+            "E": n_experts,
+            "K": top_k,
+            "eq8": predicted,
+        }
+        for layer, n in zip(layers, per_layer, strict=True)
+    ]
+
+
+@torch.no_grad()
+def engine_routing_stats(model, prompts, source: str, batch_sizes, sequence_tokens, n_sequences: int) -> pd.DataFrame:
+    """Distinct experts per layer for engine MODEL on PROMPTS (lists of token ids)."""
+    from moesd.decode.engine import forward_ragged
+
+    cfg = model.cfg
+    rows = []
+    long_enough = [p for p in prompts if len(p) >= 2]
+    for b in batch_sizes:
+        if b > len(long_enough):
+            continue
+        batch = long_enough[:b]
+        cache = model.new_cache(b, max(len(p) for p in batch) + 1)
+        forward_ragged(model, cache, [p[:-1] for p in batch])  # the context
+        with model.router_recording() as calls:
+            model(torch.tensor([[p[-1]] for p in batch], device=model.device), cache)  # 1 token from each of b
+        rows += _rows(source, "batch", b, _distinct(calls[0]), cfg.num_experts, cfg.top_k, 0)
+    for s in sequence_tokens:
+        candidates = [p for p in prompts if len(p) > s][:n_sequences]
+        for sample, prompt in enumerate(candidates):
+            cache = model.new_cache(1, len(prompt) + 1)
+            forward_ragged(model, cache, [prompt[: len(prompt) - s]])
+            with model.router_recording() as calls:
+                model(torch.tensor([prompt[len(prompt) - s :]], device=model.device), cache)  # s tokens of one
+            rows += _rows(source, "sequence", s, _distinct(calls[0]), cfg.num_experts, cfg.top_k, sample)
+    return pd.DataFrame(rows)
+
+
+def _router_modules(model):
+    """(layer index, router module) of a transformers MoE model: modules named *.mlp.gate."""
+    found = []
+    for name, module in model.named_modules():
+        parts = name.split(".")
+        if len(parts) >= 2 and parts[-1] == "gate" and parts[-2] == "mlp" and "layers" in parts:
+            found.append((int(parts[parts.index("layers") + 1]), module))
+    return found
+
+
+def _indices_from_router_output(output, top_k: int) -> torch.Tensor:
+    """Top-k expert indices from a router's output: (logits, weights, indices) in transformers
+    5.x, or plain logits (top-k taken here)."""
+    if isinstance(output, tuple):
+        for item in reversed(output):
+            if torch.is_tensor(item) and not item.is_floating_point():
+                return item
+        output = output[0]
+    return torch.topk(output, top_k, dim=-1).indices
+
+
+@torch.no_grad()
+def hf_routing_stats(model, prompts, source: str, batch_sizes, sequence_tokens, n_sequences: int) -> pd.DataFrame:
+    """The same measurement for a transformers model, with forward hooks on its routers."""
+    config = model.config
+    n_experts = (
+        getattr(config, "n_routed_experts", None) or getattr(config, "num_experts", None) or config.num_local_experts
+    )
+    top_k = config.num_experts_per_tok
+    routers = _router_modules(model)
+    if not routers:
+        raise ValueError(f"{type(model).__name__}: no MoE routers (modules named layers.N.mlp.gate) found")
+    seen: dict[int, torch.Tensor] = {}
+    active = {"on": False}
+
+    def hook(index):
+        def record(_module, _inputs, output):
+            if active["on"]:
+                idx = _indices_from_router_output(output, top_k).reshape(-1)
+                seen[index] = torch.bincount(idx.cpu(), minlength=n_experts)
+
+        return record
+
+    handles = [module.register_forward_hook(hook(i)) for i, module in routers]
+    layer_ids = [i for i, _ in routers]
+
+    def counts():
+        return torch.stack([seen[i] for i, _ in routers])
+
+    rows = []
+    try:
+        for b in batch_sizes:
+            batch = [p for p in prompts if len(p) >= 2][:b]
+            if len(batch) < b:
+                continue
+            # contexts of different lengths, left-padded (with attention masks) so the last tokens align
+            width = max(len(p) for p in batch)
+            ids = torch.zeros(b, width, dtype=torch.long)
+            mask = torch.zeros(b, width, dtype=torch.long)
+            for i, p in enumerate(batch):
+                ids[i, width - len(p) :] = torch.tensor(p)
+                mask[i, width - len(p) :] = 1
+            out = model(ids[:, :-1], attention_mask=mask[:, :-1], use_cache=True)
+            cache = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
+            active["on"] = True
+            model(ids[:, -1:], attention_mask=mask, cache=cache, use_cache=True)
+            active["on"] = False
+            rows += _rows(source, "batch", b, _distinct(counts()), n_experts, top_k, 0, layer_ids)
+        for s in sequence_tokens:
+            for sample, prompt in enumerate([p for p in prompts if len(p) > s][:n_sequences]):
+                out = model(torch.tensor([prompt[: len(prompt) - s]]), use_cache=True)
+                cache = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
+                active["on"] = True
+                model(torch.tensor([prompt[len(prompt) - s :]]), cache=cache, use_cache=True)
+                active["on"] = False
+                rows += _rows(source, "sequence", s, _distinct(counts()), n_experts, top_k, sample, layer_ids)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return pd.DataFrame(rows)

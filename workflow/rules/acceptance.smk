@@ -1,0 +1,47 @@
+rule measure_acceptance:
+    """Batched speculative decoding of real prompts: per-round accepted counts, alpha and sigma."""
+    input:
+        config=f"{RUNS}/config.json",
+        models=MODELS_MANIFEST,
+        prompts=rules.prompts.output.files,
+    output:
+        rounds=f"{RUNS}/acceptance/rounds.csv",
+        summary=report(f"{RUNS}/acceptance/summary.csv", caption="../report/acceptance.rst", category="Acceptance"),
+    params:
+        run=lambda wildcards, input: Path(input.config).parent,
+        prompts=lambda wildcards, input: Path(input.prompts[0]).parent.parent,
+        out=lambda wildcards, output: Path(output.summary).parent,
+    threads: 2
+    log:
+        f"{LOGS}/acceptance.log",
+    conda:
+        "../../envs/cpu.yaml"
+    shell:
+        "moesd acceptance --config {input.config} --run-dir {params.run} --prompts {params.prompts} "
+        "--out {params.out} > {log} 2>&1"
+
+
+rule measure_routing:
+    """Distinct experts per layer against tokens per forward, real prompts and random ids (Fig. 1)."""
+    input:
+        config=f"{RUNS}/config.json",
+        models=MODELS_MANIFEST,
+        prompts=rules.prompts.output.files,
+    output:
+        f"{RUNS}/acceptance/routing.csv",
+    params:
+        run=lambda wildcards, input: Path(input.config).parent,
+        prompts=lambda wildcards, input: Path(input.prompts[0]).parent.parent,
+    threads: 2
+    log:
+        f"{LOGS}/routing.log",
+    conda:
+        "../../envs/cpu.yaml"
+    shell:
+        "moesd routing --config {input.config} --run-dir {params.run} --prompts {params.prompts} --out {output} > {log} 2>&1"
+
+
+rule acceptance:
+    input:
+        rules.measure_acceptance.output,
+        rules.measure_routing.output,

@@ -1,0 +1,54 @@
+from moesd.stages import dataset_name
+
+USES_TRAINED = any(p[r].startswith("trained:") for p in config["pairs"] for r in ("target", "draft"))
+PROMPT_SOURCES = list(dict.fromkeys(config["acceptance"]["datasets"] + config["routing"]["datasets"]))
+PROMPT_FILES = [
+    f"{RUNS}/prompts/{pair['name']}/{dataset_name(source)}.jsonl"
+    for pair in config["pairs"]
+    for source in PROMPT_SOURCES
+]
+MODELS_MANIFEST = [f"{RUNS}/models/manifest.json"] if USES_TRAINED else []
+
+
+rule train_models:
+    """The tiny MoE target and its distilled dense draft, trained on CPU from stdlib source."""
+    input:
+        config=f"{RUNS}/config.json",
+    output:
+        target=directory(f"{RUNS}/models/target"),
+        draft=directory(f"{RUNS}/models/draft"),
+        manifest=f"{RUNS}/models/manifest.json",
+    params:
+        out=lambda wildcards, output: Path(output.manifest).parent,
+    threads: 2
+    log:
+        f"{LOGS}/train_models.log",
+    conda:
+        "../../envs/cpu.yaml"
+    shell:
+        "moesd train --config {input.config} --out {params.out} > {log} 2>&1"
+
+
+rule prompts:
+    """Every prompt set encoded with each pair's target tokenizer, and prompt length statistics."""
+    input:
+        config=f"{RUNS}/config.json",
+        models=MODELS_MANIFEST,
+    output:
+        files=PROMPT_FILES,
+        stats=f"{RUNS}/prompts/stats.csv",
+    params:
+        run=lambda wildcards, input: Path(input.config).parent,
+        out=lambda wildcards, output: Path(output.stats).parent,
+    log:
+        f"{LOGS}/prompts.log",
+    conda:
+        "../../envs/cpu.yaml"
+    shell:
+        "moesd prompts --config {input.config} --run-dir {params.run} --out {params.out} > {log} 2>&1"
+
+
+rule models:
+    input:
+        MODELS_MANIFEST,
+        rules.prompts.output,
