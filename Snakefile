@@ -28,6 +28,7 @@ include: "workflow/rules/theory.smk"
 include: "workflow/rules/engine.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/acceptance.smk"
+include: "workflow/rules/latency.smk"
 
 
 rule all:
@@ -36,3 +37,4 @@ rule all:
         rules.theory.input,
         rules.engine.input,
         rules.acceptance.input,
+        rules.latency.input,

@@ -9,6 +9,9 @@ Estimators (from the per-round accepted counts n in 0..gamma of every active seq
                           stopped at the first failure or truncated at gamma
     alpha (Eq. 5)         the alpha whose sigma_from_alpha equals the measured sigma
     per-position rate     P(draft i accepted | drafts 1..i-1 accepted), i = 1..gamma
+    distinct fraction     mean over prompts of distinct tokens / generated tokens: small models
+                          fall into repetition loops under greedy decoding, which inflates
+                          acceptance; this column shows how much of the output is such a loop
 The i.i.d. model is the paper's (Eq. 5); per-position rates show where it fails.
 """
 
@@ -34,6 +37,7 @@ SUMMARY_COLUMNS = [
     "per_position_acceptance",
     "n_rounds",
     "n_prompts",
+    "distinct_fraction",
 ]
 
 
@@ -46,9 +50,10 @@ def measure_rounds(target, draft, prompts, *, temperature, gamma, batch_size, ma
             max_new_tokens=max_new_tokens, temperature=temperature, gamma=gamma, seed=seed + start
         )
         result = decode(target, batch, config, draft=draft, mode="sd")
-        for i, counts in enumerate(result.accepted_per_sequence):
-            rows += [(start + i, r, n) for r, n in enumerate(counts)]
-    frame = pd.DataFrame(rows, columns=["prompt_index", "round", "accepted"])
+        for i, (counts, output) in enumerate(zip(result.accepted_per_sequence, result.output_ids, strict=True)):
+            distinct = len(set(output)) / len(output)  # low values flag repetition loops
+            rows += [(start + i, r, n, distinct) for r, n in enumerate(counts)]
+    frame = pd.DataFrame(rows, columns=["prompt_index", "round", "accepted", "distinct_fraction"])
     return frame.assign(temperature=temperature, gamma=gamma)
 
 
@@ -85,6 +90,7 @@ def summarise(rounds: pd.DataFrame) -> pd.DataFrame:
                 "per_position_acceptance": ";".join(f"{r:.4f}" for r in per_position(n, gamma)),
                 "n_rounds": len(n),
                 "n_prompts": group["prompt_index"].nunique(),
+                "distinct_fraction": float(group.groupby("prompt_index")["distinct_fraction"].first().mean()),
             }
         )
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)

@@ -52,6 +52,7 @@ def validate_config(config: dict, schema_file: Path = SCHEMA_FILE) -> dict:
             raise ConfigError(f"config error: {key}: unknown key")
         raise ConfigError(f"config error: {_key(error.absolute_path)}: {error.message}")
     _check_names(config)
+    _check_latency(config)
     return config
 
 
@@ -73,6 +74,24 @@ def _check_names(config: dict) -> None:
             load_hardware(platform)
         except HardwareError as error:
             raise ConfigError(f"config error: {key}: {error}") from None
+
+
+def _check_latency(config: dict) -> None:
+    names = {pair["name"] for pair in config["pairs"]}
+    for i, entry in enumerate(config["latency"]["e2e"]["pairs"]):
+        key = f"latency.e2e.pairs.{i}"
+        needed = ("pair",) if entry["acceptance"] == "real" else ("target", "draft")
+        if entry["acceptance"] == "forced" and "alpha" not in entry and "alpha_from" not in entry:
+            raise ConfigError(f"config error: {key}: forced acceptance needs alpha or alpha_from")
+        for field in needed:
+            if field not in entry:
+                raise ConfigError(f"config error: {key}.{field}: required for acceptance {entry['acceptance']}")
+        for field in ("pair", "alpha_from"):
+            if field in entry and entry[field] not in names:
+                raise ConfigError(f"config error: {key}.{field}: {entry[field]!r} is not a name in pairs")
+    for i, entry in enumerate(config["latency"]["models"]):
+        if entry.get("k_values") and not entry["spec"].startswith("arch:"):
+            raise ConfigError(f"config error: latency.models.{i}.k_values: a K sweep needs an arch: spec")
 
 
 def load_config(path: str | Path) -> dict:

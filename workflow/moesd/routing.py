@@ -41,6 +41,12 @@ def _rows(source, mode, tokens, per_layer, n_experts, top_k, sample, layers=None
     ]
 
 
+def decode_position(prompt: list[int], index: int) -> int:
+    """A deterministic position in the second half of PROMPT (at least 1), varying with INDEX."""
+    low = max(1, len(prompt) // 2)
+    return low + (index * 7919) % (len(prompt) - low)
+
+
 @torch.no_grad()
 def engine_routing_stats(model, prompts, source: str, batch_sizes, sequence_tokens, n_sequences: int) -> pd.DataFrame:
     """Distinct experts per layer for engine MODEL on PROMPTS (lists of token ids)."""
@@ -52,11 +58,15 @@ def engine_routing_stats(model, prompts, source: str, batch_sizes, sequence_toke
     for b in batch_sizes:
         if b > len(long_enough):
             continue
-        batch = long_enough[:b]
-        cache = model.new_cache(b, max(len(p) for p in batch) + 1)
-        forward_ragged(model, cache, [p[:-1] for p in batch])  # the context
+        # each sequence's routed token sits at its own point of the text (prompts of one set often
+        # end alike, e.g. every HumanEval prompt closes its docstring), after a real context
+        cuts = [decode_position(p, i) for i, p in enumerate(long_enough[:b])]
+        batch = [p[:c] for p, c in zip(long_enough[:b], cuts, strict=True)]
+        cache = model.new_cache(b, max(cuts) + 1)
+        forward_ragged(model, cache, batch)  # the context
+        tokens = [[p[c]] for p, c in zip(long_enough[:b], cuts, strict=True)]
         with model.router_recording() as calls:
-            model(torch.tensor([[p[-1]] for p in batch], device=model.device), cache)  # 1 token from each of b
+            model(torch.tensor(tokens, device=model.device), cache)  # 1 token from each of b
         rows += _rows(source, "batch", b, _distinct(calls[0]), cfg.num_experts, cfg.top_k, 0)
     for s in sequence_tokens:
         candidates = [p for p in prompts if len(p) > s][:n_sequences]

@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 
 from moesd.config import load_config
-from moesd.io import atomic_path, write_csv
+from moesd.io import atomic_path, write_csv, write_json
 
 
 def resolve_spec(spec: str, run_dir: Path) -> str:
@@ -95,7 +95,8 @@ def cmd_prompts(args) -> int:
                     "chat_template": encoder.uses_chat_template,
                 }
             )
-    table = pd.DataFrame(stats)
+    columns = ["pair", "dataset", "n_prompts", "min_tokens", "median_tokens", "max_tokens", "chat_template"]
+    table = pd.DataFrame(stats, columns=columns)
     write_csv(out / "stats.csv", table)
     print(table.to_string(index=False))
     return 0
@@ -173,6 +174,12 @@ def cmd_acceptance(args) -> int:
                     frames.append(pd.read_csv(point))
     rounds = pd.concat(frames, ignore_index=True)
     summary = summarise(rounds)
+    resolved = {}
+    for pair in config["pairs"]:  # where each spec resolved to (hub snapshots are named by commit)
+        for role in ("target", "draft"):
+            folder = _folder(resolve_spec(pair[role], run_dir))
+            resolved[pair[role]] = {"folder": str(folder), "fingerprint": _model_fingerprint(resolve_spec(pair[role], run_dir))}
+    write_json(out / "models.json", resolved)
     write_csv(out / "rounds.csv", rounds)
     write_csv(out / "summary.csv", summary)
     print(summary.drop(columns=["target", "draft"]).to_string(index=False, float_format="%.3f"))

@@ -3,13 +3,13 @@ rule measure_acceptance:
     input:
         config=f"{RUNS}/config.json",
         models=MODELS_MANIFEST,
-        prompts=rules.prompts.output.files,
+        prompts=rules.prompts.output.stats,
     output:
         rounds=f"{RUNS}/acceptance/rounds.csv",
         summary=report(f"{RUNS}/acceptance/summary.csv", caption="../report/acceptance.rst", category="Acceptance"),
     params:
         run=lambda wildcards, input: Path(input.config).parent,
-        prompts=lambda wildcards, input: Path(input.prompts[0]).parent.parent,
+        prompts=lambda wildcards, input: Path(input.prompts).parent,
         out=lambda wildcards, output: Path(output.summary).parent,
     threads: 2
     log:
@@ -26,12 +26,12 @@ rule measure_routing:
     input:
         config=f"{RUNS}/config.json",
         models=MODELS_MANIFEST,
-        prompts=rules.prompts.output.files,
+        prompts=rules.prompts.output.stats,
     output:
         f"{RUNS}/acceptance/routing.csv",
     params:
         run=lambda wildcards, input: Path(input.config).parent,
-        prompts=lambda wildcards, input: Path(input.prompts[0]).parent.parent,
+        prompts=lambda wildcards, input: Path(input.prompts).parent,
     threads: 2
     log:
         f"{LOGS}/routing.log",
@@ -41,7 +41,9 @@ rule measure_routing:
         "moesd routing --config {input.config} --run-dir {params.run} --prompts {params.prompts} --out {output} > {log} 2>&1"
 
 
+ACCEPTANCE_SUMMARY = [rules.measure_acceptance.output.summary] if config["pairs"] else []
+
+
 rule acceptance:
     input:
-        rules.measure_acceptance.output,
-        rules.measure_routing.output,
+        [rules.measure_acceptance.output, rules.measure_routing.output] if config["pairs"] else [],

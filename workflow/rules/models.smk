@@ -21,6 +21,7 @@ rule train_models:
     params:
         out=lambda wildcards, output: Path(output.manifest).parent,
     threads: 2
+    priority: 10  # the longest job; everything model-side waits for it
     log:
         f"{LOGS}/train_models.log",
     conda:

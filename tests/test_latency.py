@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+
+from moesd.latency import PointStore, forward_point, long_table, reject_point, run_point, summarise_repeats
+from moesd.latency_stage import with_k
+from moesd.models import load_model
+from moesd.theory import expected_active_experts
+
+MOE = ("arch:qwen2-57b-a14b:num_hidden_layers=4,hidden_size=64,num_attention_heads=2,num_key_value_heads=1,"
+       "moe_intermediate_size=16,shared_expert_intermediate_size=32,vocab_size=2048")
+
+
+def test_points_resume_and_failures_are_recorded(tmp_path):
+    store = PointStore(tmp_path)
+    calls = []
+
+    def ok():
+        calls.append(1)
+        return {"seconds": [0.1, 0.2, 0.3], "distinct_experts": [3, 5]}
+
+    def oom():
+        raise RuntimeError("CUDA out of memory. Tried to allocate 80.00 GiB")
+
+    first = run_point(store, "forward", ("m", 1), ok, {"B": 1})
+    again = run_point(store, "forward", ("m", 1), ok, {"B": 1})
+    assert first == again and len(calls) == 1  # the stored point is not measured again
+    failed = run_point(store, "forward", ("m", 64), oom, {"B": 64})
+    assert failed["status"].startswith("error: RuntimeError: CUDA out of memory")
+    table = long_table([first, failed])
+    assert list(table["repeat"]) == [0, 1, 2, -1]
+    assert np.isnan(table["seconds"].iloc[-1]) and table["distinct_experts_mean"].iloc[0] == 4
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_summary_statistics_follow_the_paper_protocol():
+    stats = summarise_repeats([9.0, 9.0, 9.0, 9.0, 9.0, 1.0, 2.0, 3.0, 4.0, 5.0])
+    assert stats["mean_last5"] == 3.0 and stats["median"] == 7.0
+
+
+def test_distinct_experts_follow_eq8_on_random_inputs():
+    model = load_model(MOE, device="cpu")  # 64 experts, top-8, random weights, random ids
+    for batch in (4, 16, 64):
+        measured = []
+        for seed in range(4):
+            point = forward_point(model, batch, 1, [16] * batch, warmup=0, repeats=1, seed=seed)
+            measured += point["distinct_experts"]
+        predicted = expected_active_experts(64, 8, batch)
+        assert abs(np.mean(measured) - predicted) / predicted < 0.05, (batch, np.mean(measured), predicted)
+
+
+def test_reject_timing_runs_on_cpu():
+    point = reject_point(8, 4, 512, 1.0, "cpu", warmup=1, repeats=3, seed=0)
+    assert len(point["seconds"]) == 3 and min(point["seconds"]) > 0
+
+
+def test_k_sweep_specs():
+    assert with_k("arch:qwen2-57b-a14b", 4) == "arch:qwen2-57b-a14b:num_experts_per_tok=4"
+    assert with_k("arch:qwen2-57b-a14b:num_hidden_layers=2", 4).endswith("num_hidden_layers=2,num_experts_per_tok=4")
+    assert with_k("dir:/x", None) == "dir:/x"
+    with pytest.raises(ValueError, match="needs an arch: spec"):
+        with_k("dir:/x", 4)

@@ -1,0 +1,185 @@
+"""The `latency` stage: the three timed quantities of Eq. 2-4 and end-to-end T_AR / T_SD.
+
+    T_T(B, s)     target forward of s new tokens for each of B sequences, over a KV cache that
+                  already holds a context (lengths drawn from a prompt set, or fixed)
+    T_D(B, 1)     draft forward of one token per sequence (the same measurement, role "draft")
+    T_reject(B)   the acceptance rule on [B, gamma+1, V] target and [B, gamma, V] draft logits
+    T_AR, T_SD    whole generations of the same prompts, batch and output length
+
+Protocol (the paper's: 10 runs, last 5 averaged; here every repeat is recorded and the tables
+carry mean-of-last-5, median and spread): warm-up calls, then timed repeats, each bracketed by a
+device synchronisation; nothing else in the timed region; a fixed CPU thread count. The distinct
+experts per MoE layer at each point come from one extra, untimed, instrumented call.
+
+Every point is one file in a points folder named by a fingerprint of everything it depends on:
+a killed sweep resumes without redoing finished points, and a failure (out of memory, say) is
+recorded as that point's status while the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import traceback
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from moesd.decode.engine import Timer, forward_ragged
+from moesd.decode.sampling import verify
+from moesd.io import write_csv
+
+
+def fingerprint(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def timed_repeats(call, device, warmup: int, repeats: int) -> list[float]:
+    """Seconds of each of REPEATS calls after WARMUP untimed ones, device-synchronised."""
+    timer = Timer(device, enabled=True)
+    for _ in range(warmup):
+        call()
+    seconds = []
+    for _ in range(repeats):
+        start = timer.now()
+        call()
+        seconds.append(timer.now() - start)
+    return seconds
+
+
+def context_lengths(batch: int, spec: dict, prompt_lengths: list[int] | None, seed: int) -> list[int]:
+    """Context length per sequence: drawn from the prompt set's lengths, or the fixed length."""
+    if spec["source"] == "fixed" or not prompt_lengths:
+        return [spec["length"]] * batch
+    rng = random.Random(seed)
+    return [min(rng.choice(prompt_lengths), spec["max_length"]) for _ in range(batch)]
+
+
+@torch.no_grad()
+def forward_point(model, batch: int, s: int, contexts: list[int], warmup: int, repeats: int, seed: int) -> dict:
+    """T(B, s) over a cache holding CONTEXTS (random token ids), and distinct experts per layer."""
+    gen = torch.Generator().manual_seed(seed)
+    vocab = model.cfg.vocab_size
+    cache = model.new_cache(batch, max(contexts) + s)
+    forward_ragged(model, cache, [torch.randint(0, vocab, (n,), generator=gen).tolist() for n in contexts])
+    new = torch.randint(0, vocab, (batch, s), generator=gen).to(model.device)
+    seconds = timed_repeats(lambda: model(new, cache), model.device, warmup, repeats)  # lengths never advance
+    distinct = []
+    if model.cfg.is_moe:
+        with model.router_recording() as calls:
+            model(new, cache)
+        distinct = (calls[0] > 0).sum(dim=1).tolist()
+    return {"seconds": seconds, "distinct_experts": distinct}
+
+
+@torch.no_grad()
+def reject_point(batch: int, gamma: int, vocab: int, temperature: float, device, warmup: int, repeats: int, seed: int):
+    gen = torch.Generator(device=device).manual_seed(seed)
+    target = torch.randn(batch, gamma + 1, vocab, generator=gen, device=device)
+    draft = torch.randn(batch, gamma, vocab, generator=gen, device=device)
+    drafts = torch.randint(0, vocab, (batch, gamma), generator=gen, device=device)
+    return {"seconds": timed_repeats(lambda: verify(target, draft, drafts, temperature, gen), device, warmup, repeats)}
+
+
+def summarise_repeats(seconds: list[float]) -> dict:
+    """The paper's statistic (mean of the last 5 repeats) and robust ones."""
+    values = np.asarray(seconds, float)
+    return {
+        "mean_last5": float(values[-5:].mean()),
+        "median": float(np.median(values)),
+        "q25": float(np.quantile(values, 0.25)),
+        "q75": float(np.quantile(values, 0.75)),
+    }
+
+
+class PointStore:
+    """One JSON file per finished point; atomic, so a kill never leaves half a point."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def path(self, kind: str, key: str) -> Path:
+        return self.folder / f"{kind}_{key}.json"
+
+    def has(self, kind: str, key_parts) -> bool:
+        return self.path(kind, fingerprint(kind, key_parts)).is_file()
+
+    def get(self, kind: str, key: str) -> dict | None:
+        path = self.path(kind, key)
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def put(self, kind: str, key: str, record: dict) -> None:
+        from moesd.io import write_json
+
+        write_json(self.path(kind, key), record)
+
+
+def run_point(store: PointStore, kind: str, key_parts, measure, describe: dict) -> dict:
+    """Measure a point unless stored; a failure is stored as the point's status."""
+    key = fingerprint(kind, key_parts)
+    found = store.get(kind, key)
+    if found is not None:
+        return found
+    try:
+        result = measure()
+        record = describe | result | {"status": "ok"}
+    except (RuntimeError, ValueError, MemoryError) as error:  # torch.OutOfMemoryError is a RuntimeError
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        last = traceback.format_exception_only(type(error), error)[-1].strip()
+        record = describe | {"seconds": [], "distinct_experts": [], "status": f"error: {last[:300]}"}
+    store.put(kind, key, record)
+    return record
+
+
+def long_table(records: list[dict]) -> pd.DataFrame:
+    """Tidy: one row per repeat (or one row with NaN for a failed point), summary columns kept."""
+    rows = []
+    for record in records:
+        base = {k: v for k, v in record.items() if k not in ("seconds", "distinct_experts")}
+        distinct = record.get("distinct_experts") or []
+        base["distinct_experts_mean"] = float(np.mean(distinct)) if distinct else np.nan
+        base["distinct_experts"] = ";".join(map(str, distinct))
+        seconds = record.get("seconds") or []
+        stats = summarise_repeats(seconds) if seconds else {}
+        if not seconds:
+            rows.append(base | {"repeat": -1, "seconds": np.nan})
+        for i, value in enumerate(seconds):
+            rows.append(base | stats | {"repeat": i, "seconds": value})
+    return pd.DataFrame(rows)
+
+
+def e2e_point(target, draft, prompts, *, mode, gamma, temperature, max_new_tokens, acceptance, alpha, warmup, repeats, seed):
+    """Wall time of whole generations (prefill included, as a serving system sees it)."""
+    from moesd.decode import GenerationConfig, decode
+
+    config = GenerationConfig(
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        gamma=gamma,
+        acceptance=acceptance,
+        alpha=alpha,
+        stop_at_eos=False,  # the same output length for AR and SD
+        seed=seed,
+    )
+    results = []
+
+    def call():
+        results.append(decode(target, prompts, config, draft=draft if mode == "sd" else None, mode=mode))
+
+    seconds = timed_repeats(call, target.device, warmup, repeats)
+    last = results[-1]
+    tokens = sum(len(o) for o in last.output_ids)
+    accepted = [n for seq in last.accepted_per_sequence for n in seq] if mode == "sd" else []
+    sigma = float(np.mean(np.asarray(accepted) + 1) / (gamma + 1)) if accepted else np.nan
+    return {"seconds": seconds, "tokens": tokens, "sigma": sigma, "target_outputs": last.target_outputs,
+            "expert_impl": last.expert_impl, "distinct_experts": []}
+
+
+def write_tables(out: Path, tables: dict[str, pd.DataFrame]) -> None:
+    for name, table in tables.items():
+        write_csv(out / f"{name}.csv", table)

@@ -1,0 +1,195 @@
+"""`moesd latency`: the stage's sweeps over models, K, B and s, and the end-to-end runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from moesd.config import load_config
+from moesd.latency import (
+    PointStore,
+    context_lengths,
+    e2e_point,
+    forward_point,
+    long_table,
+    reject_point,
+    run_point,
+    write_tables,
+)
+
+
+def with_k(spec: str, k: int | None) -> str:
+    """An arch: spec with num_experts_per_tok overridden (the paper's sparsity sweep)."""
+    if k is None:
+        return spec
+    if not spec.startswith("arch:"):
+        raise ValueError(f"latency model {spec!r}: a K sweep needs an arch: spec")
+    separator = "," if spec.count(":") >= 2 else ":"
+    return f"{spec}{separator}num_experts_per_tok={k}"
+
+
+def _prompt_lengths(prompts_dir: Path, dataset: str) -> list[int]:
+    files = sorted(prompts_dir.glob(f"*/{dataset}.jsonl"))
+    if not files:
+        return []
+    return [len(json.loads(line)["input_ids"]) for line in files[0].read_text().splitlines() if line.strip()]
+
+
+def _describe(model, spec, name, role, k) -> dict:
+    return {
+        "model": name,
+        "spec": spec,
+        "role": role,
+        "K": model.cfg.top_k if model.cfg.is_moe else 1,
+        "E": model.cfg.num_experts if model.cfg.is_moe else 1,
+        "expert_impl": model.expert_impl,
+        "dtype": str(model.dtype).removeprefix("torch."),
+        "device": str(model.device),
+        "threads": torch.get_num_threads(),
+        "k_override": k,
+    }
+
+
+def device_of(lat: dict) -> str:
+    return ("cuda" if torch.cuda.is_available() else "cpu") if lat["device"] == "auto" else lat["device"]
+
+
+def sweep_forward(lat: dict, store: PointStore, prompt_lengths, run_dir: Path) -> tuple[list, list]:
+    from moesd.models import load_model
+    from moesd.stages import resolve_spec
+
+    forward, draft = [], []
+    jobs = [(m, k) for m in lat["models"] for k in (m.get("k_values") or [None])]
+    for entry, k in tqdm(jobs, desc="latency models", ascii=True, mininterval=5):
+        spec = with_k(resolve_spec(entry["spec"], run_dir), k)
+        model = None
+        tokens = [1] if entry["role"] == "draft" else list(range(1, lat["gamma_max"] + 2))
+        for batch in lat["batch_sizes"]:
+            contexts = context_lengths(batch, lat["context"], prompt_lengths, seed=batch)
+            for s in tokens:
+                key = (spec, batch, s, contexts, lat["warmup"], lat["repeats"], lat["threads"])
+                if model is None and not store.has("forward", key):
+                    model = load_model(spec, device=device_of(lat))
+                describe = {"B": batch, "s": s, "context_len": float(sum(contexts) / batch)}
+                if model is not None:
+                    describe |= _describe(model, spec, entry["name"], entry["role"], k)
+                record = run_point(
+                    store,
+                    "forward",
+                    key,
+                    lambda b=batch, s=s, c=contexts, m=model: forward_point(m, b, s, c, lat["warmup"], lat["repeats"], seed=b),
+                    describe,
+                )
+                (draft if entry["role"] == "draft" else forward).append(record)
+    return forward, draft
+
+
+def sweep_reject(lat: dict, store: PointStore, vocab: int, device) -> list:
+    records = []
+    for temperature in lat["reject_temperatures"]:
+        for batch in lat["batch_sizes"]:
+            key = (batch, lat["gamma_max"], vocab, temperature, lat["warmup"], lat["repeats"], str(device))
+            describe = {"B": batch, "gamma": lat["gamma_max"], "vocab": vocab, "temperature": temperature, "device": str(device)}
+            measure = lambda b=batch, t=temperature: reject_point(  # noqa: E731
+                b, lat["gamma_max"], vocab, t, device, lat["warmup"], lat["repeats"], seed=b
+            )
+            records.append(run_point(store, "reject", key, measure, describe))
+    return records
+
+
+def forced_alpha(summary: pd.DataFrame | None, pair: dict, e2e: dict) -> float:
+    """The alpha the acceptance stage measured for PAIR at the e2e setting."""
+    if summary is None:
+        raise ValueError("forced acceptance needs the acceptance stage's summary.csv")
+    rows = summary[
+        (summary["target"] == pair["target"])
+        & (summary["draft"] == pair["draft"])
+        & (summary["dataset"] == e2e["dataset"])
+        & (summary["temperature"] == e2e["temperature"])
+        & (summary["gamma"] == e2e["gamma"])
+    ]
+    if rows.empty:
+        raise ValueError(f"no measured alpha for pair {pair['name']}, {e2e['dataset']}, T={e2e['temperature']}, gamma={e2e['gamma']}")
+    return float(rows["alpha"].iloc[0])
+
+
+def sweep_e2e(config: dict, store: PointStore, run_dir: Path, prompts_dir: Path, summary) -> list:
+    from moesd.models import load_model
+    from moesd.prompts import random_prompts
+    from moesd.stages import read_prompts, resolve_spec
+
+    e2e = config["latency"]["e2e"]
+    pairs = {p["name"]: p for p in config["pairs"]}
+    records = []
+    for entry in e2e["pairs"]:
+        if entry["acceptance"] == "real":
+            pair = pairs[entry["pair"]]
+            target_spec, draft_spec = resolve_spec(pair["target"], run_dir), resolve_spec(pair["draft"], run_dir)
+            alpha, source = None, "real"
+            prompts = read_prompts(prompts_dir / pair["name"] / f"{e2e['dataset']}.jsonl")
+        else:
+            target_spec, draft_spec = entry["target"], entry["draft"]
+            if "alpha" in entry:
+                alpha, note = entry["alpha"], entry.get("alpha_note", "given in the config")
+            else:
+                alpha = forced_alpha(summary, pairs[entry["alpha_from"]], e2e)
+                note = f"measured: {entry['alpha_from']}, {e2e['dataset']}, T={e2e['temperature']}, gamma={e2e['gamma']}"
+            source = f"forced alpha={alpha:.4f} ({note})"
+            prompts = None
+        models = None
+        for batch in e2e["batch_sizes"]:
+            for mode in ("ar", "sd"):
+                key = (target_spec, draft_spec, mode, batch, e2e, alpha, config["latency"]["threads"])
+                if models is None and not store.has("e2e", key):
+                    device = device_of(config["latency"])
+                    models = (load_model(target_spec, device=device), load_model(draft_spec, device=device))
+                if prompts is None and models is not None:  # synthetic models: random ids of the context length
+                    prompts = random_prompts(max(e2e["batch_sizes"]), e2e["context_length"], models[0].cfg.vocab_size, 0)
+                batch_prompts = [prompts[i % len(prompts)] for i in range(batch)] if prompts else []
+                describe = {"name": entry["name"], "target": target_spec, "draft": draft_spec, "dataset": e2e["dataset"],
+                            "temperature": e2e["temperature"], "gamma": e2e["gamma"], "B": batch, "mode": mode,
+                            "acceptance_source": source, "max_new_tokens": e2e["max_new_tokens"]}
+                measure = lambda m=mode, p=batch_prompts, pair_models=models, a=alpha: e2e_point(  # noqa: E731
+                    *pair_models, p, mode=m, gamma=e2e["gamma"], temperature=e2e["temperature"],
+                    max_new_tokens=e2e["max_new_tokens"], acceptance="forced" if a is not None else "target",
+                    alpha=a, warmup=e2e["warmup"], repeats=e2e["repeats"], seed=config["latency"]["seed"],
+                )
+                records.append(run_point(store, "e2e", key, measure, describe))
+    return records
+
+
+def cmd_latency(args) -> int:
+    config = load_config(args.config)
+    lat = config["latency"]
+    torch.set_num_threads(lat["threads"])
+    out, run_dir, prompts_dir = Path(args.out), Path(args.run_dir), Path(args.prompts)
+    store = PointStore(out / "points")
+    prompt_lengths = _prompt_lengths(prompts_dir, lat["context"]["source"])
+    forward, draft = sweep_forward(lat, store, prompt_lengths, run_dir)
+    from moesd.models.loading import hf_config, parse_spec
+    from moesd.stages import resolve_spec
+
+    vocab = hf_config(parse_spec(resolve_spec(lat["models"][0]["spec"], run_dir)))["vocab_size"]
+    reject = sweep_reject(lat, store, vocab, device_of(lat))
+    summary_path = Path(args.acceptance) if args.acceptance else None
+    summary = pd.read_csv(summary_path) if summary_path and summary_path.is_file() else None
+    e2e = sweep_e2e(config, store, run_dir, prompts_dir, summary)
+    tables = {"forward": long_table(forward), "draft": long_table(draft), "reject": long_table(reject), "e2e": long_table(e2e)}
+    write_tables(out, tables)
+    failed = sum((t["status"] != "ok").sum() for t in tables.values() if len(t))
+    print(f"latency: {sum(len(t) for t in tables.values())} rows, {failed} failed rows -> {out}")
+    return 0
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("latency", help="T_T(B,s), T_D(B,1), T_reject(B) sweeps and end-to-end T_AR/T_SD")
+    p.add_argument("--config", required=True, type=Path)
+    p.add_argument("--run-dir", required=True, type=Path)
+    p.add_argument("--prompts", required=True, type=Path, help="the prompts stage's folder")
+    p.add_argument("--acceptance", type=Path, help="the acceptance stage's summary.csv (forced alpha)")
+    p.add_argument("--out", required=True, type=Path)
+    p.set_defaults(func=cmd_latency)

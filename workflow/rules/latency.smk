@@ -1,0 +1,32 @@
+rule measure_latency:
+    """T_T(B, s), T_D(B, 1) and T_reject(B) sweeps and end-to-end T_AR / T_SD (resumable)."""
+    input:
+        config=f"{RUNS}/config.json",
+        models=MODELS_MANIFEST,
+        prompts=rules.prompts.output.stats,
+        acceptance=ACCEPTANCE_SUMMARY,
+    output:
+        forward=f"{RUNS}/latency/forward.csv",
+        draft=f"{RUNS}/latency/draft.csv",
+        reject=f"{RUNS}/latency/reject.csv",
+        e2e=f"{RUNS}/latency/e2e.csv",
+    params:
+        run=lambda wildcards, input: Path(input.config).parent,
+        prompts=lambda wildcards, input: Path(input.prompts).parent,
+        out=lambda wildcards, output: Path(output.forward).parent,
+        acceptance=lambda wildcards, input: f"--acceptance {input.acceptance}" if input.acceptance else "",
+    threads: 2
+    resources:
+        gpu=int(config["latency"]["device"] == "cuda"),
+    log:
+        f"{LOGS}/latency.log",
+    conda:
+        "../../envs/cpu.yaml"
+    shell:
+        "moesd latency --config {input.config} --run-dir {params.run} --prompts {params.prompts} "
+        "{params.acceptance} --out {params.out} > {log} 2>&1"
+
+
+rule latency:
+    input:
+        rules.measure_latency.output,
