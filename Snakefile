@@ -34,6 +34,7 @@ include: "workflow/rules/latency.smk"
 rule all:
     default_target: True
     input:
+        f"{RUNS}/config.json",
         rules.theory.input,
         rules.engine.input,
         rules.acceptance.input,

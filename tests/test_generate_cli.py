@@ -1,19 +1,10 @@
 import json
 
 import pytest
-from moesd.cli import main
 from moesd.prompts import PromptError, load_prompts, read_prompt_file
 
+from .test_cli import run_cli as run
 from .tiny_models import VOCAB
-
-
-def run(capsys, *argv):
-    try:
-        code = main(list(argv))
-    except SystemExit as stop:
-        code = stop.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_generate_sd_matches_ar_and_writes_jsonl(tmp_path, capsys, tiny_dirs):

@@ -6,8 +6,10 @@ from moesd.latency_stage import with_k
 from moesd.models import load_model
 from moesd.theory import expected_active_experts
 
-MOE = ("arch:qwen2-57b-a14b:num_hidden_layers=4,hidden_size=64,num_attention_heads=2,num_key_value_heads=1,"
-       "moe_intermediate_size=16,shared_expert_intermediate_size=32,vocab_size=2048")
+MOE = (
+    "arch:qwen2-57b-a14b:num_hidden_layers=4,hidden_size=64,num_attention_heads=2,num_key_value_heads=1,"
+    "moe_intermediate_size=16,shared_expert_intermediate_size=32,vocab_size=2048"
+)
 
 
 def test_points_resume_and_failures_are_recorded(tmp_path):

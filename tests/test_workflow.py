@@ -114,14 +114,38 @@ def test_smoke_tables_are_well_formed(smoke_run):
     assert (forward["status"] == "ok").all()
     # every model x K x B x s point, 3 repeats each: moe with K in {2, 8}, dense; s = 1..gamma_max+1
     assert len(forward) == 3 * 3 * 3 * 3
-    assert {"model", "role", "B", "s", "K", "E", "context_len", "repeat", "seconds", "expert_impl", "dtype",
-            "device", "distinct_experts_mean"} <= set(forward.columns)
+    assert {
+        "model",
+        "role",
+        "B",
+        "s",
+        "K",
+        "E",
+        "context_len",
+        "repeat",
+        "seconds",
+        "expert_impl",
+        "dtype",
+        "device",
+        "distinct_experts_mean",
+    } <= set(forward.columns)
     moe = forward[forward["model"] == "moe"]
     assert set(moe["K"]) == {2, 8} and (moe["distinct_experts_mean"] >= moe["K"]).all()
     assert set(pd.read_csv(run / "latency/draft.csv")["s"]) == {1}
     e2e = pd.read_csv(run / "latency/e2e.csv")
-    assert {"target", "draft", "dataset", "temperature", "gamma", "B", "mode", "acceptance_source", "seconds",
-            "tokens", "sigma"} <= set(e2e.columns)
+    assert {
+        "target",
+        "draft",
+        "dataset",
+        "temperature",
+        "gamma",
+        "B",
+        "mode",
+        "acceptance_source",
+        "seconds",
+        "tokens",
+        "sigma",
+    } <= set(e2e.columns)
     assert set(e2e["mode"]) == {"ar", "sd"} and e2e["acceptance_source"].str.startswith("forced alpha=").any()
     assert (e2e["acceptance_source"] == "real").any()
 

@@ -153,7 +153,9 @@ def long_table(records: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def e2e_point(target, draft, prompts, *, mode, gamma, temperature, max_new_tokens, acceptance, alpha, warmup, repeats, seed):
+def e2e_point(
+    target, draft, prompts, *, mode, gamma, temperature, max_new_tokens, acceptance, alpha, warmup, repeats, seed
+):
     """Wall time of whole generations (prefill included, as a serving system sees it)."""
     from moesd.decode import GenerationConfig, decode
 
@@ -176,8 +178,14 @@ def e2e_point(target, draft, prompts, *, mode, gamma, temperature, max_new_token
     tokens = sum(len(o) for o in last.output_ids)
     accepted = [n for seq in last.accepted_per_sequence for n in seq] if mode == "sd" else []
     sigma = float(np.mean(np.asarray(accepted) + 1) / (gamma + 1)) if accepted else np.nan
-    return {"seconds": seconds, "tokens": tokens, "sigma": sigma, "target_outputs": last.target_outputs,
-            "expert_impl": last.expert_impl, "distinct_experts": []}
+    return {
+        "seconds": seconds,
+        "tokens": tokens,
+        "sigma": sigma,
+        "target_outputs": last.target_outputs,
+        "expert_impl": last.expert_impl,
+        "distinct_experts": [],
+    }
 
 
 def write_tables(out: Path, tables: dict[str, pd.DataFrame]) -> None:

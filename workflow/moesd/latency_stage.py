@@ -81,7 +81,9 @@ def sweep_forward(lat: dict, store: PointStore, prompt_lengths, run_dir: Path) -
                     store,
                     "forward",
                     key,
-                    lambda b=batch, s=s, c=contexts, m=model: forward_point(m, b, s, c, lat["warmup"], lat["repeats"], seed=b),
+                    lambda b=batch, s=s, c=contexts, m=model: forward_point(
+                        m, b, s, c, lat["warmup"], lat["repeats"], seed=b
+                    ),
                     describe,
                 )
                 (draft if entry["role"] == "draft" else forward).append(record)
@@ -93,7 +95,13 @@ def sweep_reject(lat: dict, store: PointStore, vocab: int, device) -> list:
     for temperature in lat["reject_temperatures"]:
         for batch in lat["batch_sizes"]:
             key = (batch, lat["gamma_max"], vocab, temperature, lat["warmup"], lat["repeats"], str(device))
-            describe = {"B": batch, "gamma": lat["gamma_max"], "vocab": vocab, "temperature": temperature, "device": str(device)}
+            describe = {
+                "B": batch,
+                "gamma": lat["gamma_max"],
+                "vocab": vocab,
+                "temperature": temperature,
+                "device": str(device),
+            }
             measure = lambda b=batch, t=temperature: reject_point(  # noqa: E731
                 b, lat["gamma_max"], vocab, t, device, lat["warmup"], lat["repeats"], seed=b
             )
@@ -113,7 +121,9 @@ def forced_alpha(summary: pd.DataFrame | None, pair: dict, e2e: dict) -> float:
         & (summary["gamma"] == e2e["gamma"])
     ]
     if rows.empty:
-        raise ValueError(f"no measured alpha for pair {pair['name']}, {e2e['dataset']}, T={e2e['temperature']}, gamma={e2e['gamma']}")
+        raise ValueError(
+            f"no measured alpha for pair {pair['name']}, {e2e['dataset']}, T={e2e['temperature']}, gamma={e2e['gamma']}"
+        )
     return float(rows["alpha"].iloc[0])
 
 
@@ -137,7 +147,9 @@ def sweep_e2e(config: dict, store: PointStore, run_dir: Path, prompts_dir: Path,
                 alpha, note = entry["alpha"], entry.get("alpha_note", "given in the config")
             else:
                 alpha = forced_alpha(summary, pairs[entry["alpha_from"]], e2e)
-                note = f"measured: {entry['alpha_from']}, {e2e['dataset']}, T={e2e['temperature']}, gamma={e2e['gamma']}"
+                note = (
+                    f"measured: {entry['alpha_from']}, {e2e['dataset']}, T={e2e['temperature']}, gamma={e2e['gamma']}"
+                )
             source = f"forced alpha={alpha:.4f} ({note})"
             prompts = None
         models = None
@@ -148,15 +160,34 @@ def sweep_e2e(config: dict, store: PointStore, run_dir: Path, prompts_dir: Path,
                     device = device_of(config["latency"])
                     models = (load_model(target_spec, device=device), load_model(draft_spec, device=device))
                 if prompts is None and models is not None:  # synthetic models: random ids of the context length
-                    prompts = random_prompts(max(e2e["batch_sizes"]), e2e["context_length"], models[0].cfg.vocab_size, 0)
+                    prompts = random_prompts(
+                        max(e2e["batch_sizes"]), e2e["context_length"], models[0].cfg.vocab_size, 0
+                    )
                 batch_prompts = [prompts[i % len(prompts)] for i in range(batch)] if prompts else []
-                describe = {"name": entry["name"], "target": target_spec, "draft": draft_spec, "dataset": e2e["dataset"],
-                            "temperature": e2e["temperature"], "gamma": e2e["gamma"], "B": batch, "mode": mode,
-                            "acceptance_source": source, "max_new_tokens": e2e["max_new_tokens"]}
+                describe = {
+                    "name": entry["name"],
+                    "target": target_spec,
+                    "draft": draft_spec,
+                    "dataset": e2e["dataset"],
+                    "temperature": e2e["temperature"],
+                    "gamma": e2e["gamma"],
+                    "B": batch,
+                    "mode": mode,
+                    "acceptance_source": source,
+                    "max_new_tokens": e2e["max_new_tokens"],
+                }
                 measure = lambda m=mode, p=batch_prompts, pair_models=models, a=alpha: e2e_point(  # noqa: E731
-                    *pair_models, p, mode=m, gamma=e2e["gamma"], temperature=e2e["temperature"],
-                    max_new_tokens=e2e["max_new_tokens"], acceptance="forced" if a is not None else "target",
-                    alpha=a, warmup=e2e["warmup"], repeats=e2e["repeats"], seed=config["latency"]["seed"],
+                    *pair_models,
+                    p,
+                    mode=m,
+                    gamma=e2e["gamma"],
+                    temperature=e2e["temperature"],
+                    max_new_tokens=e2e["max_new_tokens"],
+                    acceptance="forced" if a is not None else "target",
+                    alpha=a,
+                    warmup=e2e["warmup"],
+                    repeats=e2e["repeats"],
+                    seed=config["latency"]["seed"],
                 )
                 records.append(run_point(store, "e2e", key, measure, describe))
     return records
@@ -178,7 +209,12 @@ def cmd_latency(args) -> int:
     summary_path = Path(args.acceptance) if args.acceptance else None
     summary = pd.read_csv(summary_path) if summary_path and summary_path.is_file() else None
     e2e = sweep_e2e(config, store, run_dir, prompts_dir, summary)
-    tables = {"forward": long_table(forward), "draft": long_table(draft), "reject": long_table(reject), "e2e": long_table(e2e)}
+    tables = {
+        "forward": long_table(forward),
+        "draft": long_table(draft),
+        "reject": long_table(reject),
+        "e2e": long_table(e2e),
+    }
     write_tables(out, tables)
     failed = sum((t["status"] != "ok").sum() for t in tables.values() if len(t))
     print(f"latency: {sum(len(t) for t in tables.values())} rows, {failed} failed rows -> {out}")

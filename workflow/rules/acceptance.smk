@@ -1,14 +1,14 @@
 rule measure_acceptance:
     """Batched speculative decoding of real prompts: per-round accepted counts, alpha and sigma."""
     input:
-        config=f"{RUNS}/config.json",
+        config=f"{RUNS}/config/acceptance.json",
         models=MODELS_MANIFEST,
         prompts=rules.prompts.output.stats,
     output:
         rounds=f"{RUNS}/acceptance/rounds.csv",
         summary=report(f"{RUNS}/acceptance/summary.csv", caption="../report/acceptance.rst", category="Acceptance"),
     params:
-        run=lambda wildcards, input: Path(input.config).parent,
+        run=lambda wildcards, input: Path(input.config).parent.parent,
         prompts=lambda wildcards, input: Path(input.prompts).parent,
         out=lambda wildcards, output: Path(output.summary).parent,
     threads: 2
@@ -24,13 +24,13 @@ rule measure_acceptance:
 rule measure_routing:
     """Distinct experts per layer against tokens per forward, real prompts and random ids (Fig. 1)."""
     input:
-        config=f"{RUNS}/config.json",
+        config=f"{RUNS}/config/routing.json",
         models=MODELS_MANIFEST,
         prompts=rules.prompts.output.stats,
     output:
         f"{RUNS}/acceptance/routing.csv",
     params:
-        run=lambda wildcards, input: Path(input.config).parent,
+        run=lambda wildcards, input: Path(input.config).parent.parent,
         prompts=lambda wildcards, input: Path(input.prompts).parent,
     threads: 2
     log:

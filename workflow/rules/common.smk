@@ -1,9 +1,39 @@
 import json
 
+# The config sections each command-line stage reads: a stage reruns when its sections change,
+# not when another stage's do.
+STAGE_SECTIONS = {
+    "theory": ["theory", "prediction", "fit"],
+    "simulation": ["simulation", "fit"],
+    "models": ["models", "pairs", "acceptance", "routing"],
+    "prompts": ["pairs", "acceptance", "routing"],
+    "acceptance": ["pairs", "acceptance"],
+    "routing": ["pairs", "routing"],
+    "latency": ["pairs", "latency"],
+}
+
+
+rule stage_config:
+    """One stage's part of the validated config (defaults filled in)."""
+    output:
+        f"{RUNS}/config/{{stage}}.json",
+    params:
+        text=lambda wildcards: json.dumps(
+            {"experiment": EXP} | {k: config[k] for k in STAGE_SECTIONS[wildcards.stage]}, indent=2, sort_keys=True
+        ),
+    wildcard_constraints:
+        stage="|".join(STAGE_SECTIONS),
+    log:
+        f"{LOGS}/stage_config_{{stage}}.log",
+    run:
+        from moesd.io import write_text
+
+        write_text(output[0], f"{params.text}\n")
+        write_text(log[0], f"wrote {output[0]}\n")
+
 
 rule resolved_config:
-    """The validated config with every default filled in, for the command-line stages to read;
-    it changes (and downstream rules rerun) only when the science in the config changes."""
+    """The whole validated config with every default filled in: the run's record."""
     output:
         f"{RUNS}/config.json",
     params:

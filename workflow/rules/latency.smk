@@ -1,7 +1,7 @@
 rule measure_latency:
     """T_T(B, s), T_D(B, 1) and T_reject(B) sweeps and end-to-end T_AR / T_SD (resumable)."""
     input:
-        config=f"{RUNS}/config.json",
+        config=f"{RUNS}/config/latency.json",
         models=MODELS_MANIFEST,
         prompts=rules.prompts.output.stats,
         acceptance=ACCEPTANCE_SUMMARY,
@@ -11,7 +11,7 @@ rule measure_latency:
         reject=f"{RUNS}/latency/reject.csv",
         e2e=f"{RUNS}/latency/e2e.csv",
     params:
-        run=lambda wildcards, input: Path(input.config).parent,
+        run=lambda wildcards, input: Path(input.config).parent.parent,
         prompts=lambda wildcards, input: Path(input.prompts).parent,
         out=lambda wildcards, output: Path(output.forward).parent,
         acceptance=lambda wildcards, input: f"--acceptance {input.acceptance}" if input.acceptance else "",

@@ -13,7 +13,7 @@ MODELS_MANIFEST = [f"{RUNS}/models/manifest.json"] if USES_TRAINED else []
 rule train_models:
     """The tiny MoE target and its distilled dense draft, trained on CPU from stdlib source."""
     input:
-        config=f"{RUNS}/config.json",
+        config=f"{RUNS}/config/models.json",
     output:
         target=directory(f"{RUNS}/models/target"),
         draft=directory(f"{RUNS}/models/draft"),
@@ -33,13 +33,13 @@ rule train_models:
 rule prompts:
     """Every prompt set encoded with each pair's target tokenizer, and prompt length statistics."""
     input:
-        config=f"{RUNS}/config.json",
+        config=f"{RUNS}/config/prompts.json",
         models=MODELS_MANIFEST,
     output:
         files=PROMPT_FILES,
         stats=f"{RUNS}/prompts/stats.csv",
     params:
-        run=lambda wildcards, input: Path(input.config).parent,
+        run=lambda wildcards, input: Path(input.config).parent.parent,
         out=lambda wildcards, output: Path(output.stats).parent,
     log:
         f"{LOGS}/prompts.log",

@@ -4,7 +4,7 @@ THEORY_FIGURES = ["active_experts", "tokens_per_expert", "roofline_speedup"]
 rule theory_figures:
     """Figures and tables from the theory and the real architectures alone (no measurement)."""
     input:
-        config=f"{RUNS}/config.json",
+        config=f"{RUNS}/config/theory.json",
         architectures="data/architectures",
         hardware="data/hardware.yaml",
     output:
@@ -42,7 +42,7 @@ SIM_MODELS = f"--target {SIM['target']} --draft {SIM['draft']} --hardware {SIM['
 rule simulate_sweep:
     """The paper's sparsity-sweep design with roofline-simulated speedups (labelled as such)."""
     input:
-        config=f"{RUNS}/config.json",
+        config=f"{RUNS}/config/simulation.json",
     output:
         f"{RUNS}/theory/simulated_sweep.csv",
     log:
