@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-
 from moesd.latency import PointStore, forward_point, long_table, reject_point, run_point, summarise_repeats
 from moesd.latency_stage import with_k
 from moesd.models import load_model

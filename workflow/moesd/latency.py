@@ -38,11 +38,23 @@ def fingerprint(*parts) -> str:
 
 
 def timed_repeats(call, device, warmup: int, repeats: int) -> list[float]:
-    """Seconds of each of REPEATS calls after WARMUP untimed ones, device-synchronised."""
-    timer = Timer(device, enabled=True)
+    """Seconds of each of REPEATS calls after WARMUP untimed ones: CUDA events on a GPU, the
+    host clock after a synchronisation elsewhere."""
+    cuda = torch.device(device).type == "cuda"
     for _ in range(warmup):
         call()
     seconds = []
+    if cuda:
+        torch.cuda.synchronize()
+        for _ in range(repeats):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            call()
+            end.record()
+            end.synchronize()
+            seconds.append(start.elapsed_time(end) / 1e3)
+        return seconds
+    timer = Timer(device, enabled=True)
     for _ in range(repeats):
         start = timer.now()
         call()

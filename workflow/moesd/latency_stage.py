@@ -50,6 +50,7 @@ def _describe(model, spec, name, role, k) -> dict:
         "dtype": str(model.dtype).removeprefix("torch."),
         "device": str(model.device),
         "threads": torch.get_num_threads(),
+        "cuda_graphs": bool(model.cuda_graphs and model.device.type == "cuda"),
         "k_override": k,
     }
 
@@ -73,7 +74,7 @@ def sweep_forward(lat: dict, store: PointStore, prompt_lengths, run_dir: Path) -
             for s in tokens:
                 key = (spec, batch, s, contexts, lat["warmup"], lat["repeats"], lat["threads"])
                 if model is None and not store.has("forward", key):
-                    model = load_model(spec, device=device_of(lat))
+                    model = load_model(spec, device=device_of(lat), cuda_graphs=lat["cuda_graphs"])
                 describe = {"B": batch, "s": s, "context_len": float(sum(contexts) / batch)}
                 if model is not None:
                     describe |= _describe(model, spec, entry["name"], entry["role"], k)
@@ -158,7 +159,8 @@ def sweep_e2e(config: dict, store: PointStore, run_dir: Path, prompts_dir: Path,
                 key = (target_spec, draft_spec, mode, batch, e2e, alpha, config["latency"]["threads"])
                 if models is None and not store.has("e2e", key):
                     device = device_of(config["latency"])
-                    models = (load_model(target_spec, device=device), load_model(draft_spec, device=device))
+                    graphs = config["latency"]["cuda_graphs"]
+                    models = tuple(load_model(x, device=device, cuda_graphs=graphs) for x in (target_spec, draft_spec))
                 if prompts is None and models is not None:  # synthetic models: random ids of the context length
                     prompts = random_prompts(
                         max(e2e["batch_sizes"]), e2e["context_length"], models[0].cfg.vocab_size, 0

@@ -119,8 +119,11 @@ def default_dtype(device) -> torch.dtype:
     return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
 
 
-def load_model(spec_text: str, *, device=None, dtype=None, expert_impl: str = "auto") -> Transformer:
-    """Build the lean decoder for SPEC_TEXT with its weights (or seeded random ones for arch:)."""
+def load_model(
+    spec_text: str, *, device=None, dtype=None, expert_impl: str = "auto", cuda_graphs: bool = False
+) -> Transformer:
+    """Build the lean decoder for SPEC_TEXT with its weights (or seeded random ones for arch:).
+    cuda_graphs: capture fixed-shape forwards on CUDA (ignored elsewhere)."""
     spec = parse_spec(spec_text)
     device = device or default_device()
     dtype = dtype or default_dtype(device)
@@ -137,6 +140,7 @@ def load_model(spec_text: str, *, device=None, dtype=None, expert_impl: str = "a
     else:
         load_safetensors(model, resolve_folder(spec))
     model.spec = spec_text
+    model.cuda_graphs = cuda_graphs
     return model.finalize()
 
 

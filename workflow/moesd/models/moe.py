@@ -74,7 +74,8 @@ class MoE(nn.Module):
         flat = experts.reshape(-1)  # [N*K]
         order = torch.argsort(flat, stable=True)  # assignments grouped by expert
         token = order // self.top_k  # token of each sorted assignment
-        counts = torch.bincount(flat, minlength=self.n_experts)  # [E] tokens per expert
+        counts = torch.zeros(self.n_experts, dtype=torch.long, device=x.device)
+        counts.scatter_add_(0, flat, torch.ones_like(flat))  # [E] tokens per expert (no host sync)
         if self.record is not None:
             self.record.append(counts.detach().cpu())
         xs = x[token]  # [N*K, H]

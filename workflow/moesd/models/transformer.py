@@ -139,6 +139,7 @@ class Transformer(nn.Module):
         self.layers = nn.ModuleList(Block(cfg, i, expert_impl, **factory) for i in range(cfg.num_layers))
         self.lm_head = None if cfg.tie_word_embeddings else nn.Linear(width, cfg.vocab_size, bias=False, **factory)
         self._rope = None
+        self.cuda_graphs = False  # capture fixed-shape forwards on CUDA (moesd.models.graphs)
 
     # ---- set-up -------------------------------------------------------------------------------
     @property
@@ -157,8 +158,9 @@ class Transformer(nn.Module):
         """After weights are in place: choose the expert implementation, build RoPE tables."""
         for moe in self.moe_layers:
             moe.resolve_impl()
-        if not self.cfg.is_opt:
-            self._rope = None  # rebuilt lazily at the cache's size
+        if not self.cfg.is_opt:  # fixed tables for every position: graphs keep pointers to them
+            length = min(self.cfg.max_position_embeddings, 1 << 16)
+            self._rope = rope_tables(self.cfg.head_dim, length, self.cfg.rope_theta, self.device, self.dtype)
         return self.eval()
 
     @property
@@ -173,7 +175,7 @@ class Transformer(nn.Module):
         )
 
     def _rope_for(self, positions, max_len):
-        if self._rope is None or self._rope[0].shape[0] < max_len:
+        if self._rope is None or self._rope[0].shape[0] < max_len:  # a cache longer than max positions
             self._rope = rope_tables(self.cfg.head_dim, max_len, self.cfg.rope_theta, self.device, self.dtype)
         cos, sin = self._rope
         return cos[positions][:, None], sin[positions][:, None]  # [B, 1, s, d]
@@ -202,11 +204,25 @@ class Transformer(nn.Module):
     def forward(self, input_ids: torch.Tensor, cache: KVCache, last_only: torch.Tensor | None = None):
         """input_ids [B, s] at slots cache.lengths + 0..s-1. Returns logits [B, s, V], or [B, V]
         at position last_only[b] of each sequence when last_only ([B] indices) is given."""
-        b, s = input_ids.shape
-        positions = cache.positions(s)  # [B, s]
-        upto = int(cache.lengths.max()) + s
+        if self.cuda_graphs and last_only is None:
+            from moesd.models.graphs import graphs_supported, run_graphed
+
+            if graphs_supported(self):
+                return run_graphed(self, input_ids, cache)
+        upto = int(cache.lengths.max()) + input_ids.shape[1]
         if upto > cache.max_len:
             raise ValueError(f"KV cache overflow: {upto} slots needed, {cache.max_len} allocated")
+        return self._forward(input_ids, cache, last_only, upto)
+
+    @torch.inference_mode()
+    def forward_static(self, input_ids: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """The same forward with fixed shapes and no host synchronisation: attention spans the
+        whole cache (masked by slot). What CUDA graphs capture; its CPU twin in the tests."""
+        return self._forward(input_ids, cache, None, cache.max_len)
+
+    def _forward(self, input_ids, cache: KVCache, last_only, upto: int):
+        b, s = input_ids.shape
+        positions = cache.positions(s)  # [B, s]
         slots = torch.arange(upto, device=self.device)
         mask = (slots[None, None, :] <= positions[:, :, None])[:, None]  # [B, 1, s, T] causal by slot
         x = self.embed(input_ids)
