@@ -90,7 +90,11 @@ def summarise(rounds: pd.DataFrame) -> pd.DataFrame:
                 "per_position_acceptance": ";".join(f"{r:.4f}" for r in per_position(n, gamma)),
                 "n_rounds": len(n),
                 "n_prompts": group["prompt_index"].nunique(),
-                "distinct_fraction": float(group.groupby("prompt_index")["distinct_fraction"].first().mean()),
+                "distinct_fraction": (
+                    float(group.groupby("prompt_index")["distinct_fraction"].first().mean())
+                    if "distinct_fraction" in group
+                    else float("nan")
+                ),
             }
         )
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)

@@ -68,8 +68,8 @@ def sweep_forward(lat: dict, store: PointStore, prompt_lengths, run_dir: Path) -
     for entry, k in tqdm(jobs, desc="latency models", ascii=True, mininterval=5):
         spec = with_k(resolve_spec(entry["spec"], run_dir), k)
         model = None
-        tokens = [1] if entry["role"] == "draft" else list(range(1, lat["gamma_max"] + 2))
-        for batch in lat["batch_sizes"]:
+        tokens = [1] if entry["role"] == "draft" else entry.get("tokens") or list(range(1, lat["gamma_max"] + 2))
+        for batch in entry.get("batch_sizes") or lat["batch_sizes"]:
             contexts = context_lengths(batch, lat["context"], prompt_lengths, seed=batch)
             for s in tokens:
                 key = (spec, batch, s, contexts, lat["warmup"], lat["repeats"], lat["threads"])
