@@ -169,10 +169,21 @@ class Transformer(nn.Module):
         return impls.pop() if len(impls) == 1 else ("dense" if not impls else "mixed")
 
     def new_cache(self, batch_size: int, max_len: int) -> KVCache:
+        """An empty cache. With CUDA graphs, caches of one shape are reused (emptied), so that the
+        graphs captured on them are too: a timed generation then never pays for a capture."""
         c = self.cfg
-        return KVCache(
+        graphed = self.cuda_graphs and self.device.type == "cuda"
+        pool = self.__dict__.setdefault("_cache_pool", {})
+        if graphed and (batch_size, max_len) in pool:
+            cache = pool[(batch_size, max_len)]
+            cache.lengths.zero_()
+            return cache
+        cache = KVCache(
             c.num_layers, batch_size, c.num_kv_heads, max_len, c.head_dim, dtype=self.dtype, device=self.device
         )
+        if graphed:
+            pool[(batch_size, max_len)] = cache
+        return cache
 
     def _rope_for(self, positions, max_len):
         if self._rope is None or self._rope[0].shape[0] < max_len:  # a cache longer than max positions
