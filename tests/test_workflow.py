@@ -48,6 +48,7 @@ SMOKE_OUTPUTS = {
         "sparsity_fit.pdf",
     ],
     "figures/smoke/engine": ["bench_forward_0.csv"],
+    "figures/smoke/acceptance": ["routing.png", "routing.pdf", "routing.caption.md"],
     "data/runs/smoke": [
         "config.json",
         "env.json",

@@ -288,12 +288,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.set_defaults(func=cmd_theory)
 
-    from moesd import bench, generate_cli, latency_stage, stages
+    from moesd import bench, generate_cli, latency_stage, routing_figure, stages
 
     generate_cli.add_parser(sub)
     bench.add_parser(sub)
     stages.add_parsers(sub)
     latency_stage.add_parser(sub)
+    routing_figure.add_parser(sub)
 
     p = sub.add_parser("params", help="parameter counts of an architecture, per component")
     p.add_argument("architecture", help="NAME[:key=value,...]")

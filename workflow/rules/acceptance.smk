@@ -41,9 +41,28 @@ rule measure_routing:
         "moesd routing --config {input.config} --run-dir {params.run} --prompts {params.prompts} --out {output} > {log} 2>&1"
 
 
+rule plot_routing:
+    """Fig. 1 (a/b) from the run: measured distinct experts against Eq. 8."""
+    input:
+        rules.measure_routing.output,
+    output:
+        [
+            report(f"{FIGURES}/acceptance/routing.{ext}", caption="../report/routing.rst", category="Acceptance")
+            for ext in ("png", "pdf")
+        ],
+    params:
+        stem=lambda wildcards, output: Path(output[0]).with_suffix(""),
+    log:
+        f"{LOGS}/plot_routing.log",
+    conda:
+        "../../envs/cpu.yaml"
+    shell:
+        "moesd plot-routing {input} --out {params.stem} > {log} 2>&1"
+
+
 ACCEPTANCE_SUMMARY = [rules.measure_acceptance.output.summary] if config["pairs"] else []
 
 
 rule acceptance:
     input:
-        [rules.measure_acceptance.output, rules.measure_routing.output] if config["pairs"] else [],
+        [rules.measure_acceptance.output, rules.plot_routing.output] if config["pairs"] else [],
