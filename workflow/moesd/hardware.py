@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -94,18 +93,6 @@ def load_hardware(spec: str, gpus: int | None = None) -> Hardware:
     return Hardware(key, float(entry["flops"]), float(entry["bandwidth"]), gpus or 1)
 
 
-def _median_seconds(fn, repeats: int, synchronize) -> float:
-    fn()  # warm-up outside the timed region
-    synchronize()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def probe_hardware(device: str = "cpu", copy_mib: int = 512, matmul_n: int = 2048, repeats: int = 10) -> dict:
     """Measure memory bandwidth (a large copy: bytes read + bytes written over the median time)
     and matrix-product throughput (2 n^3 FLOP over the median time) on DEVICE.
@@ -114,22 +101,23 @@ def probe_hardware(device: str = "cpu", copy_mib: int = 512, matmul_n: int = 204
     """
     import torch
 
+    from moesd.timing import timed_repeats
+
     dev = torch.device(device)
     dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
 
-    def synchronize():
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
+    def median_seconds(call):
+        return statistics.median(timed_repeats(call, dev, warmup=1, repeats=repeats))
 
     n_elem = copy_mib * 2**20 // torch.tensor([], dtype=dtype).element_size()
     src = torch.empty(n_elem, dtype=dtype, device=dev).fill_(1.0)
     dst = torch.empty_like(src)
-    copy_s = _median_seconds(lambda: dst.copy_(src), repeats, synchronize)
+    copy_s = median_seconds(lambda: dst.copy_(src))
     copy_bytes = 2 * src.numel() * src.element_size()
 
     a = torch.randn(matmul_n, matmul_n, dtype=dtype, device=dev)
     b = torch.randn(matmul_n, matmul_n, dtype=dtype, device=dev)
-    mm_s = _median_seconds(lambda: a @ b, repeats, synchronize)
+    mm_s = median_seconds(lambda: a @ b)
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else _cpu_name()
     bandwidth = copy_bytes / copy_s
     flops = 2 * matmul_n**3 / mm_s

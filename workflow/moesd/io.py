@@ -7,6 +7,7 @@ a killed run never leaves a half-written file where a whole one is expected.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import platform
@@ -54,6 +55,11 @@ def _json_default(value):
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def fingerprint(*parts) -> str:
+    """A short stable hash of JSON-able PARTS: names a measured point by everything it depends on."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def git_commit() -> str | None:

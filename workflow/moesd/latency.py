@@ -18,7 +18,6 @@ recorded as that point's status while the sweep goes on.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import traceback
@@ -28,38 +27,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from moesd.decode.engine import Timer, forward_ragged
+from moesd.decode.engine import forward_ragged
 from moesd.decode.sampling import verify
-from moesd.io import write_csv
-
-
-def fingerprint(*parts) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def timed_repeats(call, device, warmup: int, repeats: int) -> list[float]:
-    """Seconds of each of REPEATS calls after WARMUP untimed ones: CUDA events on a GPU, the
-    host clock after a synchronisation elsewhere."""
-    cuda = torch.device(device).type == "cuda"
-    for _ in range(warmup):
-        call()
-    seconds = []
-    if cuda:
-        torch.cuda.synchronize()
-        for _ in range(repeats):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            call()
-            end.record()
-            end.synchronize()
-            seconds.append(start.elapsed_time(end) / 1e3)
-        return seconds
-    timer = Timer(device, enabled=True)
-    for _ in range(repeats):
-        start = timer.now()
-        call()
-        seconds.append(timer.now() - start)
-    return seconds
+from moesd.io import fingerprint, write_csv
+from moesd.timing import timed_repeats
 
 
 def context_lengths(batch: int, spec: dict, prompt_lengths: list[int] | None, seed: int) -> list[int]:

@@ -39,6 +39,22 @@ def forward_time(model: ParamCount, tokens, bandwidth: float, flops: float, byte
     return time
 
 
+def _gamma_rows(batch_sizes, gamma, sigma, t1, tg, td, value) -> pd.DataFrame:
+    """One gamma's rows: stage times per B, target efficiency and the predicted speedup."""
+    return pd.DataFrame(
+        {
+            "B": np.asarray(batch_sizes).astype(int),
+            "gamma": gamma,
+            "sigma": sigma,
+            "t_target_1": t1,
+            "t_target_gamma": tg,
+            "t_draft_1": td,
+            "target_efficiency": target_efficiency(t1, tg),
+            "speedup": value,
+        }
+    )
+
+
 def roofline_table(
     target: ParamCount,
     draft: ParamCount,
@@ -61,20 +77,7 @@ def roofline_table(
         t1 = forward_time(target, B, bw, fl, bytes_per_param)
         tg = forward_time(target, B * (gamma + (verify_tokens == "gamma_plus_one")), bw, fl, bytes_per_param)
         td = forward_time(draft, B, hardware.bandwidth, hardware.flops, bytes_per_param)
-        rows.append(
-            pd.DataFrame(
-                {
-                    "B": B.astype(int),
-                    "gamma": gamma,
-                    "sigma": sigma,
-                    "t_target_1": t1,
-                    "t_target_gamma": tg,
-                    "t_draft_1": td,
-                    "target_efficiency": target_efficiency(t1, tg),
-                    "speedup": speedup(t1, tg, td, 0.0, sigma, gamma),
-                }
-            )
-        )
+        rows.append(_gamma_rows(B, gamma, sigma, t1, tg, td, speedup(t1, tg, td, 0.0, sigma, gamma)))
     return pd.concat(rows, ignore_index=True).assign(model="roofline")
 
 
@@ -89,23 +92,11 @@ def fitted_table(
     rows = []
     for gamma in gammas:
         B = np.asarray(batch_sizes, float)
-        ar, verify, draft, reject = stage_times(params, B, gamma, k, e, stored["ridge_point"], stored["verify_tokens"])
-        rows.append(
-            pd.DataFrame(
-                {
-                    "B": B.astype(int),
-                    "gamma": gamma,
-                    "sigma": sigma,
-                    "t_target_1": ar,
-                    "t_target_gamma": verify,
-                    "t_draft_1": draft,
-                    "target_efficiency": target_efficiency(ar, verify),
-                    "speedup": compute_speedup(
-                        params, B, gamma, k, e, sigma, stored["ridge_point"], stored["variant"], stored["verify_tokens"]
-                    ),
-                }
-            )
+        ar, verify, draft, _ = stage_times(params, B, gamma, k, e, stored["ridge_point"], stored["verify_tokens"])
+        value = compute_speedup(
+            params, B, gamma, k, e, sigma, stored["ridge_point"], stored["variant"], stored["verify_tokens"]
         )
+        rows.append(_gamma_rows(B, gamma, sigma, ar, verify, draft, value))
     return pd.concat(rows, ignore_index=True).assign(model=f"fitted ({stored['variant']})")
 
 

@@ -6,7 +6,6 @@ into the run folder. Cheap checks (prompt sets, model specs) run before any long
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pandas as pd
 import torch
 
 from moesd.config import load_config
-from moesd.io import atomic_path, write_csv, write_json
+from moesd.io import atomic_path, fingerprint, write_csv, write_json, write_text
 
 
 def resolve_spec(spec: str, run_dir: Path) -> str:
@@ -112,16 +111,12 @@ def read_prompts(path: Path, limit: int | None = None) -> list[list[int]]:
 
 
 # ---- acceptance --------------------------------------------------------------------------------
-def _fingerprint(*parts) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 def _model_fingerprint(spec: str) -> str:
     folder = _folder(spec)
     if folder is None:
         return spec
     files = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.glob("*.safetensors"))
-    return _fingerprint(spec, (folder / "config.json").read_text(), files)
+    return fingerprint(spec, (folder / "config.json").read_text(), files)
 
 
 def cmd_acceptance(args) -> int:
@@ -134,18 +129,21 @@ def cmd_acceptance(args) -> int:
     torch.set_num_threads(acc["threads"])
     run_dir, out = Path(args.run_dir), Path(args.out)
     points_dir = out / "points"
-    frames = []
+    frames, resolved = [], {}
     for pair in config["pairs"]:
         target_spec, draft_spec = resolve_spec(pair["target"], run_dir), resolve_spec(pair["draft"], run_dir)
+        model_keys = {spec: _model_fingerprint(spec) for spec in (target_spec, draft_spec)}  # read once per pair
+        for role, spec in (("target", target_spec), ("draft", draft_spec)):  # where each spec resolved to
+            resolved[pair[role]] = {"folder": str(_folder(spec)), "fingerprint": model_keys[spec]}
         models = None
         for source in acc["datasets"]:
             dataset = dataset_name(source)
             prompts = read_prompts(Path(args.prompts) / pair["name"] / f"{dataset}.jsonl", acc["max_prompts"])
             for temperature in acc["temperatures"]:
                 for gamma in acc["gammas"]:
-                    key = _fingerprint(
-                        _model_fingerprint(target_spec),
-                        _model_fingerprint(draft_spec),
+                    key = fingerprint(
+                        model_keys[target_spec],
+                        model_keys[draft_spec],
                         prompts,
                         temperature,
                         gamma,
@@ -174,15 +172,7 @@ def cmd_acceptance(args) -> int:
                     frames.append(pd.read_csv(point))
     rounds = pd.concat(frames, ignore_index=True)
     summary = summarise(rounds)
-    resolved = {}
-    for pair in config["pairs"]:  # where each spec resolved to (hub snapshots are named by commit)
-        for role in ("target", "draft"):
-            folder = _folder(resolve_spec(pair[role], run_dir))
-            resolved[pair[role]] = {
-                "folder": str(folder),
-                "fingerprint": _model_fingerprint(resolve_spec(pair[role], run_dir)),
-            }
-    write_json(out / "models.json", resolved)
+    write_json(out / "models.json", resolved)  # hub snapshots are named by their commit
     write_csv(out / "rounds.csv", rounds)
     write_csv(out / "summary.csv", summary)
     print(summary.drop(columns=["target", "draft"]).to_string(index=False, float_format="%.3f"))
@@ -191,7 +181,7 @@ def cmd_acceptance(args) -> int:
     lines = acceptance_verdicts(summary, target_loss)
     for line in lines:
         print(line)
-    (out / "verdicts.txt").write_text("\n".join(lines) + "\n")
+    write_text(out / "verdicts.txt", "\n".join(lines) + "\n")
     return 0
 
 

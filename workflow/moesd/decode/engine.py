@@ -17,32 +17,13 @@ and catches up on it in its first forward of the next round.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 import torch
 
 from moesd.decode.sampling import sample, verify
 from moesd.models import KVCache, Transformer
-
-
-class Timer:
-    """Wall time of device work: synchronises before reading the clock when enabled."""
-
-    def __init__(self, device, enabled: bool):
-        self.enabled = enabled
-        self.cuda = torch.device(device).type == "cuda"
-
-    def now(self) -> float | None:
-        if not self.enabled:
-            return None
-        if self.cuda:
-            torch.cuda.synchronize()
-        return time.perf_counter()
-
-    @staticmethod
-    def since(start: float | None, end: float | None) -> float | None:
-        return None if start is None or end is None else end - start
+from moesd.timing import Timer
 
 
 @dataclass

@@ -1,0 +1,51 @@
+"""Timing of device work, shared by the decode loop, the latency stage and the hardware probe."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+
+class Timer:
+    """Wall time of device work: synchronises before reading the clock when enabled."""
+
+    def __init__(self, device, enabled: bool):
+        self.enabled = enabled
+        self.cuda = torch.device(device).type == "cuda"
+
+    def now(self) -> float | None:
+        if not self.enabled:
+            return None
+        if self.cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    @staticmethod
+    def since(start: float | None, end: float | None) -> float | None:
+        return None if start is None or end is None else end - start
+
+
+def timed_repeats(call, device, warmup: int, repeats: int) -> list[float]:
+    """Seconds of each of REPEATS calls after WARMUP untimed ones: CUDA events on a GPU, the
+    host clock after a synchronisation elsewhere."""
+    cuda = torch.device(device).type == "cuda"
+    for _ in range(warmup):
+        call()
+    seconds = []
+    if cuda:
+        torch.cuda.synchronize()
+        for _ in range(repeats):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            call()
+            end.record()
+            end.synchronize()
+            seconds.append(start.elapsed_time(end) / 1e3)
+        return seconds
+    timer = Timer(device, enabled=True)
+    for _ in range(repeats):
+        start = timer.now()
+        call()
+        seconds.append(timer.now() - start)
+    return seconds
