@@ -2,11 +2,15 @@
 # `snakemake --cores 2` runs the default experiment (config/config.yaml); another experiment:
 # `snakemake --cores 2 --configfile config/<name>.yaml`.
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))  # the package, even if not installed
 
 from moesd.config import ConfigError, validate_config
+
+
+START = time.time()
 
 
 configfile: "config/config.yaml"
@@ -29,6 +33,10 @@ include: "workflow/rules/engine.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/acceptance.smk"
 include: "workflow/rules/latency.smk"
+include: "workflow/rules/fit.smk"
+include: "workflow/rules/figures.smk"
+include: "workflow/rules/claims.smk"
+include: "workflow/rules/notebooks.smk"
 
 
 rule all:
@@ -39,3 +47,11 @@ rule all:
         rules.engine.input,
         rules.acceptance.input,
         rules.latency.input,
+        rules.fit.input,
+        rules.figures.input,
+        rules.claims.input,
+        rules.notebooks.input,
+
+
+onsuccess:
+    print(f"moesd: experiment {EXP} done; wall time of this invocation {(time.time() - START) / 60:.1f} min")

@@ -288,9 +288,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.set_defaults(func=cmd_theory)
 
-    from moesd import bench, generate_cli, latency_stage, routing_figure, stages
+    from moesd import (
+        analysis_stage,
+        bench,
+        claims,
+        generate_cli,
+        latency_stage,
+        measured_figures,
+        routing_figure,
+        stages,
+    )
 
     generate_cli.add_parser(sub)
+    analysis_stage.add_parsers(sub)
+    measured_figures.add_parser(sub)
+    claims.add_parser(sub)
     bench.add_parser(sub)
     stages.add_parsers(sub)
     latency_stage.add_parser(sub)

@@ -53,6 +53,7 @@ def validate_config(config: dict, schema_file: Path = SCHEMA_FILE) -> dict:
         raise ConfigError(f"config error: {_key(error.absolute_path)}: {error.message}")
     _check_names(config)
     _check_latency(config)
+    _check_analysis(config)
     return config
 
 
@@ -92,6 +93,21 @@ def _check_latency(config: dict) -> None:
     for i, entry in enumerate(config["latency"]["models"]):
         if entry.get("k_values") and not entry["spec"].startswith("arch:"):
             raise ConfigError(f"config error: latency.models.{i}.k_values: a K sweep needs an arch: spec")
+
+
+def _check_analysis(config: dict) -> None:
+    pair = config["analysis"]["sigma_pair"]
+    if pair is not None and pair not in {p["name"] for p in config["pairs"]}:
+        raise ConfigError(f"config error: analysis.sigma_pair: {pair!r} is not a name in pairs")
+
+
+def sigma_pair(config: dict) -> dict | None:
+    """The pair whose measured sigma composes the run's speedups (None: the paper's Table 2)."""
+    name = config["analysis"]["sigma_pair"]
+    pairs = config["pairs"]
+    if name is None:
+        return pairs[0] if pairs else None
+    return next(p for p in pairs if p["name"] == name)
 
 
 def load_config(path: str | Path) -> dict:

@@ -11,7 +11,7 @@ import pandas as pd
 from moesd.plotting import plt, save_figure, style
 
 
-def sparsity_fit_figure(predictions: pd.DataFrame, stem: Path, caption: str) -> None:
+def sparsity_fit_figure(predictions: pd.DataFrame, stem: Path | None, caption: str):
     """Panels: rows gamma, columns K. Dots: data (filled = in the fit subset); line: prediction;
     dashed: the panel's peak x over sqrt(2), the paper's marker of the useful batch range."""
     style()
@@ -37,4 +37,4 @@ def sparsity_fit_figure(predictions: pd.DataFrame, stem: Path, caption: str) -> 
             if j == 0:
                 ax.set_ylabel("speedup")
     axes[0, 0].legend(fontsize=6, loc="best")
-    save_figure(fig, stem, caption)
+    return save_figure(fig, stem, caption)

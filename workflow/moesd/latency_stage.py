@@ -111,7 +111,7 @@ def sweep_reject(lat: dict, store: PointStore, vocab: int, device) -> list:
 
 
 def forced_alpha(summary: pd.DataFrame | None, pair: dict, e2e: dict) -> float:
-    """The alpha the acceptance stage measured for PAIR at the e2e setting."""
+    """The alpha the acceptance stage measured for PAIR at the e2e setting (dataset, temperature, gamma)."""
     if summary is None:
         raise ValueError("forced acceptance needs the acceptance stage's summary.csv")
     rows = summary[
@@ -128,67 +128,75 @@ def forced_alpha(summary: pd.DataFrame | None, pair: dict, e2e: dict) -> float:
     return float(rows["alpha"].iloc[0])
 
 
+def _e2e_pair(entry: dict, setting: dict, pairs: dict, summary, run_dir: Path, prompts_dir: Path):
+    """(target spec, draft spec, forced alpha or None, acceptance label, prompts or None)."""
+    from moesd.stages import read_prompts, resolve_spec
+
+    if entry["acceptance"] == "real":
+        pair = pairs[entry["pair"]]
+        prompts = read_prompts(prompts_dir / pair["name"] / f"{setting['dataset']}.jsonl")
+        return resolve_spec(pair["target"], run_dir), resolve_spec(pair["draft"], run_dir), None, "real", prompts
+    if "alpha" in entry:
+        alpha, note = entry["alpha"], entry.get("alpha_note", "given in the config")
+    else:
+        alpha = forced_alpha(summary, pairs[entry["alpha_from"]], setting)
+        note = f"measured: {entry['alpha_from']}, {setting['dataset']}, T={setting['temperature']}, gamma={setting['gamma']}"
+    return entry["target"], entry["draft"], alpha, f"forced alpha={alpha:.4f} ({note})", None
+
+
 def sweep_e2e(config: dict, store: PointStore, run_dir: Path, prompts_dir: Path, summary) -> list:
     from moesd.models import load_model
     from moesd.prompts import random_prompts
-    from moesd.stages import read_prompts, resolve_spec
 
     e2e = config["latency"]["e2e"]
     pairs = {p["name"]: p for p in config["pairs"]}
     records = []
-    for entry in e2e["pairs"]:
-        if entry["acceptance"] == "real":
-            pair = pairs[entry["pair"]]
-            target_spec, draft_spec = resolve_spec(pair["target"], run_dir), resolve_spec(pair["draft"], run_dir)
-            alpha, source = None, "real"
-            prompts = read_prompts(prompts_dir / pair["name"] / f"{e2e['dataset']}.jsonl")
-        else:
-            target_spec, draft_spec = entry["target"], entry["draft"]
-            if "alpha" in entry:
-                alpha, note = entry["alpha"], entry.get("alpha_note", "given in the config")
-            else:
-                alpha = forced_alpha(summary, pairs[entry["alpha_from"]], e2e)
-                note = (
-                    f"measured: {entry['alpha_from']}, {e2e['dataset']}, T={e2e['temperature']}, gamma={e2e['gamma']}"
-                )
-            source = f"forced alpha={alpha:.4f} ({note})"
-            prompts = None
-        models = None
-        for batch in e2e["batch_sizes"]:
+    jobs = [
+        (entry, {k: v for k, v in e2e.items() if k not in ("pairs", "temperatures")} | {"temperature": t})
+        for entry in e2e["pairs"]
+        for t in e2e["temperatures"]
+    ]
+    models, loaded = None, None
+    for entry, setting in jobs:
+        target_spec, draft_spec, alpha, source, prompts = _e2e_pair(
+            entry, setting, pairs, summary, run_dir, prompts_dir
+        )
+        for batch in setting["batch_sizes"]:
             for mode in ("ar", "sd"):
-                key = (target_spec, draft_spec, mode, batch, e2e, alpha, config["latency"]["threads"])
-                if models is None and not store.has("e2e", key):
+                key = (target_spec, draft_spec, mode, batch, setting, alpha, config["latency"]["threads"])
+                if loaded != (target_spec, draft_spec) and not store.has("e2e", key):
                     device = device_of(config["latency"])
                     graphs = config["latency"]["cuda_graphs"]
                     models = tuple(load_model(x, device=device, cuda_graphs=graphs) for x in (target_spec, draft_spec))
-                if prompts is None and models is not None:  # synthetic models: random ids of the context length
+                    loaded = (target_spec, draft_spec)
+                if prompts is None and loaded == (target_spec, draft_spec):  # synthetic: random ids
                     prompts = random_prompts(
-                        max(e2e["batch_sizes"]), e2e["context_length"], models[0].cfg.vocab_size, 0
+                        max(setting["batch_sizes"]), setting["context_length"], models[0].cfg.vocab_size, 0
                     )
                 batch_prompts = [prompts[i % len(prompts)] for i in range(batch)] if prompts else []
                 describe = {
                     "name": entry["name"],
                     "target": target_spec,
                     "draft": draft_spec,
-                    "dataset": e2e["dataset"],
-                    "temperature": e2e["temperature"],
-                    "gamma": e2e["gamma"],
+                    "dataset": setting["dataset"],
+                    "temperature": setting["temperature"],
+                    "gamma": setting["gamma"],
                     "B": batch,
                     "mode": mode,
                     "acceptance_source": source,
-                    "max_new_tokens": e2e["max_new_tokens"],
+                    "max_new_tokens": setting["max_new_tokens"],
                 }
-                measure = lambda m=mode, p=batch_prompts, pair_models=models, a=alpha: e2e_point(  # noqa: E731
+                measure = lambda m=mode, p=batch_prompts, pair_models=models, a=alpha, s=setting: e2e_point(  # noqa: E731
                     *pair_models,
                     p,
                     mode=m,
-                    gamma=e2e["gamma"],
-                    temperature=e2e["temperature"],
-                    max_new_tokens=e2e["max_new_tokens"],
+                    gamma=s["gamma"],
+                    temperature=s["temperature"],
+                    max_new_tokens=s["max_new_tokens"],
                     acceptance="forced" if a is not None else "target",
                     alpha=a,
-                    warmup=e2e["warmup"],
-                    repeats=e2e["repeats"],
+                    warmup=s["warmup"],
+                    repeats=s["repeats"],
                     seed=config["latency"]["seed"],
                 )
                 records.append(run_point(store, "e2e", key, measure, describe))

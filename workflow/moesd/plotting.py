@@ -18,15 +18,16 @@ def style() -> None:
     sns.set_theme(context="paper", style="whitegrid", font_scale=1.1)
 
 
-def save_figure(fig, stem: str | Path, caption: str) -> list[Path]:
-    """Write STEM.png, STEM.pdf and STEM.caption.md; return the figure paths."""
+def save_figure(fig, stem: str | Path | None, caption: str):
+    """Write STEM.png, STEM.pdf and STEM.caption.md and close FIG; return FIG. With STEM None
+    (a notebook) nothing is written and the figure stays open to be shown."""
+    if stem is None:
+        return fig
     stem = Path(stem)
-    paths = []
     for suffix in (".png", ".pdf"):
         path = stem.with_suffix(suffix)
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format=suffix[1:], dpi=150, bbox_inches="tight")
-        paths.append(path)
     write_text(stem.with_suffix(".caption.md"), caption.strip() + "\n")
     plt.close(fig)
-    return paths
+    return fig

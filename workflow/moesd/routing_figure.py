@@ -12,7 +12,7 @@ import pandas as pd
 from moesd.plotting import plt, save_figure, sns, style
 
 
-def routing_figure(table: pd.DataFrame, stem: Path) -> None:
+def routing_figure(table: pd.DataFrame, stem: Path | None):
     style()
     models = list(dict.fromkeys(table["model"]))
     modes = ["batch", "sequence"]
@@ -34,7 +34,7 @@ def routing_figure(table: pd.DataFrame, stem: Path) -> None:
             ax.set_title(f"{model}\n{titles[mode]}", fontsize=9)
             ax.legend(fontsize=7)
     implementation = ", ".join(sorted(set(table["implementation"])))
-    save_figure(
+    return save_figure(
         fig,
         stem,
         "Measured distinct experts per MoE layer against the number of tokens in one forward (mean "

@@ -240,6 +240,15 @@ def cmd_routing(args) -> int:
                 model, prompts, source, rt["batch_sizes"], rt["sequence_tokens"], rt["n_sequences"]
             )
             frames.append(stats.assign(model=pair["target"], implementation="engine"))
+    for spec in rt["random_models"]:  # Eq. 8's setting: random weights, random ids
+        model = load_model(spec, device="cpu")
+        if not model.cfg.is_moe:
+            raise ValueError(f"routing.random_models: {spec!r} is not a MoE model")
+        prompts = random_prompts(max(rt["batch_sizes"]), max(rt["sequence_tokens"]) + 16, model.cfg.vocab_size, 0)
+        stats = engine_routing_stats(
+            model, prompts, "random", rt["batch_sizes"], rt["sequence_tokens"], rt["n_sequences"]
+        )
+        frames.append(stats.assign(model=spec, implementation="engine, random weights"))
     for spec in rt["hf_models"]:
         from transformers import AutoModelForCausalLM
 

@@ -39,7 +39,7 @@ def saturation_table(architectures, sweep_architecture, k_values, tau) -> pd.Dat
     return table
 
 
-def active_experts_figure(table: pd.DataFrame, max_tokens: int, stem: Path) -> None:
+def active_experts_figure(table: pd.DataFrame, max_tokens: int, stem: Path | None):
     style()
     t = np.unique(np.geomspace(1, max_tokens, 200).round())
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
@@ -58,7 +58,7 @@ def active_experts_figure(table: pd.DataFrame, max_tokens: int, stem: Path) -> N
         ax.legend(fontsize=7, loc="lower right")
     axes[0].set_ylabel("activated experts N(t) / E")
     tau = table["tau"].iloc[0]
-    save_figure(
+    return save_figure(
         fig,
         stem,
         f"Expected activated experts per layer N(t)/E (Eq. 8) against the number of tokens t; dotted "
@@ -68,7 +68,7 @@ def active_experts_figure(table: pd.DataFrame, max_tokens: int, stem: Path) -> N
     )
 
 
-def tokens_per_expert_figure(tokens, stem: Path) -> None:
+def tokens_per_expert_figure(tokens, stem: Path | None):
     style()
     rho = np.geomspace(1e-3, 1, 300)
     fig, ax = plt.subplots(figsize=(5.5, 4))
@@ -78,7 +78,7 @@ def tokens_per_expert_figure(tokens, stem: Path) -> None:
     ax.set_xlabel("sparsity rho = K / E")
     ax.set_ylabel("normalised tokens per expert, T_exp / T")
     ax.legend(fontsize=8)
-    save_figure(
+    return save_figure(
         fig,
         stem,
         "Average tokens per activated expert (Eq. 10), normalised by the token count T, against the "
@@ -110,7 +110,7 @@ def roofline_speedup(pairs, platforms, sigma, gammas, batch_sizes, fit_options) 
     return pd.concat(frames, ignore_index=True)
 
 
-def roofline_speedup_figure(table: pd.DataFrame, stem: Path) -> None:
+def roofline_speedup_figure(table: pd.DataFrame, stem: Path | None):
     style()
     platforms = list(dict.fromkeys(table["platform"]))
     fig, axes = plt.subplots(2, len(platforms), figsize=(3.6 * len(platforms), 6.5), sharex=True, squeeze=False)
@@ -129,7 +129,7 @@ def roofline_speedup_figure(table: pd.DataFrame, stem: Path) -> None:
         axes[0, col].set_ylabel("predicted speedup" if col == 0 else "")
         axes[1, col].set_ylabel("target efficiency T_T(B,1)/T_T(B,gamma)" if col == 0 else "")
     pairs = "; ".join(sorted({f"{r.target} + {r.draft}" for r in table.itertuples()}))
-    save_figure(
+    return save_figure(
         fig,
         stem,
         f"Uncalibrated roofline prediction (no measurement): speedup (Eq. 3-4) and target efficiency "

@@ -5,11 +5,12 @@ import json
 STAGE_SECTIONS = {
     "theory": ["theory", "prediction", "fit"],
     "simulation": ["simulation", "fit"],
-    "models": ["models", "pairs", "acceptance", "routing"],
+    "models": ["models", "pairs", "acceptance"],  # acceptance: its prompt sets are checked before training
     "prompts": ["pairs", "acceptance", "routing"],
     "acceptance": ["pairs", "acceptance"],
     "routing": ["pairs", "routing"],
     "latency": ["pairs", "latency"],
+    "analysis": ["pairs", "analysis", "fit"],
 }
 
 

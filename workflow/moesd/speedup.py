@@ -1,0 +1,157 @@
+"""Speedups composed from the latency stage's measured components (Eq. 2-4), and the measured
+end-to-end speedups of the e2e table, as tidy tables the fit, the figures and the claims read.
+
+Composed speedup (Eq. 3/4 with S/R = sigma (gamma + 1), Eq. 5):
+
+    speedup = sigma (gamma + 1) T_T(B, 1) / (gamma T_D(B, 1) + T_T(B, v) + T_reject(B))
+
+with v = gamma (the paper's Eq. 2) or gamma + 1 (what our engine and vLLM verify: the last
+accepted token plus gamma drafts; `analysis.verify_tokens`). Target efficiency (Sec. 2.3) is
+T_T(B, 1) / T_T(B, v). Per generated token, T_AR = T_T(B, 1) and
+T_SD = (gamma T_D + T_T(B, v) + T_reject) / (sigma (gamma + 1)), so speedup = T_AR / T_SD.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+from moesd.paths import PAPER_DIR
+
+STATISTICS = ("median", "mean_last5")
+VERIFY_TOKENS = ("gamma", "gamma_plus_one")
+SETTING = ["dataset", "temperature", "gamma"]
+_K_OVERRIDE = re.compile(r"[,:]num_experts_per_tok=\d+$")
+
+
+def base_spec(spec: str) -> str:
+    """SPEC without the sparsity sweep's num_experts_per_tok override: one model family."""
+    return _K_OVERRIDE.sub("", spec)
+
+
+def point_times(frame: pd.DataFrame, statistic: str) -> pd.DataFrame:
+    """One row per measured point (repeats collapsed) with its STATISTIC as `seconds`; failed
+    points are dropped (they stay in the stage's table with their status)."""
+    if statistic not in STATISTICS:
+        raise ValueError(f"analysis.statistic must be one of {STATISTICS}, got {statistic!r}")
+    ok = frame[frame["status"] == "ok"]
+    keep = [c for c in ok.columns if c not in ("repeat", "seconds")]
+    points = ok.drop_duplicates(keep)[keep].copy()
+    points["seconds"] = points[statistic].astype(float)
+    return points.reset_index(drop=True)
+
+
+def sigma_table(summary: pd.DataFrame | None, target: str | None, draft: str | None) -> pd.DataFrame:
+    """sigma per (dataset, temperature, gamma): measured by the acceptance stage for one pair, or,
+    without one, the paper's Table 2 sigma (Qwen2 pair, 2xH800), labelled as such."""
+    if summary is not None:
+        rows = summary[(summary["target"] == target) & (summary["draft"] == draft)]
+        if rows.empty:
+            raise ValueError(f"acceptance summary: no rows for target {target!r}, draft {draft!r}")
+        out = rows[SETTING + ["sigma", "alpha"]].copy()
+        out["sigma_source"] = f"measured ({target} / {draft})"
+        return out.reset_index(drop=True)
+    paper = pd.read_csv(PAPER_DIR / "tables_1_2.csv")
+    rows = paper[(paper["device"] == "2xH800") & (paper["model"] == "Qwen2")]
+    out = rows[SETTING + ["sigma"]].copy()
+    out["alpha"] = np.nan
+    out["sigma_source"] = "paper Table 2 (Qwen2, 2xH800)"
+    return out.reset_index(drop=True)
+
+
+def _verify_s(gamma, verify_tokens: str):
+    if verify_tokens not in VERIFY_TOKENS:
+        raise ValueError(f"analysis.verify_tokens must be one of {VERIFY_TOKENS}, got {verify_tokens!r}")
+    return gamma + 1 if verify_tokens == "gamma_plus_one" else gamma
+
+
+def compose(
+    forward: pd.DataFrame,
+    draft: pd.DataFrame,
+    reject: pd.DataFrame,
+    sigmas: pd.DataFrame,
+    *,
+    statistic: str = "median",
+    verify_tokens: str = "gamma_plus_one",
+) -> pd.DataFrame:
+    """Every target x draft x (dataset, temperature, gamma) x B the tables allow: Eq. 4."""
+    fwd = point_times(forward[forward["role"] == "target"], statistic)
+    fwd["family"] = fwd["spec"].map(base_spec)
+    t1 = fwd[fwd["s"] == 1][["model", "family", "spec", "K", "E", "B", "device", "dtype", "expert_impl", "seconds"]]
+    t1 = t1.rename(columns={"seconds": "t_target_1"})
+    verify = fwd[["spec", "B", "s", "seconds"]].rename(columns={"seconds": "t_target_verify"})
+    drafts = point_times(draft, statistic)
+    drafts = drafts[drafts["s"] == 1][["model", "spec", "B", "seconds"]]
+    drafts = drafts.rename(columns={"model": "draft", "spec": "draft_spec", "seconds": "t_draft"})
+    rej = point_times(reject, statistic)
+    rows = []
+    for gamma, settings in sigmas.groupby("gamma"):
+        s = _verify_s(int(gamma), verify_tokens)
+        part = t1.merge(verify[verify["s"] == s].drop(columns="s"), on=["spec", "B"]).merge(drafts, on="B")
+        for setting in settings.itertuples(index=False):
+            # T_reject was measured at gamma_max per temperature: the nearest measured gamma is
+            # used (rejection sampling costs little next to a forward; an upper bound for smaller gamma).
+            at_t = rej[rej["temperature"] == setting.temperature]
+            if at_t.empty or part.empty:
+                continue
+            g_rej = at_t["gamma"].iloc[(at_t["gamma"] - gamma).abs().argmin()]
+            r = at_t[at_t["gamma"] == g_rej][["B", "seconds"]].rename(columns={"seconds": "t_reject"})
+            rows.append(part.merge(r, on="B").assign(**setting._asdict(), verify_s=s))
+    if not rows:
+        raise ValueError("latency tables: no target / draft / reject point shares a batch size with another")
+    table = pd.concat(rows, ignore_index=True)
+    g = table["gamma"]
+    table["t_sd_round"] = g * table["t_draft"] + table["t_target_verify"] + table["t_reject"]  # Eq. 2, per round
+    table["target_efficiency"] = table["t_target_1"] / table["t_target_verify"]  # Sec. 2.3
+    table["t_ar"] = table["t_target_1"]  # per generated token
+    table["t_sd"] = table["t_sd_round"] / (table["sigma"] * (g + 1))  # Eq. 5: tokens per round = sigma (gamma+1)
+    table["speedup"] = table["t_ar"] / table["t_sd"]  # Eq. 3/4
+    table["statistic"] = statistic
+    table["source"] = "composed"
+    return table.sort_values(["model", "K", "draft", *SETTING, "B"], ignore_index=True)
+
+
+def e2e_speedups(e2e: pd.DataFrame, statistic: str = "median") -> pd.DataFrame:
+    """Measured end-to-end speedup T_AR / T_SD per e2e pair, setting and B (seconds per run of
+    max_new_tokens tokens per sequence; sigma as the SD run measured it)."""
+    points = point_times(e2e, statistic)
+    keys = ["name", "target", "draft", "acceptance_source", *SETTING, "B"]
+    ar = points[points["mode"] == "ar"][keys + ["seconds"]].rename(columns={"seconds": "t_ar"})
+    sd = points[points["mode"] == "sd"][keys + ["seconds", "sigma"]].rename(columns={"seconds": "t_sd"})
+    table = ar.merge(sd, on=keys)
+    table["speedup"] = table["t_ar"] / table["t_sd"]
+    table["source"] = "e2e"
+    table["statistic"] = statistic
+    return table.sort_values(["name", *SETTING, "B"], ignore_index=True)
+
+
+def peak_table(table: pd.DataFrame, group: list[str]) -> pd.DataFrame:
+    """Tables 1-2 analog: per GROUP the row of the largest speedup over B, with T_AR, T_SD, sigma
+    and the batch size of the peak (which the paper does not print, PAPER.md §6.1)."""
+    idx = table.groupby(group, dropna=False)["speedup"].idxmax()
+    peaks = table.loc[idx, group + ["B", "t_ar", "t_sd", "sigma", "speedup"]]
+    return peaks.rename(columns={"B": "B_peak"}).reset_index(drop=True)
+
+
+def sigma_adjusted(table: pd.DataFrame, reference_k: int) -> pd.Series:
+    """Fig. 4's sigma adjustment: speedup x sigma_(K=reference) / sigma_K per setting, so that the
+    sparsity sweep compares K at one acceptance (a factor of 1 where every K shares one sigma, as
+    when one measured pair's sigma composes every K; rows without the reference K keep theirs)."""
+    ref = table[table["K"] == reference_k].groupby(SETTING)["sigma"].first().rename("sigma_ref")
+    joined = table.join(ref, on=SETTING)
+    return table["speedup"] * (joined["sigma_ref"].fillna(table["sigma"]) / table["sigma"])
+
+
+def fit_measurements(composed: pd.DataFrame, dataset: str, temperature: float) -> dict[str, pd.DataFrame]:
+    """Algorithm 1's inputs per model family (one base spec; its K sweep included): B, gamma, K,
+    E, sigma, speedup and t_reject (the bound of reject_*) at one dataset and temperature, on the
+    gammas measured at every K of the family."""
+    rows = composed[(composed["dataset"] == dataset) & (composed["temperature"] == temperature)]
+    families = {}
+    for family, part in rows.groupby("family", sort=False):
+        per_k = part.groupby("K")["gamma"].agg(set)
+        shared = set.intersection(*per_k)  # the sweep's gammas: those measured at every K
+        families[family] = part[part["gamma"].isin(shared)].reset_index(drop=True)
+    return {family: part for family, part in families.items() if not part.empty}

@@ -1,0 +1,26 @@
+rule claims_report:
+    """claims.md: each claim of the paper (C1-C10, Eq. 8) with a verdict computed from the run's tables."""
+    input:
+        config=f"{RUNS}/config/analysis.json",
+        speedup=rules.speedup.output,
+        fit=rules.fit_run.output,
+        routing=ROUTING,
+    output:
+        markdown=report(f"{FIGURES}/claims.md", caption="../report/claims.rst", category="Claims"),
+        table=f"{FIGURES}/claims.csv",
+    params:
+        speedup=lambda wildcards, input: Path(input.speedup[0]).parent,
+        fit=lambda wildcards, input: Path(input.fit[0]).parent,
+        routing=lambda wildcards, input: f"--routing {input.routing}" if input.routing else "",
+    log:
+        f"{LOGS}/claims.log",
+    conda:
+        "../../envs/cpu.yaml"
+    shell:
+        "moesd claims --config {input.config} --speedup {params.speedup} --fit {params.fit} {params.routing} "
+        "--out {output.markdown} > {log} 2>&1"
+
+
+rule claims:
+    input:
+        rules.claims_report.output,

@@ -1,0 +1,24 @@
+NOTEBOOKS = ["fig2_speedup", "fig3_target_efficiency", "fig4_sparsity_fit", "fig6_e2e"]
+NOTEBOOKS += ["fig1_routing"] if config["pairs"] else []  # routing counts come with a trained or hub pair
+
+
+rule notebook:
+    """One figure's notebook executed against this run's tables (papermill, experiment as parameter)."""
+    input:
+        notebook="notebooks/{notebook}.ipynb",
+        tables=[rules.measured_figures.output, rules.fit_run.output, f"{RUNS}/config.json", ROUTING],
+    output:
+        f"{FIGURES}/notebooks/{{notebook}}.ipynb",
+    wildcard_constraints:
+        notebook="|".join(NOTEBOOKS),
+    log:
+        f"{LOGS}/notebook_{{notebook}}.log",
+    conda:
+        "../../envs/cpu.yaml"
+    shell:
+        "papermill {input.notebook} {output} -p experiment {EXP} -k python3 --cwd . > {log} 2>&1"
+
+
+rule notebooks:
+    input:
+        expand(f"{FIGURES}/notebooks/{{notebook}}.ipynb", notebook=NOTEBOOKS),
