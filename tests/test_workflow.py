@@ -16,7 +16,7 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 def checkout(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("checkout")
     shutil.copy(REPO_ROOT / "Snakefile", root)
-    for folder in ("workflow", "config", "data", "profiles", "envs"):
+    for folder in ("workflow", "config", "data", "profiles", "envs", "notebooks"):
         shutil.copytree(REPO_ROOT / folder, root / folder, ignore=shutil.ignore_patterns("runs", "__pycache__"))
     return root
 
@@ -33,6 +33,8 @@ def test_lint_is_clean(checkout):
     assert "Congratulations" in result.stdout + result.stderr
 
 
+MEASURED = ["fig2_speedup", "fig3_target_efficiency", "fig4_sparsity_fit", "fig6_e2e"]
+NOTEBOOKS = sorted(p.stem for p in (REPO_ROOT / "notebooks").glob("*.ipynb"))
 SMOKE_OUTPUTS = {
     "figures/smoke/theory": [
         "active_experts.png",
@@ -48,6 +50,16 @@ SMOKE_OUTPUTS = {
         "sparsity_fit.pdf",
     ],
     "figures/smoke/engine": ["bench_forward_0.csv"],
+    "figures/smoke": [
+        *(f"{name}.{ext}" for name in MEASURED for ext in ("png", "pdf", "caption.md")),
+        "tables_1_2.csv",
+        "tables_1_2.md",
+        "fit_quality.csv",
+        "fit_quality.md",
+        "claims.md",
+        "claims.csv",
+        *(f"notebooks/{name}.ipynb" for name in NOTEBOOKS),
+    ],
     "figures/smoke/acceptance": ["routing.png", "routing.pdf", "routing.caption.md"],
     "data/runs/smoke": [
         "config.json",
@@ -63,6 +75,11 @@ SMOKE_OUTPUTS = {
         "acceptance/rounds.csv",
         "acceptance/summary.csv",
         "acceptance/routing.csv",
+        "speedup/composed.csv",
+        "speedup/e2e.csv",
+        "fit/params.json",
+        "fit/predictions.csv",
+        "fit/metrics.csv",
     ],
 }
 
@@ -71,6 +88,7 @@ SMOKE_OUTPUTS = {
 def smoke_run(checkout):
     result = snakemake(checkout, "--cores", "2", "--configfile", "config/smoke.yaml")
     assert result.returncode == 0, result.stderr[-4000:]
+    assert "moesd: experiment smoke done; wall time" in result.stdout + result.stderr
     return checkout
 
 
@@ -114,7 +132,7 @@ def test_smoke_tables_are_well_formed(smoke_run):
     forward = pd.read_csv(run / "latency/forward.csv")
     assert (forward["status"] == "ok").all()
     # every model x K x B x s point, 3 repeats each: moe with K in {2, 8}, dense; s = 1..gamma_max+1
-    assert len(forward) == 3 * 3 * 3 * 3
+    assert len(forward) == 3 * 3 * 5 * 3
     assert {
         "model",
         "role",
@@ -149,6 +167,41 @@ def test_smoke_tables_are_well_formed(smoke_run):
     } <= set(e2e.columns)
     assert set(e2e["mode"]) == {"ar", "sd"} and e2e["acceptance_source"].str.startswith("forced alpha=").any()
     assert (e2e["acceptance_source"] == "real").any()
+    assert set(e2e["temperature"]) == {0.0, 1.0}
+
+
+def test_smoke_analysis_outputs(smoke_run):
+    import json
+
+    import pandas as pd
+
+    run, figures = smoke_run / "data/runs/smoke", smoke_run / "figures/smoke"
+    composed = pd.read_csv(run / "speedup/composed.csv")
+    # 2 datasets x 2 temperatures x gammas {2, 4} x B {1, 4, 8} x targets (moe K 2 and 8, dense)
+    assert len(composed) == 2 * 2 * 2 * 3 * 3
+    assert (composed["speedup"] > 0).all() and composed["target_efficiency"].between(0, 1.5).all()
+    assert set(pd.read_csv(run / "speedup/e2e.csv")["temperature"]) == {0.0, 1.0}
+    params = json.loads((run / "fit/params.json").read_text())
+    assert {key.split("/")[1] for key in params} == {"eq4", "printed"}
+    claims = pd.read_csv(figures / "claims.csv")
+    assert list(claims["claim"]) == [f"C{i}" for i in range(1, 11)] + ["Eq. 8"]
+    assert set(claims["verdict"]) <= {"reproduced", "not reproduced", "not measurable"}
+    assert (claims["reason"].fillna("").str.len() > 0).all()
+    peaks = pd.read_csv(figures / "tables_1_2.csv")
+    assert {"B_peak", "t_ar", "t_sd", "sigma", "speedup", "source"} <= set(peaks.columns)
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebooks_ran_against_the_smoke_run(smoke_run, name):
+    import nbformat
+
+    executed = nbformat.read(smoke_run / f"figures/smoke/notebooks/{name}.ipynb", as_version=4)
+    outputs = [o for cell in executed.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert any("image/png" in o.get("data", {}) for o in outputs)  # the figure was drawn
+    committed = nbformat.read(REPO_ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+    assert all(not cell.get("outputs") for cell in committed.cells if cell.cell_type == "code")  # stripped
+    assert committed.metadata["language_info"]["name"] == "python"
 
 
 def test_acceptance_stage_is_deterministic(smoke_run, tmp_path):

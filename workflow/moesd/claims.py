@@ -52,6 +52,46 @@ class Evidence:
     number_tolerance: float = 0.10
     mape_threshold: float = 10.0
 
+    COLUMNS = {  # what the verdicts read; an absent table is an empty one with these columns
+        "composed": [
+            "model",
+            "family",
+            "spec",
+            "K",
+            "E",
+            "B",
+            "dataset",
+            "temperature",
+            "gamma",
+            "sigma",
+            "speedup",
+            "speedup_sigma_adjusted",
+            "target_efficiency",
+            "hardware",
+            "ridge_point",
+        ],
+        "e2e": [
+            "name",
+            "target",
+            "dataset",
+            "temperature",
+            "gamma",
+            "B",
+            "sigma",
+            "speedup",
+            "acceptance_source",
+            "hardware",
+        ],
+        "metrics": ["family", "variant", "m", "n", "mse_fit", "mse_all", "mape_heldout", "fit_seconds"],
+        "predictions": ["family", "variant", "K"],
+        "routing": ["model", "inputs", "mode", "tokens", "distinct_experts", "eq8", "implementation"],
+    }
+
+    def __post_init__(self):
+        for name, columns in self.COLUMNS.items():
+            if getattr(self, name).empty:
+                setattr(self, name, pd.DataFrame(columns=columns))
+
     def moe(self) -> pd.DataFrame:
         """The first MoE family at its reference K (the paper's MoE curve)."""
         rows = self.composed[(self.composed["E"] > 1) & (self.composed["K"] == self.reference_k)]
@@ -101,7 +141,8 @@ def _norm(text: str) -> str:
 def is_full_size(spec: str, architecture: str) -> bool:
     """SPEC is the paper's model: a hub checkpoint of that name or the unmodified architecture."""
     spec = _norm(spec)
-    return (spec.startswith("hf:") and architecture in spec) or spec == f"arch:{architecture}"
+    hub = spec.startswith("hf:") and spec.count(":") == 1 and architecture in spec  # no overrides
+    return hub or spec == f"arch:{architecture}"
 
 
 def _paper_peak(ev: Evidence, claim: Claim, architecture: str, gpus: dict[str, list[float]], gamma: int = 4) -> Claim:

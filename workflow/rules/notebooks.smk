@@ -9,6 +9,8 @@ rule notebook:
         tables=[rules.measured_figures.output, rules.fit_run.output, f"{RUNS}/config.json", ROUTING],
     output:
         f"{FIGURES}/notebooks/{{notebook}}.ipynb",
+    params:
+        experiment=EXP,
     wildcard_constraints:
         notebook="|".join(NOTEBOOKS),
     log:
@@ -16,7 +18,7 @@ rule notebook:
     conda:
         "../../envs/cpu.yaml"
     shell:
-        "papermill {input.notebook} {output} -p experiment {EXP} -k python3 --cwd . > {log} 2>&1"
+        "papermill {input.notebook} {output} -p experiment {params.experiment} -k python3 --cwd . > {log} 2>&1"
 
 
 rule notebooks:

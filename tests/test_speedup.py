@@ -1,0 +1,127 @@
+"""Speedups composed from latency tables (Eq. 2-5), measured e2e speedups, peaks, and the run's fit."""
+
+import math
+
+import pandas as pd
+import pytest
+from moesd.analysis_stage import auto_stride
+from moesd.speedup import base_spec, compose, e2e_speedups, fit_measurements, peak_table, sigma_adjusted, sigma_table
+
+SPEC = "arch:qwen2-57b-a14b:num_hidden_layers=2"
+
+
+def _points(rows: list[dict], repeats=(1.0, 3.0, 2.0)) -> pd.DataFrame:
+    """Long tables as the latency stage writes them: one row per repeat, summaries repeated."""
+    out = []
+    for row in rows:
+        for i, factor in enumerate(repeats):
+            out.append(
+                row | {"repeat": i, "seconds": row["median"] * factor, "status": "ok", "mean_last5": row["median"] * 2}
+            )
+    return pd.DataFrame(out)
+
+
+def latency_tables(t1=0.010, per_token=0.002, draft=0.001, reject=0.0001):
+    forward = [
+        {"model": "moe", "role": "target", "spec": f"{SPEC},num_experts_per_tok={k}", "K": k, "E": 64, "B": b, "s": s,
+         "median": t1 + per_token * (s - 1) * b, "device": "cpu", "dtype": "float32", "expert_impl": "grouped_mm"}
+        for k in (2, 8) for b in (1, 4) for s in range(1, 6)
+    ]  # fmt: skip
+    drafts = [
+        {"model": "draft", "spec": "arch:qwen2-0.5b", "role": "draft", "B": b, "s": 1, "median": draft} for b in (1, 4)
+    ]
+    rejects = [{"B": b, "gamma": 4, "temperature": t, "median": reject} for b in (1, 4) for t in (0.0, 1.0)]
+    return _points(forward), _points(drafts), _points(rejects)
+
+
+def sigmas():
+    summary = pd.DataFrame(
+        [
+            {
+                "target": "t",
+                "draft": "d",
+                "dataset": "humaneval",
+                "temperature": 0.0,
+                "gamma": g,
+                "sigma": 0.8,
+                "alpha": 0.9,
+            }
+            for g in (2, 4)
+        ]
+    )
+    return sigma_table(summary, "t", "d")
+
+
+@pytest.mark.parametrize("verify_tokens, extra", [("gamma_plus_one", 1), ("gamma", 0)])
+def test_compose_follows_eq4(verify_tokens, extra):
+    forward, draft, reject = latency_tables()
+    table = compose(forward, draft, reject, sigmas(), verify_tokens=verify_tokens)
+    assert len(table) == 2 * 2 * 2  # K x B x gamma
+    for row in table.itertuples():
+        t1 = 0.010
+        tv = 0.010 + 0.002 * (row.gamma + extra - 1) * row.B
+        expected = 0.8 * (row.gamma + 1) * t1 / (row.gamma * 0.001 + tv + 0.0001)  # Eq. 4 with Eq. 5's S/R
+        assert row.speedup == pytest.approx(expected)
+        assert row.target_efficiency == pytest.approx(t1 / tv)
+        assert row.t_ar / row.t_sd == pytest.approx(row.speedup)
+        assert row.family == SPEC  # the K override stripped: one family
+    assert set(table["statistic"]) == {"median"}
+
+
+def test_compose_uses_the_chosen_statistic_and_drops_failed_points():
+    forward, draft, reject = latency_tables()
+    mean = compose(forward, draft, reject, sigmas(), statistic="mean_last5")
+    median = compose(forward, draft, reject, sigmas())
+    assert (mean["t_ar"] == 2 * median["t_ar"]).all()
+    failed = forward.assign(status=lambda f: f["status"].where(f["B"] != 4, "failed: out of memory"))
+    assert set(compose(failed, draft, reject, sigmas())["B"]) == {1}
+    with pytest.raises(ValueError, match="analysis.statistic"):
+        compose(forward, draft, reject, sigmas(), statistic="mean")
+
+
+def test_paper_sigma_without_acceptance_is_labelled():
+    paper = sigma_table(None, None, None)
+    assert set(paper["sigma_source"]) == {"paper Table 2 (Qwen2, 2xH800)"}
+    row = paper[(paper["dataset"] == "humaneval") & (paper["temperature"] == 0) & (paper["gamma"] == 4)]
+    assert row["sigma"].item() == pytest.approx(0.90)
+
+
+def test_e2e_speedup_pairs_ar_and_sd_runs():
+    rows = []
+    for mode, seconds in (("ar", 2.0), ("sd", 1.0)):
+        rows.append(
+            {"name": "p", "target": "t", "draft": "d", "acceptance_source": "real", "dataset": "humaneval",
+             "temperature": 0.0, "gamma": 4, "B": 8, "mode": mode, "median": seconds, "sigma": 0.7 if mode == "sd" else None}
+        )  # fmt: skip
+    table = e2e_speedups(_points(rows))
+    assert table["speedup"].item() == pytest.approx(2.0) and table["sigma"].item() == pytest.approx(0.7)
+
+
+def test_peak_table_reports_the_batch_size_of_the_peak():
+    table = pd.DataFrame(
+        {"model": "m", "B": [1, 8, 32], "speedup": [1.2, 1.9, 1.4], "t_ar": 1.0, "t_sd": 0.5, "sigma": 0.9}
+    )
+    peak = peak_table(table, ["model"])
+    assert peak["B_peak"].item() == 8 and peak["speedup"].item() == 1.9
+
+
+def test_sigma_adjustment_and_fit_measurements():
+    forward, draft, reject = latency_tables()
+    table = compose(forward, draft, reject, sigmas())
+    assert (sigma_adjusted(table, 8) == table["speedup"]).all()  # one sigma for every K: factor 1
+    varied = table.assign(sigma=lambda f: f["sigma"].where(f["K"] == 8, 0.4))
+    ratio = sigma_adjusted(varied, 8) / varied["speedup"]
+    assert ratio[varied["K"] == 2].eq(2.0).all() and ratio[varied["K"] == 8].eq(1.0).all()
+    families = fit_measurements(table, "humaneval", 0.0)
+    assert list(families) == [SPEC] and len(families[SPEC]) == 8
+    assert base_spec(f"{SPEC},num_experts_per_tok=16") == SPEC
+
+
+@pytest.mark.parametrize("n, m", [(228, 21), (53, 18), (21, 11), (12, 12), (46, 23)])
+def test_auto_stride_aims_at_the_papers_m(n, m):
+    assert math.ceil(n / auto_stride(n)) == m
+
+
+def test_auto_stride_needs_one_point_per_parameter():
+    with pytest.raises(ValueError, match="at least 10"):
+        auto_stride(9)
