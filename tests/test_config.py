@@ -33,6 +33,10 @@ def test_defaults_fill_an_empty_config():
         ({"prediction": {"platforms": ["3xB300"]}}, "config error: prediction.platforms.0: unknown hardware"),
         ({"theory": {"architectures": ["gpt-5"]}}, "config error: theory.architectures.0: unknown architecture"),
         ({"prediction": {"pairs": [{"name": "x", "target": "opt-30b"}]}}, "config error: prediction.pairs.0:"),
+        ({"analysis": {"sigma_pair": "nope"}}, "config error: analysis.sigma_pair: 'nope' is not a name in pairs"),
+        ({"analysis": {"fit_stride": "every"}}, "config error: analysis.fit_stride:"),
+        ({"analysis": {"variants": ["eq5"]}}, "config error: analysis.variants.0:"),
+        ({"latency": {"e2e": {"temperatures": []}}}, "config error: latency.e2e.temperatures:"),
     ],
 )
 def test_bad_config_fails_with_one_line_naming_the_key(patch, message):

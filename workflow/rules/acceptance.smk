@@ -12,6 +12,8 @@ rule measure_acceptance:
         prompts=lambda wildcards, input: Path(input.prompts).parent,
         out=lambda wildcards, output: Path(output.summary).parent,
     threads: 2
+    resources:
+        gpu=GPU,
     log:
         f"{LOGS}/acceptance.log",
     conda:

@@ -1,5 +1,8 @@
 import json
 
+# GPU rules (acceptance and latency on the experiment's device) ask the executor for one GPU.
+GPU = int(config["latency"]["device"] == "cuda")
+
 # The config sections each command-line stage reads: a stage reruns when its sections change,
 # not when another stage's do.
 STAGE_SECTIONS = {

@@ -17,7 +17,7 @@ rule measure_latency:
         acceptance=lambda wildcards, input: f"--acceptance {input.acceptance}" if input.acceptance else "",
     threads: 2
     resources:
-        gpu=int(config["latency"]["device"] == "cuda"),
+        gpu=GPU,
     log:
         f"{LOGS}/latency.log",
     conda:
