@@ -226,7 +226,7 @@ def cmd_routing(args) -> int:
         if spec in seen:
             continue
         seen.add(spec)
-        model = load_model(spec, device="cpu")
+        model = load_model(spec)  # cuda when available (a hub MoE in fp32 would not fit a CPU node)
         if not model.cfg.is_moe:
             continue
         sources = {
@@ -241,7 +241,7 @@ def cmd_routing(args) -> int:
             )
             frames.append(stats.assign(model=pair["target"], implementation="engine"))
     for spec in rt["random_models"]:  # Eq. 8's setting: random weights, random ids
-        model = load_model(spec, device="cpu")
+        model = load_model(spec)  # cuda when available (a hub MoE in fp32 would not fit a CPU node)
         if not model.cfg.is_moe:
             raise ValueError(f"routing.random_models: {spec!r} is not a MoE model")
         prompts = random_prompts(max(rt["batch_sizes"]), max(rt["sequence_tokens"]) + 16, model.cfg.vocab_size, 0)

@@ -35,6 +35,8 @@ rule measure_routing:
         run=lambda wildcards, input: Path(input.config).parent.parent,
         prompts=lambda wildcards, input: Path(input.prompts).parent,
     threads: 2
+    resources:
+        gpu=GPU,
     log:
         f"{LOGS}/routing.log",
     conda:
