@@ -4,7 +4,8 @@ import math
 
 import pandas as pd
 import pytest
-from moesd.analysis_stage import auto_stride
+from moesd.analysis_stage import auto_stride, model_curves
+from moesd.fit import PARAM_NAMES, compute_speedup
 from moesd.speedup import base_spec, compose, e2e_speedups, fit_measurements, peak_table, sigma_adjusted, sigma_table
 
 SPEC = "arch:qwen2-57b-a14b:num_hidden_layers=2"
@@ -125,3 +126,16 @@ def test_auto_stride_aims_at_the_papers_m(n, m):
 def test_auto_stride_needs_one_point_per_parameter():
     with pytest.raises(ValueError, match="at least 10"):
         auto_stride(9)
+
+
+def test_model_curves_follow_the_fitted_model_on_a_dense_grid():
+    forward, draft, reject = latency_tables()
+    table = compose(forward, draft, reject, sigmas())
+    params = dict.fromkeys(PARAM_NAMES, 1e-3) | {"lam": 0.5, "s": 1.5}
+    record = {"params": params, "ridge_point": 3.0, "variant": "eq4", "verify_tokens": "gamma_plus_one"}
+    curves = model_curves(table, record, points=16)
+    assert set(curves["K"]) == {2, 8} and set(curves["gamma"]) == {2, 4}
+    assert curves["B"].min() == 1 and curves["B"].max() == 4 and len(curves) == 4 * curves["B"].nunique()
+    row = curves[(curves["K"] == 8) & (curves["gamma"] == 4) & (curves["B"] == 4)].iloc[0]
+    expected = compute_speedup(params, 4, 4, 8, 64, 0.8, 3.0, "eq4", "gamma_plus_one")
+    assert row["speedup_pred"] == pytest.approx(float(expected))

@@ -79,6 +79,7 @@ SMOKE_OUTPUTS = {
         "speedup/e2e.csv",
         "fit/params.json",
         "fit/predictions.csv",
+        "fit/curves.csv",
         "fit/metrics.csv",
     ],
 }

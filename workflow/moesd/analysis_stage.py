@@ -6,10 +6,11 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from moesd.config import load_config, sigma_pair
-from moesd.fit import PARAM_NAMES, TABLE3_STRIDES, fit_quality, run_fit, stride_subset
+from moesd.fit import PARAM_NAMES, TABLE3_STRIDES, compute_speedup, fit_quality, run_fit, stride_subset
 from moesd.hardware import load_hardware
 from moesd.io import write_csv, write_json, write_text
 from moesd.speedup import compose, e2e_speedups, fit_measurements, sigma_adjusted, sigma_table
@@ -64,6 +65,25 @@ def auto_stride(n: int, strides=TABLE3_STRIDES, n_params: int = len(PARAM_NAMES)
     return min(usable, key=lambda s: (math.ceil(n / s) == n, abs(math.ceil(n / s) - PAPER_M), s))
 
 
+def model_curves(table: pd.DataFrame, record: dict, points: int = 64) -> pd.DataFrame:
+    """The fitted model on a dense batch-size grid per K and gamma (the lines of Fig. 4)."""
+    grid = np.unique(np.geomspace(1, table["B"].max(), points).round())
+    settings = table.groupby(["K", "gamma"], as_index=False).agg(E=("E", "first"), sigma=("sigma", "first"))
+    curves = settings.merge(pd.DataFrame({"B": grid}), how="cross")
+    curves["speedup_pred"] = compute_speedup(
+        record["params"],
+        curves["B"],
+        curves["gamma"],
+        curves["K"],
+        curves["E"],
+        curves["sigma"],
+        record["ridge_point"],
+        record["variant"],
+        record["verify_tokens"],
+    )
+    return curves
+
+
 def _models(family: str, draft_spec: str):
     from moesd.architectures import count_parameters
     from moesd.models.loading import hf_config, parse_spec
@@ -82,7 +102,7 @@ def cmd_fit_run(args) -> int:
             f"{args.speedup}: no composed speedup at analysis.fit_dataset={analysis['fit_dataset']!r}, "
             f"fit_temperature={analysis['fit_temperature']}"
         )
-    records, predictions, metrics, quality = {}, [], [], []
+    records, predictions, curves, metrics, quality = {}, [], [], [], []
     for family, table in measurements.items():
         table = table.assign(speedup=table["speedup_sigma_adjusted"])  # Fig. 4: sigma-adjusted speedups
         name = "+".join(sorted(set(table["model"])))
@@ -106,6 +126,7 @@ def cmd_fit_run(args) -> int:
             )
             records[f"{name}/{variant}"] = record | label
             predictions.append(predicted.assign(family=name, variant=variant))
+            curves.append(model_curves(table, record).assign(family=name, variant=variant))
             metrics.append(label | {"variant": variant} | metric)
             print(
                 f"{name} {variant}: m={metric['m']} of {metric['n']}, mse_fit={metric['mse_fit']:.4g}, "
@@ -120,6 +141,7 @@ def cmd_fit_run(args) -> int:
     out = args.out
     write_json(out / "params.json", records)
     write_csv(out / "predictions.csv", pd.concat(predictions, ignore_index=True))
+    write_csv(out / "curves.csv", pd.concat(curves, ignore_index=True))
     write_csv(out / "metrics.csv", pd.DataFrame(metrics))
     quality = pd.concat(quality, ignore_index=True)
     write_csv(args.tables / "fit_quality.csv", quality)

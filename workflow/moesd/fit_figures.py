@@ -11,9 +11,10 @@ import pandas as pd
 from moesd.plotting import plt, save_figure, style
 
 
-def sparsity_fit_figure(predictions: pd.DataFrame, stem: Path | None, caption: str):
-    """Panels: rows gamma, columns K. Dots: data (filled = in the fit subset); line: prediction;
-    dashed: the panel's peak x over sqrt(2), the paper's marker of the useful batch range."""
+def sparsity_fit_figure(predictions: pd.DataFrame, stem: Path | None, caption: str, curves: pd.DataFrame | None = None):
+    """Panels: rows gamma, columns K. Dots: data (filled = in the fit subset); line: prediction
+    (on CURVES' dense batch grid when given, else at the data's batch sizes); dashed: the panel's
+    peak x over sqrt(2), the paper's marker of the useful batch range."""
     style()
     ks = sorted(predictions["K"].unique())
     gammas = sorted(predictions["gamma"].unique())
@@ -24,7 +25,8 @@ def sparsity_fit_figure(predictions: pd.DataFrame, stem: Path | None, caption: s
         for j, k in enumerate(ks):
             ax = axes[i, j]
             part = predictions[(predictions["K"] == k) & (predictions["gamma"] == gamma)].sort_values("B")
-            ax.plot(part["B"], part["speedup_pred"], color="C0", label="Algorithm 1")
+            line = part if curves is None else curves[(curves["K"] == k) & (curves["gamma"] == gamma)].sort_values("B")
+            ax.plot(line["B"], line["speedup_pred"], color="C0", label="Algorithm 1")
             held, used = part[~part["in_fit"]], part[part["in_fit"]]
             ax.scatter(held["B"], held["speedup"], s=12, facecolors="none", edgecolors="C1", label="held out")
             ax.scatter(used["B"], used["speedup"], s=16, color="C3", label="fitted on")

@@ -64,7 +64,7 @@ def speedup_figure(composed: pd.DataFrame, e2e: pd.DataFrame, stem: Path | None,
             eff = part.drop_duplicates("B").sort_values("B")
             twin = ax.twinx()
             twin.plot(eff["B"], eff["target_efficiency"], ls="--", color="0.4", label="target efficiency")
-            twin.set_ylim(0, 1.05)
+            twin.set_ylim(0, max(1.05, 1.05 * eff["target_efficiency"].max()))
             twin.grid(False)
             ax.set_xscale("log", base=2)
             ax.set_title(f"{model} + {part['draft'].iloc[0]}, gamma={gamma}", fontsize=9)
@@ -105,7 +105,7 @@ def target_efficiency_figure(composed: pd.DataFrame, stem: Path | None, device: 
         )
         sns.lineplot(part, x="B", y="target_efficiency", hue="target", marker="o", ax=ax)
         ax.set_xscale("log", base=2)
-        ax.set_ylim(0, 1.05)
+        ax.set_ylim(0, max(1.05, 1.05 * table["target_efficiency"].max()))  # shared y: every panel's values
         ax.set_xlabel("batch size B")
         ax.set_ylabel("target efficiency T_T(B,1)/T_T(B,v)")
         ax.set_title(f"gamma={gamma} (v={int(part['verify_s'].iloc[0])} tokens)", fontsize=9)
@@ -119,12 +119,14 @@ def target_efficiency_figure(composed: pd.DataFrame, stem: Path | None, device: 
     )
 
 
-def sparsity_figure(predictions: pd.DataFrame, stem: Path | None, device: str):
+def sparsity_figure(predictions: pd.DataFrame, stem: Path | None, device: str, curves: pd.DataFrame | None = None):
     """Fig. 4: the MoE family with the most K values, the first fitted variant."""
     families = predictions.groupby("family")["K"].nunique().sort_values(ascending=False)
     family = families.index[0]
     variant = predictions["variant"].iloc[0]
     part = predictions[(predictions["family"] == family) & (predictions["variant"] == variant)]
+    if curves is not None:
+        curves = curves[(curves["family"] == family) & (curves["variant"] == variant)]
     return sparsity_fit_figure(
         part,
         stem,
@@ -133,6 +135,7 @@ def sparsity_figure(predictions: pd.DataFrame, stem: Path | None, device: str):
         f"on) against Algorithm 1 ({variant}) fitted by least squares (line); dashed: each panel's peak / sqrt(2). "
         f"Speedups are sigma-adjusted by sigma_(K=8)/sigma_K as in the paper; every K here shares one "
         f"sigma ({part['sigma_source'].iloc[0]}), so the factor is 1. Device: {device}.",
+        curves,
     )
 
 
@@ -201,7 +204,7 @@ def run(args) -> int:
     out = args.out
     speedup_figure(composed, e2e, out / "fig2_speedup", device, ref)
     target_efficiency_figure(composed, out / "fig3_target_efficiency", device, ref)
-    sparsity_figure(predictions, out / "fig4_sparsity_fit", device)
+    sparsity_figure(predictions, out / "fig4_sparsity_fit", device, pd.read_csv(args.fit / "curves.csv"))
     e2e_figure(e2e, out / "fig6_e2e", device)
     peaks, markdown = peak_tables(composed, e2e, ref)
     write_csv(out / "tables_1_2.csv", peaks)

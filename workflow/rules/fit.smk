@@ -35,6 +35,7 @@ rule fit_run:
     output:
         params=f"{RUNS}/fit/params.json",
         predictions=f"{RUNS}/fit/predictions.csv",
+        curves=f"{RUNS}/fit/curves.csv",
         metrics=f"{RUNS}/fit/metrics.csv",
         quality=f"{FIGURES}/fit_quality.csv",
         markdown=report(f"{FIGURES}/fit_quality.md", caption="../report/fit_run.rst", category="Fit"),
