@@ -159,14 +159,15 @@ def fit_speedup_model(
     verify_tokens: str = "gamma",
     n_starts: int = 8,
     seed: int = 0,
-    max_nfev: int = 300,
+    max_nfev: int = 100,
 ) -> FitResult:
     """argmin 1/2 sum_i (ComputeSpeedup(params, M_i) - M_i.speedup)^2 over the rows of FRAME.
 
     Time parameters are optimised in units of the bias lower bound (the speedup is invariant to
     a common time scale, so this only conditions the problem); the best of N_STARTS
     deterministic starts is kept. MAX_NFEV caps each start: near an exact fit trf crawls, and
-    the cost has long stopped changing in the digits that matter.
+    the cost has long stopped changing in the digits that matter (100 and 300 give the same
+    held-out MAPE on the default run's tables, three times faster).
     """
     _check_choice("variant", variant, VARIANTS)
     if len(frame) < len(PARAM_NAMES):
