@@ -118,6 +118,12 @@ def _fmt(series: pd.Series) -> str:
     return ", ".join(f"B={int(b)}: {v:.2f}" for b, v in series.items())
 
 
+def _conclude(claim: Claim, parts: dict[str, bool]) -> None:
+    """A claim of several parts is reproduced when every part holds; the reason lists them."""
+    claim.verdict = REPRODUCED if all(parts.values()) else NOT_REPRODUCED
+    claim.reason = "; ".join(f"{name}: {'yes' if ok else 'no'}" for name, ok in parts.items())
+
+
 def rises_then_falls(series: pd.Series, tol: float) -> bool:
     """The maximum lies inside the grid: above both ends by more than the tolerance."""
     if len(series) < 3:
@@ -272,8 +278,7 @@ def claim_c5(ev: Evidence) -> Claim:
     if gap is not None:
         parts["e2e MoE above dense at B > 16"] = gap
     claim.run = "; ".join(lines)
-    claim.verdict = REPRODUCED if all(parts.values()) else NOT_REPRODUCED
-    claim.reason = "; ".join(f"{name}: {'yes' if ok else 'no'}" for name, ok in parts.items())
+    _conclude(claim, parts)
     if gap is None:
         claim.reason += f"; end-to-end part not measurable ({gap_text})"
     return claim
@@ -336,8 +341,7 @@ def claim_c6(ev: Evidence) -> Claim:
         )
         + f" (gamma={int(shape['gamma'].iloc[0])}, sigma-adjusted composed speedups)"
     )
-    claim.verdict = REPRODUCED if all(parts.values()) else NOT_REPRODUCED
-    claim.reason = "; ".join(f"{name}: {'yes' if ok else 'no'}" for name, ok in parts.items())
+    _conclude(claim, parts)
     return claim
 
 
@@ -374,8 +378,7 @@ def claim_c7(ev: Evidence) -> Claim:
         + "; sigma spread: "
         + ", ".join(f"{n} T={t:g}: {v:.0%}" for (n, t), v in spread.items())
     )
-    claim.verdict = REPRODUCED if all(parts.values()) else NOT_REPRODUCED
-    claim.reason = "; ".join(f"{name}: {'yes' if ok else 'no'}" for name, ok in parts.items())
+    _conclude(claim, parts)
     return claim
 
 
@@ -463,8 +466,7 @@ def claim_c10(ev: Evidence) -> Claim:
         f"MoE peak speedups: HumanEval T=0 gamma {gammas[0]} {he0_lo:.2f}, gamma {gammas[-1]} {he0_hi:.2f}; "
         f"HumanEval T=1 {he1:.2f}; MT-bench T=0 {mt0:.2f}"
     )
-    claim.verdict = REPRODUCED if all(parts.values()) else NOT_REPRODUCED
-    claim.reason = "; ".join(f"{name}: {'yes' if ok else 'no'}" for name, ok in parts.items())
+    _conclude(claim, parts)
     return claim
 
 
