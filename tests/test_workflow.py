@@ -237,3 +237,14 @@ def test_bad_config_stops_before_any_job(checkout, tmp_path):
     result = snakemake(checkout, "-n", "--configfile", str(bad))
     assert result.returncode != 0
     assert "config error: fit.stride: 0 is less than the minimum of 1" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("experiment", ["paper", "synthetic"])
+def test_gpu_experiments_plan_their_jobs_with_a_gpu(checkout, experiment):
+    result = snakemake(checkout, "-n", "--configfile", f"config/{experiment}.yaml")
+    assert result.returncode == 0, result.stderr[-2000:]
+    text = result.stdout + result.stderr
+    blocks = {block.split(":", 1)[0]: block for block in text.split("\nrule ")[1:]}
+    assert "gpu=1" in blocks["measure_latency"]
+    for stage in ("speedup", "fit_run", "measured_figures", "claims_report"):
+        assert "gpu=0" in blocks[stage], stage  # the analysis runs anywhere, from the tables
