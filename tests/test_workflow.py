@@ -180,7 +180,8 @@ def test_smoke_analysis_outputs(smoke_run):
     composed = pd.read_csv(run / "speedup/composed.csv")
     # 2 datasets x 2 temperatures x gammas {2, 4} x B {1, 4, 8} x targets (moe K 2 and 8, dense)
     assert len(composed) == 2 * 2 * 2 * 3 * 3
-    assert (composed["speedup"] > 0).all() and composed["target_efficiency"].between(0, 1.5).all()
+    # well formed, not timed: tiny smoke models make the ratios noise, so only their sign is checked
+    assert (composed[["speedup", "target_efficiency", "t_ar", "t_sd"]] > 0).all().all()
     assert set(pd.read_csv(run / "speedup/e2e.csv")["temperature"]) == {0.0, 1.0}
     params = json.loads((run / "fit/params.json").read_text())
     assert {key.split("/")[1] for key in params} == {"eq4", "printed"}
