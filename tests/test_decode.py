@@ -54,11 +54,39 @@ def test_greedy_sd_equals_greedy_ar_on_200_cases(fp64_models):
         ar = decode(target, prompts, config, mode="ar")
         sd = decode(target, prompts, config, draft=draft, mode="sd")
         assert sd.output_ids == ar.output_ids, f"case {case}: {target_family} gamma={gamma} B={batch}"
+        if draft is target:  # a draft whose cache is right proposes exactly the target's tokens
+            assert all(n == gamma for counts in sd.accepted_per_sequence for n in counts), f"case {case}"
         for counts in sd.accepted_per_sequence:
             seen_accepts.update((gamma, n) for n in counts)
     # every acceptance length was exercised, including full runs (0 < n < gamma and n = gamma)
     assert any(n == 0 for _, n in seen_accepts) and any(0 < n < g for g, n in seen_accepts)
     assert any(n == g for g, n in seen_accepts)
+
+
+def test_sd_through_the_static_forward_equals_ar(fp64_models, monkeypatch):
+    """The CUDA-graph path's CPU twin: every fixed-shape forward (the draft's [B, 2] catch-up and
+    single steps, the target's verification and AR steps) through forward_static, as graphs replay it."""
+    from moesd.models import Transformer
+
+    dynamic = Transformer.forward
+
+    def static_when_fixed(self, input_ids, cache, last_only=None):
+        if last_only is None:
+            return self.forward_static(input_ids, cache)
+        return dynamic(self, input_ids, cache, last_only)
+
+    monkeypatch.setattr(Transformer, "forward", static_when_fixed)
+    models, perturbed = fp64_models
+    rng = random.Random(7)
+    for family in sorted(FAMILIES):
+        for draft in (perturbed[family], models[family]):  # partial and full acceptance
+            prompts = [[rng.randrange(VOCAB) for _ in range(rng.randint(1, 9))] for _ in range(5)]
+            config = GenerationConfig(max_new_tokens=12, gamma=3, stop_at_eos=False)
+            ar = decode(models[family], prompts, config, mode="ar")
+            sd = decode(models[family], prompts, config, draft=draft, mode="sd")
+            assert sd.output_ids == ar.output_ids, family
+            if draft is models[family]:
+                assert all(n == 3 for counts in sd.accepted_per_sequence for n in counts), family
 
 
 def test_stop_at_eos_and_max_new_tokens(fp64_models):

@@ -10,9 +10,11 @@ A stepper owns the caches and the last sampled token of each sequence:
         2. verify: one target forward scores [last, d_1..d_gamma] (gamma + 1 positions)
         3. accept: rejection sampling keeps a prefix d_1..d_n and adds one token
         4. roll back: each sequence's target and draft cache lengths move to what was kept
-Invariant between steps: the target cache holds every token but `last`; the draft cache also
-lacks `pending` where the previous round accepted all gamma drafts (the draft never ran d_gamma),
-and catches up on it in its first forward of the next round.
+Invariant between steps: the target cache holds every token but `last`; the draft cache holds
+one token fewer than the target's, and `anchor` is the target's final token (last accepted draft,
+or the previous `last`). A round's first draft forward reads [anchor, last]: one fixed [B, 2]
+shape whatever was accepted (re-reading anchor rewrites its cache entry with the same values), so
+the draft catches up without a host synchronisation and a CUDA graph can replay it.
 """
 
 from __future__ import annotations
@@ -135,15 +137,16 @@ class SDStepper:
         self.draft_cache = self.draft.new_cache(b, max_len)
         logits = forward_ragged(self.target, self.cache, prompts)
         forward_ragged(self.draft, self.draft_cache, prompts)
+        self.draft_cache.set_lengths(self.draft_cache.lengths - 1)  # the invariant: re-read below
+        self.anchor = torch.tensor([p[-1] for p in prompts], device=self.target.device)  # [B]
         self.last = sample(logits, self.config.temperature, self.generator)  # [B]
-        self.pending = torch.full_like(self.last, -1)  # a draft token the draft cache still lacks
         return self.last
 
     def _propose(self) -> tuple[torch.Tensor, torch.Tensor]:
         """1. Draft: gamma tokens per sequence, and the logits they were drawn from."""
         gamma, temp = self.config.gamma, self.config.temperature
-        catch_up = [([p, t] if p >= 0 else [t]) for p, t in zip(self.pending.tolist(), self.last.tolist(), strict=True)]
-        logits = forward_ragged(self.draft, self.draft_cache, catch_up)  # [B, V]
+        logits = self.draft(torch.stack([self.anchor, self.last], dim=1), self.draft_cache)[:, -1]  # [B, V]
+        self.draft_cache.advance(2)
         drafts, draft_logits = [], []
         for i in range(gamma):
             token = sample(logits, temp, self.generator)
@@ -155,7 +158,6 @@ class SDStepper:
         return torch.stack(drafts, dim=1), torch.stack(draft_logits, dim=1)  # [B, gamma], [B, gamma, V]
 
     def step(self, active: torch.Tensor) -> StepRecord:
-        gamma = self.config.gamma
         t0 = self.timer.now()
         drafts, draft_logits = self._propose()
         t1 = self.timer.now()
@@ -167,13 +169,12 @@ class SDStepper:
             target_logits, draft_logits, drafts, self.config.temperature, self.generator, forced_alpha=self.forced
         )
         t3 = self.timer.now()
-        # 4. roll back: keep last + d_1..d_n in the target; the draft lacks d_gamma after a full run.
-        # Finished sequences stay in the batch (fixed shapes) but keep nothing.
+        # 4. roll back: keep last + d_1..d_n in the target, one token fewer in the draft (the
+        # invariant). Finished sequences stay in the batch (fixed shapes) but keep nothing.
         n = verdict.accepted
         self.cache.advance((n + 1) * active.long())
-        full = (n == gamma) & active
-        self.draft_cache.set_lengths(self.cache.lengths - full.long())
-        self.pending = torch.where(full, drafts[:, -1], torch.full_like(n, -1))
+        self.draft_cache.set_lengths(self.cache.lengths - 1)
+        self.anchor = torch.cat([self.last[:, None], drafts], dim=1).gather(1, n[:, None])[:, 0]  # last or d_n
         self.last = verdict.next_token
         kept = [d[:k] + [t] for d, k, t in zip(drafts.tolist(), n.tolist(), self.last.tolist(), strict=True)]
         return StepRecord(
