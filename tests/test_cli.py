@@ -245,3 +245,25 @@ def test_simulate_fit_quality_and_plot(tmp_path, capsys):
         capsys, "plot-fit", str(tmp_path / "fit/predictions.csv"), "--caption", "c", "--out", str(stem)
     )
     assert code == 0 and stem.with_suffix(".png").stat().st_size > 0 and stem.with_suffix(".pdf").is_file()
+
+
+def test_analysis_commands_fail_in_one_line_on_missing_tables(tmp_path, capsys):
+    config = tmp_path / "analysis.json"
+    config.write_text(json.dumps({"experiment": "x", "pairs": []}))
+    env = tmp_path / "env.json"
+    env.write_text(json.dumps({"hardware_probe": {"device_name": "cpu", "flops": 1e11, "bandwidth": 2e10}}))
+    cases = [
+        (["speedup", "--config", str(config), "--latency", str(tmp_path / "none"), "--env", str(env)], "forward.csv"),
+        (["fit-run", "--config", str(config), "--speedup", str(tmp_path / "c.csv"), "--env", str(env)], "c.csv"),
+    ]
+    for argv, message in cases:
+        code, _, err = run_cli(
+            capsys,
+            *argv,
+            "--out",
+            str(tmp_path / "out"),
+            *(["--tables", str(tmp_path)] if argv[0] == "fit-run" else []),
+        )
+        assert code == 2 and err.startswith("moesd: error:") and message in err, err
+        assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()  # nothing written before the check
