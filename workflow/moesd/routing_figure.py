@@ -12,6 +12,14 @@ import pandas as pd
 from moesd.plotting import plt, save_figure, sns, style
 
 
+def _short(model: str, part: pd.DataFrame) -> str:
+    """A panel title: the spec without its overrides (the caption has them), and how it ran."""
+    kind, _, rest = model.partition(":")
+    name, _, overrides = rest.partition(":")
+    label = f"{kind}:{name}" + ("*" if overrides else "")  # *: overridden config, spelled out in the caption
+    return f"{label} ({part['implementation'].iloc[0]})"
+
+
 def routing_figure(table: pd.DataFrame, stem: Path | None):
     style()
     models = list(dict.fromkeys(table["model"]))
@@ -31,15 +39,16 @@ def routing_figure(table: pd.DataFrame, stem: Path | None):
             ax.set_xscale("log", base=2)
             ax.set_xlabel("tokens through the router, t")
             ax.set_ylabel(f"distinct experts per layer (E = {n_experts}, K = {k})")
-            ax.set_title(f"{model}\n{titles[mode]}", fontsize=9)
+            ax.set_title(f"{_short(model, part)}\n{titles[mode]}", fontsize=9)
             ax.legend(fontsize=7)
+    fig.tight_layout()
     implementation = ", ".join(sorted(set(table["implementation"])))
     return save_figure(
         fig,
         stem,
         "Measured distinct experts per MoE layer against the number of tokens in one forward (mean "
         "over layers and sequences, band: 25th-75th percentile), for real prompts and random token ids, "
-        f"against Eq. 8's i.i.d. prediction (dashed). Models: {', '.join(models)}; measured with {implementation} "
+        f"against Eq. 8's i.i.d. prediction (dashed). Models (* in a title: this spec's overrides): {', '.join(models)}; measured with {implementation} "
         "on this run's device (the run's env.json).",
     )
 
