@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from moesd.config import load_config, sigma_pair
-from moesd.fit import PARAM_NAMES, TABLE3_STRIDES, compute_speedup, fit_quality, run_fit, stride_subset
+from moesd.fit import PARAM_NAMES, TABLE3_STRIDES, compute_speedup, fit_quality, run_fit
 from moesd.hardware import load_hardware
 from moesd.io import write_csv, write_json, write_text
 from moesd.speedup import compose, e2e_speedups, fit_measurements, sigma_adjusted, sigma_table
@@ -120,6 +120,7 @@ def cmd_fit_run(args) -> int:
             "seed": fit["seed"],
         }
         label = {"family": name, "target": family, "draft": table["draft_spec"].iloc[0], "hardware": hardware.name}
+        by_m = {math.ceil(len(table) / s): s for s in sorted(TABLE3_STRIDES, reverse=True)}  # one stride per m
         for variant in analysis["variants"]:
             record, predicted, metric = run_fit(
                 table, target, draft, hardware, stride=stride, variant=variant, **options
@@ -132,9 +133,9 @@ def cmd_fit_run(args) -> int:
                 f"{name} {variant}: m={metric['m']} of {metric['n']}, mse_fit={metric['mse_fit']:.4g}, "
                 f"mape_heldout={metric['mape_heldout']:.3g}%, {record['seconds']:.3f} s"
             )
-            strides = sorted({s for s in TABLE3_STRIDES if stride_subset(table, s).sum() >= len(PARAM_NAMES)})
-            per_m = fit_quality(table, target, draft, hardware, strides=strides, variant=variant, **options)
-            per_m = per_m.drop_duplicates("m")  # strides beyond n give the same subset
+            per_m = fit_quality(
+                table, target, draft, hardware, strides=sorted(by_m.values()), variant=variant, **options
+            )
             quality.append(per_m.assign(variant=variant, **label))
     if not records:
         raise ValueError(f"{args.speedup}: no model family has enough measurements to fit Algorithm 1")

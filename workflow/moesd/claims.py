@@ -17,12 +17,32 @@ import numpy as np
 import pandas as pd
 
 from moesd.io import write_csv, write_text
+from moesd.paths import PAPER_DIR
+from moesd.speedup import fit_measurements, native, paper_peaks, sweep_family
 
 REPRODUCED, NOT_REPRODUCED, NOT_MEASURABLE = "reproduced", "not reproduced", "not measurable"
 TRACK_CORRELATION = 0.6  # C7: Spearman correlation of speedup and target efficiency over B
 SIGMA_SPREAD = 0.2  # C7: (max - min) / mean of the measured sigma over B ("a small range")
 EQ8_TOLERANCE = 0.05  # Eq. 8: relative error at t >= 4 on random inputs (the issue's 5 %)
-PAPER_FIT_SECONDS = 0.114  # C8: the paper's time to fit 21 points
+PAPER_FIT_SECONDS = 0.114  # C8: the paper's time to fit 21 points (App. C.2 text; not in a table)
+
+
+def paper_cell(device: str, model: str = "Qwen2", dataset="humaneval", temperature=0.0, gamma=4) -> pd.Series:
+    """One cell of the paper's Tables 1-2 (data/paper/tables_1_2.csv)."""
+    table = paper_peaks()
+    rows = table[
+        (table["device"] == device)
+        & (table["model"] == model)
+        & (table["dataset"] == dataset)
+        & (table["temperature"] == temperature)
+        & (table["gamma"] == gamma)
+    ]
+    return rows.iloc[0]
+
+
+def _gpu(device: str) -> str:
+    """The GPU of a paper platform label: 2xH800 -> H800 (matched against this run's device name)."""
+    return device.partition("x")[2]
 
 
 @dataclass
@@ -92,25 +112,24 @@ class Evidence:
             if getattr(self, name).empty:
                 setattr(self, name, pd.DataFrame(columns=columns))
 
+    def _first(self, moe: bool) -> pd.DataFrame:
+        rows = native(self.composed, self.reference_k)
+        rows = rows[(rows["E"] > 1) == moe]
+        return rows[rows["model"] == rows["model"].iloc[0]] if len(rows) else rows
+
     def moe(self) -> pd.DataFrame:
         """The first MoE family at its reference K (the paper's MoE curve)."""
-        rows = self.composed[(self.composed["E"] > 1) & (self.composed["K"] == self.reference_k)]
-        return rows[rows["model"] == rows["model"].iloc[0]] if len(rows) else rows
+        return self._first(moe=True)
 
     def dense(self) -> pd.DataFrame:
-        rows = self.composed[self.composed["E"] == 1]
-        return rows[rows["model"] == rows["model"].iloc[0]] if len(rows) else rows
+        return self._first(moe=False)
 
-    def curve(self, table: pd.DataFrame, column: str = "speedup", gamma=None, **setting) -> pd.Series:
-        """COLUMN against B at the fit setting (dataset, temperature) and GAMMA (default: largest)."""
-        setting = {"dataset": self.dataset, "temperature": self.temperature} | setting
-        rows = table
-        for key, value in setting.items():
-            rows = rows[rows[key] == value]
+    def curve(self, table: pd.DataFrame, column: str = "speedup") -> pd.Series:
+        """COLUMN against B at the fit setting (dataset, temperature) and its largest gamma."""
+        rows = table[(table["dataset"] == self.dataset) & (table["temperature"] == self.temperature)]
         if rows.empty:
             return pd.Series(dtype=float)
-        gamma = rows["gamma"].max() if gamma is None else gamma
-        rows = rows[rows["gamma"] == gamma]
+        rows = rows[rows["gamma"] == rows["gamma"].max()]
         return rows.drop_duplicates("B").set_index("B")[column].sort_index()
 
 
@@ -151,8 +170,17 @@ def is_full_size(spec: str, architecture: str) -> bool:
     return hub or spec == f"arch:{architecture}"
 
 
-def _paper_peak(ev: Evidence, claim: Claim, architecture: str, gpus: dict[str, list[float]], gamma: int = 4) -> Claim:
-    """C1-C3: the peak over B at (HumanEval, T = 0, gamma) of the paper's model on the paper's GPU."""
+def _paper_peak(ev: Evidence, claim: Claim, architecture: str, model: str, devices: list[str], gamma: int = 4) -> Claim:
+    """C1-C3: the peak over B at (HumanEval, T = 0, gamma) of the paper's model on the paper's GPU,
+    against the paper's Tables 1-2 cells of DEVICES."""
+    cells = {device: paper_cell(device, model, gamma=gamma) for device in devices}
+    claim.paper = "; ".join(
+        f"{d}: {c['speedup']:.2f}x (T_AR {c['T_AR']}, T_SD {c['T_SD']}, sigma {c['sigma']:.2f})"
+        for d, c in cells.items()
+    )
+    gpus: dict[str, list[float]] = {}
+    for device, cell in cells.items():
+        gpus.setdefault(_gpu(device), []).append(float(cell["speedup"]))
     ours = []
     for source, table, name, target in (("e2e", ev.e2e, "name", "target"), ("composed", ev.moe(), "model", "spec")):
         if table.empty:
@@ -184,31 +212,31 @@ def _paper_peak(ev: Evidence, claim: Claim, architecture: str, gpus: dict[str, l
 def claim_c1(ev: Evidence) -> Claim:
     claim = Claim(
         "C1",
-        "Peak end-to-end SD speedup 2.29x for Qwen2-57B-A14B with Qwen2-0.5B on 2xH800 (HumanEval, T=0, gamma=4).",
-        "2.29x (T_AR 15.96, T_SD 6.96, sigma 0.90)",
+        "The headline peak end-to-end SD speedup: Qwen2-57B-A14B with Qwen2-0.5B on 2xH800 (HumanEval, T=0, gamma=4).",
+        "",
         figures=["fig2_speedup.png", "tables_1_2.md"],
     )
-    return _paper_peak(ev, claim, "qwen2-57b-a14b", {"H800": [2.29]})
+    return _paper_peak(ev, claim, "qwen2-57b-a14b", "Qwen2", ["2xH800"])
 
 
 def claim_c2(ev: Evidence) -> Claim:
     claim = Claim(
         "C2",
         "Per-platform peaks of the Qwen2 pair (HumanEval, T=0, gamma=4).",
-        "2xA800 2.18x, 4xL40 2.25x, 4xA800 2.08x",
+        "",
         figures=["tables_1_2.md"],
     )
-    return _paper_peak(ev, claim, "qwen2-57b-a14b", {"A800": [2.18, 2.08], "L40": [2.25]})
+    return _paper_peak(ev, claim, "qwen2-57b-a14b", "Qwen2", ["2xA800", "4xL40", "4xA800"])
 
 
 def claim_c3(ev: Evidence) -> Claim:
     claim = Claim(
         "C3",
-        "Mixtral-8x7B with an EAGLE head on 2xA800 peaks at 1.79x (HumanEval, T=0, gamma=4).",
-        "1.79x (sigma 0.58)",
+        "The peak of Mixtral-8x7B with an EAGLE head on 2xA800 (HumanEval, T=0, gamma=4).",
+        "",
         figures=["tables_1_2.md"],
     )
-    return _paper_peak(ev, claim, "mixtral-8x7b", {"A800": [1.79]})
+    return _paper_peak(ev, claim, "mixtral-8x7b", "Mixtral", ["2xA800"])
 
 
 def claim_c4(ev: Evidence) -> Claim:
@@ -288,15 +316,14 @@ def sweep_shape(ev: Evidence) -> pd.DataFrame:
     """Per K of the sparsity sweep (sigma-adjusted composed speedups, the largest shared gamma):
     the batch size of the peak, the number of grid batch sizes with speedup >= peak / sqrt(2), and
     whether the curve only falls from its first point."""
-    rows = ev.composed[ev.composed["E"] > 1]
-    if rows.empty:
+    moe = ev.composed[ev.composed["E"] > 1]
+    if moe.empty:
         return pd.DataFrame()
-    family = rows.groupby("family")["K"].nunique().idxmax()
-    rows = rows[(rows["family"] == family) & (rows["dataset"] == ev.dataset) & (rows["temperature"] == ev.temperature)]
-    gammas = set.intersection(*rows.groupby("K")["gamma"].agg(set)) if len(rows) else set()
-    if not gammas:
+    rows = fit_measurements(moe, ev.dataset, ev.temperature).get(sweep_family(moe))  # the gammas of every K
+    if rows is None:
         return pd.DataFrame()
-    rows = rows[rows["gamma"] == max(gammas)]
+    gamma = rows["gamma"].max()
+    rows = rows[rows["gamma"] == gamma]
     out = []
     for k, part in rows.groupby("K"):
         curve = part.drop_duplicates("B").set_index("B")["speedup_sigma_adjusted"].sort_index()
@@ -304,7 +331,7 @@ def sweep_shape(ev: Evidence) -> pd.DataFrame:
         out.append(
             {
                 "K": int(k),
-                "gamma": int(max(gammas)),
+                "gamma": int(gamma),
                 "B_peak": int(curve.idxmax()),
                 "width": int((curve >= peak / math.sqrt(2)).sum()),
                 "falls_from_start": bool(curve.iloc[0] >= peak / (1 + ev.tolerance)),
@@ -386,13 +413,19 @@ def claim_c8(ev: Evidence) -> Claim:
     claim = Claim(
         "C8",
         "Algorithm 1 fitted on 21 of 228 measurements consistently aligns with the measured speedups; fitting takes about 0.114 s.",
-        "MSE 1.679 at m = 21 (1.485-4.288 for m = 10..228), 0.114 s",
+        "",
         figures=["fig4_sparsity_fit.png", "fit_quality.md"],
+    )
+    table3 = pd.read_csv(PAPER_DIR / "table_3.csv")
+    at21 = table3.loc[table3["m"] == 21, "mse"].item()
+    claim.paper = (
+        f"MSE {at21:g} at m = 21 ({table3['mse'].min():g}-{table3['mse'].max():g} for m = "
+        f"{table3['m'].min()}..{table3['m'].max()}, Table 3), {PAPER_FIT_SECONDS} s"
     )
     if ev.metrics.empty or ev.predictions.empty:
         claim.reason = "no fit in this run (too few measurements)"
         return claim
-    family = ev.predictions.groupby("family")["K"].nunique().idxmax()
+    family = sweep_family(ev.predictions)
     variant = ev.predictions["variant"].iloc[0]
     row = ev.metrics[(ev.metrics["family"] == family) & (ev.metrics["variant"] == variant)].iloc[0]
     claim.run = (
@@ -413,10 +446,15 @@ def claim_c9(ev: Evidence) -> Claim:
     claim = Claim(
         "C9",
         "A higher ridge point gives a larger SD speedup (2xH800 > 2xA800; 4xL40 > 4xA800).",
-        "2.29 > 2.18 and 2.25 > 2.08 (Tables 1-2)",
+        " and ".join(
+            f"{paper_cell(hi)['speedup']:.2f} > {paper_cell(lo)['speedup']:.2f}"
+            for hi, lo in (("2xH800", "2xA800"), ("4xL40", "4xA800"))
+        )
+        + " (Tables 1-2)",
         figures=["tables_1_2.md"],
     )
-    moe = ev.composed[(ev.composed["E"] > 1) & (ev.composed["K"] == ev.reference_k)]
+    moe = native(ev.composed, ev.reference_k)
+    moe = moe[moe["E"] > 1]
     if moe.empty or moe["hardware"].nunique() < 2:
         claim.reason = "one device in this run; compare runs on two devices (tables with a hardware column)"
         return claim
@@ -435,7 +473,10 @@ def claim_c10(ev: Evidence) -> Claim:
     claim = Claim(
         "C10",
         "SD gains are larger for longer gamma on code and at low temperature, and much smaller on MT-bench and at T = 1.",
-        "e.g. 2xH800 HumanEval T=0: 1.71/2.01/2.29 (gamma 2/3/4); T=1 1.84; MT-bench T=0 1.43",
+        "2xH800, e.g. HumanEval T=0: "
+        + "/".join(f"{paper_cell('2xH800', gamma=g)['speedup']:.2f}" for g in (2, 3, 4))
+        + f" (gamma 2/3/4); T=1 {paper_cell('2xH800', temperature=1.0)['speedup']:.2f}; "
+        + f"MT-bench T=0 {paper_cell('2xH800', dataset='mtbench')['speedup']:.2f}",
         figures=["tables_1_2.md", "fig2_speedup.png"],
     )
     moe = ev.moe()

@@ -16,17 +16,9 @@ import pandas as pd
 from moesd.fit_figures import sparsity_fit_figure
 from moesd.io import write_csv, write_text
 from moesd.plotting import plt, save_figure, sns, style
-from moesd.speedup import SETTING, peak_table
+from moesd.speedup import SETTING, native, peak_table, sweep_family
 
 FIGURES = ("fig2_speedup", "fig3_target_efficiency", "fig4_sparsity_fit", "fig6_e2e")
-
-
-def native(composed: pd.DataFrame, reference_k: int = 8) -> pd.DataFrame:
-    """Dense targets and MoE targets at the reference K (the sparsity sweep's other K left out),
-    one model per family."""
-    rows = composed[(composed["E"] == 1) | (composed["K"] == reference_k)]
-    first = rows.drop_duplicates("family")[["family", "model"]]
-    return rows.merge(first, on=["family", "model"])
 
 
 def device_label(env: dict) -> str:
@@ -56,10 +48,10 @@ def speedup_figure(composed: pd.DataFrame, e2e: pd.DataFrame, stem: Path | None,
                 label = f"{key[0]}, T={key[1]:g} (sigma {rows['sigma'].iloc[0]:.2f})"
                 ax.plot(rows["B"], rows["speedup"], marker="o", ms=3, color=f"C{n}", label=label)
             measured = e2e[e2e["target"].isin(part["spec"]) & (e2e["gamma"] == gamma)]
-            for row in measured.itertuples(index=False):
-                ax.scatter(row.B, row.speedup, marker="x", color="k", zorder=5)
             if not measured.empty:
-                ax.scatter([], [], marker="x", color="k", label="end to end (measured)")
+                ax.scatter(
+                    measured["B"], measured["speedup"], marker="x", color="k", zorder=5, label="end to end (measured)"
+                )
             ax.axhline(1, color="0.5", lw=0.8)
             eff = part.drop_duplicates("B").sort_values("B")
             twin = ax.twinx()
@@ -121,8 +113,7 @@ def target_efficiency_figure(composed: pd.DataFrame, stem: Path | None, device: 
 
 def sparsity_figure(predictions: pd.DataFrame, stem: Path | None, device: str, curves: pd.DataFrame | None = None):
     """Fig. 4: the MoE family with the most K values, the first fitted variant."""
-    families = predictions.groupby("family")["K"].nunique().sort_values(ascending=False)
-    family = families.index[0]
+    family = sweep_family(predictions)
     variant = predictions["variant"].iloc[0]
     part = predictions[(predictions["family"] == family) & (predictions["variant"] == variant)]
     if curves is not None:

@@ -53,7 +53,7 @@ def sigma_table(summary: pd.DataFrame | None, target: str | None, draft: str | N
         out = rows[SETTING + ["sigma", "alpha"]].copy()
         out["sigma_source"] = f"measured ({target} / {draft})"
         return out.reset_index(drop=True)
-    paper = pd.read_csv(PAPER_DIR / "tables_1_2.csv")
+    paper = paper_peaks()
     rows = paper[(paper["device"] == "2xH800") & (paper["model"] == "Qwen2")]
     out = rows[SETTING + ["sigma"]].copy()
     out["alpha"] = np.nan
@@ -142,6 +142,24 @@ def sigma_adjusted(table: pd.DataFrame, reference_k: int) -> pd.Series:
     ref = table[table["K"] == reference_k].groupby(SETTING)["sigma"].first().rename("sigma_ref")
     joined = table.join(ref, on=SETTING)
     return table["speedup"] * (joined["sigma_ref"].fillna(table["sigma"]) / table["sigma"])
+
+
+def native(composed: pd.DataFrame, reference_k: int = 8) -> pd.DataFrame:
+    """Dense targets and MoE targets at the reference K (the sparsity sweep's other K left out),
+    one model per family."""
+    rows = composed[(composed["E"] == 1) | (composed["K"] == reference_k)]
+    first = rows.drop_duplicates("family")[["family", "model"]]
+    return rows.merge(first, on=["family", "model"])
+
+
+def sweep_family(table: pd.DataFrame) -> str:
+    """The model family of the sparsity sweep: the one measured at the most K values."""
+    return table.groupby("family")["K"].nunique().idxmax()
+
+
+def paper_peaks() -> pd.DataFrame:
+    """The paper's Tables 1-2 (data/paper/tables_1_2.csv): T_AR, T_SD, sigma, speedup per cell."""
+    return pd.read_csv(PAPER_DIR / "tables_1_2.csv")
 
 
 def fit_measurements(composed: pd.DataFrame, dataset: str, temperature: float) -> dict[str, pd.DataFrame]:

@@ -221,6 +221,7 @@ def cmd_routing(args) -> int:
     run_dir = Path(args.run_dir)
     frames = []
     seen = set()
+    longest = max(rt["sequence_tokens"]) + 16  # random ids: the longest routed run plus context
     for pair in config["pairs"]:
         spec = resolve_spec(pair["target"], run_dir)
         if spec in seen:
@@ -233,7 +234,6 @@ def cmd_routing(args) -> int:
             dataset_name(s): read_prompts(Path(args.prompts) / pair["name"] / f"{dataset_name(s)}.jsonl")
             for s in rt["datasets"]
         }
-        longest = max(rt["sequence_tokens"]) + 16
         sources["random"] = random_prompts(max(rt["batch_sizes"]), longest, model.cfg.vocab_size, 0)
         for source, prompts in sources.items():
             stats = engine_routing_stats(
@@ -244,7 +244,7 @@ def cmd_routing(args) -> int:
         model = load_model(spec)  # cuda when available (a hub MoE in fp32 would not fit a CPU node)
         if not model.cfg.is_moe:
             raise ValueError(f"routing.random_models: {spec!r} is not a MoE model")
-        prompts = random_prompts(max(rt["batch_sizes"]), max(rt["sequence_tokens"]) + 16, model.cfg.vocab_size, 0)
+        prompts = random_prompts(max(rt["batch_sizes"]), longest, model.cfg.vocab_size, 0)
         stats = engine_routing_stats(
             model, prompts, "random", rt["batch_sizes"], rt["sequence_tokens"], rt["n_sequences"]
         )
@@ -254,7 +254,7 @@ def cmd_routing(args) -> int:
 
         folder = _folder(spec)
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
-        prompts = random_prompts(max(rt["batch_sizes"]), max(rt["sequence_tokens"]) + 16, model.config.vocab_size, 0)
+        prompts = random_prompts(max(rt["batch_sizes"]), longest, model.config.vocab_size, 0)
         stats = hf_routing_stats(model, prompts, "random", rt["batch_sizes"], rt["sequence_tokens"], rt["n_sequences"])
         frames.append(stats.assign(model=spec, implementation="transformers hooks"))
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
