@@ -1,9 +1,18 @@
 import numpy as np
 import pytest
-from moesd.latency import PointStore, forward_point, long_table, reject_point, run_point, summarise_repeats
+from moesd.latency import (
+    PointStore,
+    forward_point,
+    long_table,
+    per_s_records,
+    reject_point,
+    run_point,
+    summarise_repeats,
+)
 from moesd.latency_stage import with_k
 from moesd.models import load_model
 from moesd.theory import expected_active_experts
+from moesd.timing import timed_interleaved
 
 MOE = (
     "arch:qwen2-57b-a14b:num_hidden_layers=4,hidden_size=64,num_attention_heads=2,num_key_value_heads=1,"
@@ -43,7 +52,7 @@ def test_distinct_experts_follow_eq8_on_random_inputs():
     for batch in (4, 16, 64):
         measured = []
         for seed in range(4):
-            point = forward_point(model, batch, 1, [16] * batch, warmup=0, repeats=1, seed=seed)
+            (point,) = forward_point(model, batch, [1], [16] * batch, warmup=0, repeats=1, seed=seed)["per_s"]
             measured += point["distinct_experts"]
         predicted = expected_active_experts(64, 8, batch)
         assert abs(np.mean(measured) - predicted) / predicted < 0.05, (batch, np.mean(measured), predicted)
@@ -60,3 +69,21 @@ def test_k_sweep_specs():
     assert with_k("dir:/x", None) == "dir:/x"
     with pytest.raises(ValueError, match="needs an arch: spec"):
         with_k("dir:/x", 4)
+
+
+def test_calls_take_turns_within_each_repeat():
+    order = []
+    seconds = timed_interleaved({s: (lambda s=s: order.append(s)) for s in (1, 5)}, "cpu", warmup=1, repeats=3)
+    assert order == [1, 5] * 4 and {s: len(v) for s, v in seconds.items()} == {1: 3, 5: 3}
+
+
+def test_one_forward_point_times_every_s_over_one_cache():
+    model = load_model(MOE, device="cpu")
+    point = forward_point(model, 2, [1, 3, 5], [8, 12], warmup=1, repeats=2, seed=0)
+    assert [p["s"] for p in point["per_s"]] == [1, 3, 5]
+    assert all(len(p["seconds"]) == 2 and len(p["distinct_experts"]) == 4 for p in point["per_s"])
+    rows = per_s_records({"B": 2, "status": "ok"} | point, [1, 3, 5])
+    assert [(r["B"], r["s"], r["status"]) for r in rows] == [(2, 1, "ok"), (2, 3, "ok"), (2, 5, "ok")]
+    failed = per_s_records({"B": 2, "seconds": [], "status": "error: out of memory"}, [1, 5])
+    assert [(r["s"], r["status"]) for r in failed] == [(1, "error: out of memory"), (5, "error: out of memory")]
+    assert long_table(failed)["repeat"].tolist() == [-1, -1]

@@ -11,13 +11,17 @@ from moesd.speedup import base_spec, compose, e2e_speedups, fit_measurements, pe
 SPEC = "arch:qwen2-57b-a14b:num_hidden_layers=2"
 
 
-def _points(rows: list[dict], repeats=(1.0, 3.0, 2.0)) -> pd.DataFrame:
-    """Long tables as the latency stage writes them: one row per repeat, summaries repeated."""
+def _points(rows: list[dict], repeats=(1.0, 0.5, 3.0)) -> pd.DataFrame:
+    """Long tables as the latency stage writes them: one row per repeat (median over the repeats:
+    the row's `median`; mean: 1.5 times it), summaries repeated."""
     out = []
     for row in rows:
         for i, factor in enumerate(repeats):
+            per_repeat = {k: row[k] * factor for k in ("prefill_seconds",) if k in row}
             out.append(
-                row | {"repeat": i, "seconds": row["median"] * factor, "status": "ok", "mean_last5": row["median"] * 2}
+                row
+                | per_repeat
+                | {"repeat": i, "seconds": row["median"] * factor, "status": "ok", "mean_last5": row["median"] * 1.5}
             )
     return pd.DataFrame(out)
 
@@ -73,7 +77,7 @@ def test_compose_uses_the_chosen_statistic_and_drops_failed_points():
     forward, draft, reject = latency_tables()
     mean = compose(forward, draft, reject, sigmas(), statistic="mean_last5")
     median = compose(forward, draft, reject, sigmas())
-    assert (mean["t_ar"] == 2 * median["t_ar"]).all()
+    assert mean["t_ar"].to_numpy() == pytest.approx(1.5 * median["t_ar"].to_numpy())
     failed = forward.assign(status=lambda f: f["status"].where(f["B"] != 4, "failed: out of memory"))
     assert set(compose(failed, draft, reject, sigmas())["B"]) == {1}
     with pytest.raises(ValueError, match="analysis.statistic"):
@@ -94,8 +98,17 @@ def test_e2e_speedup_pairs_ar_and_sd_runs():
             {"name": "p", "target": "t", "draft": "d", "acceptance_source": "real", "dataset": "humaneval",
              "temperature": 0.0, "gamma": 4, "B": 8, "mode": mode, "median": seconds, "sigma": 0.7 if mode == "sd" else None}
         )  # fmt: skip
-    table = e2e_speedups(_points(rows))
+    table = e2e_speedups(_points(rows), time="total")
     assert table["speedup"].item() == pytest.approx(2.0) and table["sigma"].item() == pytest.approx(0.7)
+    with pytest.raises(ValueError, match="no prefill_seconds"):
+        e2e_speedups(_points(rows))  # decode time needs the prefill recorded
+    for row in rows:  # 0.5 s of each run is the prefill: decode 1.5 s against 0.5 s
+        row["prefill_seconds"] = 0.5
+    decode = e2e_speedups(_points(rows))
+    assert decode["speedup"].item() == pytest.approx(3.0) and set(decode["e2e_time"]) == {"decode"}
+    assert e2e_speedups(_points(rows), time="total")["speedup"].item() == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="analysis.e2e_time"):
+        e2e_speedups(_points(rows), time="wall")
 
 
 def test_peak_table_reports_the_batch_size_of_the_peak():

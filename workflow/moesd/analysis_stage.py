@@ -46,7 +46,7 @@ def cmd_speedup(args) -> int:
         verify_tokens=analysis["verify_tokens"],
     )
     composed["speedup_sigma_adjusted"] = sigma_adjusted(composed, analysis["reference_k"])
-    e2e = e2e_speedups(latency["e2e"], analysis["statistic"])
+    e2e = e2e_speedups(latency["e2e"], analysis["statistic"], analysis["e2e_time"])
     hardware = load_hardware(f"probe:{args.env}")  # the device every row was measured on (C9)
     for table in (composed, e2e):
         table["hardware"], table["ridge_point"] = hardware.name, hardware.ridge_point

@@ -93,18 +93,20 @@ def load_hardware(spec: str, gpus: int | None = None) -> Hardware:
     return Hardware(key, float(entry["flops"]), float(entry["bandwidth"]), gpus or 1)
 
 
-def probe_hardware(device: str = "cpu", copy_mib: int = 512, matmul_n: int = 2048, repeats: int = 10) -> dict:
+def probe_hardware(
+    device: str = "cpu", dtype: str = "auto", copy_mib: int = 512, matmul_n: int = 2048, repeats: int = 10
+) -> dict:
     """Measure memory bandwidth (a large copy: bytes read + bytes written over the median time)
-    and matrix-product throughput (2 n^3 FLOP over the median time) on DEVICE.
-
-    fp32 on CPU, bf16 on CUDA (the dtypes the engine uses there).
+    and matrix-product throughput (2 n^3 FLOP over the median time) on DEVICE in DTYPE (auto:
+    the timed models' dtype there, `moesd.models.loading.timing_dtype`).
     """
     import torch
 
+    from moesd.models.loading import timing_dtype
     from moesd.timing import timed_repeats
 
     dev = torch.device(device)
-    dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
+    dtype = timing_dtype(dtype, dev)
 
     def median_seconds(call):
         return statistics.median(timed_repeats(call, dev, warmup=1, repeats=repeats))

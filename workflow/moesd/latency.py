@@ -30,7 +30,7 @@ import torch
 from moesd.decode.engine import forward_ragged
 from moesd.decode.sampling import verify
 from moesd.io import fingerprint, write_csv
-from moesd.timing import timed_repeats
+from moesd.timing import timed_interleaved, timed_repeats
 
 
 def context_lengths(batch: int, spec: dict, prompt_lengths: list[int] | None, seed: int) -> list[int]:
@@ -42,20 +42,33 @@ def context_lengths(batch: int, spec: dict, prompt_lengths: list[int] | None, se
 
 
 @torch.no_grad()
-def forward_point(model, batch: int, s: int, contexts: list[int], warmup: int, repeats: int, seed: int) -> dict:
-    """T(B, s) over a cache holding CONTEXTS (random token ids), and distinct experts per layer."""
+def forward_point(model, batch: int, tokens: list[int], contexts: list[int], warmup: int, repeats: int, seed: int):
+    """T(B, s) for every s in TOKENS over one cache holding CONTEXTS (random token ids), the s
+    taking turns within each repeat (their ratios, the target efficiency, are measured side by
+    side), and the distinct experts per layer at each s. Returns one part per s."""
     gen = torch.Generator().manual_seed(seed)
     vocab = model.cfg.vocab_size
-    cache = model.new_cache(batch, max(contexts) + s)
+    cache = model.new_cache(batch, max(contexts) + max(tokens))
     forward_ragged(model, cache, [torch.randint(0, vocab, (n,), generator=gen).tolist() for n in contexts])
-    new = torch.randint(0, vocab, (batch, s), generator=gen).to(model.device)
-    seconds = timed_repeats(lambda: model(new, cache), model.device, warmup, repeats)  # lengths never advance
-    distinct = []
-    if model.cfg.is_moe:
-        with model.router_recording() as calls:
-            model(new, cache)
-        distinct = (calls[0] > 0).sum(dim=1).tolist()
-    return {"seconds": seconds, "distinct_experts": distinct}
+    new = {s: torch.randint(0, vocab, (batch, s), generator=gen).to(model.device) for s in tokens}
+    calls = {s: (lambda ids=ids: model(ids, cache)) for s, ids in new.items()}  # lengths never advance
+    seconds = timed_interleaved(calls, model.device, warmup, repeats)
+    parts = []
+    for s, ids in new.items():
+        distinct = []
+        if model.cfg.is_moe:
+            with model.router_recording() as recorded:
+                model(ids, cache)
+            distinct = (recorded[0] > 0).sum(dim=1).tolist()
+        parts.append({"s": s, "seconds": seconds[s], "distinct_experts": distinct})
+    return {"per_s": parts}
+
+
+def per_s_records(record: dict, tokens: list[int]) -> list[dict]:
+    """One record per s from a forward point (a failed point: one failed record per s)."""
+    base = {k: v for k, v in record.items() if k != "per_s"}
+    parts = record.get("per_s") or [{"s": s} for s in tokens]
+    return [base | part for part in parts]
 
 
 @torch.no_grad()
@@ -119,11 +132,14 @@ def run_point(store: PointStore, kind: str, key_parts, measure, describe: dict) 
     return record
 
 
+PER_REPEAT = ("seconds", "prefill_seconds")  # lists with one value per timed repeat
+
+
 def long_table(records: list[dict]) -> pd.DataFrame:
     """Tidy: one row per repeat (or one row with NaN for a failed point), summary columns kept."""
     rows = []
     for record in records:
-        base = {k: v for k, v in record.items() if k not in ("seconds", "distinct_experts")}
+        base = {k: v for k, v in record.items() if k not in (*PER_REPEAT, "distinct_experts")}
         distinct = record.get("distinct_experts") or []
         base["distinct_experts_mean"] = float(np.mean(distinct)) if distinct else np.nan
         base["distinct_experts"] = ";".join(map(str, distinct))
@@ -132,7 +148,8 @@ def long_table(records: list[dict]) -> pd.DataFrame:
         if not seconds:
             rows.append(base | {"repeat": -1, "seconds": np.nan})
         for i, value in enumerate(seconds):
-            rows.append(base | stats | {"repeat": i, "seconds": value})
+            extra = {key: record[key][i] for key in PER_REPEAT[1:] if record.get(key)}
+            rows.append(base | stats | {"repeat": i, "seconds": value} | extra)
     return pd.DataFrame(rows)
 
 
@@ -157,12 +174,14 @@ def e2e_point(
         results.append(decode(target, prompts, config, draft=draft if mode == "sd" else None, mode=mode))
 
     seconds = timed_repeats(call, target.device, warmup, repeats)
+    prefill = [r.prefill_seconds for r in results[warmup:]]  # inside each timed repeat
     last = results[-1]
     tokens = sum(len(o) for o in last.output_ids)
     accepted = [n for seq in last.accepted_per_sequence for n in seq] if mode == "sd" else []
     sigma = float(np.mean(np.asarray(accepted) + 1) / (gamma + 1)) if accepted else np.nan
     return {
         "seconds": seconds,
+        "prefill_seconds": prefill,
         "tokens": tokens,
         "sigma": sigma,
         "target_outputs": last.target_outputs,

@@ -16,10 +16,12 @@ from moesd.latency import (
     e2e_point,
     forward_point,
     long_table,
+    per_s_records,
     reject_point,
     run_point,
     write_tables,
 )
+from moesd.models.loading import timing_dtype
 
 
 def with_k(spec: str, k: int | None) -> str:
@@ -60,10 +62,13 @@ def device_of(lat: dict) -> str:
 
 
 def sweep_forward(lat: dict, store: PointStore, prompt_lengths, run_dir: Path) -> tuple[list, list]:
+    """Every model (and K) at every batch size: one point per (model, B) timing all its s."""
     from moesd.models import load_model
     from moesd.stages import resolve_spec
 
     forward, draft = [], []
+    device = device_of(lat)
+    dtype = timing_dtype(lat["dtype"], device)
     jobs = [(m, k) for m in lat["models"] for k in (m.get("k_values") or [None])]
     for entry, k in tqdm(jobs, desc="latency models", ascii=True, mininterval=5):
         spec = with_k(resolve_spec(entry["spec"], run_dir), k)
@@ -71,23 +76,22 @@ def sweep_forward(lat: dict, store: PointStore, prompt_lengths, run_dir: Path) -
         tokens = [1] if entry["role"] == "draft" else entry.get("tokens") or list(range(1, lat["gamma_max"] + 2))
         for batch in entry.get("batch_sizes") or lat["batch_sizes"]:
             contexts = context_lengths(batch, lat["context"], prompt_lengths, seed=batch)
-            for s in tokens:
-                key = (spec, batch, s, contexts, lat["warmup"], lat["repeats"], lat["threads"])
-                if model is None and not store.has("forward", key):
-                    model = load_model(spec, device=device_of(lat), cuda_graphs=lat["cuda_graphs"])
-                describe = {"B": batch, "s": s, "context_len": float(sum(contexts) / batch)}
-                if model is not None:
-                    describe |= _describe(model, spec, entry["name"], entry["role"], k)
-                record = run_point(
-                    store,
-                    "forward",
-                    key,
-                    lambda b=batch, s=s, c=contexts, m=model: forward_point(
-                        m, b, s, c, lat["warmup"], lat["repeats"], seed=b
-                    ),
-                    describe,
-                )
-                (draft if entry["role"] == "draft" else forward).append(record)
+            key = (spec, batch, tokens, contexts, lat["warmup"], lat["repeats"], lat["threads"], str(dtype))
+            if model is None and not store.has("forward", key):
+                model = load_model(spec, device=device, dtype=dtype, cuda_graphs=lat["cuda_graphs"])
+            describe = {"B": batch, "context_len": float(sum(contexts) / batch)}
+            if model is not None:
+                describe |= _describe(model, spec, entry["name"], entry["role"], k)
+            record = run_point(
+                store,
+                "forward",
+                key,
+                lambda b=batch, c=contexts, m=model, t=tokens: forward_point(
+                    m, b, t, c, lat["warmup"], lat["repeats"], seed=b
+                ),
+                describe,
+            )
+            (draft if entry["role"] == "draft" else forward).extend(per_s_records(record, tokens))
     return forward, draft
 
 
@@ -149,6 +153,8 @@ def sweep_e2e(config: dict, store: PointStore, run_dir: Path, prompts_dir: Path,
     from moesd.prompts import random_prompts
 
     e2e = config["latency"]["e2e"]
+    device = device_of(config["latency"])
+    dtype = timing_dtype(config["latency"]["dtype"], device)
     pairs = {p["name"]: p for p in config["pairs"]}
     records = []
     jobs = [
@@ -163,11 +169,12 @@ def sweep_e2e(config: dict, store: PointStore, run_dir: Path, prompts_dir: Path,
         )
         for batch in setting["batch_sizes"]:
             for mode in ("ar", "sd"):
-                key = (target_spec, draft_spec, mode, batch, setting, alpha, config["latency"]["threads"])
+                key = (target_spec, draft_spec, mode, batch, setting, alpha, config["latency"]["threads"], str(dtype))
                 if loaded != (target_spec, draft_spec) and not store.has("e2e", key):
-                    device = device_of(config["latency"])
                     graphs = config["latency"]["cuda_graphs"]
-                    models = tuple(load_model(x, device=device, cuda_graphs=graphs) for x in (target_spec, draft_spec))
+                    models = tuple(
+                        load_model(x, device=device, dtype=dtype, cuda_graphs=graphs) for x in (target_spec, draft_spec)
+                    )
                     loaded = (target_spec, draft_spec)
                 if prompts is None and loaded == (target_spec, draft_spec):  # synthetic: random ids
                     prompts = random_prompts(
@@ -185,6 +192,8 @@ def sweep_e2e(config: dict, store: PointStore, run_dir: Path, prompts_dir: Path,
                     "mode": mode,
                     "acceptance_source": source,
                     "max_new_tokens": setting["max_new_tokens"],
+                    "dtype": str(dtype).removeprefix("torch."),
+                    "device": device,
                 }
                 measure = lambda m=mode, p=batch_prompts, pair_models=models, a=alpha, s=setting: e2e_point(  # noqa: E731
                     *pair_models,

@@ -31,16 +31,16 @@ def base_spec(spec: str) -> str:
     return _K_OVERRIDE.sub("", spec)
 
 
-def point_times(frame: pd.DataFrame, statistic: str) -> pd.DataFrame:
-    """One row per measured point (repeats collapsed) with its STATISTIC as `seconds`; failed
+def point_times(frame: pd.DataFrame, statistic: str, column: str = "seconds") -> pd.DataFrame:
+    """One row per measured point with STATISTIC over its repeats of COLUMN as `seconds`; failed
     points are dropped (they stay in the stage's table with their status)."""
     if statistic not in STATISTICS:
         raise ValueError(f"analysis.statistic must be one of {STATISTICS}, got {statistic!r}")
-    ok = frame[frame["status"] == "ok"]
-    keep = [c for c in ok.columns if c not in ("repeat", "seconds")]
-    points = ok.drop_duplicates(keep)[keep].copy()
-    points["seconds"] = points[statistic].astype(float)
-    return points.reset_index(drop=True)
+    ok = frame[frame["status"] == "ok"].sort_values("repeat", kind="stable")
+    keep = [c for c in ok.columns if c not in ("repeat", "seconds", "prefill_seconds", column)]
+    values = ok.groupby(keep, dropna=False, sort=False)[column]
+    stat = values.median() if statistic == "median" else values.agg(lambda v: v.iloc[-5:].mean())
+    return stat.astype(float).rename("seconds").reset_index()
 
 
 def sigma_table(summary: pd.DataFrame | None, target: str | None, draft: str | None) -> pd.DataFrame:
@@ -113,10 +113,23 @@ def compose(
     return table.sort_values(["model", "K", "draft", *SETTING, "B"], ignore_index=True)
 
 
-def e2e_speedups(e2e: pd.DataFrame, statistic: str = "median") -> pd.DataFrame:
+E2E_TIMES = ("decode", "total")
+
+
+def e2e_speedups(e2e: pd.DataFrame, statistic: str = "median", time: str = "decode") -> pd.DataFrame:
     """Measured end-to-end speedup T_AR / T_SD per e2e pair, setting and B (seconds per run of
-    max_new_tokens tokens per sequence; sigma as the SD run measured it)."""
-    points = point_times(e2e, statistic)
+    max_new_tokens tokens per sequence; sigma as the SD run measured it). TIME decode leaves the
+    prefill out, as Eq. 3's T_AR = S T_T(B, 1) does; total keeps it (`analysis.e2e_time`)."""
+    if time not in E2E_TIMES:
+        raise ValueError(f"analysis.e2e_time must be one of {E2E_TIMES}, got {time!r}")
+    column = "seconds"
+    if time == "decode":
+        if "prefill_seconds" not in e2e:
+            raise ValueError(
+                "e2e table: no prefill_seconds column (rerun the latency stage, or analysis.e2e_time: total)"
+            )
+        e2e, column = e2e.assign(decode_seconds=e2e["seconds"] - e2e["prefill_seconds"]), "decode_seconds"
+    points = point_times(e2e, statistic, column)
     keys = ["name", "target", "draft", "acceptance_source", *SETTING, "B"]
     ar = points[points["mode"] == "ar"][keys + ["seconds"]].rename(columns={"seconds": "t_ar"})
     sd = points[points["mode"] == "sd"][keys + ["seconds", "sigma"]].rename(columns={"seconds": "t_sd"})
@@ -124,6 +137,7 @@ def e2e_speedups(e2e: pd.DataFrame, statistic: str = "median") -> pd.DataFrame:
     table["speedup"] = table["t_ar"] / table["t_sd"]
     table["source"] = "e2e"
     table["statistic"] = statistic
+    table["e2e_time"] = time
     return table.sort_values(["name", *SETTING, "B"], ignore_index=True)
 
 

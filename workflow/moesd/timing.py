@@ -27,25 +27,33 @@ class Timer:
 
 
 def timed_repeats(call, device, warmup: int, repeats: int) -> list[float]:
-    """Seconds of each of REPEATS calls after WARMUP untimed ones: CUDA events on a GPU, the
-    host clock after a synchronisation elsewhere."""
+    """Seconds of each of REPEATS calls after WARMUP untimed ones (see timed_interleaved)."""
+    return timed_interleaved({None: call}, device, warmup, repeats)[None]
+
+
+def timed_interleaved(calls: dict, device, warmup: int, repeats: int) -> dict:
+    """Seconds of each of REPEATS rounds of CALLS (a dict of callables), the calls taking turns
+    within a round so that their ratios are measured side by side, after WARMUP untimed rounds:
+    CUDA events on a GPU, the host clock after a synchronisation elsewhere."""
     cuda = torch.device(device).type == "cuda"
     for _ in range(warmup):
-        call()
-    seconds = []
+        for call in calls.values():
+            call()
+    seconds = {key: [] for key in calls}
+    timer = Timer(device, enabled=True)
     if cuda:
         torch.cuda.synchronize()
-        for _ in range(repeats):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            call()
-            end.record()
-            end.synchronize()
-            seconds.append(start.elapsed_time(end) / 1e3)
-        return seconds
-    timer = Timer(device, enabled=True)
     for _ in range(repeats):
-        start = timer.now()
-        call()
-        seconds.append(timer.now() - start)
+        for key, call in calls.items():
+            if cuda:
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                call()
+                end.record()
+                end.synchronize()
+                seconds[key].append(start.elapsed_time(end) / 1e3)
+            else:
+                start = timer.now()
+                call()
+                seconds[key].append(timer.now() - start)
     return seconds

@@ -56,10 +56,15 @@ rule environment:
     bandwidth and matmul throughput (`moesd probe-hardware`)."""
     output:
         f"{RUNS}/env.json",
+    params:
+        device=config["latency"]["device"],  # the device and dtype the latency stage times on
+        dtype=config["latency"]["dtype"],
     threads: 2  # the probe's thread count is recorded; the CPU experiments run with 2
+    resources:
+        gpu=GPU,
     log:
         f"{LOGS}/environment.log",
     conda:
         "../../envs/cpu.yaml"
     shell:
-        "moesd probe-hardware --device cpu --copy-mib 256 --matmul-n 1024 --out {output} > {log} 2>&1"
+        "moesd probe-hardware --device {params.device} --dtype {params.dtype} --out {output} > {log} 2>&1"

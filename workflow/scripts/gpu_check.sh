@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One-GPU check of the latency stage on the real architectures with random weights, in under
-# 8 minutes: probes the GPU, runs config/gpu_check.yaml's latency sweep, and prints the two
+# 8 minutes: probes the GPU (env.json), runs config/gpu_check.yaml's latency sweep, and prints the two
 # figures the project reports (achieved fraction of memory bandwidth of the AR step at B = 32,
 # and the peak SD speedup over B at forced sigma = 0.90, gamma = 4). Tables land in
 # data/runs/gpu_check/ (commit them so figures rebuild on a CPU) and in $OUT when set.
@@ -8,8 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 RUN=data/runs/gpu_check
 mkdir -p "$RUN"
-moesd probe-hardware --device cuda --copy-mib 4096 --matmul-n 8192 --out "$RUN/env.json"
-snakemake --cores 4 --configfile config/gpu_check.yaml --until measure_latency --resources gpu=1
+snakemake --cores 4 --configfile config/gpu_check.yaml --until environment measure_latency --resources gpu=1
 python - "$RUN" <<'PY'
 import json, sys
 import pandas as pd

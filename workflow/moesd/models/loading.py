@@ -119,6 +119,30 @@ def default_dtype(device) -> torch.dtype:
     return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
 
 
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether oneDNN runs bf16 matrix products natively here (AVX512-BF16, AMX); elsewhere
+    they are emulated and slower than fp32."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def timing_dtype(name: str, device) -> torch.dtype:
+    """The dtype of timed models: NAME, or for "auto" bf16 on CUDA and on a CPU with native bf16
+    matrix products (fp32 elsewhere). On a CPU, fp32 takes a GEMV path at one token that is
+    several times faster per weight byte than its GEMM at two, a kernel switch that bends
+    T_T(B, s) at B = 1; oneDNN's bf16 kernels have no such switch (see latency.dtype)."""
+    if name != "auto":
+        return DTYPES[name]
+    if torch.device(device).type == "cuda" or cpu_has_native_bf16():
+        return torch.bfloat16
+    return torch.float32
+
+
 def load_model(
     spec_text: str, *, device=None, dtype=None, expert_impl: str = "auto", cuda_graphs: bool = False
 ) -> Transformer:
@@ -145,8 +169,16 @@ def load_model(
 
 
 @torch.no_grad()
-def init_random(model: Transformer, seed: int, std: float = 0.02) -> None:
-    """Seeded random weights: normal(0, std) matrices, unit norms, zero biases."""
+def init_random(model: Transformer, seed: int, std: float = 0.02, embed_std: float = 1.0) -> None:
+    """Seeded random weights: normal(0, std) matrices, unit norms, zero biases, and token
+    embeddings at normal(0, embed_std).
+
+    Unit-scale embeddings keep each token's identity in the residual stream. Random attention
+    averages the context almost uniformly; at std 0.02 that average outweighs a token's own
+    embedding about four to one, so the new tokens of one sequence all route to the same few
+    experts (at B = 1, five tokens of a top-8-of-64 MoE reached 17-20 distinct experts, not
+    Eq. 8's 31) and a verification forward reads fewer expert weights than a trained model's
+    would. At unit scale they reach 27."""
     gen = torch.Generator(device=model.device).manual_seed(seed)
     for name, param in model.named_parameters():
         if name.endswith("bias"):
@@ -154,7 +186,7 @@ def init_random(model: Transformer, seed: int, std: float = 0.02) -> None:
         elif "norm" in name:
             param.fill_(1.0)
         else:
-            param.normal_(0.0, std, generator=gen)
+            param.normal_(0.0, embed_std if name == "embed.weight" else std, generator=gen)
 
 
 # ---- Hugging Face checkpoint names -> ours --------------------------------------------------------
