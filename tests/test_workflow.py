@@ -167,6 +167,8 @@ def test_smoke_tables_are_well_formed(smoke_run):
         "sigma",
     } <= set(e2e.columns)
     assert set(e2e["mode"]) == {"ar", "sd"} and e2e["acceptance_source"].str.startswith("forced alpha=").any()
+    assert (e2e["prefill_seconds"] > 0).all() and (e2e["prefill_seconds"] < e2e["seconds"]).all()
+    assert set(e2e["dtype"]) == set(forward["dtype"])  # one dtype for the stage (latency.dtype)
     assert (e2e["acceptance_source"] == "real").any()
     assert set(e2e["temperature"]) == {0.0, 1.0}
 
@@ -183,6 +185,10 @@ def test_smoke_analysis_outputs(smoke_run):
     # well formed, not timed: tiny smoke models make the ratios noise, so only their sign is checked
     assert (composed[["speedup", "target_efficiency", "t_ar", "t_sd"]] > 0).all().all()
     assert set(pd.read_csv(run / "speedup/e2e.csv")["temperature"]) == {0.0, 1.0}
+    bandwidth = pd.read_csv(run / "speedup/bandwidth.csv")  # one AR step per target, K and B
+    assert len(bandwidth) == 3 * 3 and (bandwidth["bandwidth_fraction"] > 0).all()
+    moe = bandwidth[bandwidth["model"] == "moe"]
+    assert (moe.groupby("K")["weight_bytes"].apply(lambda w: w.is_monotonic_increasing)).all()  # more experts
     params = json.loads((run / "fit/params.json").read_text())
     assert {key.split("/")[1] for key in params} == {"eq4", "printed"}
     claims = pd.read_csv(figures / "claims.csv")
@@ -246,6 +252,17 @@ def test_gpu_experiments_plan_their_jobs_with_a_gpu(checkout, experiment):
     assert result.returncode == 0, result.stderr[-2000:]
     text = result.stdout + result.stderr
     blocks = {block.split(":", 1)[0]: block for block in text.split("\nrule ")[1:]}
-    assert "gpu=1" in blocks["measure_latency"]
+    assert "gpu=1" in blocks["measure_latency"] and "gpu=1" in blocks["environment"]  # the probe times the GPU
     for stage in ("speedup", "fit_run", "measured_figures", "claims_report"):
         assert "gpu=0" in blocks[stage], stage  # the analysis runs anywhere, from the tables
+
+
+def test_gpu_check_script_plans_its_jobs(checkout):
+    script = (checkout / "workflow/scripts/gpu_check.sh").read_text()
+    command = next(line for line in script.splitlines() if line.startswith("snakemake "))
+    args = command.split()[1:]
+    result = snakemake(checkout, "-n", *args)
+    assert result.returncode == 0, result.stderr[-2000:]
+    stats = (result.stdout + result.stderr).split("Job stats:")[1].split("total")[0]
+    planned = {line.split()[0] for line in stats.splitlines()[3:] if line.strip()}
+    assert {"environment", "measure_latency", "speedup"} <= planned, planned

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from moesd.bandwidth import BYTES_PER_PARAM, ar_bandwidth
 from moesd.config import load_config, sigma_pair
 from moesd.fit import PARAM_NAMES, TABLE3_STRIDES, compute_speedup, fit_quality, run_fit
 from moesd.hardware import load_hardware
@@ -16,7 +17,6 @@ from moesd.io import write_csv, write_json, write_text
 from moesd.speedup import compose, e2e_speedups, fit_measurements, sigma_adjusted, sigma_table
 
 PAPER_M = 21  # App. C.3: the paper fits on 21 of 228 measurements
-BYTES_PER_PARAM = {"float32": 4.0, "bfloat16": 2.0, "float16": 2.0}
 
 
 def _read(path: Path, what: str) -> pd.DataFrame:
@@ -50,9 +50,16 @@ def cmd_speedup(args) -> int:
     hardware = load_hardware(f"probe:{args.env}")  # the device every row was measured on (C9)
     for table in (composed, e2e):
         table["hardware"], table["ridge_point"] = hardware.name, hardware.ridge_point
+    bandwidth = ar_bandwidth(latency["forward"], hardware.bandwidth, analysis["statistic"])
     write_csv(args.out / "composed.csv", composed)
     write_csv(args.out / "e2e.csv", e2e)
+    write_csv(args.out / "bandwidth.csv", bandwidth)
     print(f"{len(composed)} composed speedups, {len(e2e)} end-to-end speedups -> {args.out}")
+    for row in bandwidth.itertuples():
+        print(
+            f"AR step {row.model} K={row.K} B={row.B}: {row.weight_bytes / 1e6:.0f} MB of weights in "
+            f"{row.seconds * 1e3:.1f} ms = {row.bandwidth_fraction:.0%} of the copy bandwidth"
+        )
     return 0
 
 

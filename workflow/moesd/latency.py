@@ -45,21 +45,29 @@ def context_lengths(batch: int, spec: dict, prompt_lengths: list[int] | None, se
 def forward_point(model, batch: int, tokens: list[int], contexts: list[int], warmup: int, repeats: int, seed: int):
     """T(B, s) for every s in TOKENS over one cache holding CONTEXTS (random token ids), the s
     taking turns within each repeat (their ratios, the target efficiency, are measured side by
-    side), and the distinct experts per layer at each s. Returns one part per s."""
+    side), and the distinct experts per layer at each s (mean over the calls). Returns one part
+    per s.
+
+    Every call feeds fresh random tokens, as every decoding step does: repeating one input would
+    route every repeat to the same experts and time them from a warm cache (a CPU's L3 holds a
+    sizeable share of a small MoE's active experts), which made the CPU's T_T(1, 1) about 40 %
+    too fast against the steps of a real generation."""
     gen = torch.Generator().manual_seed(seed)
     vocab = model.cfg.vocab_size
     cache = model.new_cache(batch, max(contexts) + max(tokens))
     forward_ragged(model, cache, [torch.randint(0, vocab, (n,), generator=gen).tolist() for n in contexts])
-    new = {s: torch.randint(0, vocab, (batch, s), generator=gen).to(model.device) for s in tokens}
-    calls = {s: (lambda ids=ids: model(ids, cache)) for s, ids in new.items()}  # lengths never advance
+    new = {s: torch.randint(0, vocab, (warmup + repeats, batch, s), generator=gen).to(model.device) for s in tokens}
+    turns = {s: iter(ids) for s, ids in new.items()}
+    calls = {s: (lambda s=s: model(next(turns[s]), cache)) for s in tokens}  # lengths never advance
     seconds = timed_interleaved(calls, model.device, warmup, repeats)
     parts = []
-    for s, ids in new.items():
+    for s in tokens:
         distinct = []
         if model.cfg.is_moe:
             with model.router_recording() as recorded:
-                model(ids, cache)
-            distinct = (recorded[0] > 0).sum(dim=1).tolist()
+                for ids in new[s][:3]:
+                    model(ids, cache)
+            distinct = torch.stack(recorded).gt(0).sum(dim=2).float().mean(dim=0).tolist()
         parts.append({"s": s, "seconds": seconds[s], "distinct_experts": distinct})
     return {"per_s": parts}
 

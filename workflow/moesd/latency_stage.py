@@ -76,7 +76,17 @@ def sweep_forward(lat: dict, store: PointStore, prompt_lengths, run_dir: Path) -
         tokens = [1] if entry["role"] == "draft" else entry.get("tokens") or list(range(1, lat["gamma_max"] + 2))
         for batch in entry.get("batch_sizes") or lat["batch_sizes"]:
             contexts = context_lengths(batch, lat["context"], prompt_lengths, seed=batch)
-            key = (spec, batch, tokens, contexts, lat["warmup"], lat["repeats"], lat["threads"], str(dtype))
+            key = (
+                spec,
+                batch,
+                tokens,
+                contexts,
+                lat["warmup"],
+                lat["repeats"],
+                lat["threads"],
+                str(dtype),
+                "fresh ids",
+            )
             if model is None and not store.has("forward", key):
                 model = load_model(spec, device=device, dtype=dtype, cuda_graphs=lat["cuda_graphs"])
             describe = {"B": batch, "context_len": float(sum(contexts) / batch)}

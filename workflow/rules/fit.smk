@@ -2,8 +2,8 @@ ROUTING = [rules.measure_routing.output[0]] if config["pairs"] else []
 
 
 rule speedup:
-    """Speedups composed from the measured T_T, T_D, T_reject and sigma (Eq. 4), and the measured
-    end-to-end speedups, as tidy tables."""
+    """Speedups composed from the measured T_T, T_D, T_reject and sigma (Eq. 4), the measured
+    end-to-end speedups, and the AR step's achieved fraction of the copy bandwidth, as tidy tables."""
     input:
         config=f"{RUNS}/config/analysis.json",
         latency=rules.measure_latency.output,
@@ -12,6 +12,7 @@ rule speedup:
     output:
         composed=f"{RUNS}/speedup/composed.csv",
         e2e=f"{RUNS}/speedup/e2e.csv",
+        bandwidth=f"{RUNS}/speedup/bandwidth.csv",
     params:
         latency=lambda wildcards, input: Path(input.latency[0]).parent,
         out=lambda wildcards, output: Path(output.composed).parent,
