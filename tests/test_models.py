@@ -65,6 +65,27 @@ def test_router_recording_counts_tokens_per_expert(tiny_dirs):
     assert all(moe.record is None for moe in model.moe_layers)  # off again
 
 
+def test_router_recording_runs_eagerly_under_cuda_graphs(tiny_dirs, monkeypatch):
+    """A graph replay skips the Python that records routes: while recording, a graphed model
+    (the graph path faked on the CPU) must take the eager forward."""
+    import moesd.models.graphs as graphs
+
+    replays = []
+    monkeypatch.setattr(graphs, "graphs_supported", lambda model: True)
+    monkeypatch.setattr(
+        graphs, "run_graphed", lambda model, ids, cache: replays.append(ids) or model.forward_static(ids, cache)
+    )
+    model = load_model(f"dir:{tiny_dirs['mixtral']}", device="cpu")
+    model.cuda_graphs = True
+    ids = torch.randint(0, VOCAB, (4, 5))
+    cache = model.new_cache(4, 8)
+    model(ids, cache)
+    assert len(replays) == 1  # the faked graph path is taken when not recording
+    with model.router_recording() as calls:
+        model(ids, cache)
+    assert len(replays) == 1 and len(calls) == 1 and not model.recording
+
+
 def test_cache_rollback_is_a_length_change(tiny_dirs):
     model = load_model(f"dir:{tiny_dirs['qwen2']}", device="cpu")
     ids = torch.randint(0, VOCAB, (2, 6))

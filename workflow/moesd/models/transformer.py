@@ -140,6 +140,7 @@ class Transformer(nn.Module):
         self.lm_head = None if cfg.tie_word_embeddings else nn.Linear(width, cfg.vocab_size, bias=False, **factory)
         self._rope = None
         self.cuda_graphs = False  # capture fixed-shape forwards on CUDA (moesd.models.graphs)
+        self.recording = False  # router_recording is on: forwards run eagerly (a replay records nothing)
 
     # ---- set-up -------------------------------------------------------------------------------
     @property
@@ -196,14 +197,17 @@ class Transformer(nn.Module):
         """Record, per forward call and MoE layer, the tokens routed to each expert.
 
         Yields a list that receives one [n_moe_layers, E] tensor per forward. Off by default:
-        it synchronises the device, so it is never on while timing.
+        it synchronises the device, so it is never on while timing. While on, forwards run
+        eagerly: a CUDA-graph replay would skip the Python that records.
         """
         calls: list = []
         for moe in self.moe_layers:
             moe.record = []
+        self.recording = True
         try:
             yield calls
         finally:
+            self.recording = False
             per_layer = [moe.record for moe in self.moe_layers]
             for moe in self.moe_layers:
                 moe.record = None
@@ -215,7 +219,7 @@ class Transformer(nn.Module):
     def forward(self, input_ids: torch.Tensor, cache: KVCache, last_only: torch.Tensor | None = None):
         """input_ids [B, s] at slots cache.lengths + 0..s-1. Returns logits [B, s, V], or [B, V]
         at position last_only[b] of each sequence when last_only ([B] indices) is given."""
-        if self.cuda_graphs and last_only is None:
+        if self.cuda_graphs and last_only is None and not self.recording:
             from moesd.models.graphs import graphs_supported, run_graphed
 
             if graphs_supported(self):
