@@ -6,7 +6,15 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
-from moesd.claims import NOT_MEASURABLE, NOT_REPRODUCED, REPRODUCED, Evidence, evaluate_claims, render
+from moesd.claims import (
+    NOT_MEASURABLE,
+    NOT_REPRODUCED,
+    REPRODUCED,
+    Evidence,
+    evaluate_claims,
+    render,
+    sweep_shape,
+)
 
 BATCHES = [1, 2, 4, 8, 16, 32, 64]
 SETTINGS = [(d, t, g) for d in ("humaneval", "mtbench") for t in (0.0, 1.0) for g in (2, 4)]
@@ -108,6 +116,19 @@ def paper_like() -> Evidence:
         }
     )
     return Evidence(composed, e2e, metrics, predictions, routing)
+
+
+def test_sparsity_widths_count_over_the_batch_sizes_every_k_shares():
+    """The native K is timed on the full grid and the sweep's other K on a subset (as in the
+    default config): widths over different grids would not compare."""
+    ev = paper_like()
+    subset = [1, 4, 16, 32]
+    keep = (ev.composed["K"] == 8) | ev.composed["B"].isin(subset)
+    ev = dataclasses.replace(ev, composed=ev.composed[keep])
+    shape = sweep_shape(ev)
+    assert (shape["batch_sizes"] == len(subset)).all()
+    assert shape.set_index("K").loc[8, "B_peak"] in subset
+    assert verdicts(ev)["C6"] == REPRODUCED
 
 
 def verdicts(ev: Evidence) -> dict[str, str]:

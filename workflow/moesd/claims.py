@@ -313,9 +313,10 @@ def claim_c5(ev: Evidence) -> Claim:
 
 
 def sweep_shape(ev: Evidence) -> pd.DataFrame:
-    """Per K of the sparsity sweep (sigma-adjusted composed speedups, the largest shared gamma):
-    the batch size of the peak, the number of grid batch sizes with speedup >= peak / sqrt(2), and
-    whether the curve only falls from its first point."""
+    """Per K of the sparsity sweep (sigma-adjusted composed speedups, the largest shared gamma,
+    the batch sizes every K was measured at, so that widths count over one grid): the batch size
+    of the peak, the number of batch sizes with speedup >= peak / sqrt(2), and whether the curve
+    only falls from its first point."""
     moe = ev.composed[ev.composed["E"] > 1]
     if moe.empty:
         return pd.DataFrame()
@@ -324,6 +325,8 @@ def sweep_shape(ev: Evidence) -> pd.DataFrame:
         return pd.DataFrame()
     gamma = rows["gamma"].max()
     rows = rows[rows["gamma"] == gamma]
+    shared = set.intersection(*(set(part["B"]) for _, part in rows.groupby("K")))
+    rows = rows[rows["B"].isin(shared)]
     out = []
     for k, part in rows.groupby("K"):
         curve = part.drop_duplicates("B").set_index("B")["speedup_sigma_adjusted"].sort_index()
