@@ -218,6 +218,20 @@ def test_forced_acceptance_realises_alpha(small_vocab_pair, alpha):
     assert abs(estimate - alpha) < 4 * stderr
 
 
+def test_forced_acceptance_drafts_tokens_uniformly():
+    """A random-weight draft with tied embeddings copies its input; under forced acceptance its
+    tokens are drawn uniformly, so the verified tokens are not runs of one token."""
+    target = load_model("arch:qwen2-57b-a14b:num_hidden_layers=1,hidden_size=64,moe_intermediate_size=16,"
+                        "shared_expert_intermediate_size=32,vocab_size=512", device="cpu")  # fmt: skip
+    draft = load_model("arch:qwen2-0.5b:num_hidden_layers=1,hidden_size=64,num_attention_heads=2,"
+                       "num_key_value_heads=1,intermediate_size=128,vocab_size=512", device="cpu")  # fmt: skip
+    assert draft.lm_head is None  # tied: the copying draft this guards against
+    config = GenerationConfig(max_new_tokens=41, gamma=4, acceptance="forced", alpha=1.0, stop_at_eos=False)
+    output = decode(target, [[1, 2, 3]] * 4, config, draft=draft, mode="sd").output_ids
+    repeats = np.mean([a == b for seq in output for a, b in zip(seq, seq[1:], strict=False)])
+    assert repeats < 0.1, output[0]
+
+
 def test_stage_times_recorded_when_timing(small_vocab_pair):
     target, draft = small_vocab_pair
     config = GenerationConfig(max_new_tokens=6, gamma=3, timing=True, stop_at_eos=False)

@@ -179,7 +179,17 @@ def sweep_e2e(config: dict, store: PointStore, run_dir: Path, prompts_dir: Path,
         )
         for batch in setting["batch_sizes"]:
             for mode in ("ar", "sd"):
-                key = (target_spec, draft_spec, mode, batch, setting, alpha, config["latency"]["threads"], str(dtype))
+                key = (
+                    target_spec,
+                    draft_spec,
+                    mode,
+                    batch,
+                    setting,
+                    alpha,
+                    config["latency"]["threads"],
+                    str(dtype),
+                    "uniform forced drafts",
+                )
                 if loaded != (target_spec, draft_spec) and not store.has("e2e", key):
                     graphs = config["latency"]["cuda_graphs"]
                     models = tuple(

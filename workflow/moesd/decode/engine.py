@@ -34,7 +34,7 @@ class GenerationConfig:
     temperature: float = 0.0
     gamma: int = 4
     acceptance: str = "target"  # "target" (rejection sampling) or "forced"
-    alpha: float | None = None  # forced acceptance probability
+    alpha: float | None = None  # forced acceptance probability (drafts drawn uniformly: SDStepper._propose)
     stop_at_eos: bool = True
     timing: bool = False
     seed: int = 0
@@ -143,13 +143,23 @@ class SDStepper:
         return self.last
 
     def _propose(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """1. Draft: gamma tokens per sequence, and the logits they were drawn from."""
+        """1. Draft: gamma tokens per sequence, and the logits they were drawn from.
+
+        Under forced acceptance the draft still runs every forward, but its tokens are drawn
+        uniformly from the vocabulary: a random-weight draft copies its input token (or repeats
+        one), and gamma copies of one token route to one set of experts, so the verification
+        forward would read far fewer expert weights than on text (Eq. 8's independent tokens)."""
         gamma, temp = self.config.gamma, self.config.temperature
         logits = self.draft(torch.stack([self.anchor, self.last], dim=1), self.draft_cache)[:, -1]  # [B, V]
         self.draft_cache.advance(2)
         drafts, draft_logits = [], []
         for i in range(gamma):
-            token = sample(logits, temp, self.generator)
+            if self.forced is None:
+                token = sample(logits, temp, self.generator)
+            else:
+                token = torch.randint(
+                    0, logits.shape[-1], logits.shape[:1], generator=self.generator, device=logits.device
+                )
             drafts.append(token)
             draft_logits.append(logits)
             if i < gamma - 1:
