@@ -178,7 +178,8 @@ def init_random(model: Transformer, seed: int, std: float = 0.02, embed_std: flo
     embedding about four to one, so the new tokens of one sequence all route to the same few
     experts (at B = 1, five tokens of a top-8-of-64 MoE reached 17-20 distinct experts, not
     Eq. 8's 31) and a verification forward reads fewer expert weights than a trained model's
-    would. At unit scale they reach 27."""
+    would. At unit scale they reach 27. (A model with tied embeddings then predicts its own input
+    token; forced-acceptance drafts are drawn uniformly for that reason, SDStepper._propose.)"""
     gen = torch.Generator(device=model.device).manual_seed(seed)
     for name, param in model.named_parameters():
         if name.endswith("bias"):
