@@ -192,6 +192,9 @@ def sweep_e2e(config: dict, store: PointStore, run_dir: Path, prompts_dir: Path,
                 )
                 if loaded != (target_spec, draft_spec) and not store.has("e2e", key):
                     graphs = config["latency"]["cuda_graphs"]
+                    models = loaded = measure = None  # free the previous pair: two 57B pairs do not fit one GPU
+                    if torch.cuda.is_available():
+                        torch.cuda.empty_cache()
                     models = tuple(
                         load_model(x, device=device, dtype=dtype, cuda_graphs=graphs) for x in (target_spec, draft_spec)
                     )
