@@ -241,6 +241,18 @@ def test_c9_compares_devices_by_ridge_point(faster_on_higher_ridge, expected):
     assert verdicts(ev)["C9"] == expected
 
 
+@pytest.mark.parametrize("faster_on_higher_ridge, expected", [(True, REPRODUCED), (False, NOT_REPRODUCED)])
+def test_c9_reads_the_other_device_from_a_compared_run(faster_on_higher_ridge, expected):
+    ev = paper_like()  # this run: H800
+    other = ev.composed.assign(hardware="A800", ridge_point=153.0)
+    other["speedup"] *= 0.9 if faster_on_higher_ridge else 1.1
+    compared = dataclasses.replace(ev, compare=other)
+    assert verdicts(compared)["C9"] == expected
+    assert verdicts(compared)["C4"] == verdicts(ev)["C4"]  # the other claims read this run only
+    other_model = other.assign(family="another-moe")  # a different model on the other device
+    assert verdicts(dataclasses.replace(ev, compare=other_model))["C9"] == NOT_MEASURABLE
+
+
 def test_empty_tables_are_not_measurable_and_render():
     empty = pd.DataFrame()
     claims = evaluate_claims(Evidence(empty, empty, empty, empty, empty))

@@ -37,6 +37,12 @@ def test_defaults_fill_an_empty_config():
         ({"analysis": {"fit_stride": "every"}}, "config error: analysis.fit_stride:"),
         ({"analysis": {"variants": ["eq5"]}}, "config error: analysis.variants.0:"),
         ({"latency": {"e2e": {"temperatures": []}}}, "config error: latency.e2e.temperatures:"),
+        ({"analysis": {"compare_runs": ["default"]}}, "config error: analysis.compare_runs.0: 'default' is this"),
+        (
+            {"analysis": {"compare_runs": ["no-such-run"]}},
+            "config error: analysis.compare_runs.0: data/runs/no-such-run",
+        ),
+        ({"analysis": {"compare_runs": ["../x"]}}, "config error: analysis.compare_runs.0:"),
     ],
 )
 def test_bad_config_fails_with_one_line_naming_the_key(patch, message):

@@ -266,3 +266,17 @@ def test_gpu_check_script_plans_its_jobs(checkout):
     stats = (result.stdout + result.stderr).split("Job stats:")[1].split("total")[0]
     planned = {line.split()[0] for line in stats.splitlines()[3:] if line.strip()}
     assert {"environment", "measure_latency", "speedup"} <= planned, planned
+
+
+def test_compared_runs_reach_the_claims(checkout, tmp_path):
+    table = checkout / "data/runs/other-gpu/speedup/composed.csv"
+    table.parent.mkdir(parents=True)
+    table.write_text("model,family,spec,K,E,B,dataset,temperature,gamma,speedup,hardware,ridge_point\n")
+    extra = tmp_path / "compare.yaml"
+    extra.write_text("analysis:\n  compare_runs: [other-gpu]\n")
+    try:
+        result = snakemake(checkout, "claims", "-n", "--configfile", str(extra))
+    finally:
+        shutil.rmtree(checkout / "data/runs")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "--compare data/runs/other-gpu/speedup/composed.csv" in result.stdout + result.stderr

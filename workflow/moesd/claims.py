@@ -65,6 +65,7 @@ class Evidence:
     metrics: pd.DataFrame
     predictions: pd.DataFrame
     routing: pd.DataFrame
+    compare: pd.DataFrame = field(default_factory=pd.DataFrame)  # other runs' composed speedups (C9)
     dataset: str = "humaneval"
     temperature: float = 0.0
     reference_k: int = 8
@@ -131,6 +132,9 @@ class Evidence:
             return pd.Series(dtype=float)
         rows = rows[rows["gamma"] == rows["gamma"].max()]
         return rows.drop_duplicates("B").set_index("B")[column].sort_index()
+
+
+Evidence.COLUMNS["compare"] = Evidence.COLUMNS["composed"]
 
 
 def _fmt(series: pd.Series) -> str:
@@ -456,17 +460,31 @@ def claim_c9(ev: Evidence) -> Claim:
         + " (Tables 1-2)",
         figures=["tables_1_2.md"],
     )
-    moe = native(ev.composed, ev.reference_k)
-    moe = moe[moe["E"] > 1]
-    if moe.empty or moe["hardware"].nunique() < 2:
-        claim.reason = "one device in this run; compare runs on two devices (tables with a hardware column)"
-        return claim
-    rows = moe[
-        (moe["dataset"] == ev.dataset) & (moe["temperature"] == ev.temperature) & (moe["gamma"] == moe["gamma"].max())
+    tables = [t for t in (ev.composed, ev.compare) if len(t)]
+    moe = native(pd.concat(tables, ignore_index=True), ev.reference_k) if tables else ev.composed
+    moe = moe[
+        (moe["E"] > 1)
+        & (moe["dataset"] == ev.dataset)
+        & (moe["temperature"] == ev.temperature)
+        & (moe["gamma"] == moe["gamma"].max())
     ]
-    peaks = rows.groupby("hardware").agg(peak=("speedup", "max"), ridge=("ridge_point", "first")).sort_values("ridge")
-    ok = bool((peaks["peak"].diff().dropna() > 0).all())
-    claim.run = ", ".join(f"{h} (ridge {r.ridge:.0f} FLOP/B): {r.peak:.2f}x" for h, r in peaks.iterrows())
+    devices = moe.groupby("family")["hardware"].nunique()
+    families = list(devices[devices >= 2].index)
+    if not families:
+        claim.reason = (
+            "no MoE model measured on two devices; add the other device's run to analysis.compare_runs "
+            "(its speedup tables carry hardware and ridge_point)"
+        )
+        return claim
+    runs, ok = [], True
+    for family in families:
+        rows = moe[moe["family"] == family]
+        peaks = (
+            rows.groupby("hardware").agg(peak=("speedup", "max"), ridge=("ridge_point", "first")).sort_values("ridge")
+        )
+        ok &= bool((peaks["peak"].diff().dropna() > 0).all())
+        runs.append(", ".join(f"{h} (ridge {r.ridge:.0f} FLOP/B): {r.peak:.2f}x" for h, r in peaks.iterrows()))
+    claim.run = "; ".join(runs)
     claim.verdict = REPRODUCED if ok else NOT_REPRODUCED
     claim.reason = f"peak speedup {'increases' if ok else 'does not increase'} with the ridge point"
     return claim
@@ -606,6 +624,7 @@ def run(args) -> int:
         metrics=_csv(args.fit / "metrics.csv"),
         predictions=_csv(args.fit / "predictions.csv"),
         routing=_csv(args.routing),
+        compare=pd.concat([_csv(path) for path in args.compare], ignore_index=True) if args.compare else pd.DataFrame(),
         dataset=analysis["fit_dataset"],
         temperature=analysis["fit_temperature"],
         reference_k=analysis["reference_k"],
@@ -627,5 +646,6 @@ def add_parser(sub) -> None:
     p.add_argument("--speedup", required=True, type=Path, help="folder of `moesd speedup`")
     p.add_argument("--fit", required=True, type=Path, help="folder of `moesd fit-run`")
     p.add_argument("--routing", type=Path, help="routing.csv of the acceptance stage (Eq. 8)")
+    p.add_argument("--compare", type=Path, nargs="*", default=[], help="other runs' composed.csv (C9 across devices)")
     p.add_argument("--out", required=True, type=Path, help="claims.md to write (claims.csv beside it)")
     p.set_defaults(func=run)

@@ -95,10 +95,20 @@ def _check_latency(config: dict) -> None:
             raise ConfigError(f"config error: latency.models.{i}.k_values: a K sweep needs an arch: spec")
 
 
+def compare_tables(config: dict) -> list[Path]:
+    """The composed speedups of analysis.compare_runs (relative to the working directory)."""
+    return [Path("data/runs") / name / "speedup/composed.csv" for name in config["analysis"]["compare_runs"]]
+
+
 def _check_analysis(config: dict) -> None:
     pair = config["analysis"]["sigma_pair"]
     if pair is not None and pair not in {p["name"] for p in config["pairs"]}:
         raise ConfigError(f"config error: analysis.sigma_pair: {pair!r} is not a name in pairs")
+    for i, (name, table) in enumerate(zip(config["analysis"]["compare_runs"], compare_tables(config), strict=True)):
+        if name == config["experiment"]:
+            raise ConfigError(f"config error: analysis.compare_runs.{i}: {name!r} is this experiment")
+        if not table.is_file():
+            raise ConfigError(f"config error: analysis.compare_runs.{i}: {table} does not exist (run {name!r} first)")
 
 
 def sigma_pair(config: dict) -> dict | None:

@@ -5,6 +5,7 @@ rule claims_report:
         speedup=rules.speedup.output,
         fit=rules.fit_run.output,
         routing=ROUTING,
+        compare=[str(path) for path in compare_tables(config)],  # analysis.compare_runs (C9)
     output:
         markdown=report(f"{FIGURES}/claims.md", caption="../report/claims.rst", category="Claims"),
         table=f"{FIGURES}/claims.csv",
@@ -12,13 +13,14 @@ rule claims_report:
         speedup=lambda wildcards, input: Path(input.speedup[0]).parent,
         fit=lambda wildcards, input: Path(input.fit[0]).parent,
         routing=lambda wildcards, input: f"--routing {input.routing}" if input.routing else "",
+        compare=lambda wildcards, input: f"--compare {input.compare}" if input.compare else "",
     log:
         f"{LOGS}/claims.log",
     conda:
         "../../envs/cpu.yaml"
     shell:
         "moesd claims --config {input.config} --speedup {params.speedup} --fit {params.fit} {params.routing} "
-        "--out {output.markdown} > {log} 2>&1"
+        "{params.compare} --out {output.markdown} > {log} 2>&1"
 
 
 rule claims:
