@@ -4,6 +4,7 @@ import sys
 
 import pandas as pd
 import pytest
+import torch
 from moesd.cli import main
 
 
@@ -223,6 +224,20 @@ def test_probe_hardware_writes_env(tmp_path, capsys):
     data = json.loads(env.read_text())
     assert code == 0 and data["kept"] == 1 and data["hardware_probe"]["bandwidth"] > 0
     assert data["environment"]["packages"]["torch"].startswith("2.13.0")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without a GPU")
+def test_a_missing_gpu_stops_in_one_line(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "probe-hardware", "--device", "cuda", "--out", str(tmp_path / "env.json"))
+    assert code == 2 and err.strip() == "moesd: error: --device cuda: this torch sees no CUDA device"
+    config = tmp_path / "c.yaml"
+    config.write_text("latency:\n  device: cuda\n")
+    code, _, err = run_cli(
+        capsys, "latency", "--config", str(config), "--run-dir", str(tmp_path), "--prompts", str(tmp_path), "--out",
+        str(tmp_path / "latency"),
+    )  # fmt: skip
+    assert code == 2 and "latency.device: cuda, but this torch sees no CUDA device" in err
+    assert not (tmp_path / "latency").exists()
 
 
 def test_simulate_fit_quality_and_plot(tmp_path, capsys):

@@ -187,12 +187,16 @@ def cmd_predict(args) -> int:
 
 
 def cmd_probe(args) -> int:
+    import torch
+
     from moesd.hardware import probe_hardware
     from moesd.io import environment, update_json
     from moesd.models.loading import default_device
 
     device = default_device() if args.device == "auto" else args.device
     gpu = device.startswith("cuda")
+    if gpu and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: this torch sees no CUDA device")
     copy_mib = args.copy_mib or (4096 if gpu else 256)
     matmul_n = args.matmul_n or (8192 if gpu else 1024)
     probe = probe_hardware(device, dtype=args.dtype, copy_mib=copy_mib, matmul_n=matmul_n, repeats=args.repeats)

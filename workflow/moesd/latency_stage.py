@@ -58,6 +58,9 @@ def _describe(model, spec, name, role, k) -> dict:
 
 
 def device_of(lat: dict) -> str:
+    """latency.device resolved (auto: cuda when available); cuda without a CUDA device is an error."""
+    if lat["device"] == "cuda" and not torch.cuda.is_available():
+        raise ValueError("latency.device: cuda, but this torch sees no CUDA device")
     return ("cuda" if torch.cuda.is_available() else "cpu") if lat["device"] == "auto" else lat["device"]
 
 
@@ -238,6 +241,7 @@ def sweep_e2e(config: dict, store: PointStore, run_dir: Path, prompts_dir: Path,
 def cmd_latency(args) -> int:
     config = load_config(args.config)
     lat = config["latency"]
+    device_of(lat)  # a missing GPU stops here, before any work
     torch.set_num_threads(lat["threads"])
     out, run_dir, prompts_dir = Path(args.out), Path(args.run_dir), Path(args.prompts)
     store = PointStore(out / "points")
