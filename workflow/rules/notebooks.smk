@@ -13,6 +13,7 @@ rule notebook:
         experiment=EXP,
     wildcard_constraints:
         notebook="|".join(NOTEBOOKS),
+    retries: 2  # kernels started side by side can race for a port (jupyter_client); a retry is a fresh start
     log:
         f"{LOGS}/notebook_{{notebook}}.log",
     conda:
