@@ -13,6 +13,8 @@ weight bytes over the step's time; its fraction is that over the run's measured 
 
 from __future__ import annotations
 
+import functools
+
 import pandas as pd
 
 from moesd.architectures import count_parameters
@@ -22,11 +24,17 @@ from moesd.speedup import point_times
 BYTES_PER_PARAM = {"float32": 4.0, "bfloat16": 2.0, "float16": 2.0}
 
 
+@functools.cache
+def _counts(spec: str):
+    """Parameter counts of SPEC's config (read once per spec: every batch size asks)."""
+    return count_parameters(hf_config(parse_spec(spec)))
+
+
 def weight_bytes(spec: str, distinct_experts: float, dtype: str) -> float:
     """Bytes of weights one forward reads: the dense part plus DISTINCT_EXPERTS routed experts
-    per MoE layer (0 for a dense model)."""
-    counts = count_parameters(hf_config(parse_spec(spec)))
-    experts = distinct_experts if counts.is_moe and distinct_experts == distinct_experts else 0.0  # NaN: dense
+    per MoE layer (none for a dense model, whose tables hold NaN)."""
+    counts = _counts(spec)
+    experts = distinct_experts if counts.is_moe and pd.notna(distinct_experts) else 0.0
     return (counts.dense_params() + experts * counts.routed_expert_one) * BYTES_PER_PARAM[dtype]
 
 

@@ -56,6 +56,25 @@ class Claim:
     figures: list[str] = field(default_factory=list)
 
 
+COMPOSED_COLUMNS = [
+    "model",
+    "family",
+    "spec",
+    "K",
+    "E",
+    "B",
+    "dataset",
+    "temperature",
+    "gamma",
+    "sigma",
+    "speedup",
+    "speedup_sigma_adjusted",
+    "target_efficiency",
+    "hardware",
+    "ridge_point",
+]
+
+
 @dataclass
 class Evidence:
     """The run's tables the verdicts read (any may be empty) and the analysis settings."""
@@ -74,23 +93,8 @@ class Evidence:
     mape_threshold: float = 10.0
 
     COLUMNS = {  # what the verdicts read; an absent table is an empty one with these columns
-        "composed": [
-            "model",
-            "family",
-            "spec",
-            "K",
-            "E",
-            "B",
-            "dataset",
-            "temperature",
-            "gamma",
-            "sigma",
-            "speedup",
-            "speedup_sigma_adjusted",
-            "target_efficiency",
-            "hardware",
-            "ridge_point",
-        ],
+        "composed": COMPOSED_COLUMNS,
+        "compare": COMPOSED_COLUMNS,  # other runs' composed speedups
         "e2e": [
             "name",
             "target",
@@ -132,9 +136,6 @@ class Evidence:
             return pd.Series(dtype=float)
         rows = rows[rows["gamma"] == rows["gamma"].max()]
         return rows.drop_duplicates("B").set_index("B")[column].sort_index()
-
-
-Evidence.COLUMNS["compare"] = Evidence.COLUMNS["composed"]
 
 
 def _fmt(series: pd.Series) -> str:

@@ -35,25 +35,30 @@ def timed_interleaved(calls: dict, device, warmup: int, repeats: int) -> dict:
     """Seconds of each of REPEATS rounds of CALLS (a dict of callables), the calls taking turns
     within a round so that their ratios are measured side by side, after WARMUP untimed rounds:
     CUDA events on a GPU, the host clock after a synchronisation elsewhere."""
-    cuda = torch.device(device).type == "cuda"
     for _ in range(warmup):
         for call in calls.values():
             call()
-    seconds = {key: [] for key in calls}
-    timer = Timer(device, enabled=True)
-    if cuda:
+    if torch.device(device).type == "cuda":
         torch.cuda.synchronize()
+
+        def seconds_of(call) -> float:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            call()
+            end.record()
+            end.synchronize()
+            return start.elapsed_time(end) / 1e3
+
+    else:
+        timer = Timer(device, enabled=True)
+
+        def seconds_of(call) -> float:
+            start = timer.now()
+            call()
+            return timer.now() - start
+
+    seconds = {key: [] for key in calls}
     for _ in range(repeats):
         for key, call in calls.items():
-            if cuda:
-                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                start.record()
-                call()
-                end.record()
-                end.synchronize()
-                seconds[key].append(start.elapsed_time(end) / 1e3)
-            else:
-                start = timer.now()
-                call()
-                seconds[key].append(timer.now() - start)
+            seconds[key].append(seconds_of(call))
     return seconds
