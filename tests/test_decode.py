@@ -104,6 +104,29 @@ def test_stop_at_eos_and_max_new_tokens(fp64_models):
     assert stopped.output_ids[0] == ar.output_ids[0][: ar.output_ids[0].index(eos) + 1]
 
 
+def test_continuous_batching_stops_on_the_batch_total_and_stays_lossless(fp64_models):
+    """No sequence waits for the batch's slowest: every round keeps every sequence active, the
+    batch stops at the first round that brings B * max_new_tokens, and each greedy output is
+    still the prefix of the target's own greedy continuation."""
+    models, perturbed = fp64_models
+    target, draft = models["qwen2"], perturbed["qwen2"]
+    prompts = [[1, 2, 3], [4, 5], [6], [7, 8, 9, 10]]
+    n, gamma = 12, 3
+    reference = decode(target, prompts, GenerationConfig(max_new_tokens=2 * n, stop_at_eos=False))
+    config = GenerationConfig(max_new_tokens=n, gamma=gamma, stop_at_eos=False, batching="continuous")
+    sd = decode(target, prompts, config, draft=draft, mode="sd")
+    lengths = [len(o) for o in sd.output_ids]
+    assert sum(lengths) >= len(prompts) * n > sum(lengths) - len(prompts) * (gamma + 1)
+    assert len(set(lengths)) > 1 and max(lengths) > n  # a luckier sequence went on past n
+    assert all(all(step.active) for step in sd.steps)
+    for out, ref in zip(sd.output_ids, reference.output_ids, strict=True):
+        assert out == ref[: len(out)]
+    ar = decode(target, prompts, config, mode="ar")  # one token per sequence per step: as static
+    assert ar.output_ids == [ref[:n] for ref in reference.output_ids]
+    with pytest.raises(ValueError, match="batching"):
+        GenerationConfig(batching="dynamic")
+
+
 def _joint_counts(outputs, n_tokens):
     counts = {}
     for out in outputs:

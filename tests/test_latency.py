@@ -87,3 +87,34 @@ def test_one_forward_point_times_every_s_over_one_cache():
     failed = per_s_records({"B": 2, "seconds": [], "status": "error: out of memory"}, [1, 5])
     assert [(r["s"], r["status"]) for r in failed] == [(1, "error: out of memory"), (5, "error: out of memory")]
     assert long_table(failed)["repeat"].tolist() == [-1, -1]
+
+
+def test_e2e_point_decodes_its_batches_in_turn_with_their_own_seeds():
+    """A point of `sequences` prompts at batch size B decodes ceil(sequences / B) batches one after
+    another: its time, prefill, tokens and sigma cover all of them, and each batch draws its own
+    forced acceptances (one seed for all would repeat the first batch's luck)."""
+    from moesd.decode import GenerationConfig, decode
+    from moesd.latency import e2e_point
+
+    target = load_model(MOE, device="cpu")
+    draft = load_model(
+        "arch:qwen2-0.5b:num_hidden_layers=1,hidden_size=32,num_attention_heads=2,num_key_value_heads=1,"
+        "intermediate_size=64,vocab_size=2048",
+        device="cpu",
+    )
+    batches = [[[5, 6, 7]], [[8, 9]], [[10]]]
+    decoding = dict(gamma=3, temperature=0.0, max_new_tokens=12, acceptance="forced", alpha=0.6, batching="static")
+    point = e2e_point(target, draft, batches, mode="sd", seed=0, warmup=1, repeats=2, **decoding)
+    assert len(point["seconds"]) == 2 and len(point["prefill_seconds"]) == 2
+    assert point["tokens"] == 3 * 12 and 0 < point["prefill_seconds"][0] < point["seconds"][0]
+
+    per_batch = [
+        decode(target, b, GenerationConfig(stop_at_eos=False, seed=j, **decoding), draft, "sd")
+        for j, b in enumerate(batches)
+    ]
+    accepted = [[n for seq in r.accepted_per_sequence for n in seq] for r in per_batch]
+    assert len({tuple(a) for a in accepted}) > 1  # the batches' acceptance draws differ
+    every = np.concatenate(accepted)
+    assert point["sigma"] == pytest.approx(np.mean(every + 1) / 4)
+    ar = e2e_point(target, draft, batches, mode="ar", seed=0, warmup=0, repeats=1, **decoding)
+    assert ar["tokens"] == 36 and np.isnan(ar["sigma"])

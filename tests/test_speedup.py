@@ -96,10 +96,14 @@ def test_e2e_speedup_pairs_ar_and_sd_runs():
     for mode, seconds in (("ar", 2.0), ("sd", 1.0)):
         rows.append(
             {"name": "p", "target": "t", "draft": "d", "acceptance_source": "real", "dataset": "humaneval",
-             "temperature": 0.0, "gamma": 4, "B": 8, "mode": mode, "median": seconds, "sigma": 0.7 if mode == "sd" else None}
+             "temperature": 0.0, "gamma": 4, "batching": "static", "B": 8, "mode": mode, "median": seconds,
+             "tokens": 64, "sigma": 0.7 if mode == "sd" else None}
         )  # fmt: skip
     table = e2e_speedups(_points(rows), time="total")
     assert table["speedup"].item() == pytest.approx(2.0) and table["sigma"].item() == pytest.approx(0.7)
+    continuous = [r | {"batching": "continuous", "tokens": 80 if r["mode"] == "sd" else 64} for r in rows]
+    overshoot = e2e_speedups(_points(continuous), time="total")  # 80 SD tokens in 1 s: 64 in 0.8 s
+    assert overshoot["t_sd"].item() == pytest.approx(0.8) and overshoot["speedup"].item() == pytest.approx(2.5)
     with pytest.raises(ValueError, match="no prefill_seconds"):
         e2e_speedups(_points(rows))  # decode time needs the prefill recorded
     for row in rows:  # 0.5 s of each run is the prefill: decode 1.5 s against 0.5 s

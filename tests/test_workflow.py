@@ -171,6 +171,8 @@ def test_smoke_tables_are_well_formed(smoke_run):
     assert set(e2e["dtype"]) == set(forward["dtype"])  # one dtype for the stage (latency.dtype)
     assert (e2e["acceptance_source"] == "real").any()
     assert set(e2e["temperature"]) == {0.0, 1.0}
+    assert set(e2e["batching"]) == {"continuous"}  # the default: SD runs to B x max_new_tokens in all
+    assert (e2e["tokens"] >= e2e["B"] * e2e["max_new_tokens"]).all()
 
 
 def test_smoke_analysis_outputs(smoke_run):

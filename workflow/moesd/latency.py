@@ -163,38 +163,61 @@ def long_table(records: list[dict]) -> pd.DataFrame:
 
 
 def e2e_point(
-    target, draft, prompts, *, mode, gamma, temperature, max_new_tokens, acceptance, alpha, warmup, repeats, seed
+    target,
+    draft,
+    batches,
+    *,
+    mode,
+    gamma,
+    temperature,
+    max_new_tokens,
+    batching,
+    acceptance,
+    alpha,
+    warmup,
+    repeats,
+    seed,
 ):
-    """Wall time of whole generations (prefill included, as a serving system sees it)."""
+    """Wall time of whole generations of BATCHES (lists of prompts of B sequences) one after
+    another, prefill included, as a serving system sees a prompt set; batch j samples with
+    seed + j. A warm-up decodes the first batch only."""
     from moesd.decode import GenerationConfig, decode
 
-    config = GenerationConfig(
-        max_new_tokens=max_new_tokens,
-        temperature=temperature,
-        gamma=gamma,
-        acceptance=acceptance,
-        alpha=alpha,
-        stop_at_eos=False,  # the same output length for AR and SD
-        seed=seed,
-    )
+    configs = [
+        GenerationConfig(
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            gamma=gamma,
+            acceptance=acceptance,
+            alpha=alpha,
+            stop_at_eos=False,  # the same output length for AR and SD
+            batching=batching,
+            seed=seed + j,
+        )
+        for j in range(len(batches))
+    ]
     results = []
 
-    def call():
-        results.append(decode(target, prompts, config, draft=draft if mode == "sd" else None, mode=mode))
+    def run(batch, config):
+        return decode(target, batch, config, draft=draft if mode == "sd" else None, mode=mode)
 
-    seconds = timed_repeats(call, target.device, warmup, repeats)
-    prefill = [r.prefill_seconds for r in results[warmup:]]  # inside each timed repeat
+    for _ in range(warmup):
+        run(batches[0], configs[0])
+    seconds = timed_repeats(
+        lambda: results.append([run(*job) for job in zip(batches, configs, strict=True)]), target.device, 0, repeats
+    )
+    prefill = [sum(r.prefill_seconds for r in call) for call in results]  # inside each timed repeat
     last = results[-1]
-    tokens = sum(len(o) for o in last.output_ids)
-    accepted = [n for seq in last.accepted_per_sequence for n in seq] if mode == "sd" else []
+    tokens = sum(len(o) for r in last for o in r.output_ids)
+    accepted = [n for r in last for seq in r.accepted_per_sequence for n in seq] if mode == "sd" else []
     sigma = float(np.mean(np.asarray(accepted) + 1) / (gamma + 1)) if accepted else np.nan
     return {
         "seconds": seconds,
         "prefill_seconds": prefill,
         "tokens": tokens,
         "sigma": sigma,
-        "target_outputs": last.target_outputs,
-        "expert_impl": last.expert_impl,
+        "target_outputs": last[0].target_outputs,
+        "expert_impl": last[0].expert_impl,
         "distinct_experts": [],
     }
 

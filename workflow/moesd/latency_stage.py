@@ -202,11 +202,12 @@ def sweep_e2e(config: dict, store: PointStore, run_dir: Path, prompts_dir: Path,
                         load_model(x, device=device, dtype=dtype, cuda_graphs=graphs) for x in (target_spec, draft_spec)
                     )
                     loaded = (target_spec, draft_spec)
+                n_batches = -(-setting["sequences"] // batch)  # ceil: every B decodes >= `sequences` prompts
                 if prompts is None and loaded == (target_spec, draft_spec):  # synthetic: random ids
-                    prompts = random_prompts(
-                        max(setting["batch_sizes"]), setting["context_length"], models[0].cfg.vocab_size, 0
-                    )
-                batch_prompts = [prompts[i % len(prompts)] for i in range(batch)] if prompts else []
+                    n_prompts = max(max(setting["batch_sizes"]), setting["sequences"])
+                    prompts = random_prompts(n_prompts, setting["context_length"], models[0].cfg.vocab_size, 0)
+                order = [prompts[i % len(prompts)] for i in range(n_batches * batch)] if prompts else []
+                batches = [order[j * batch : (j + 1) * batch] for j in range(n_batches)]
                 describe = {
                     "name": entry["name"],
                     "target": target_spec,
@@ -218,16 +219,19 @@ def sweep_e2e(config: dict, store: PointStore, run_dir: Path, prompts_dir: Path,
                     "mode": mode,
                     "acceptance_source": source,
                     "max_new_tokens": setting["max_new_tokens"],
+                    "batching": setting["batching"],
+                    "sequences": n_batches * batch,
                     "dtype": str(dtype).removeprefix("torch."),
                     "device": device,
                 }
-                measure = lambda m=mode, p=batch_prompts, pair_models=models, a=alpha, s=setting: e2e_point(  # noqa: E731
+                measure = lambda m=mode, p=batches, pair_models=models, a=alpha, s=setting: e2e_point(  # noqa: E731
                     *pair_models,
                     p,
                     mode=m,
                     gamma=s["gamma"],
                     temperature=s["temperature"],
                     max_new_tokens=s["max_new_tokens"],
+                    batching=s["batching"],
                     acceptance="forced" if a is not None else "target",
                     alpha=a,
                     warmup=s["warmup"],

@@ -154,7 +154,8 @@ def e2e_figure(e2e: pd.DataFrame, stem: Path | None, device: str):
         fig,
         stem,
         f"Fig. 6 analog. End-to-end speedup T_AR/T_SD measured by the latency stage (same prompts, batch size "
-        f"and output length; {e2e['statistic'].iloc[0]} of the repeats; timed: {E2E_TIME[e2e['e2e_time'].iloc[0]]}). "
+        f"and output length; {e2e['statistic'].iloc[0]} of the repeats; timed: {E2E_TIME[e2e['e2e_time'].iloc[0]]}; "
+        f"{', '.join(sorted(e2e['batching'].unique()))} batching, T_SD per the AR run's token count). "
         f"Acceptance per pair: {sources}. "
         f"Device: {device}.",
     )

@@ -1,7 +1,8 @@
 """Batched autoregressive and speculative decoding on one loop skeleton.
 
     generate(stepper, prompts):  prefill -> first token; then step -> append -> stop, until every
-                                 sequence has max_new_tokens tokens (or its EOS)
+                                 sequence has max_new_tokens tokens (or its EOS); or, with
+                                 batching "continuous", until the batch has B * max_new_tokens
 
 A stepper owns the caches and the last sampled token of each sequence:
     ARStepper: one target forward per step, one new token per sequence.
@@ -27,6 +28,8 @@ from moesd.decode.sampling import sample, verify
 from moesd.models import KVCache, Transformer
 from moesd.timing import Timer
 
+BATCHING = ("static", "continuous")
+
 
 @dataclass
 class GenerationConfig:
@@ -36,6 +39,13 @@ class GenerationConfig:
     acceptance: str = "target"  # "target" (rejection sampling) or "forced"
     alpha: float | None = None  # forced acceptance probability (drafts drawn uniformly: SDStepper._propose)
     stop_at_eos: bool = True
+    # "static": each sequence stops at max_new_tokens and waits, frozen, for the batch's slowest
+    # (under SD a batch runs as many rounds as its unluckiest sequence needs). "continuous": no
+    # sequence waits; the batch stops once it holds B * max_new_tokens new tokens in all, as a
+    # server whose finished slots are refilled at once (a sequence stops at its EOS or at
+    # 1.5 * max_new_tokens, the room its cache has: only a far luckier sequence than the batch's
+    # mean reaches it).
+    batching: str = "static"
     timing: bool = False
     seed: int = 0
 
@@ -46,6 +56,8 @@ class GenerationConfig:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
         if self.gamma < 1:
             raise ValueError(f"gamma must be >= 1, got {self.gamma}")
+        if self.batching not in BATCHING:
+            raise ValueError(f"batching must be one of {BATCHING}, got {self.batching!r}")
         if self.acceptance not in ("target", "forced"):
             raise ValueError(f"acceptance must be 'target' or 'forced', got {self.acceptance!r}")
         if self.acceptance == "forced" and not (self.alpha is not None and 0 <= self.alpha <= 1):
@@ -200,18 +212,21 @@ def generate(stepper, prompts: list[list[int]], config: GenerationConfig, eos_id
     """The shared loop: prefill, then step / append / stop until every sequence is done."""
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("every prompt needs at least one token")
+    continuous = config.batching == "continuous"
+    per_sequence = config.max_new_tokens + (config.max_new_tokens // 2 if continuous else 0)
+    batch_budget = len(prompts) * config.max_new_tokens if continuous else float("inf")
     # a sequence can finish mid-round with up to gamma tokens past its budget, and a finished
     # sequence's slots are still written (not kept) for one more round of gamma + 1
-    max_len = max(len(p) for p in prompts) + config.max_new_tokens + 2 * config.gamma + 2
+    max_len = max(len(p) for p in prompts) + per_sequence + 2 * config.gamma + 2
     clock = Timer(stepper.target.device, enabled=True)  # prefill ends in a host read anyway
     start = clock.now()
     first = stepper.prefill(prompts, max_len).tolist()
     prefill_seconds = Timer.since(start, clock.now())
     eos = set(eos_ids) if config.stop_at_eos else set()
     outputs = [[t] for t in first]
-    done = [t in eos or config.max_new_tokens <= 1 for t in first]
+    done = [t in eos or per_sequence <= 1 for t in first]
     steps = []
-    while not all(done):
+    while not all(done) and sum(map(len, outputs)) < batch_budget:
         record = stepper.step(torch.tensor([not d for d in done], device=stepper.target.device))
         record.active = [not d for d in done]
         for i, tokens in enumerate(record.new_tokens):
@@ -219,7 +234,7 @@ def generate(stepper, prompts: list[list[int]], config: GenerationConfig, eos_id
                 continue
             for t in tokens:
                 outputs[i].append(t)
-                if t in eos or len(outputs[i]) >= config.max_new_tokens:
+                if t in eos or len(outputs[i]) >= per_sequence:
                     done[i] = True
                     break
         steps.append(record)
