@@ -6,6 +6,7 @@ import pytest
 import torch
 from moesd.models import ModelSpecError, load_model, parse_spec
 from moesd.models.cache import KVCache
+from moesd.models.moe import grouped_mm_available
 
 from .tiny_models import FAMILIES, VOCAB
 
@@ -42,15 +43,59 @@ def test_logits_match_transformers_prefill_and_ragged_cached_decode(family, tiny
         assert (step[i] - ref[n : n + s]).abs().max() < 1e-4
 
 
-def test_moe_loop_and_grouped_mm_agree(tiny_dirs):
-    folder = tiny_dirs["qwen2_moe"]
-    grouped = load_model(f"dir:{folder}", device="cpu", expert_impl="auto")
-    loop = load_model(f"dir:{folder}", device="cpu", expert_impl="loop")
-    assert loop.expert_impl == "loop" and grouped.expert_impl in ("grouped_mm", "loop")
-    ids = torch.randint(0, VOCAB, (3, 7))
-    a = grouped(ids, grouped.new_cache(3, 16))
-    b = loop(ids, loop.new_cache(3, 16))
-    assert (a - b).abs().max() < 1e-5
+ALIGNED_MOE = (  # widths the grouped product takes (16-byte rows)
+    "arch:qwen2-57b-a14b:num_hidden_layers=1,hidden_size=64,num_attention_heads=2,num_key_value_heads=1,"
+    "moe_intermediate_size=32,shared_expert_intermediate_size=64,vocab_size=512"
+)
+
+
+@pytest.mark.parametrize("which", ["trained", "aligned"])
+def test_moe_loop_and_grouped_mm_agree(tiny_dirs, which):
+    """The two expert paths give one result; on a CPU in fp32, auto takes the loop over experts
+    laid out [out, in] in memory (same parameter shapes, weight-major products)."""
+    spec = f"dir:{tiny_dirs['qwen2_moe']}" if which == "trained" else ALIGNED_MOE
+    auto = load_model(spec, device="cpu", dtype=torch.float32, expert_impl="auto")
+    assert auto.expert_impl == "loop"
+    moe = auto.moe_layers[0]
+    assert moe.gate_up.shape == (moe.n_experts, moe.gate_up.shape[1], 2 * moe.width)
+    assert moe.gate_up[0].t().is_contiguous() and moe.down[0].t().is_contiguous()
+    ids = torch.randint(0, min(VOCAB, auto.cfg.vocab_size), (3, 7))
+    reference = auto(ids, auto.new_cache(3, 16))
+    # fp64 (the loop over row-major experts) where the weights come from files: a random init
+    # draws other values in another dtype
+    others = [("loop", torch.float64)] if which == "trained" else []
+    if grouped_mm_available(moe.gate_up.shape[1], moe.width, torch.float32, torch.device("cpu")):
+        others.append(("grouped_mm", torch.float32))
+    assert others
+    for impl, dtype in others:
+        model = load_model(spec, device="cpu", dtype=dtype, expert_impl=impl)
+        assert model.expert_impl == impl
+        assert (model(ids, model.new_cache(3, 16)).float() - reference).abs().max() < 1e-5
+
+
+def test_weight_major_linear_matches_f_linear():
+    """moesd.models.linear: (W x^T)^T for several rows of fp32 CPU inference, F.linear otherwise;
+    the same values, shapes and gradients either way."""
+    from moesd.models.linear import Linear, linear, weight_major
+
+    torch.manual_seed(0)
+    weight, bias = torch.randn(24, 16), torch.randn(24)
+    for shape in ((1, 16), (5, 16), (2, 3, 16), (16,)):
+        x = torch.randn(*shape)
+        for b in (None, bias):
+            expected = torch.nn.functional.linear(x, weight, b)
+            got = linear(x, weight, b)
+            assert got.shape == expected.shape and got.is_contiguous()
+            assert (got - expected).abs().max() < 1e-5
+    rows = torch.randn(5, 16)
+    assert weight_major(rows, weight) and not weight_major(rows[:1], weight)
+    assert not weight_major(rows.double(), weight.double()) and not weight_major(rows.bfloat16(), weight.bfloat16())
+    layer = Linear(16, 24)
+    assert not weight_major(rows, layer.weight)  # training: autograd's own path
+    layer(rows).sum().backward()
+    assert layer.weight.grad is not None and layer.weight.grad.shape == (24, 16)
+    with torch.no_grad():
+        assert weight_major(rows, layer.weight)
 
 
 def test_router_recording_counts_tokens_per_expert(tiny_dirs):

@@ -104,6 +104,8 @@ def test_e2e_speedup_pairs_ar_and_sd_runs():
     continuous = [r | {"batching": "continuous", "tokens": 80 if r["mode"] == "sd" else 64} for r in rows]
     overshoot = e2e_speedups(_points(continuous), time="total")  # 80 SD tokens in 1 s: 64 in 0.8 s
     assert overshoot["t_sd"].item() == pytest.approx(0.8) and overshoot["speedup"].item() == pytest.approx(2.5)
+    in_turn = e2e_speedups(_points([r | {"sequences": 32} for r in rows]), time="total")  # 4 batches of 8
+    assert in_turn["t_ar"].item() == pytest.approx(0.5) and in_turn["speedup"].item() == pytest.approx(2.0)
     with pytest.raises(ValueError, match="no prefill_seconds"):
         e2e_speedups(_points(rows))  # decode time needs the prefill recorded
     for row in rows:  # 0.5 s of each run is the prefill: decode 1.5 s against 0.5 s

@@ -100,8 +100,17 @@ def summarise_repeats(seconds: list[float]) -> dict:
     }
 
 
+# The timing protocol's version, part of every point's key: a point measured under an older
+# protocol is measured again, never mixed with newer ones in one table. 1: fresh random ids in
+# every timed call (a repeated input timed its experts from a warm cache); 2: forced drafts drawn
+# uniformly (a random draft copies its input); 3: weight-major fp32 linears and the expert loop
+# on a CPU (moesd.models.linear); 4: e2e points of several batches, continuous batching.
+PROTOCOL = 4
+
+
 class PointStore:
-    """One JSON file per finished point; atomic, so a kill never leaves half a point."""
+    """One JSON file per finished point, named by its kind, PROTOCOL and key parts; atomic, so a
+    kill never leaves half a point."""
 
     def __init__(self, folder: Path):
         self.folder = folder
@@ -111,7 +120,7 @@ class PointStore:
         return self.folder / f"{kind}_{key}.json"
 
     def has(self, kind: str, key_parts) -> bool:
-        return self.path(kind, fingerprint(kind, key_parts)).is_file()
+        return self.path(kind, fingerprint(kind, PROTOCOL, key_parts)).is_file()
 
     def get(self, kind: str, key: str) -> dict | None:
         path = self.path(kind, key)
@@ -125,7 +134,7 @@ class PointStore:
 
 def run_point(store: PointStore, kind: str, key_parts, measure, describe: dict) -> dict:
     """Measure a point unless stored; a failure is stored as the point's status."""
-    key = fingerprint(kind, key_parts)
+    key = fingerprint(kind, PROTOCOL, key_parts)
     found = store.get(kind, key)
     if found is not None:
         return found

@@ -88,7 +88,6 @@ def sweep_forward(lat: dict, store: PointStore, prompt_lengths, run_dir: Path) -
                 lat["repeats"],
                 lat["threads"],
                 str(dtype),
-                "fresh ids",
             )
             if model is None and not store.has("forward", key):
                 model = load_model(spec, device=device, dtype=dtype, cuda_graphs=lat["cuda_graphs"])
@@ -191,7 +190,6 @@ def sweep_e2e(config: dict, store: PointStore, run_dir: Path, prompts_dir: Path,
                     alpha,
                     config["latency"]["threads"],
                     str(dtype),
-                    "uniform forced drafts",
                 )
                 if loaded != (target_spec, draft_spec) and not store.has("e2e", key):
                     graphs = config["latency"]["cuda_graphs"]

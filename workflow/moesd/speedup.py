@@ -118,8 +118,9 @@ E2E_TIMES = ("decode", "total")
 
 def e2e_speedups(e2e: pd.DataFrame, statistic: str = "median", time: str = "decode") -> pd.DataFrame:
     """Measured end-to-end speedup T_AR / T_SD per e2e pair, setting, batching and B (seconds per
-    run of B x max_new_tokens tokens; sigma as the SD run measured it). TIME decode leaves the
-    prefill out, as Eq. 3's T_AR = S T_T(B, 1) does; total keeps it (`analysis.e2e_time`)."""
+    batch of B x max_new_tokens tokens: a point of `sequences` prompts decodes sequences / B
+    batches; sigma as the SD run measured it). TIME decode leaves the prefill out, as Eq. 3's
+    T_AR = S T_T(B, 1) does; total keeps it (`analysis.e2e_time`)."""
     if time not in E2E_TIMES:
         raise ValueError(f"analysis.e2e_time must be one of {E2E_TIMES}, got {time!r}")
     column = "seconds"
@@ -131,6 +132,7 @@ def e2e_speedups(e2e: pd.DataFrame, statistic: str = "median", time: str = "deco
         e2e, column = e2e.assign(decode_seconds=e2e["seconds"] - e2e["prefill_seconds"]), "decode_seconds"
     points = point_times(e2e, statistic, column)
     keys = ["name", "target", "draft", "acceptance_source", *SETTING, "batching", "B"]
+    keys += ["sequences"] if "sequences" in points else []
     ar = points[points["mode"] == "ar"][keys + ["seconds", "tokens"]]
     sd = points[points["mode"] == "sd"][keys + ["seconds", "tokens", "sigma"]]
     table = ar.rename(columns={"seconds": "t_ar", "tokens": "tokens_ar"}).merge(
@@ -139,6 +141,9 @@ def e2e_speedups(e2e: pd.DataFrame, statistic: str = "median", time: str = "deco
     # continuous batching: SD's last round overshoots B x max_new_tokens by up to B gamma tokens,
     # so T_SD is rescaled to the AR run's token count (the same time per generated token)
     table["t_sd"] = table["t_sd"] * table["tokens_ar"] / table["tokens_sd"]
+    if "sequences" in table:  # per batch, so that T_AR and T_SD read alike at every B
+        batches = table["sequences"] / table["B"]
+        table["t_ar"], table["t_sd"] = table["t_ar"] / batches, table["t_sd"] / batches
     table["speedup"] = table["t_ar"] / table["t_sd"]
     table["source"] = "e2e"
     table["statistic"] = statistic

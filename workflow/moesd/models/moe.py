@@ -1,6 +1,13 @@
 """Mixture-of-Experts FFN: top-k routing, tokens grouped by expert, one grouped matrix product
 per projection (torch._grouped_mm) or a loop over the active experts only.
 
+"auto" takes grouped_mm where it runs, except for fp32 on a CPU: there the loop, with each
+expert's weights laid out [out, in] in memory (the parameters keep their shapes), multiplies
+weight-major (moesd.models.linear), which reads an expert's weights at one-token speed for the
+few tokens a decode step routes to it; the CPU grouped product reads them up to 2x slower per
+byte at 2-5 tokens (64 experts of 1536 x 768: 15 ms against 28 ms at 2 tokens each, 20 against
+30-36 at 5, on 2 cores), a kernel switch that would bend T_T(B, s) at small B.
+
 Shapes: N tokens (all sequences' new tokens flattened), H hidden, E experts, K top-k,
 I expert width. Expert weights are stacked: gate_up [E, H, 2I] (gate then up), down [E, I, H].
 """
@@ -11,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from moesd.models.linear import Linear, linear
+
 EXPERT_IMPLS = ("auto", "grouped_mm", "loop")
 
 
@@ -19,9 +28,9 @@ class MLP(nn.Module):
 
     def __init__(self, hidden: int, width: int, **factory):
         super().__init__()
-        self.gate = nn.Linear(hidden, width, bias=False, **factory)
-        self.up = nn.Linear(hidden, width, bias=False, **factory)
-        self.down = nn.Linear(width, hidden, bias=False, **factory)
+        self.gate = Linear(hidden, width, bias=False, **factory)
+        self.up = Linear(hidden, width, bias=False, **factory)
+        self.down = Linear(width, hidden, bias=False, **factory)
 
     def forward(self, x):
         return self.down(F.silu(self.gate(x)) * self.up(x))
@@ -47,11 +56,11 @@ class MoE(nn.Module):
     def __init__(self, hidden, width, n_experts, top_k, *, norm_topk_prob, shared_width=0, impl="auto", **factory):
         super().__init__()
         self.n_experts, self.top_k, self.width, self.norm_topk_prob = n_experts, top_k, width, norm_topk_prob
-        self.router = nn.Linear(hidden, n_experts, bias=False, **factory)
+        self.router = Linear(hidden, n_experts, bias=False, **factory)
         self.gate_up = nn.Parameter(torch.empty(n_experts, hidden, 2 * width, **factory))
         self.down = nn.Parameter(torch.empty(n_experts, width, hidden, **factory))
         self.shared = MLP(hidden, shared_width, **factory) if shared_width else None
-        self.shared_gate = nn.Linear(hidden, 1, bias=False, **factory) if shared_width else None
+        self.shared_gate = Linear(hidden, 1, bias=False, **factory) if shared_width else None
         if impl not in EXPERT_IMPLS:
             raise ValueError(f"expert implementation must be one of {EXPERT_IMPLS}, got {impl!r}")
         self.requested_impl = impl
@@ -63,7 +72,14 @@ class MoE(nn.Module):
         available = grouped_mm_available(self.gate_up.shape[1], self.width, self.gate_up.dtype, self.gate_up.device)
         if self.requested_impl == "grouped_mm" and not available:
             raise RuntimeError("torch._grouped_mm is not available for this device, dtype and shape")
-        self.impl = "grouped_mm" if self.requested_impl != "loop" and available else "loop"
+        cpu_fp32 = self.gate_up.device.type == "cpu" and self.gate_up.dtype == torch.float32
+        auto = "loop" if cpu_fp32 else "grouped_mm"
+        self.impl = self.requested_impl if self.requested_impl != "auto" else auto
+        if self.impl == "grouped_mm" and not available:
+            self.impl = "loop"
+        if self.impl == "loop" and cpu_fp32:
+            for weight in (self.gate_up, self.down):  # [E, in, out] viewed over [E, out, in] memory
+                weight.data = weight.data.transpose(1, 2).contiguous().transpose(1, 2)
         return self.impl
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [N, H]
@@ -89,8 +105,8 @@ class MoE(nn.Module):
             start = 0
             for e, n in enumerate(counts.tolist()):  # active experts only
                 if n:
-                    h = xs[start : start + n] @ self.gate_up[e]  # [n, 2I]
-                    out[start : start + n] = (F.silu(h[:, : self.width]) * h[:, self.width :]) @ self.down[e]
+                    h = linear(xs[start : start + n], self.gate_up[e].t())  # [n, 2I]
+                    out[start : start + n] = linear(F.silu(h[:, : self.width]) * h[:, self.width :], self.down[e].t())
                     start += n
         out = out * weights.reshape(-1)[order].to(out.dtype)[:, None]
         y = torch.zeros_like(x).index_add_(0, token, out)  # [N, H]

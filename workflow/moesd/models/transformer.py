@@ -16,6 +16,7 @@ from torch import nn
 
 from moesd.models.cache import KVCache
 from moesd.models.config import ModelConfig
+from moesd.models.linear import Linear, linear
 from moesd.models.moe import MLP, MoE
 
 
@@ -50,10 +51,10 @@ class Attention(nn.Module):
         super().__init__()
         h, nh, nkv, d = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
         bias = cfg.enable_bias if cfg.is_opt else cfg.qkv_bias
-        self.q = nn.Linear(h, nh * d, bias=bias, **factory)
-        self.k = nn.Linear(h, nkv * d, bias=bias, **factory)
-        self.v = nn.Linear(h, nkv * d, bias=bias, **factory)
-        self.o = nn.Linear(nh * d, h, bias=cfg.enable_bias if cfg.is_opt else False, **factory)
+        self.q = Linear(h, nh * d, bias=bias, **factory)
+        self.k = Linear(h, nkv * d, bias=bias, **factory)
+        self.v = Linear(h, nkv * d, bias=bias, **factory)
+        self.o = Linear(nh * d, h, bias=cfg.enable_bias if cfg.is_opt else False, **factory)
         self.nh, self.nkv, self.d = nh, nkv, d
 
     def forward(self, x, cache: KVCache, layer: int, positions, mask, upto: int, rope):
@@ -73,8 +74,8 @@ class Attention(nn.Module):
 class OPTMLP(nn.Module):
     def __init__(self, cfg: ModelConfig, **factory):
         super().__init__()
-        self.fc1 = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=cfg.enable_bias, **factory)
-        self.fc2 = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=cfg.enable_bias, **factory)
+        self.fc1 = Linear(cfg.hidden_size, cfg.intermediate_size, bias=cfg.enable_bias, **factory)
+        self.fc2 = Linear(cfg.intermediate_size, cfg.hidden_size, bias=cfg.enable_bias, **factory)
 
     def forward(self, x):
         return self.fc2(F.relu(self.fc1(x)))
@@ -131,13 +132,13 @@ class Transformer(nn.Module):
         if cfg.is_opt:
             self.pos_embed = nn.Embedding(cfg.max_position_embeddings + 2, cfg.hidden_size, **factory)  # offset 2
             has_proj = width != cfg.hidden_size
-            self.project_in = nn.Linear(width, cfg.hidden_size, bias=False, **factory) if has_proj else None
-            self.project_out = nn.Linear(cfg.hidden_size, width, bias=False, **factory) if has_proj else None
+            self.project_in = Linear(width, cfg.hidden_size, bias=False, **factory) if has_proj else None
+            self.project_out = Linear(cfg.hidden_size, width, bias=False, **factory) if has_proj else None
             self.norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.norm_eps, **factory) if cfg.final_layer_norm else None
         else:
             self.norm = RMSNorm(cfg.hidden_size, cfg.norm_eps, **factory)
         self.layers = nn.ModuleList(Block(cfg, i, expert_impl, **factory) for i in range(cfg.num_layers))
-        self.lm_head = None if cfg.tie_word_embeddings else nn.Linear(width, cfg.vocab_size, bias=False, **factory)
+        self.lm_head = None if cfg.tie_word_embeddings else Linear(width, cfg.vocab_size, bias=False, **factory)
         self._rope = None
         self.cuda_graphs = False  # capture fixed-shape forwards on CUDA (moesd.models.graphs)
         self.recording = False  # router_recording is on: forwards run eagerly (a replay records nothing)
@@ -256,5 +257,5 @@ class Transformer(nn.Module):
             x = self.norm(x)
         if self.cfg.is_opt and self.project_out is not None:
             x = self.project_out(x)
-        logits = self.lm_head(x) if self.lm_head is not None else x @ self.embed.weight.T
+        logits = self.lm_head(x) if self.lm_head is not None else linear(x, self.embed.weight)
         return logits[:, 0] if last_only is not None else logits
