@@ -259,3 +259,14 @@ def test_empty_tables_are_not_measurable_and_render():
     assert {c.verdict for c in claims} == {NOT_MEASURABLE}
     text = render(claims, "empty")
     assert text.count("## ") == 11 and "not measurable" in text
+
+
+def test_c4_says_where_the_device_turns_compute_bound():
+    """C4's text gives the rows at the ridge point (RP b / 2) against Eq. 9's saturation tokens."""
+    from moesd.claims import bound_context
+
+    moe = pd.DataFrame([{"K": 8, "E": 64, "ridge_point": 3.0, "dtype": "float32"}])
+    text = bound_context(moe)
+    assert "more than about 6 rows" in text and "saturate from 23 tokens" in text
+    assert "about 300 rows" in bound_context(moe.assign(ridge_point=300.0, dtype="bfloat16"))
+    assert bound_context(moe.drop(columns="dtype")) == ""  # tables without a dtype: no context

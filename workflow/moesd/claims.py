@@ -19,6 +19,7 @@ import pandas as pd
 from moesd.io import write_csv, write_text
 from moesd.paths import PAPER_DIR
 from moesd.speedup import fit_measurements, native, paper_peaks, sweep_family
+from moesd.theory import saturation_tokens
 
 REPRODUCED, NOT_REPRODUCED, NOT_MEASURABLE = "reproduced", "not reproduced", "not measurable"
 TRACK_CORRELATION = 0.6  # C7: Spearman correlation of speedup and target efficiency over B
@@ -244,6 +245,28 @@ def claim_c3(ev: Evidence) -> Claim:
     return _paper_peak(ev, claim, "mixtral-8x7b", "Mixtral", ["2xA800"])
 
 
+BYTES_PER_PARAM = {"float32": 4, "bfloat16": 2, "float16": 2}
+
+
+def bound_context(moe: pd.DataFrame) -> str:
+    """Where this run's device turns a weight matrix compute-bound against where the MoE's experts
+    saturate (context for the rise-then-fall verdicts, not a verdict): a product of M rows does
+    2 M flop per weight of b bytes, so it passes the ridge point RP at M = RP b / 2 rows (Eq. 1);
+    the experts are all read from Eq. 9's T_thres tokens on. The paper's shape needs the first far
+    above the second (bf16 on an H800: about 300 rows against 23 tokens)."""
+    row = moe.iloc[0]
+    size = BYTES_PER_PARAM.get(str(row.get("dtype")))
+    if size is None or not np.isfinite(row["ridge_point"]):
+        return ""
+    rows = row["ridge_point"] * size / 2
+    saturation = float(saturation_tokens(row["K"] / row["E"]))
+    return (
+        f"; context: ridge point {row['ridge_point']:.1f} flop/byte in {row['dtype']}, so a forward of more "
+        f"than about {rows:.0f} rows (B x s) is compute-bound, while the experts saturate from "
+        f"{saturation:.0f} tokens (Eq. 9, tau 0.95)"
+    )
+
+
 def claim_c4(ev: Evidence) -> Claim:
     claim = Claim(
         "C4",
@@ -257,6 +280,7 @@ def claim_c4(ev: Evidence) -> Claim:
         return claim
     ok = rises_then_falls(curve, ev.tolerance)
     claim.run = f"composed speedup of {ev.moe()['model'].iloc[0]} ({ev.dataset}, T={ev.temperature:g}): {_fmt(curve)}"
+    claim.run += bound_context(ev.moe())
     claim.verdict = REPRODUCED if ok else NOT_REPRODUCED
     claim.reason = (
         f"peak at B={int(curve.idxmax())} {'inside' if ok else 'not inside'} the grid (margin {ev.tolerance:.0%})"
