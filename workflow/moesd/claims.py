@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from moesd.bandwidth import BYTES_PER_PARAM
 from moesd.io import write_csv, write_text
 from moesd.paths import PAPER_DIR
 from moesd.speedup import fit_measurements, native, paper_peaks, sweep_family
@@ -243,9 +244,6 @@ def claim_c3(ev: Evidence) -> Claim:
         figures=["tables_1_2.md"],
     )
     return _paper_peak(ev, claim, "mixtral-8x7b", "Mixtral", ["2xA800"])
-
-
-BYTES_PER_PARAM = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 
 def bound_context(moe: pd.DataFrame) -> str:

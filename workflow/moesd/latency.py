@@ -190,21 +190,21 @@ def e2e_point(
     """Wall time of whole generations of BATCHES (lists of prompts of B sequences) one after
     another, prefill included, as a serving system sees a prompt set; batch j samples with
     seed + j. A warm-up decodes the first batch only."""
+    from dataclasses import replace
+
     from moesd.decode import GenerationConfig, decode
 
-    configs = [
-        GenerationConfig(
-            max_new_tokens=max_new_tokens,
-            temperature=temperature,
-            gamma=gamma,
-            acceptance=acceptance,
-            alpha=alpha,
-            stop_at_eos=False,  # the same output length for AR and SD
-            batching=batching,
-            seed=seed + j,
-        )
-        for j in range(len(batches))
-    ]
+    config = GenerationConfig(
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        gamma=gamma,
+        acceptance=acceptance,
+        alpha=alpha,
+        stop_at_eos=False,  # the same output length for AR and SD
+        batching=batching,
+        seed=seed,
+    )
+    configs = [replace(config, seed=seed + j) for j in range(len(batches))]
     results = []
 
     def run(batch, config):

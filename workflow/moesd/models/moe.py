@@ -73,10 +73,10 @@ class MoE(nn.Module):
         if self.requested_impl == "grouped_mm" and not available:
             raise RuntimeError("torch._grouped_mm is not available for this device, dtype and shape")
         cpu_fp32 = self.gate_up.device.type == "cpu" and self.gate_up.dtype == torch.float32
-        auto = "loop" if cpu_fp32 else "grouped_mm"
-        self.impl = self.requested_impl if self.requested_impl != "auto" else auto
-        if self.impl == "grouped_mm" and not available:
-            self.impl = "loop"
+        if self.requested_impl == "auto":
+            self.impl = "grouped_mm" if available and not cpu_fp32 else "loop"
+        else:
+            self.impl = self.requested_impl
         if self.impl == "loop" and cpu_fp32:
             for weight in (self.gate_up, self.down):  # [E, in, out] viewed over [E, out, in] memory
                 weight.data = weight.data.transpose(1, 2).contiguous().transpose(1, 2)
