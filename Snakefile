@@ -26,6 +26,8 @@ FIGURES = f"figures/{EXP}"
 RUNS = f"data/runs/{EXP}"
 LOGS = f"logs/{EXP}"
 
+# common.smk first: the paths that several rule files share; the rest in any order
+
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/theory.smk"

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from moesd.architectures import count_parameters
 from moesd.bandwidth import ar_bandwidth, weight_bytes
-from moesd.models.loading import hf_config, parse_spec
+from moesd.models.spec import parse_spec
 
 MOE = (
     "arch:qwen2-57b-a14b:num_hidden_layers=2,hidden_size=64,moe_intermediate_size=16,shared_expert_intermediate_size=32"
@@ -15,7 +15,7 @@ DENSE = "arch:opt-30b:num_hidden_layers=2,hidden_size=64,ffn_dim=128,num_attenti
 
 
 def _counts(spec):
-    return count_parameters(hf_config(parse_spec(spec)))
+    return count_parameters(parse_spec(spec).hf_config())
 
 
 def test_every_expert_read_means_every_weight_but_the_embedding_lookup():

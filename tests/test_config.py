@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from moesd.config import ConfigError, load_config, validate_config
+from moesd.config import SCHEMA_FILE, ConfigError, load_config, validate_config
 from moesd.paths import REPO_ROOT
 
 CONFIGS = sorted((REPO_ROOT / "config").glob("*.yaml"))
@@ -61,7 +61,7 @@ def test_unreadable_config_file(tmp_path: Path):
 
 
 def test_schema_documents_every_key():
-    schema = yaml.safe_load((REPO_ROOT / "workflow/schemas/config.schema.yaml").read_text())
+    schema = yaml.safe_load(SCHEMA_FILE.read_text())
 
     def walk(node, path):
         for key, sub in node.get("properties", {}).items():

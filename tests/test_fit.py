@@ -78,7 +78,7 @@ def test_stride_subsets_reproduce_table_3(paper_grid):
 
 
 def test_stride_subset_of_m21_matches_paper_points(paper_grid):
-    # PAPER.md §2.7: the m = 21 points as (K-group, gamma index, B)
+    # App. C.3 of arXiv 2505.19645: the m = 21 points as (K-group, gamma index, B)
     expected = [
         (0, 0, 1),
         (0, 0, 40),

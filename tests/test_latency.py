@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from moesd.latency import (
+from moesd.latency.points import (
     PointStore,
     forward_point,
     long_table,
@@ -9,10 +9,9 @@ from moesd.latency import (
     run_point,
     summarise_repeats,
 )
-from moesd.latency_stage import with_k
 from moesd.models import load_model
 from moesd.theory import expected_active_experts
-from moesd.timing import timed_interleaved
+from moesd.latency.timing import timed_interleaved
 
 MOE = (
     "arch:qwen2-57b-a14b:num_hidden_layers=4,hidden_size=64,num_attention_heads=2,num_key_value_heads=1,"
@@ -63,14 +62,6 @@ def test_reject_timing_runs_on_cpu():
     assert len(point["seconds"]) == 3 and min(point["seconds"]) > 0
 
 
-def test_k_sweep_specs():
-    assert with_k("arch:qwen2-57b-a14b", 4) == "arch:qwen2-57b-a14b:num_experts_per_tok=4"
-    assert with_k("arch:qwen2-57b-a14b:num_hidden_layers=2", 4).endswith("num_hidden_layers=2,num_experts_per_tok=4")
-    assert with_k("dir:/x", None) == "dir:/x"
-    with pytest.raises(ValueError, match="needs an arch: spec"):
-        with_k("dir:/x", 4)
-
-
 def test_calls_take_turns_within_each_repeat():
     order = []
     seconds = timed_interleaved({s: (lambda s=s: order.append(s)) for s in (1, 5)}, "cpu", warmup=1, repeats=3)
@@ -94,7 +85,7 @@ def test_e2e_point_decodes_its_batches_in_turn_with_their_own_seeds():
     another: its time, prefill, tokens and sigma cover all of them, and each batch draws its own
     forced acceptances (one seed for all would repeat the first batch's luck)."""
     from moesd.decode import GenerationConfig, decode
-    from moesd.latency import e2e_point
+    from moesd.latency.points import e2e_point
 
     target = load_model(MOE, device="cpu")
     draft = load_model(

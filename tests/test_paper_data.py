@@ -6,8 +6,7 @@ from moesd.theory import alpha_from_sigma
 
 def test_tables_1_2_speedup_is_ratio():
     table = pd.read_csv(PAPER_DIR / "tables_1_2.csv")
-    # Table 1: 8 rows x 3 gammas, Table 2: 12 rows x 3 gammas (the issue text says 72 cells;
-    # the paper's two tables hold 60)
+    # Table 1: 8 rows x 3 gammas, Table 2: 12 rows x 3 gammas: 60 cells in all
     assert len(table) == 60
     assert table.groupby("table").size().to_dict() == {1: 24, 2: 36}
     assert np.all(np.abs(table["T_AR"] / table["T_SD"] - table["speedup"]) <= 0.006 + 1e-9)  # rounding to 2 decimals

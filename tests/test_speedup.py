@@ -4,9 +4,9 @@ import math
 
 import pandas as pd
 import pytest
-from moesd.analysis_stage import auto_stride, model_curves
-from moesd.fit import PARAM_NAMES, compute_speedup
-from moesd.speedup import base_spec, compose, e2e_speedups, fit_measurements, peak_table, sigma_adjusted, sigma_table
+from moesd.fit import PARAM_NAMES, auto_stride, compute_speedup, model_curves
+from moesd.models.spec import parse_spec
+from moesd.speedup import compose, e2e_speedups, fit_measurements, peak_table, sigma_adjusted, sigma_table
 
 SPEC = "arch:qwen2-57b-a14b:num_hidden_layers=2"
 
@@ -75,13 +75,13 @@ def test_compose_follows_eq4(verify_tokens, extra):
 
 def test_compose_uses_the_chosen_statistic_and_drops_failed_points():
     forward, draft, reject = latency_tables()
-    mean = compose(forward, draft, reject, sigmas(), statistic="mean_last5")
-    median = compose(forward, draft, reject, sigmas())
+    mean = compose(forward, draft, reject, sigmas(), statistic="mean_last5", verify_tokens="gamma_plus_one")
+    median = compose(forward, draft, reject, sigmas(), verify_tokens="gamma_plus_one")
     assert mean["t_ar"].to_numpy() == pytest.approx(1.5 * median["t_ar"].to_numpy())
     failed = forward.assign(status=lambda f: f["status"].where(f["B"] != 4, "failed: out of memory"))
-    assert set(compose(failed, draft, reject, sigmas())["B"]) == {1}
+    assert set(compose(failed, draft, reject, sigmas(), verify_tokens="gamma_plus_one")["B"]) == {1}
     with pytest.raises(ValueError, match="analysis.statistic"):
-        compose(forward, draft, reject, sigmas(), statistic="mean")
+        compose(forward, draft, reject, sigmas(), statistic="mean", verify_tokens="gamma_plus_one")
 
 
 def test_paper_sigma_without_acceptance_is_labelled():
@@ -127,14 +127,14 @@ def test_peak_table_reports_the_batch_size_of_the_peak():
 
 def test_sigma_adjustment_and_fit_measurements():
     forward, draft, reject = latency_tables()
-    table = compose(forward, draft, reject, sigmas())
+    table = compose(forward, draft, reject, sigmas(), verify_tokens="gamma_plus_one")
     assert (sigma_adjusted(table, 8) == table["speedup"]).all()  # one sigma for every K: factor 1
     varied = table.assign(sigma=lambda f: f["sigma"].where(f["K"] == 8, 0.4))
     ratio = sigma_adjusted(varied, 8) / varied["speedup"]
     assert ratio[varied["K"] == 2].eq(2.0).all() and ratio[varied["K"] == 8].eq(1.0).all()
     families = fit_measurements(table, "humaneval", 0.0)
     assert list(families) == [SPEC] and len(families[SPEC]) == 8
-    assert base_spec(f"{SPEC},num_experts_per_tok=16") == SPEC
+    assert parse_spec(f"{SPEC},num_experts_per_tok=16").family == SPEC
 
 
 @pytest.mark.parametrize("n, m", [(228, 21), (53, 18), (21, 11), (12, 12), (46, 23)])
@@ -149,7 +149,7 @@ def test_auto_stride_needs_one_point_per_parameter():
 
 def test_model_curves_follow_the_fitted_model_on_a_dense_grid():
     forward, draft, reject = latency_tables()
-    table = compose(forward, draft, reject, sigmas())
+    table = compose(forward, draft, reject, sigmas(), verify_tokens="gamma_plus_one")
     params = dict.fromkeys(PARAM_NAMES, 1e-3) | {"lam": 0.5, "s": 1.5}
     record = {"params": params, "ridge_point": 3.0, "variant": "eq4", "verify_tokens": "gamma_plus_one"}
     curves = model_curves(table, record, points=16)

@@ -36,7 +36,7 @@ def test_alpha_from_sigma_outside_range_is_nan():
 
 
 def test_paper_alpha_from_table_sigma():
-    # PAPER.md §2.2 [derived]: sigma 0.90 at gamma 4 (Qwen2, HumanEval, T=0) is alpha ~ 0.95
+    # Eq. 5 applied to Table 2's sigma 0.90 at gamma 4 (Qwen2, HumanEval, T=0): alpha ~ 0.95
     assert abs(theory.alpha_from_sigma(0.90, 4) - 0.95) < 0.01
 
 
@@ -59,7 +59,7 @@ def test_active_experts_values():
 
 
 def test_saturation_tokens_reproduce_paper_table():
-    # PAPER.md §2.5 [derived] table at tau = 0.95 and 0.99
+    # Eq. 9 evaluated at tau = 0.95 and 0.99 for the paper's models (derived, not printed in the paper)
     cases = {
         (8 / 64, 0.95): 23,
         (2 / 8, 0.95): 11,

@@ -17,6 +17,8 @@ The i.i.d. model is the paper's (Eq. 5); per-position rates show where it fails.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -98,3 +100,82 @@ def summarise(rounds: pd.DataFrame) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+def acceptance_verdicts(summary: pd.DataFrame, target_loss: float | None = None) -> list[str]:
+    """The stage's headline: greedy alpha on HumanEval at the largest gamma, and whether sampling
+    accepts less than greedy decoding (the paper's C10), per pair and dataset; when it does not,
+    the reason the data give."""
+    lines = []
+    for (target, draft, dataset), group in summary.groupby(["target", "draft", "dataset"]):
+        gamma = group["gamma"].max()
+        at = group[group["gamma"] == gamma].set_index("temperature")["alpha"]
+        greedy, sampled = at.get(0.0), at.get(1.0)
+        line = f"{target} + {draft}, {dataset}, gamma {gamma}: greedy alpha {greedy:.3f}" if greedy is not None else ""
+        if greedy is not None and sampled is not None:
+            relation = "below" if sampled < greedy else "NOT below"
+            line += f"; sampled (T=1) alpha {sampled:.3f} is {relation} greedy"
+            if sampled >= greedy and target_loss is not None:
+                line += (
+                    f" (why: the trained target is a weak, high-entropy model, final training loss {target_loss:.2f} "
+                    "nats/token; sampled acceptance is the overlap 1 - TV(p, q) of two flat distributions, which "
+                    "distillation makes large, while greedy acceptance needs the argmax of a flat p to match, which "
+                    "small differences flip. The paper's instruct models are peaked, where the order reverses.)"
+                )
+        if line:
+            lines.append(line)
+    return lines
+
+
+def measure_pairs(config: dict, run_dir: Path, prompts_dir: Path, points_dir: Path, log=print):
+    """Every pair x dataset x temperature x gamma of the acceptance section; one point file each
+    (named by everything it depends on), so a killed run resumes. Returns (rounds, where each
+    spec resolved to: folder and fingerprint)."""
+    from moesd.io import fingerprint, write_csv
+    from moesd.models.loading import load_model
+    from moesd.models.spec import parse_spec
+    from moesd.prompts import dataset_name, read_token_ids
+
+    acc = config["acceptance"]
+    frames, resolved = [], {}
+    for pair in config["pairs"]:
+        specs = {role: parse_spec(pair[role]).resolve(run_dir) for role in ("target", "draft")}
+        keys = {role: spec.fingerprint() for role, spec in specs.items()}  # read once per pair
+        for role, spec in specs.items():  # where each spec resolved to
+            resolved[pair[role]] = {"folder": str(spec.folder()), "fingerprint": keys[role]}
+        models = None
+        for source in acc["datasets"]:
+            dataset = dataset_name(source)
+            prompts = read_token_ids(prompts_dir / pair["name"] / f"{dataset}.jsonl", acc["max_prompts"])
+            for temperature in acc["temperatures"]:
+                for gamma in acc["gammas"]:
+                    key = fingerprint(
+                        keys["target"],
+                        keys["draft"],
+                        prompts,
+                        temperature,
+                        gamma,
+                        acc["batch_size"],
+                        acc["max_new_tokens"],
+                        acc["seed"],
+                    )
+                    point = points_dir / f"{pair['name']}_{dataset}_T{temperature}_g{gamma}_{key}.csv"
+                    if not point.is_file():
+                        if models is None:
+                            models = (load_model(specs["target"].text), load_model(specs["draft"].text))
+                        rounds = measure_rounds(
+                            *models,
+                            prompts,
+                            temperature=temperature,
+                            gamma=gamma,
+                            batch_size=acc["batch_size"],
+                            max_new_tokens=acc["max_new_tokens"],
+                            seed=acc["seed"],
+                        )
+                        rounds = rounds.assign(
+                            target=pair["target"], draft=pair["draft"], pair=pair["name"], dataset=dataset
+                        )
+                        write_csv(point, rounds)
+                        log(f"measured {point.name}: {len(rounds)} rounds")
+                    frames.append(pd.read_csv(point))
+    return pd.concat(frames, ignore_index=True), resolved

@@ -99,7 +99,7 @@ class ParamCount:
             (when tied, the matrix is read as the lm_head). This is the physical meaning of
             Algorithm 1's `bias` ("loading the fixed (dense) parameters").
         non_ffn: the paper's literal wording: also without shared experts and dense MLPs.
-        (PAPER.md §6.8: which one the paper meant is not stated; they differ ~7x for Qwen2-57B.)
+        (App. C.2 does not say which one it meant, docs/open_choices.md; they differ ~7x for Qwen2-57B.)
         """
         if convention not in DENSE_CONVENTIONS:
             raise ValueError(f"dense convention must be one of {DENSE_CONVENTIONS}, got {convention!r}")

@@ -18,16 +18,15 @@ import functools
 import pandas as pd
 
 from moesd.architectures import count_parameters
-from moesd.models.loading import hf_config, parse_spec
+from moesd.hardware import BYTES_PER_PARAM
+from moesd.models.spec import parse_spec
 from moesd.speedup import point_times
-
-BYTES_PER_PARAM = {"float32": 4.0, "bfloat16": 2.0, "float16": 2.0}
 
 
 @functools.cache
 def _counts(spec: str):
     """Parameter counts of SPEC's config (read once per spec: every batch size asks)."""
-    return count_parameters(hf_config(parse_spec(spec)))
+    return count_parameters(parse_spec(spec).hf_config())
 
 
 def weight_bytes(spec: str, distinct_experts: float, dtype: str) -> float:

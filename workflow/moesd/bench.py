@@ -15,8 +15,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from moesd.models import load_model, parse_spec
-from moesd.models.loading import hf_config, resolve_folder
+from moesd.models.loading import load_model
+from moesd.models.spec import parse_spec
 
 
 def interleaved_medians(contenders: dict, repeats: int, warmup: int) -> dict[str, float]:
@@ -65,10 +65,10 @@ def reference_folder(spec_text: str, workdir: Path) -> Path:
     a transformers-initialised random model saved to WORKDIR for arch:."""
     spec = parse_spec(spec_text)
     if spec.kind != "arch":
-        return resolve_folder(spec)
+        return spec.folder()
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    raw = dict(hf_config(spec))
+    raw = dict(spec.hf_config())
     model_type = raw.pop("model_type")
     for key in ("architectures", "auto_map", "transformers_version", "torch_dtype", "dtype"):
         raw.pop(key, None)
@@ -108,29 +108,3 @@ def bench_forward(spec_text: str, batch_sizes, token_counts, context: int, repea
                 }
             )
     return pd.DataFrame(rows)
-
-
-def run_bench(args) -> int:
-    torch.set_num_threads(args.threads)
-    table = bench_forward(args.model, args.batch_sizes, args.tokens, args.context, args.repeats, args.warmup)
-    print(table.drop(columns="model").to_string(index=False, float_format="%.3f"))
-    slower = table[table["speedup_vs_transformers"] < 1.0]
-    print(f"\nours slower than transformers at {len(slower)} of {len(table)} points")
-    if args.out:
-        from moesd.io import write_csv
-
-        write_csv(args.out, table)
-    return 0
-
-
-def add_parser(sub) -> None:
-    p = sub.add_parser("bench-forward", help="per-forward time, ours vs transformers, same weights (CPU)")
-    p.add_argument("--model", required=True, help="model spec (arch: specs are initialised by transformers)")
-    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16, 64])
-    p.add_argument("--tokens", type=int, nargs="+", default=[1, 5], help="new tokens per sequence, s")
-    p.add_argument("--context", type=int, default=32, help="tokens already in the KV cache")
-    p.add_argument("--repeats", type=int, default=20)
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--out", type=Path, help="also write the table as CSV")
-    p.set_defaults(func=run_bench)

@@ -1,4 +1,4 @@
-"""The claims report: for each claim C1-C10 of the paper (PAPER.md §1) and Eq. 8, the paper's
+"""The claims report: for each claim C1-C10 of the paper (arXiv 2505.19645, Sec. 1 and 4) and Eq. 8, the paper's
 statement and number, this run's numbers and a verdict computed from the run's tables:
 reproduced, not reproduced, or not measurable in this experiment (with the reason).
 
@@ -16,30 +16,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from moesd.bandwidth import BYTES_PER_PARAM
+from moesd.hardware import BYTES_PER_PARAM
 from moesd.io import write_csv, write_text
-from moesd.paths import PAPER_DIR
-from moesd.speedup import fit_measurements, native, paper_peaks, sweep_family
+from moesd.paper import PAPER_FIT_SECONDS, paper_cell, paper_peaks, paper_table3
+from moesd.speedup import fit_measurements, native, sweep_family
 from moesd.theory import saturation_tokens
 
 REPRODUCED, NOT_REPRODUCED, NOT_MEASURABLE = "reproduced", "not reproduced", "not measurable"
 TRACK_CORRELATION = 0.6  # C7: Spearman correlation of speedup and target efficiency over B
 SIGMA_SPREAD = 0.2  # C7: (max - min) / mean of the measured sigma over B ("a small range")
-EQ8_TOLERANCE = 0.05  # Eq. 8: relative error at t >= 4 on random inputs (the issue's 5 %)
-PAPER_FIT_SECONDS = 0.114  # C8: the paper's time to fit 21 points (App. C.2 text; not in a table)
-
-
-def paper_cell(device: str, model: str = "Qwen2", dataset="humaneval", temperature=0.0, gamma=4) -> pd.Series:
-    """One cell of the paper's Tables 1-2 (data/paper/tables_1_2.csv)."""
-    table = paper_peaks()
-    rows = table[
-        (table["device"] == device)
-        & (table["model"] == model)
-        & (table["dataset"] == dataset)
-        & (table["temperature"] == temperature)
-        & (table["gamma"] == gamma)
-    ]
-    return rows.iloc[0]
+EQ8_TOLERANCE = 0.05  # Eq. 8: largest relative error at t >= 4 on random inputs
 
 
 def _gpu(device: str) -> str:
@@ -446,7 +432,7 @@ def claim_c8(ev: Evidence) -> Claim:
         "",
         figures=["fig4_sparsity_fit.png", "fit_quality.md"],
     )
-    table3 = pd.read_csv(PAPER_DIR / "table_3.csv")
+    table3 = paper_table3()
     at21 = table3.loc[table3["m"] == 21, "mse"].item()
     claim.paper = (
         f"MSE {at21:g} at m = 21 ({table3['mse'].min():g}-{table3['mse'].max():g} for m = "
@@ -632,43 +618,3 @@ def render(claims: list[Claim], title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _csv(path: Path | None) -> pd.DataFrame:
-    return pd.read_csv(path) if path and Path(path).is_file() and Path(path).stat().st_size > 1 else pd.DataFrame()
-
-
-def run(args) -> int:
-    from moesd.config import load_config
-
-    config = load_config(args.config)
-    analysis = config["analysis"]
-    ev = Evidence(
-        composed=_csv(args.speedup / "composed.csv"),
-        e2e=_csv(args.speedup / "e2e.csv"),
-        metrics=_csv(args.fit / "metrics.csv"),
-        predictions=_csv(args.fit / "predictions.csv"),
-        routing=_csv(args.routing),
-        compare=pd.concat([_csv(path) for path in args.compare], ignore_index=True) if args.compare else pd.DataFrame(),
-        dataset=analysis["fit_dataset"],
-        temperature=analysis["fit_temperature"],
-        reference_k=analysis["reference_k"],
-        tolerance=analysis["tolerance"],
-        number_tolerance=analysis["number_tolerance"],
-        mape_threshold=analysis["mape_threshold"],
-    )
-    claims = evaluate_claims(ev)
-    write_csv(args.out.with_suffix(".csv"), pd.DataFrame([asdict(c) for c in claims]))
-    write_text(args.out, render(claims, f"experiment {config['experiment']}"))
-    for c in claims:
-        print(f"{c.claim:6} {c.verdict}")
-    return 0
-
-
-def add_parser(sub) -> None:
-    p = sub.add_parser("claims", help="claims.md: each claim of the paper with a verdict computed from the run")
-    p.add_argument("--config", required=True, type=Path, help="the run's analysis stage config")
-    p.add_argument("--speedup", required=True, type=Path, help="folder of `moesd speedup`")
-    p.add_argument("--fit", required=True, type=Path, help="folder of `moesd fit-run`")
-    p.add_argument("--routing", type=Path, help="routing.csv of the acceptance stage (Eq. 8)")
-    p.add_argument("--compare", type=Path, nargs="*", default=[], help="other runs' composed.csv (C9 across devices)")
-    p.add_argument("--out", required=True, type=Path, help="claims.md to write (claims.csv beside it)")
-    p.set_defaults(func=run)

@@ -3,6 +3,7 @@ project's data (architecture and hardware names). Every failure is one line nami
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 import jsonschema
@@ -10,9 +11,8 @@ import yaml
 
 from moesd.architectures import ArchitectureError, load_architecture
 from moesd.hardware import HardwareError, load_hardware
-from moesd.paths import REPO_ROOT
-
-SCHEMA_FILE = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
+# package data (pyproject.toml), so an installed moesd finds it as an editable one does
+SCHEMA_FILE = resources.files("moesd") / "schemas" / "config.schema.yaml"
 
 
 class ConfigError(ValueError):
@@ -35,9 +35,9 @@ def _key(path) -> str:
     return ".".join(str(p) for p in path) or "<top level>"
 
 
-def validate_config(config: dict, schema_file: Path = SCHEMA_FILE) -> dict:
+def validate_config(config: dict, schema_file=SCHEMA_FILE) -> dict:
     """Validate CONFIG (filled with defaults in place) and return it; raise ConfigError."""
-    schema = yaml.safe_load(Path(schema_file).read_text())
+    schema = yaml.safe_load(schema_file.read_text())
     if config is None:
         config = {}
     if not isinstance(config, dict):

@@ -5,7 +5,7 @@ activated experts N(t) (Eq. 8) and the tokens per expert T_exp (Eq. 10); the fit
 scipy.optimize.least_squares, method "trf", with the bounds of App. C.2, on a stride subset of
 the measurements (App. C.3), evaluated on the held-out rest.
 
-Two readings of line 11 (PAPER.md §2.7, §6.7), chosen by `variant`:
+Two readings of Algorithm 1's line 11 (it and Eq. 4 disagree; docs/open_choices.md), chosen by `variant`:
     "eq4" (default): sigma (gamma+1) ar / (gamma draft + verify + reject), consistent with Eq. 4.
     "printed":       sigma (gamma+1) ar / (draft + ar + verify + reject), line 11 as printed.
 The default is eq4: the printed form cannot exceed sigma (gamma+1) / 2 once verify >= ar, i.e.
@@ -17,6 +17,7 @@ position processes).
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -26,16 +27,14 @@ from scipy.optimize import least_squares
 
 from moesd.architectures import ParamCount
 from moesd.hardware import Hardware
-from moesd.theory import expected_active_experts, roofline_g
+from moesd.paper import FIT_VARIANTS, PAPER_BATCH_SIZES, PAPER_K_VALUES, PAPER_M, TABLE3_STRIDES
+from moesd.theory import expected_active_experts, roofline_g, verified_tokens
 
 PARAM_NAMES = ("bias", "k1", "k2", "k3", "draft_bias", "draft_k", "reject_bias", "reject_k", "lam", "s")
 TIME_PARAMS = PARAM_NAMES[:8]  # seconds; lam and s are dimensionless
-VARIANTS = ("eq4", "printed")
-VERIFY_TOKENS = ("gamma", "gamma_plus_one")
+VARIANTS = FIT_VARIANTS
 REQUIRED_COLUMNS = ("B", "gamma", "K", "E", "sigma", "speedup")
 SORT_KEYS = ["K", "gamma", "B"]  # App. C.3: sort by K, then gamma, then B
-PAPER_BATCH_SIZES = (1, 2, 4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 44, 48, 52, 56, 60, 80, 100)
-PAPER_K_VALUES = (1, 2, 4, 8, 16, 32)
 
 
 def _check_choice(name, value, choices):
@@ -57,12 +56,11 @@ def _step_time(p, tokens, k, e, lam_rp):
 
 def stage_times(params, B, gamma, K, E, ridge_point, verify_tokens="gamma"):
     """Algorithm 1's four stage times (ar, verify, draft, reject), broadcast over the inputs."""
-    _check_choice("verify_tokens", verify_tokens, VERIFY_TOKENS)
     p = dict(zip(PARAM_NAMES, params, strict=True)) if not isinstance(params, dict) else params
     B, gamma, K, E = (np.asarray(x, float) for x in (B, gamma, K, E))
     lam_rp = p["lam"] * ridge_point
     ar = _step_time(p, B, K, E, lam_rp)  # AR step: B tokens
-    verify = _step_time(p, B * (gamma + (verify_tokens == "gamma_plus_one")), K, E, lam_rp)
+    verify = _step_time(p, B * verified_tokens(gamma, verify_tokens), K, E, lam_rp)
     draft = p["draft_bias"] + p["draft_k"] * roofline_g(B, lam_rp, p["s"])  # dense draft: roofline only
     reject = p["reject_bias"] + p["reject_k"] * B
     return ar, verify, draft, reject
@@ -219,8 +217,8 @@ def stride_subset(frame: pd.DataFrame, stride: int) -> pd.Series:
 
 
 def evaluate(frame: pd.DataFrame, predicted: np.ndarray, in_fit: pd.Series) -> dict:
-    """Fit quality: mean squared error on the fitting subset and on all rows (PAPER.md §6.9:
-    the paper's "MSE" scale is not stated, so both are reported, with the sums), and the mean
+    """Fit quality: mean squared error on the fitting subset and on all rows (Table 3 of the paper
+    does not state its "MSE"'s scale or points, so both are reported, with the sums), and the mean
     absolute percentage error of the predicted speedup on the held-out rows."""
     measured = frame["speedup"].to_numpy(float)
     err = predicted - measured
@@ -335,9 +333,6 @@ def sparsity_grid(k_values=PAPER_K_VALUES, gammas=(2, 4), batch_sizes=PAPER_BATC
     return pd.DataFrame(rows, columns=["K", "gamma", "B"]).assign(E=n_experts)
 
 
-TABLE3_STRIDES = (25, 22, 20, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1)  # App. C.3
-
-
 def fit_quality(table: pd.DataFrame, target, draft, hardware, strides=TABLE3_STRIDES, **options) -> pd.DataFrame:
     """Table 3 analog: fit on each stride subset, evaluate on all rows; one row per m.
 
@@ -352,3 +347,31 @@ def fit_quality(table: pd.DataFrame, target, draft, hardware, strides=TABLE3_STR
         involved = sorted(table.loc[in_fit, "B"].unique())
         rows.append(metrics | {"batch_sizes_involved": " ".join(str(int(b)) for b in involved)})
     return pd.DataFrame(rows)
+
+
+def auto_stride(n: int, strides=TABLE3_STRIDES, n_params: int = len(PARAM_NAMES)) -> int:
+    """The Table 3 stride whose m = ceil(n / stride) is closest to the paper's 21 with m >= 10,
+    preferring a subset that leaves points out (for the held-out error)."""
+    usable = [s for s in strides if math.ceil(n / s) >= n_params]
+    if not usable:
+        raise ValueError(f"{n} measurements: Algorithm 1 needs at least {n_params} (one per parameter)")
+    return min(usable, key=lambda s: (math.ceil(n / s) == n, abs(math.ceil(n / s) - PAPER_M), s))
+
+
+def model_curves(table: pd.DataFrame, record: dict, points: int = 64) -> pd.DataFrame:
+    """The fitted model on a dense batch-size grid per K and gamma (the lines of Fig. 4)."""
+    grid = np.unique(np.geomspace(1, table["B"].max(), points).round())
+    settings = table.groupby(["K", "gamma"], as_index=False).agg(E=("E", "first"), sigma=("sigma", "first"))
+    curves = settings.merge(pd.DataFrame({"B": grid}), how="cross")
+    curves["speedup_pred"] = compute_speedup(
+        record["params"],
+        curves["B"],
+        curves["gamma"],
+        curves["K"],
+        curves["E"],
+        curves["sigma"],
+        record["ridge_point"],
+        record["variant"],
+        record["verify_tokens"],
+    )
+    return curves

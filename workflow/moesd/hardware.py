@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import statistics
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -20,6 +20,7 @@ from moesd.paths import HARDWARE_FILE
 from moesd.theory import ridge_point
 
 BANDWIDTH_SCOPES = ("aggregate", "per_gpu")
+BYTES_PER_PARAM = {"float32": 4.0, "bfloat16": 2.0, "float16": 2.0}  # weight bytes per parameter of a dtype
 
 
 class HardwareError(ValueError):
@@ -44,7 +45,7 @@ class Hardware:
 
     def target_bandwidth(self, scope: str = "aggregate") -> float:
         """Bandwidth that streams the target's weights: the TP group's sum (each GPU reads its
-        shard in parallel) or one GPU's (PAPER.md §6.8 leaves it open)."""
+        shard in parallel) or one GPU's (the paper does not say which; docs/open_choices.md)."""
         if scope not in BANDWIDTH_SCOPES:
             raise HardwareError(f"bandwidth_scope must be one of {BANDWIDTH_SCOPES}, got {scope!r}")
         return self.bandwidth * (self.gpus if scope == "aggregate" else 1)
@@ -103,7 +104,7 @@ def probe_hardware(
     import torch
 
     from moesd.models.loading import timing_dtype
-    from moesd.timing import timed_repeats
+    from moesd.latency.timing import timed_repeats
 
     dev = torch.device(device)
     dtype = timing_dtype(dtype, dev)
@@ -149,7 +150,3 @@ def _cpu_name() -> str:
     import platform
 
     return "CPU " + (platform.processor() or platform.machine())
-
-
-def as_dict(hardware: Hardware) -> dict:
-    return asdict(hardware) | {"ridge_point": hardware.ridge_point}

@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 
 from moesd.architectures import ParamCount
-from moesd.fit import VERIFY_TOKENS, compute_speedup, stage_times
+from moesd.fit import compute_speedup, stage_times
 from moesd.hardware import Hardware
-from moesd.theory import expected_active_experts, speedup, target_efficiency, tokens_per_expert
+from moesd.theory import expected_active_experts, speedup, target_efficiency, tokens_per_expert, verified_tokens
 
 
 def forward_time(model: ParamCount, tokens, bandwidth: float, flops: float, bytes_per_param: float = 2.0):
@@ -68,14 +68,13 @@ def roofline_table(
     verify_tokens: str = "gamma",
 ) -> pd.DataFrame:
     """Uncalibrated roofline speedup, one row per (gamma, B)."""
-    if verify_tokens not in VERIFY_TOKENS:
-        raise ValueError(f"verify_tokens must be one of {VERIFY_TOKENS}, got {verify_tokens!r}")
+    verified_tokens(0, verify_tokens)  # an unknown choice fails before any work
     bw, fl = hardware.target_bandwidth(bandwidth_scope), hardware.target_flops(bandwidth_scope)
     rows = []
     for gamma in gammas:
         B = np.asarray(batch_sizes, float)
         t1 = forward_time(target, B, bw, fl, bytes_per_param)
-        tg = forward_time(target, B * (gamma + (verify_tokens == "gamma_plus_one")), bw, fl, bytes_per_param)
+        tg = forward_time(target, B * verified_tokens(gamma, verify_tokens), bw, fl, bytes_per_param)
         td = forward_time(draft, B, hardware.bandwidth, hardware.flops, bytes_per_param)
         rows.append(_gamma_rows(B, gamma, sigma, t1, tg, td, speedup(t1, tg, td, 0.0, sigma, gamma)))
     return pd.concat(rows, ignore_index=True).assign(model="roofline")

@@ -168,3 +168,51 @@ class PromptEncoder:
 def encode_rows(rows: list[dict], encoder: PromptEncoder) -> list[dict]:
     """Add input_ids to every row (rows that have them keep them)."""
     return [row if "input_ids" in row else row | {"input_ids": encoder.encode(row["text"])} for row in rows]
+
+
+def dataset_name(source: str) -> str:
+    """The name a prompt source's files and table rows carry: the set's name or the file's stem."""
+    return Path(source).stem if source.endswith(".jsonl") else source
+
+
+def read_token_ids(path: str | Path, limit: int | None = None) -> list[list[int]]:
+    """The token ids of an encoded prompt file (the prompts stage's JSONL: input_ids on every line),
+    validated by read_prompt_file; the first LIMIT prompts when given."""
+    rows = read_prompt_file(path)
+    missing = [number for number, row in enumerate(rows, start=1) if "input_ids" not in row]
+    if missing:
+        raise PromptError(f"prompt file {path}, prompt {missing[0]}: not encoded (no input_ids)")
+    return [row["input_ids"] for row in rows][:limit]
+
+
+def encode_prompt_sets(sources: list[str], pairs: list[dict], run_dir: Path, out: Path):
+    """Every prompt set encoded with each pair's target tokenizer into OUT/<pair>/<set>.jsonl;
+    returns the length statistics (one row per pair and set)."""
+    import pandas as pd
+
+    from moesd.io import atomic_path
+    from moesd.models.spec import parse_spec
+
+    rows_by_source = {source: prompt_rows(source) for source in sources}
+    stats = []
+    for pair in pairs:
+        encoder = PromptEncoder(parse_spec(pair["target"]).resolve(run_dir).folder())
+        for source, rows in rows_by_source.items():
+            encoded = encode_rows(rows, encoder)
+            name = dataset_name(source)
+            with atomic_path(out / pair["name"] / f"{name}.jsonl") as tmp:
+                tmp.write_text("".join(json.dumps(r) + "\n" for r in encoded))
+            lengths = pd.Series([len(r["input_ids"]) for r in encoded])
+            stats.append(
+                {
+                    "pair": pair["name"],
+                    "dataset": name,
+                    "n_prompts": len(lengths),
+                    "min_tokens": int(lengths.min()),
+                    "median_tokens": float(lengths.median()),
+                    "max_tokens": int(lengths.max()),
+                    "chat_template": encoder.uses_chat_template,
+                }
+            )
+    columns = ["pair", "dataset", "n_prompts", "min_tokens", "median_tokens", "max_tokens", "chat_template"]
+    return pd.DataFrame(stats, columns=columns)

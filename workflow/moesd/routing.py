@@ -11,6 +11,8 @@ their routers (`hf_routing_stats`).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import torch
 
@@ -159,3 +161,48 @@ def hf_routing_stats(model, prompts, source: str, batch_sizes, sequence_tokens, 
         for handle in handles:
             handle.remove()
     return pd.DataFrame(rows)
+
+
+def routing_table(config: dict, run_dir: Path, prompts_dir: Path) -> pd.DataFrame:
+    """The routing section's measurements: every pair's MoE target on the dataset prompts and on
+    random ids (engine), the random-weight models on random ids (Eq. 8's own setting), and hub
+    models run through transformers' hooks; one table."""
+    from moesd.models.loading import load_model
+    from moesd.models.spec import parse_spec
+    from moesd.prompts import dataset_name, random_prompts, read_token_ids
+
+    rt = config["routing"]
+    frames, seen = [], set()
+    longest = max(rt["sequence_tokens"]) + 16  # random ids: the longest routed run plus context
+    stats = lambda model, prompts, source: engine_routing_stats(  # noqa: E731
+        model, prompts, source, rt["batch_sizes"], rt["sequence_tokens"], rt["n_sequences"]
+    )
+    for pair in config["pairs"]:
+        spec = parse_spec(pair["target"]).resolve(run_dir)
+        if spec.text in seen:
+            continue
+        seen.add(spec.text)
+        model = load_model(spec.text)  # cuda when available (a hub MoE in fp32 would not fit a CPU node)
+        if not model.cfg.is_moe:
+            continue
+        sources = {
+            dataset_name(s): read_token_ids(prompts_dir / pair["name"] / f"{dataset_name(s)}.jsonl")
+            for s in rt["datasets"]
+        }
+        sources["random"] = random_prompts(max(rt["batch_sizes"]), longest, model.cfg.vocab_size, 0)
+        for source, prompts in sources.items():
+            frames.append(stats(model, prompts, source).assign(model=pair["target"], implementation="engine"))
+    for spec in rt["random_models"]:  # Eq. 8's setting: random weights, random ids
+        model = load_model(spec)  # cuda when available (a hub MoE in fp32 would not fit a CPU node)
+        if not model.cfg.is_moe:
+            raise ValueError(f"routing.random_models: {spec!r} is not a MoE model")
+        prompts = random_prompts(max(rt["batch_sizes"]), longest, model.cfg.vocab_size, 0)
+        frames.append(stats(model, prompts, "random").assign(model=spec, implementation="engine, random weights"))
+    for spec in rt["hf_models"]:
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(parse_spec(spec).folder(), dtype=torch.float32).eval()
+        prompts = random_prompts(max(rt["batch_sizes"]), longest, model.config.vocab_size, 0)
+        table = hf_routing_stats(model, prompts, "random", rt["batch_sizes"], rt["sequence_tokens"], rt["n_sequences"])
+        frames.append(table.assign(model=spec, implementation="transformers hooks"))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -13,22 +13,15 @@ T_SD = (gamma T_D + T_T(B, v) + T_reject) / (sigma (gamma + 1)), so speedup = T_
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pandas as pd
 
-from moesd.paths import PAPER_DIR
+from moesd.models.spec import parse_spec
+from moesd.paper import paper_peaks
+from moesd.theory import verified_tokens
 
 STATISTICS = ("median", "mean_last5")
-VERIFY_TOKENS = ("gamma", "gamma_plus_one")
 SETTING = ["dataset", "temperature", "gamma"]
-_K_OVERRIDE = re.compile(r"[,:]num_experts_per_tok=\d+$")
-
-
-def base_spec(spec: str) -> str:
-    """SPEC without the sparsity sweep's num_experts_per_tok override: one model family."""
-    return _K_OVERRIDE.sub("", spec)
 
 
 def point_times(frame: pd.DataFrame, statistic: str, column: str = "seconds") -> pd.DataFrame:
@@ -61,12 +54,6 @@ def sigma_table(summary: pd.DataFrame | None, target: str | None, draft: str | N
     return out.reset_index(drop=True)
 
 
-def _verify_s(gamma, verify_tokens: str):
-    if verify_tokens not in VERIFY_TOKENS:
-        raise ValueError(f"analysis.verify_tokens must be one of {VERIFY_TOKENS}, got {verify_tokens!r}")
-    return gamma + 1 if verify_tokens == "gamma_plus_one" else gamma
-
-
 def compose(
     forward: pd.DataFrame,
     draft: pd.DataFrame,
@@ -74,11 +61,11 @@ def compose(
     sigmas: pd.DataFrame,
     *,
     statistic: str = "median",
-    verify_tokens: str = "gamma_plus_one",
+    verify_tokens: str,
 ) -> pd.DataFrame:
     """Every target x draft x (dataset, temperature, gamma) x B the tables allow: Eq. 4."""
     fwd = point_times(forward[forward["role"] == "target"], statistic)
-    fwd["family"] = fwd["spec"].map(base_spec)
+    fwd["family"] = fwd["spec"].map(lambda spec: parse_spec(spec).family)  # K sweep: one family
     t1 = fwd[fwd["s"] == 1][["model", "family", "spec", "K", "E", "B", "device", "dtype", "expert_impl", "seconds"]]
     t1 = t1.rename(columns={"seconds": "t_target_1"})
     verify = fwd[["spec", "B", "s", "seconds"]].rename(columns={"seconds": "t_target_verify"})
@@ -88,7 +75,7 @@ def compose(
     rej = point_times(reject, statistic)
     rows = []
     for gamma, settings in sigmas.groupby("gamma"):
-        s = _verify_s(int(gamma), verify_tokens)
+        s = verified_tokens(int(gamma), verify_tokens)
         part = t1.merge(verify[verify["s"] == s].drop(columns="s"), on=["spec", "B"]).merge(drafts, on="B")
         for setting in settings.itertuples(index=False):
             # T_reject was measured at gamma_max per temperature: the nearest measured gamma is
@@ -153,7 +140,7 @@ def e2e_speedups(e2e: pd.DataFrame, statistic: str = "median", time: str = "deco
 
 def peak_table(table: pd.DataFrame, group: list[str]) -> pd.DataFrame:
     """Tables 1-2 analog: per GROUP the row of the largest speedup over B, with T_AR, T_SD, sigma
-    and the batch size of the peak (which the paper does not print, PAPER.md §6.1)."""
+    and the batch size of the peak (which the paper does not print)."""
     idx = table.groupby(group, dropna=False)["speedup"].idxmax()
     peaks = table.loc[idx, group + ["B", "t_ar", "t_sd", "sigma", "speedup"]]
     return peaks.rename(columns={"B": "B_peak"}).reset_index(drop=True)
@@ -168,7 +155,7 @@ def sigma_adjusted(table: pd.DataFrame, reference_k: int) -> pd.Series:
     return table["speedup"] * (joined["sigma_ref"].fillna(table["sigma"]) / table["sigma"])
 
 
-def native(composed: pd.DataFrame, reference_k: int = 8) -> pd.DataFrame:
+def native(composed: pd.DataFrame, reference_k: int) -> pd.DataFrame:
     """Dense targets and MoE targets at the reference K (the sparsity sweep's other K left out),
     one model per family."""
     rows = composed[(composed["E"] == 1) | (composed["K"] == reference_k)]
@@ -179,11 +166,6 @@ def native(composed: pd.DataFrame, reference_k: int = 8) -> pd.DataFrame:
 def sweep_family(table: pd.DataFrame) -> str:
     """The model family of the sparsity sweep: the one measured at the most K values."""
     return table.groupby("family")["K"].nunique().idxmax()
-
-
-def paper_peaks() -> pd.DataFrame:
-    """The paper's Tables 1-2 (data/paper/tables_1_2.csv): T_AR, T_SD, sigma, speedup per cell."""
-    return pd.read_csv(PAPER_DIR / "tables_1_2.csv")
 
 
 def fit_measurements(composed: pd.DataFrame, dataset: str, temperature: float) -> dict[str, pd.DataFrame]:

@@ -1,4 +1,4 @@
-"""The paper's theory, one function per equation (numbers as in PAPER.md §2).
+"""The paper's theory, one function per equation (Eq. 1-14 of arXiv 2505.19645).
 
 Every function is numpy-vectorised: scalars and arrays broadcast against each other and the
 result has the broadcast shape (a 0-d array is returned as a Python float).
@@ -28,7 +28,16 @@ __all__ = [
     "speedup",
     "target_efficiency",
     "ridge_point",
+    "VERIFY_TOKENS",
+    "verified_tokens",
 ]
+
+# Tokens per sequence the verification forward scores (the paper leaves it open,
+# docs/open_choices.md): "gamma", as Eq. 2 and Algorithm 1 print it, or "gamma_plus_one", what
+# our engine and vLLM verify (the last accepted token plus gamma drafts, so the bonus token is
+# scored too). Configs choose: fit.verify_tokens (the paper's model) and analysis.verify_tokens
+# (the run's composed speedups).
+VERIFY_TOKENS = ("gamma", "gamma_plus_one")
 
 
 def _out(x):
@@ -170,3 +179,10 @@ def target_efficiency(t_target_1, t_target_gamma):
 def ridge_point(peak_flops, bandwidth):
     """Eq. 1: RP = peak compute (FLOP/s) / peak memory bandwidth (byte/s), in FLOP/byte."""
     return _out(np.asarray(peak_flops, float) / np.asarray(bandwidth, float))
+
+
+def verified_tokens(gamma, verify_tokens: str):
+    """Tokens per sequence in one verification forward: gamma or gamma + 1 (VERIFY_TOKENS)."""
+    if verify_tokens not in VERIFY_TOKENS:
+        raise ValueError(f"verify_tokens must be one of {VERIFY_TOKENS}, got {verify_tokens!r}")
+    return gamma + 1 if verify_tokens == "gamma_plus_one" else gamma

@@ -3,14 +3,14 @@ rule measure_acceptance:
     input:
         config=f"{RUNS}/config/acceptance.json",
         models=MODELS_MANIFEST,
-        prompts=rules.prompts.output.stats,
+        prompts=PROMPTS_STATS,
     output:
         rounds=f"{RUNS}/acceptance/rounds.csv",
         summary=report(f"{RUNS}/acceptance/summary.csv", caption="../report/acceptance.rst", category="Acceptance"),
     params:
-        run=lambda wildcards, input: Path(input.config).parent.parent,
-        prompts=lambda wildcards, input: Path(input.prompts).parent,
-        out=lambda wildcards, output: Path(output.summary).parent,
+        run=RUNS,
+        prompts=f"{RUNS}/prompts",
+        out=f"{RUNS}/acceptance",
     threads: 2
     resources:
         gpu=GPU,
@@ -28,12 +28,12 @@ rule measure_routing:
     input:
         config=f"{RUNS}/config/routing.json",
         models=MODELS_MANIFEST,
-        prompts=rules.prompts.output.stats,
+        prompts=PROMPTS_STATS,
     output:
         f"{RUNS}/acceptance/routing.csv",
     params:
-        run=lambda wildcards, input: Path(input.config).parent.parent,
-        prompts=lambda wildcards, input: Path(input.prompts).parent,
+        run=RUNS,
+        prompts=f"{RUNS}/prompts",
     threads: 2
     resources:
         gpu=GPU,
@@ -48,23 +48,20 @@ rule measure_routing:
 rule plot_routing:
     """Fig. 1 (a/b) from the run: measured distinct experts against Eq. 8."""
     input:
-        rules.measure_routing.output,
+        f"{RUNS}/acceptance/routing.csv",
     output:
         [
             report(f"{FIGURES}/acceptance/routing.{ext}", caption="../report/routing.rst", category="Acceptance")
             for ext in ("png", "pdf")
         ],
     params:
-        stem=lambda wildcards, output: Path(output[0]).with_suffix(""),
+        stem=f"{FIGURES}/acceptance/routing",
     log:
         f"{LOGS}/plot_routing.log",
     conda:
         "../../envs/cpu.yaml"
     shell:
         "moesd plot-routing {input} --out {params.stem} > {log} 2>&1"
-
-
-ACCEPTANCE_SUMMARY = [rules.measure_acceptance.output.summary] if config["pairs"] else []
 
 
 rule acceptance:

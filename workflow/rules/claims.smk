@@ -2,16 +2,16 @@ rule claims_report:
     """claims.md: each claim of the paper (C1-C10, Eq. 8) with a verdict computed from the run's tables."""
     input:
         config=f"{RUNS}/config/analysis.json",
-        speedup=rules.speedup.output,
-        fit=rules.fit_run.output,
+        speedup=list(SPEEDUP.values()),
+        fit=list(FIT.values()),
         routing=ROUTING,
         compare=[str(path) for path in compare_tables(config)],  # analysis.compare_runs (C9)
     output:
         markdown=report(f"{FIGURES}/claims.md", caption="../report/claims.rst", category="Claims"),
         table=f"{FIGURES}/claims.csv",
     params:
-        speedup=lambda wildcards, input: Path(input.speedup[0]).parent,
-        fit=lambda wildcards, input: Path(input.fit[0]).parent,
+        speedup=f"{RUNS}/speedup",
+        fit=f"{RUNS}/fit",
         routing=lambda wildcards, input: f"--routing {input.routing}" if input.routing else "",
         compare=lambda wildcards, input: f"--compare {input.compare}" if input.compare else "",
     log:

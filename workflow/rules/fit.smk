@@ -1,21 +1,16 @@
-ROUTING = [rules.measure_routing.output[0]] if config["pairs"] else []
-
-
 rule speedup:
     """Speedups composed from the measured T_T, T_D, T_reject and sigma (Eq. 4), the measured
     end-to-end speedups, and the AR step's achieved fraction of the copy bandwidth, as tidy tables."""
     input:
         config=f"{RUNS}/config/analysis.json",
-        latency=rules.measure_latency.output,
+        latency=list(LATENCY.values()),
         acceptance=ACCEPTANCE_SUMMARY,
-        env=f"{RUNS}/env.json",
+        env=ENV,
     output:
-        composed=f"{RUNS}/speedup/composed.csv",
-        e2e=f"{RUNS}/speedup/e2e.csv",
-        bandwidth=f"{RUNS}/speedup/bandwidth.csv",
+        **SPEEDUP,
     params:
-        latency=lambda wildcards, input: Path(input.latency[0]).parent,
-        out=lambda wildcards, output: Path(output.composed).parent,
+        latency=f"{RUNS}/latency",
+        out=f"{RUNS}/speedup",
         acceptance=lambda wildcards, input: f"--acceptance {input.acceptance}" if input.acceptance else "",
     log:
         f"{LOGS}/speedup.log",
@@ -31,18 +26,18 @@ rule fit_run:
     on the analysis.fit_stride subset, and the Table 3 analog (fit quality against m)."""
     input:
         config=f"{RUNS}/config/analysis.json",
-        composed=rules.speedup.output.composed,
-        env=f"{RUNS}/env.json",
+        composed=SPEEDUP["composed"],
+        env=ENV,
     output:
-        params=f"{RUNS}/fit/params.json",
-        predictions=f"{RUNS}/fit/predictions.csv",
-        curves=f"{RUNS}/fit/curves.csv",
-        metrics=f"{RUNS}/fit/metrics.csv",
-        quality=f"{FIGURES}/fit_quality.csv",
-        markdown=report(f"{FIGURES}/fit_quality.md", caption="../report/fit_run.rst", category="Fit"),
+        params=FIT["params.json"],
+        predictions=FIT["predictions.csv"],
+        curves=FIT["curves.csv"],
+        metrics=FIT["metrics.csv"],
+        quality=FIT_QUALITY["csv"],
+        markdown=report(FIT_QUALITY["md"], caption="../report/fit_run.rst", category="Fit"),
     params:
-        out=lambda wildcards, output: Path(output.params).parent,
-        tables=lambda wildcards, output: Path(output.quality).parent,
+        out=f"{RUNS}/fit",
+        tables=FIGURES,
     log:
         f"{LOGS}/fit_run.log",
     conda:
@@ -54,4 +49,5 @@ rule fit_run:
 
 rule fit:
     input:
+        rules.speedup.output,
         rules.fit_run.output,

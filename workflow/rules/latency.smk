@@ -3,17 +3,14 @@ rule measure_latency:
     input:
         config=f"{RUNS}/config/latency.json",
         models=MODELS_MANIFEST,
-        prompts=rules.prompts.output.stats,
+        prompts=PROMPTS_STATS,
         acceptance=ACCEPTANCE_SUMMARY,
     output:
-        forward=f"{RUNS}/latency/forward.csv",
-        draft=f"{RUNS}/latency/draft.csv",
-        reject=f"{RUNS}/latency/reject.csv",
-        e2e=f"{RUNS}/latency/e2e.csv",
+        **LATENCY,
     params:
-        run=lambda wildcards, input: Path(input.config).parent.parent,
-        prompts=lambda wildcards, input: Path(input.prompts).parent,
-        out=lambda wildcards, output: Path(output.forward).parent,
+        run=RUNS,
+        prompts=f"{RUNS}/prompts",
+        out=f"{RUNS}/latency",
         acceptance=lambda wildcards, input: f"--acceptance {input.acceptance}" if input.acceptance else "",
     threads: 2
     resources:

@@ -1,13 +1,9 @@
-from moesd.stages import dataset_name
-
-USES_TRAINED = any(p[r].startswith("trained:") for p in config["pairs"] for r in ("target", "draft"))
 PROMPT_SOURCES = list(dict.fromkeys(config["acceptance"]["datasets"] + config["routing"]["datasets"]))
 PROMPT_FILES = [
     f"{RUNS}/prompts/{pair['name']}/{dataset_name(source)}.jsonl"
     for pair in config["pairs"]
     for source in PROMPT_SOURCES
 ]
-MODELS_MANIFEST = [f"{RUNS}/models/manifest.json"] if USES_TRAINED else []
 
 
 rule train_models:
@@ -19,7 +15,7 @@ rule train_models:
         draft=directory(f"{RUNS}/models/draft"),
         manifest=f"{RUNS}/models/manifest.json",
     params:
-        out=lambda wildcards, output: Path(output.manifest).parent,
+        out=f"{RUNS}/models",
     threads: 2
     priority: 10  # the longest job; everything model-side waits for it
     log:
@@ -37,10 +33,10 @@ rule prompts:
         models=MODELS_MANIFEST,
     output:
         files=PROMPT_FILES,
-        stats=f"{RUNS}/prompts/stats.csv",
+        stats=PROMPTS_STATS,
     params:
-        run=lambda wildcards, input: Path(input.config).parent.parent,
-        out=lambda wildcards, output: Path(output.stats).parent,
+        run=RUNS,
+        out=f"{RUNS}/prompts",
     log:
         f"{LOGS}/prompts.log",
     conda:

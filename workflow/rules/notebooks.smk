@@ -1,18 +1,25 @@
-NOTEBOOKS = ["fig2_speedup", "fig3_target_efficiency", "fig4_sparsity_fit", "fig6_e2e"]
-NOTEBOOKS += ["fig1_routing"] if config["pairs"] else []  # routing counts come with a trained or hub pair
+# one notebook per measured figure; Fig. 1's where a trained or hub pair gave routing counts
+NOTEBOOK_NAMES = [name for name in NOTEBOOKS if config["pairs"] or name in MEASURED_FIGURES]
 
 
 rule notebook:
     """One figure's notebook executed against this run's tables (papermill, experiment as parameter)."""
     input:
         notebook="notebooks/{notebook}.ipynb",
-        tables=[rules.measured_figures.output, rules.fit_run.output, f"{RUNS}/config.json", ROUTING],
+        tables=[
+            [f"{FIGURES}/{name}.png" for name in MEASURED_FIGURES],
+            list(MEASURED_TABLES.values()),
+            list(FIT.values()),
+            list(FIT_QUALITY.values()),
+            f"{RUNS}/config.json",
+            ROUTING,
+        ],
     output:
         f"{FIGURES}/notebooks/{{notebook}}.ipynb",
     params:
         experiment=EXP,
     wildcard_constraints:
-        notebook="|".join(NOTEBOOKS),
+        notebook="|".join(NOTEBOOK_NAMES),
     retries: 2  # kernels started side by side can race for a port (jupyter_client); a retry is a fresh start
     log:
         f"{LOGS}/notebook_{{notebook}}.log",
@@ -24,4 +31,4 @@ rule notebook:
 
 rule notebooks:
     input:
-        expand(f"{FIGURES}/notebooks/{{notebook}}.ipynb", notebook=NOTEBOOKS),
+        expand(f"{FIGURES}/notebooks/{{notebook}}.ipynb", notebook=NOTEBOOK_NAMES),

@@ -1,6 +1,3 @@
-THEORY_FIGURES = ["active_experts", "tokens_per_expert", "roofline_speedup"]
-
-
 rule theory_figures:
     """Figures and tables from the theory and the real architectures alone (no measurement)."""
     input:
@@ -20,7 +17,7 @@ rule theory_figures:
         ],
         tables=[f"{FIGURES}/theory/saturation.csv", f"{FIGURES}/theory/roofline_speedup.csv"],
     params:
-        out=lambda wildcards, output: Path(output.tables[0]).parent,
+        out=f"{FIGURES}/theory",
     log:
         f"{LOGS}/theory.log",
     conda:
@@ -30,11 +27,11 @@ rule theory_figures:
 
 
 SIM = config["simulation"]
-FIT = config["fit"]
+FIT_CONFIG = config["fit"]
 FIT_FLAGS = (
-    f"--variant {FIT['variant']} --verify-tokens {FIT['verify_tokens']} "
-    f"--dense-convention {FIT['dense_convention']} --bandwidth-scope {FIT['bandwidth_scope']} "
-    f"--bytes-per-param {FIT['bytes_per_param']} --n-starts {FIT['n_starts']} --seed {FIT['seed']}"
+    f"--variant {FIT_CONFIG['variant']} --verify-tokens {FIT_CONFIG['verify_tokens']} "
+    f"--dense-convention {FIT_CONFIG['dense_convention']} --bandwidth-scope {FIT_CONFIG['bandwidth_scope']} "
+    f"--bytes-per-param {FIT_CONFIG['bytes_per_param']} --n-starts {FIT_CONFIG['n_starts']} --seed {FIT_CONFIG['seed']}"
 )
 SIM_MODELS = f"--target {SIM['target']} --draft {SIM['draft']} --hardware {SIM['platform']}"
 
@@ -62,9 +59,9 @@ rule fit_simulated:
         predictions=f"{RUNS}/theory/fit/predictions.csv",
         metrics=f"{RUNS}/theory/fit/metrics.json",
     params:
-        out=lambda wildcards, output: Path(output.params).parent,
+        out=f"{RUNS}/theory/fit",
         models=SIM_MODELS,
-        flags=f"{FIT_FLAGS} --stride {FIT['stride']}",
+        flags=f"{FIT_FLAGS} --stride {FIT_CONFIG['stride']}",
     log:
         f"{LOGS}/fit_simulated.log",
     conda:
@@ -81,7 +78,7 @@ rule fit_quality_simulated:
         table=f"{FIGURES}/theory/fit_quality.csv",
         markdown=report(f"{FIGURES}/theory/fit_quality.md", caption="../report/fit_quality.rst", category="Theory"),
     params:
-        out=lambda wildcards, output: Path(output.table).parent,
+        out=f"{FIGURES}/theory",
         models=SIM_MODELS,
         flags=FIT_FLAGS,
     log:
@@ -101,11 +98,11 @@ rule plot_fit_simulated:
             for ext in ("png", "pdf")
         ],
     params:
-        stem=lambda wildcards, output: Path(output[0]).with_suffix(""),
+        stem=f"{FIGURES}/theory/sparsity_fit",
         caption=(
             f"Roofline-simulated sparsity sweep (not measured): {SIM['target']} with num_experts_per_tok = K, "
             f"draft {SIM['draft']}, {SIM['platform']} datasheet peaks, sigma = {SIM['sigma']} for every K. "
-            f"Line: Algorithm 1 ({FIT['variant']}) fitted on the stride-{FIT['stride']} subset (filled dots); "
+            f"Line: Algorithm 1 ({FIT_CONFIG['variant']}) fitted on the stride-{FIT_CONFIG['stride']} subset (filled dots); "
             "dashed: each panel's peak / sqrt(2)."
         ),
     log:
@@ -118,7 +115,5 @@ rule plot_fit_simulated:
 
 rule theory:
     input:
-        rules.theory_figures.output,
-        rules.fit_quality_simulated.output,
-        rules.plot_fit_simulated.output,
-        f"{RUNS}/env.json",
+        THEORY_OUTPUTS,
+        ENV,

@@ -26,7 +26,7 @@ import torch
 
 from moesd.decode.sampling import sample, verify
 from moesd.models import KVCache, Transformer
-from moesd.timing import Timer
+from moesd.latency.timing import Timer
 
 BATCHING = ("static", "continuous")
 

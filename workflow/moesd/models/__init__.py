@@ -1,17 +1,27 @@
-"""The lean decoder (moesd's measuring instrument) and how models are specified and loaded."""
+"""The lean decoder (moesd's measuring instrument) and how models are specified and loaded.
 
-from moesd.models.cache import KVCache
-from moesd.models.config import ModelConfig, ModelConfigError, from_hf
-from moesd.models.loading import ModelSpecError, load_model, parse_spec
-from moesd.models.transformer import Transformer
+Names are imported on first use, so that `moesd.models.spec` (model specs, no torch) can be read
+by light commands without importing torch.
+"""
 
-__all__ = [
-    "KVCache",
-    "ModelConfig",
-    "ModelConfigError",
-    "ModelSpecError",
-    "Transformer",
-    "from_hf",
-    "load_model",
-    "parse_spec",
-]
+import importlib
+
+_WHERE = {
+    "KVCache": "moesd.models.cache",
+    "ModelConfig": "moesd.models.config",
+    "ModelConfigError": "moesd.models.config",
+    "from_hf": "moesd.models.config",
+    "ModelSpec": "moesd.models.spec",
+    "ModelSpecError": "moesd.models.spec",
+    "parse_spec": "moesd.models.spec",
+    "load_model": "moesd.models.loading",
+    "Transformer": "moesd.models.transformer",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'moesd.models' has no attribute {name!r}")
+    return getattr(importlib.import_module(_WHERE[name]), name)

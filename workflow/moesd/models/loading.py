@@ -1,114 +1,19 @@
-"""Model specs and weight loading.
-
-A model spec is one string everywhere (config, CLI):
-    hf:ORG/NAME@REVISION      download through huggingface_hub into its cache (revision required)
-    dir:PATH                  a local folder in Hugging Face format (config.json, *.safetensors,
-                              tokenizer files if any)
-    arch:NAME[:key=value,...] a config from data/architectures with overrides, random weights
-                              (seed=N among the overrides picks the seed; default 0)
-Remote code is never trusted: only the families moesd implements load.
+"""Weight loading: the lean decoder built from a model spec (moesd.models.spec), with the
+checkpoint's weights or seeded random ones. Remote code is never trusted: only the families
+moesd implements load.
 """
 
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from moesd.architectures import ArchitectureError, load_architecture
 from moesd.models.config import ModelConfigError, from_hf
 from moesd.models.moe import MoE
+from moesd.models.spec import ModelSpecError, parse_spec
 from moesd.models.transformer import Transformer
-
-HF_FILES = ["config.json", "*.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json"]
-
-
-class ModelSpecError(ValueError):
-    """A model spec that cannot be resolved; the message names the spec."""
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    kind: str  # hf | dir | arch
-    name: str  # repo id, folder, or architecture name
-    revision: str | None = None
-    overrides: dict = field(default_factory=dict)
-    seed: int = 0
-    text: str = ""
-
-    def __str__(self) -> str:
-        return self.text
-
-
-def _value(text: str):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
-def parse_spec(text: str) -> ModelSpec:
-    kind, sep, rest = text.partition(":")
-    if not sep or kind not in ("hf", "dir", "arch") or not rest:
-        raise ModelSpecError(
-            f"model spec {text!r}: expected hf:ORG/NAME@REVISION, dir:PATH or arch:NAME[:key=value,...]"
-        )
-    if kind == "hf":
-        repo, at, revision = rest.partition("@")
-        if not at or not revision or "/" not in repo:
-            raise ModelSpecError(f"model spec {text!r}: hf: specs need ORG/NAME@REVISION (a pinned revision)")
-        return ModelSpec("hf", repo, revision=revision, text=text)
-    if kind == "dir":
-        return ModelSpec("dir", rest, text=text)
-    name, _, items = rest.partition(":")
-    overrides = {}
-    for item in filter(None, items.split(",")):
-        key, eq, value = item.partition("=")
-        if not eq or not key:
-            raise ModelSpecError(f"model spec {text!r}: override {item!r} is not key=value")
-        overrides[key] = _value(value)
-    seed = int(overrides.pop("seed", 0))
-    return ModelSpec("arch", name, overrides=overrides, seed=seed, text=text)
-
-
-def resolve_folder(spec: ModelSpec) -> Path:
-    """The local folder of an hf: or dir: spec (downloading hf: specs if needed)."""
-    if spec.kind == "dir":
-        folder = Path(spec.name)
-        if not (folder / "config.json").is_file():
-            raise ModelSpecError(f"model spec {spec}: no config.json in {folder}")
-        if not list(folder.glob("*.safetensors")):
-            raise ModelSpecError(f"model spec {spec}: no *.safetensors weights in {folder}")
-        return folder
-    from huggingface_hub import snapshot_download
-
-    try:
-        return Path(
-            snapshot_download(spec.name, revision=spec.revision, allow_patterns=HF_FILES, local_files_only=True)
-        )
-    except Exception:  # not cached: try the network
-        pass
-    try:
-        return Path(snapshot_download(spec.name, revision=spec.revision, allow_patterns=HF_FILES))
-    except Exception as error:
-        raise ModelSpecError(
-            f"model spec {spec}: cannot download from the Hugging Face hub and not in the local cache "
-            f"({type(error).__name__}); offline machines need the files in the cache or a dir: spec"
-        ) from None
-
-
-def hf_config(spec: ModelSpec) -> dict:
-    """The Hugging Face config dict of a spec (without loading weights)."""
-    if spec.kind == "arch":
-        try:
-            return load_architecture(spec.name, spec.overrides)
-        except ArchitectureError as error:
-            raise ModelSpecError(f"model spec {spec}: {error}") from None
-    return json.loads((resolve_folder(spec) / "config.json").read_text())
-
 
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
@@ -151,7 +56,7 @@ def load_model(
     spec = parse_spec(spec_text)
     device = device or default_device()
     dtype = dtype or default_dtype(device)
-    raw = hf_config(spec)
+    raw = spec.hf_config()
     try:
         cfg = from_hf(raw)
     except ModelConfigError as error:
@@ -162,7 +67,7 @@ def load_model(
     if spec.kind == "arch":
         init_random(model, spec.seed, raw.get("initializer_range", 0.02))
     else:
-        load_safetensors(model, resolve_folder(spec))
+        load_safetensors(model, spec.folder())
     model.spec = spec_text
     model.cuda_graphs = cuda_graphs
     return model.finalize()

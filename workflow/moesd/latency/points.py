@@ -1,4 +1,4 @@
-"""The `latency` stage: the three timed quantities of Eq. 2-4 and end-to-end T_AR / T_SD.
+"""One measured point of the latency stage: T_T(B, s), T_D(B, 1), T_reject(B) of Eq. 2-4, and end-to-end T_AR / T_SD.
 
     T_T(B, s)     target forward of s new tokens for each of B sequences, over a KV cache that
                   already holds a context (lengths drawn from a prompt set, or fixed)
@@ -31,7 +31,7 @@ import torch
 from moesd.decode.engine import forward_ragged
 from moesd.decode.sampling import verify
 from moesd.io import fingerprint, write_csv
-from moesd.timing import timed_interleaved, timed_repeats
+from moesd.latency.timing import timed_interleaved, timed_repeats
 
 
 def context_lengths(batch: int, spec: dict, prompt_lengths: list[int] | None, seed: int) -> list[int]:

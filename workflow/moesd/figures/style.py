@@ -13,6 +13,8 @@ import seaborn as sns  # noqa: E402
 
 from moesd.io import atomic_path, write_text  # noqa: E402
 
+E2E_TIME = {"decode": "the decode without the prefill", "total": "the whole generation, prefill included"}
+
 
 def style() -> None:
     sns.set_theme(context="paper", style="whitegrid", font_scale=1.1)
@@ -31,3 +33,8 @@ def save_figure(fig, stem: str | Path | None, caption: str):
     write_text(stem.with_suffix(".caption.md"), caption.strip() + "\n")
     plt.close(fig)
     return fig
+
+
+def device_label(env: dict) -> str:
+    probe = env.get("hardware_probe", {})
+    return f"{probe.get('device_name', 'unknown device')} ({probe.get('device', '?')}, {probe.get('threads', '?')} threads)"

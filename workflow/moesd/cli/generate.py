@@ -1,25 +1,20 @@
-"""`moesd generate`: batched AR or SD decoding of a prompt set, one JSONL line per prompt."""
+"""`moesd generate` (a tool outside the workflow's rules): batched autoregressive or speculative
+decoding of a prompt set with our engine (moesd.decode), one JSONL line per prompt."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import torch
-
-from moesd.decode import GenerationConfig, decode
-from moesd.io import atomic_path
-from moesd.models import load_model, parse_spec
-from moesd.models.loading import resolve_folder
-from moesd.prompts import check_source, load_prompts
-
 
 def tokenizer_for(spec_text: str):
     """The tokenizers.Tokenizer in the model's folder, or None (arch: models have none)."""
-    spec = parse_spec(spec_text)
-    if spec.kind == "arch":
+    from moesd.models.spec import parse_spec
+
+    folder = parse_spec(spec_text).folder()
+    if folder is None:
         return None
-    path = resolve_folder(spec) / "tokenizer.json"
+    path = folder / "tokenizer.json"
     if not path.is_file():
         return None
     from tokenizers import Tokenizer
@@ -27,7 +22,15 @@ def tokenizer_for(spec_text: str):
     return Tokenizer.from_file(str(path))
 
 
-def run_generate(args) -> int:
+def cmd_generate(args) -> int:
+    import torch
+
+    from moesd.decode import GenerationConfig, decode
+    from moesd.io import atomic_path
+    from moesd.models.loading import load_model
+    from moesd.models.spec import parse_spec
+    from moesd.prompts import check_source, load_prompts
+
     # validate everything cheap before loading models
     config = GenerationConfig(
         max_new_tokens=args.max_new_tokens,
@@ -79,7 +82,7 @@ def run_generate(args) -> int:
     return 0
 
 
-def add_parser(sub) -> None:
+def add_parsers(sub) -> None:
     p = sub.add_parser("generate", help="batched autoregressive or speculative decoding of a prompt set")
     p.add_argument("--target", required=True, help="model spec: hf:ORG/NAME@REV, dir:PATH or arch:NAME[:k=v,...]")
     p.add_argument("--draft", help="draft model spec (needed for --mode sd)")
@@ -94,7 +97,12 @@ def add_parser(sub) -> None:
     p.add_argument("--alpha", type=float, help="forced acceptance probability per draft token")
     p.add_argument("--ignore-eos", action="store_true", help="always generate max-new-tokens tokens")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16", "float64"), help="default fp32 CPU, bf16 CUDA")
+    p.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16", "float16", "float64"),
+        help="weights' dtype (default: float32 on a CPU, bfloat16 on CUDA; unlike latency.dtype auto, "
+        "no detection of a CPU's native bf16)",
+    )
     p.add_argument("--expert-impl", choices=("auto", "grouped_mm", "loop"), default="auto")
     p.add_argument("--out", required=True, type=Path, help="output JSONL")
-    p.set_defaults(func=run_generate)
+    p.set_defaults(func=cmd_generate)

@@ -1,5 +1,6 @@
-"""Figures of the fit: the sparsity grid of measured (or simulated) speedups against Algorithm 1's
-prediction (the paper's Fig. 4), one panel per K and gamma."""
+"""Fig. 4: the sparsity grid of measured (or roofline-simulated) speedups against Algorithm 1's
+prediction, one panel per K and gamma, with each panel's peak / sqrt(2) marked (Sec. 4.3 and
+Fig. 4 of arXiv 2505.19645)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from moesd.plotting import plt, save_figure, style
+from moesd.figures.style import plt, save_figure, style
+from moesd.speedup import sweep_family
 
 
 def sparsity_fit_figure(predictions: pd.DataFrame, stem: Path | None, caption: str, curves: pd.DataFrame | None = None):
@@ -40,3 +42,24 @@ def sparsity_fit_figure(predictions: pd.DataFrame, stem: Path | None, caption: s
                 ax.set_ylabel("speedup")
     axes[0, 0].legend(fontsize=6, loc="best")
     return save_figure(fig, stem, caption)
+
+
+def sparsity_figure(
+    predictions: pd.DataFrame, stem: Path | None, device: str, reference_k: int, curves: pd.DataFrame | None = None
+):
+    """Fig. 4: the MoE family with the most K values, the first fitted variant."""
+    family = sweep_family(predictions)
+    variant = predictions["variant"].iloc[0]
+    part = predictions[(predictions["family"] == family) & (predictions["variant"] == variant)]
+    if curves is not None:
+        curves = curves[(curves["family"] == family) & (curves["variant"] == variant)]
+    return sparsity_fit_figure(
+        part,
+        stem,
+        f"Fig. 4 analog. Sparsity sweep of {family} (num_experts_per_tok = K, E = {int(part['E'].iloc[0])}), "
+        f"speedups composed from this run's measurements (dots; filled: the m = {int(part['in_fit'].sum())} fitted "
+        f"on) against Algorithm 1 ({variant}) fitted by least squares (line); dashed: each panel's peak / sqrt(2). "
+        f"Speedups are sigma-adjusted by sigma_(K={reference_k})/sigma_K as in the paper; every K here shares one "
+        f"sigma ({part['sigma_source'].iloc[0]}), so the factor is 1. Device: {device}.",
+        curves,
+    )

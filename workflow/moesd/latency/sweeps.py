@@ -1,16 +1,16 @@
-"""`moesd latency`: the stage's sweeps over models, K, B and s, and the end-to-end runs."""
+"""The latency stage's sweeps: every model (and K of the sparsity sweep) at every batch size
+timing T_T(B, s) and T_D(B, 1), T_reject(B) per temperature, and the end-to-end AR and SD runs
+per pair, setting and batch size; each point stored once (moesd.latency.points.PointStore)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 import torch
 from tqdm import tqdm
 
-from moesd.config import load_config
-from moesd.latency import (
+from moesd.latency.points import (
     PointStore,
     context_lengths,
     e2e_point,
@@ -19,26 +19,10 @@ from moesd.latency import (
     per_s_records,
     reject_point,
     run_point,
-    write_tables,
 )
 from moesd.models.loading import timing_dtype
-
-
-def with_k(spec: str, k: int | None) -> str:
-    """An arch: spec with num_experts_per_tok overridden (the paper's sparsity sweep)."""
-    if k is None:
-        return spec
-    if not spec.startswith("arch:"):
-        raise ValueError(f"latency model {spec!r}: a K sweep needs an arch: spec")
-    separator = "," if spec.count(":") >= 2 else ":"
-    return f"{spec}{separator}num_experts_per_tok={k}"
-
-
-def _prompt_lengths(prompts_dir: Path, dataset: str) -> list[int]:
-    files = sorted(prompts_dir.glob(f"*/{dataset}.jsonl"))
-    if not files:
-        return []
-    return [len(json.loads(line)["input_ids"]) for line in files[0].read_text().splitlines() if line.strip()]
+from moesd.models.spec import parse_spec
+from moesd.prompts import read_token_ids
 
 
 def _describe(model, spec, name, role, k) -> dict:
@@ -66,15 +50,14 @@ def device_of(lat: dict) -> str:
 
 def sweep_forward(lat: dict, store: PointStore, prompt_lengths, run_dir: Path) -> tuple[list, list]:
     """Every model (and K) at every batch size: one point per (model, B) timing all its s."""
-    from moesd.models import load_model
-    from moesd.stages import resolve_spec
+    from moesd.models.loading import load_model
 
     forward, draft = [], []
     device = device_of(lat)
     dtype = timing_dtype(lat["dtype"], device)
     jobs = [(m, k) for m in lat["models"] for k in (m.get("k_values") or [None])]
     for entry, k in tqdm(jobs, desc="latency models", ascii=True, mininterval=5):
-        spec = with_k(resolve_spec(entry["spec"], run_dir), k)
+        spec = parse_spec(entry["spec"]).resolve(run_dir).with_k(k).text
         model = None
         tokens = [1] if entry["role"] == "draft" else entry.get("tokens") or list(range(1, lat["gamma_max"] + 2))
         for batch in entry.get("batch_sizes") or lat["batch_sizes"]:
@@ -146,12 +129,11 @@ def forced_alpha(summary: pd.DataFrame | None, pair: dict, e2e: dict) -> float:
 
 def _e2e_pair(entry: dict, setting: dict, pairs: dict, summary, run_dir: Path, prompts_dir: Path):
     """(target spec, draft spec, forced alpha or None, acceptance label, prompts or None)."""
-    from moesd.stages import read_prompts, resolve_spec
-
     if entry["acceptance"] == "real":
         pair = pairs[entry["pair"]]
-        prompts = read_prompts(prompts_dir / pair["name"] / f"{setting['dataset']}.jsonl")
-        return resolve_spec(pair["target"], run_dir), resolve_spec(pair["draft"], run_dir), None, "real", prompts
+        prompts = read_token_ids(prompts_dir / pair["name"] / f"{setting['dataset']}.jsonl")
+        target, draft = (parse_spec(pair[role]).resolve(run_dir).text for role in ("target", "draft"))
+        return target, draft, None, "real", prompts
     if "alpha" in entry:
         alpha, note = entry["alpha"], entry.get("alpha_note", "given in the config")
     else:
@@ -161,7 +143,7 @@ def _e2e_pair(entry: dict, setting: dict, pairs: dict, summary, run_dir: Path, p
 
 
 def sweep_e2e(config: dict, store: PointStore, run_dir: Path, prompts_dir: Path, summary) -> list:
-    from moesd.models import load_model
+    from moesd.models.loading import load_model
     from moesd.prompts import random_prompts
 
     e2e = config["latency"]["e2e"]
@@ -240,40 +222,23 @@ def sweep_e2e(config: dict, store: PointStore, run_dir: Path, prompts_dir: Path,
     return records
 
 
-def cmd_latency(args) -> int:
-    config = load_config(args.config)
-    lat = config["latency"]
-    device_of(lat)  # a missing GPU stops here, before any work
-    torch.set_num_threads(lat["threads"])
-    out, run_dir, prompts_dir = Path(args.out), Path(args.run_dir), Path(args.prompts)
-    store = PointStore(out / "points")
-    prompt_lengths = _prompt_lengths(prompts_dir, lat["context"]["source"])
-    forward, draft = sweep_forward(lat, store, prompt_lengths, run_dir)
-    from moesd.models.loading import hf_config, parse_spec
-    from moesd.stages import resolve_spec
+def prompt_lengths(prompts_dir: Path, dataset: str) -> list[int]:
+    """Token counts of DATASET's encoded prompts (the first pair's file), the context lengths the
+    forward sweep draws from; none when the run has no encoded prompts."""
+    files = sorted(prompts_dir.glob(f"*/{dataset}.jsonl"))
+    return [len(ids) for ids in read_token_ids(files[0])] if files else []
 
-    vocab = hf_config(parse_spec(resolve_spec(lat["models"][0]["spec"], run_dir)))["vocab_size"]
+
+def run_sweeps(config: dict, run_dir: Path, prompts_dir: Path, summary: pd.DataFrame | None, store: PointStore) -> dict:
+    """Every sweep of the latency section: tables forward, draft, reject and e2e (long format)."""
+    lat = config["latency"]
+    forward, draft = sweep_forward(lat, store, prompt_lengths(prompts_dir, lat["context"]["source"]), run_dir)
+    vocab = parse_spec(lat["models"][0]["spec"]).resolve(run_dir).hf_config()["vocab_size"]
     reject = sweep_reject(lat, store, vocab, device_of(lat))
-    summary_path = Path(args.acceptance) if args.acceptance else None
-    summary = pd.read_csv(summary_path) if summary_path and summary_path.is_file() else None
     e2e = sweep_e2e(config, store, run_dir, prompts_dir, summary)
-    tables = {
+    return {
         "forward": long_table(forward),
         "draft": long_table(draft),
         "reject": long_table(reject),
         "e2e": long_table(e2e),
     }
-    write_tables(out, tables)
-    failed = sum((t["status"] != "ok").sum() for t in tables.values() if len(t))
-    print(f"latency: {sum(len(t) for t in tables.values())} rows, {failed} failed rows -> {out}")
-    return 0
-
-
-def add_parser(sub) -> None:
-    p = sub.add_parser("latency", help="T_T(B,s), T_D(B,1), T_reject(B) sweeps and end-to-end T_AR/T_SD")
-    p.add_argument("--config", required=True, type=Path)
-    p.add_argument("--run-dir", required=True, type=Path)
-    p.add_argument("--prompts", required=True, type=Path, help="the prompts stage's folder")
-    p.add_argument("--acceptance", type=Path, help="the acceptance stage's summary.csv (forced alpha)")
-    p.add_argument("--out", required=True, type=Path)
-    p.set_defaults(func=cmd_latency)

@@ -1,0 +1,85 @@
+"""Commands of the acceptance stage (workflow/rules/acceptance.smk): `moesd acceptance` measures
+per-round accepted draft tokens and derives alpha and sigma (moesd.acceptance); `moesd routing`
+counts distinct experts per forward (moesd.routing); `moesd plot-routing` draws Fig. 1 a/b from
+those counts (moesd.figures.fig1_routing)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def cmd_acceptance(args) -> int:
+    """Every pair x dataset x temperature x gamma; one point file each, so a killed run resumes."""
+    import torch
+
+    from moesd.acceptance import acceptance_verdicts, measure_pairs, summarise
+    from moesd.config import load_config
+    from moesd.io import write_csv, write_json, write_text
+
+    config = load_config(args.config)
+    torch.set_num_threads(config["acceptance"]["threads"])
+    run_dir, out = Path(args.run_dir), Path(args.out)
+    rounds, resolved = measure_pairs(config, run_dir, Path(args.prompts), out / "points", log=_log)
+    summary = summarise(rounds)
+    write_json(out / "models.json", resolved)  # hub snapshots are named by their commit
+    write_csv(out / "rounds.csv", rounds)
+    write_csv(out / "summary.csv", summary)
+    print(summary.drop(columns=["target", "draft"]).to_string(index=False, float_format="%.3f"))
+    manifest = run_dir / "models" / "manifest.json"
+    target_loss = json.loads(manifest.read_text())["target"]["loss_curve"][-1]["loss"] if manifest.is_file() else None
+    lines = acceptance_verdicts(summary, target_loss)
+    for line in lines:
+        print(line)
+    write_text(out / "verdicts.txt", "\n".join(lines) + "\n")
+    return 0
+
+
+def _log(line: str) -> None:
+    print(line, flush=True)
+
+
+def cmd_routing(args) -> int:
+    from moesd.config import load_config
+    from moesd.io import write_csv
+    from moesd.routing import routing_table
+
+    table = routing_table(load_config(args.config), Path(args.run_dir), Path(args.prompts))
+    write_csv(args.out, table)
+    if len(table):
+        mean = table.groupby(["inputs", "mode", "tokens"])[["distinct_experts", "eq8"]].mean().reset_index()
+        print(mean.to_string(index=False, float_format="%.2f"))
+    return 0
+
+
+def cmd_plot_routing(args) -> int:
+    import pandas as pd
+
+    from moesd.figures.fig1_routing import routing_figure
+
+    table = pd.read_csv(args.routing)
+    if table.empty:
+        raise ValueError(f"{args.routing}: no routing measurements (no MoE target in the run)")
+    routing_figure(table, Path(args.out))
+    return 0
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("acceptance", help="the acceptance stage: per-round accepted counts and alpha/sigma")
+    p.add_argument("--config", required=True, type=Path)
+    p.add_argument("--run-dir", required=True, type=Path, help="the run's folder (trained: specs resolve there)")
+    p.add_argument("--prompts", required=True, type=Path, help="the prompts stage's folder")
+    p.add_argument("--out", required=True, type=Path)
+    p.set_defaults(func=cmd_acceptance)
+
+    p = sub.add_parser("routing", help="distinct experts per layer against tokens per forward (Fig. 1)")
+    p.add_argument("--config", required=True, type=Path)
+    p.add_argument("--run-dir", required=True, type=Path, help="the run's folder (trained: specs resolve there)")
+    p.add_argument("--prompts", required=True, type=Path, help="the prompts stage's folder")
+    p.add_argument("--out", required=True, type=Path, help="routing.csv")
+    p.set_defaults(func=cmd_routing)
+
+    p = sub.add_parser("plot-routing", help="Fig. 1 (a/b): measured distinct experts against Eq. 8")
+    p.add_argument("routing", type=Path, help="routing.csv of the acceptance stage")
+    p.add_argument("--out", required=True, type=Path, help="figure path stem")
+    p.set_defaults(func=cmd_plot_routing)

@@ -1,0 +1,65 @@
+"""Argument types and option groups that several commands share (no heavy imports)."""
+
+from __future__ import annotations
+
+import argparse
+
+from moesd.paper import FIT_VARIANTS
+from moesd.theory import VERIFY_TOKENS
+
+
+def architecture_counts(text: str):
+    """NAME[:key=value,...] (or any model spec) -> ParamCount of its config, without weights."""
+    from moesd.architectures import count_parameters
+    from moesd.models.spec import ModelSpec
+
+    return count_parameters(ModelSpec.of_architecture(text).hf_config())
+
+
+def batch_sizes(text: str) -> list[int]:
+    """"1 2 4" or "1,2,4" -> [1, 2, 4]; positive integers only."""
+    try:
+        values = [int(v) for v in text.replace(",", " ").split()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"batch sizes must be integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"batch sizes must be positive integers, got {text!r}")
+    return values
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    """Target, draft and hardware of the paper's speedup model, and its conventions."""
+    p.add_argument("--target", required=True, help="target architecture NAME[:key=value,...] (data/architectures)")
+    p.add_argument("--draft", required=True, help="draft architecture NAME[:key=value,...]")
+    p.add_argument("--hardware", required=True, help="NAME or NxNAME from data/hardware.yaml, or probe:ENV.json")
+    p.add_argument("--gpus", type=int, default=None, help="GPUs serving the target (default 1 or the N of NxNAME)")
+    p.add_argument(
+        "--variant", choices=FIT_VARIANTS, default="eq4", help="Algorithm 1 line 11 reading (default eq4)"
+    )
+    p.add_argument(
+        "--verify-tokens",
+        choices=VERIFY_TOKENS,
+        default="gamma",
+        help="tokens per sequence the verification forward scores (default gamma, as Eq. 2 prints it)",
+    )
+    p.add_argument("--bandwidth-scope", choices=("aggregate", "per_gpu"), default="aggregate")
+    p.add_argument("--bytes-per-param", type=float, default=2.0, help="weight bytes per parameter (default 2, bf16)")
+
+
+def add_fit_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dense-convention", choices=("non_routed", "non_ffn"), default="non_routed")
+    p.add_argument("--n-starts", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+
+
+def fit_options(args) -> dict:
+    """run_fit's keyword options from the parsed model and fit options."""
+    return {
+        "variant": args.variant,
+        "verify_tokens": args.verify_tokens,
+        "dense_convention": args.dense_convention,
+        "bandwidth_scope": args.bandwidth_scope,
+        "bytes_per_param": args.bytes_per_param,
+        "n_starts": args.n_starts,
+        "seed": args.seed,
+    }

@@ -1,0 +1,57 @@
+"""Command of the claims stage (workflow/rules/claims.smk): `moesd claims` writes claims.md and
+claims.csv, each claim of the paper with a verdict computed from the run's tables (moesd.claims)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _csv(path: Path | None):
+    """A table, or an empty one where the file is absent or empty (the claim is then not measurable)."""
+    import pandas as pd
+
+    return pd.read_csv(path) if path and Path(path).is_file() and Path(path).stat().st_size > 1 else pd.DataFrame()
+
+
+def cmd_claims(args) -> int:
+    from dataclasses import asdict
+
+    import pandas as pd
+
+    from moesd.claims import Evidence, evaluate_claims, render
+    from moesd.config import load_config
+    from moesd.io import write_csv, write_text
+
+    config = load_config(args.config)
+    analysis = config["analysis"]
+    ev = Evidence(
+        composed=_csv(args.speedup / "composed.csv"),
+        e2e=_csv(args.speedup / "e2e.csv"),
+        metrics=_csv(args.fit / "metrics.csv"),
+        predictions=_csv(args.fit / "predictions.csv"),
+        routing=_csv(args.routing),
+        compare=pd.concat([_csv(path) for path in args.compare], ignore_index=True) if args.compare else pd.DataFrame(),
+        dataset=analysis["fit_dataset"],
+        temperature=analysis["fit_temperature"],
+        reference_k=analysis["reference_k"],
+        tolerance=analysis["tolerance"],
+        number_tolerance=analysis["number_tolerance"],
+        mape_threshold=analysis["mape_threshold"],
+    )
+    claims = evaluate_claims(ev)
+    write_csv(args.out.with_suffix(".csv"), pd.DataFrame([asdict(c) for c in claims]))
+    write_text(args.out, render(claims, f"experiment {config['experiment']}"))
+    for c in claims:
+        print(f"{c.claim:6} {c.verdict}")
+    return 0
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("claims", help="claims.md: each claim of the paper with a verdict computed from the run")
+    p.add_argument("--config", required=True, type=Path, help="the run's analysis stage config")
+    p.add_argument("--speedup", required=True, type=Path, help="folder of `moesd speedup`")
+    p.add_argument("--fit", required=True, type=Path, help="folder of `moesd fit-run`")
+    p.add_argument("--routing", type=Path, help="routing.csv of the acceptance stage (Eq. 8)")
+    p.add_argument("--compare", type=Path, nargs="*", default=[], help="other runs' composed.csv (C9 across devices)")
+    p.add_argument("--out", required=True, type=Path, help="claims.md to write (claims.csv beside it)")
+    p.set_defaults(func=cmd_claims)

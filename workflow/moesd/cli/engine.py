@@ -1,0 +1,35 @@
+"""Command of the engine check (workflow/rules/engine.smk): `moesd bench-forward` times our
+decoder's forward against transformers' on the same weights (moesd.bench)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def cmd_bench_forward(args) -> int:
+    import torch
+
+    from moesd.bench import bench_forward
+    from moesd.io import write_csv
+
+    torch.set_num_threads(args.threads)
+    table = bench_forward(args.model, args.batch_sizes, args.tokens, args.context, args.repeats, args.warmup)
+    print(table.drop(columns="model").to_string(index=False, float_format="%.3f"))
+    slower = table[table["speedup_vs_transformers"] < 1.0]
+    print(f"\nours slower than transformers at {len(slower)} of {len(table)} points")
+    if args.out:
+        write_csv(args.out, table)
+    return 0
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("bench-forward", help="per-forward time, ours vs transformers, same weights (CPU)")
+    p.add_argument("--model", required=True, help="model spec (arch: specs are initialised by transformers)")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16, 64])
+    p.add_argument("--tokens", type=int, nargs="+", default=[1, 5], help="new tokens per sequence, s")
+    p.add_argument("--context", type=int, default=32, help="tokens already in the KV cache")
+    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", type=Path, help="also write the table as CSV")
+    p.set_defaults(func=cmd_bench_forward)

@@ -1,0 +1,47 @@
+"""Command of the figures stage (workflow/rules/figures.smk): `moesd figures` draws Figs. 2, 3, 4
+and 6 and writes the Tables 1-2 analog from the run's speedup and fit tables (moesd.figures)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def cmd_figures(args) -> int:
+    import pandas as pd
+
+    from moesd.config import load_config
+    from moesd.figures import MEASURED_FIGURES
+    from moesd.figures.fig2_speedup import speedup_figure
+    from moesd.figures.fig3_efficiency import target_efficiency_figure
+    from moesd.figures.fig4_sparsity import sparsity_figure
+    from moesd.figures.fig6_e2e import e2e_figure
+    from moesd.figures.style import device_label
+    from moesd.figures.tables import peak_tables
+    from moesd.io import write_csv, write_text
+
+    ref = load_config(args.config)["analysis"]["reference_k"]
+    composed = pd.read_csv(args.speedup / "composed.csv")
+    e2e = pd.read_csv(args.speedup / "e2e.csv")
+    predictions = pd.read_csv(args.fit / "predictions.csv")
+    device = device_label(json.loads(Path(args.env).read_text()))
+    out = args.out
+    speedup_figure(composed, e2e, out / "fig2_speedup", device, ref)
+    target_efficiency_figure(composed, out / "fig3_target_efficiency", device, ref)
+    sparsity_figure(predictions, out / "fig4_sparsity_fit", device, ref, pd.read_csv(args.fit / "curves.csv"))
+    e2e_figure(e2e, out / "fig6_e2e", device)
+    peaks, markdown = peak_tables(composed, e2e, ref)
+    write_csv(out / "tables_1_2.csv", peaks)
+    write_text(out / "tables_1_2.md", markdown + "\n")
+    print(f"figures {', '.join(MEASURED_FIGURES)} and tables_1_2 -> {out}")
+    return 0
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("figures", help="Figs. 2, 3, 4, 6 and the Tables 1-2 analog from the run's tables")
+    p.add_argument("--config", required=True, type=Path, help="the run's analysis stage config")
+    p.add_argument("--speedup", required=True, type=Path, help="folder of `moesd speedup` (composed.csv, e2e.csv)")
+    p.add_argument("--fit", required=True, type=Path, help="folder of `moesd fit-run` (predictions.csv, curves.csv)")
+    p.add_argument("--env", required=True, type=Path, help="the run's env.json (device in the captions)")
+    p.add_argument("--out", required=True, type=Path, help="figures folder")
+    p.set_defaults(func=cmd_figures)

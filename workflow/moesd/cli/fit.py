@@ -1,0 +1,103 @@
+"""Commands of the fit stage (workflow/rules/fit.smk): `moesd speedup` composes speedups from the
+latency tables (Eq. 4) and reads the measured end-to-end ones; `moesd fit-run` fits Algorithm 1
+on them per model family (moesd.fit_families)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _read(path: Path, what: str):
+    import pandas as pd
+
+    if not path.is_file():
+        raise FileNotFoundError(f"{what}: {path} does not exist")
+    return pd.read_csv(path)
+
+
+def cmd_speedup(args) -> int:
+    from moesd.bandwidth import ar_bandwidth
+    from moesd.config import load_config, sigma_pair
+    from moesd.hardware import load_hardware
+    from moesd.io import write_csv
+    from moesd.speedup import compose, e2e_speedups, sigma_adjusted, sigma_table
+
+    config = load_config(args.config)
+    analysis = config["analysis"]
+    latency = {
+        name: _read(args.latency / f"{name}.csv", f"latency {name} table")
+        for name in ("forward", "draft", "reject", "e2e")
+    }
+    pair = sigma_pair(config)
+    summary = _read(args.acceptance, "acceptance summary") if args.acceptance else None
+    if pair is not None and summary is None:
+        raise ValueError(f"analysis.sigma_pair {pair['name']!r}: the acceptance summary (--acceptance) is needed")
+    sigmas = sigma_table(summary, *(pair["target"], pair["draft"]) if pair else (None, None))
+    composed = compose(
+        latency["forward"],
+        latency["draft"],
+        latency["reject"],
+        sigmas,
+        statistic=analysis["statistic"],
+        verify_tokens=analysis["verify_tokens"],
+    )
+    composed["speedup_sigma_adjusted"] = sigma_adjusted(composed, analysis["reference_k"])
+    e2e = e2e_speedups(latency["e2e"], analysis["statistic"], analysis["e2e_time"])
+    hardware = load_hardware(f"probe:{args.env}")  # the device every row was measured on (C9)
+    for table in (composed, e2e):
+        table["hardware"], table["ridge_point"] = hardware.name, hardware.ridge_point
+    bandwidth = ar_bandwidth(latency["forward"], hardware.bandwidth, analysis["statistic"])
+    write_csv(args.out / "composed.csv", composed)
+    write_csv(args.out / "e2e.csv", e2e)
+    write_csv(args.out / "bandwidth.csv", bandwidth)
+    print(f"{len(composed)} composed speedups, {len(e2e)} end-to-end speedups -> {args.out}")
+    for row in bandwidth.itertuples():
+        print(
+            f"AR step {row.model} K={row.K} B={row.B}: {row.weight_bytes / 1e6:.0f} MB of weights in "
+            f"{row.seconds * 1e3:.1f} ms = {row.bandwidth_fraction:.0%} of the copy bandwidth"
+        )
+    return 0
+
+
+def cmd_fit_run(args) -> int:
+    from moesd.config import load_config
+    from moesd.figures.tables import table3_markdown
+    from moesd.fit_families import fit_families
+    from moesd.hardware import load_hardware
+    from moesd.io import write_csv, write_json, write_text
+
+    config = load_config(args.config)
+    composed = _read(args.speedup, "composed speedups")
+    hardware = load_hardware(f"probe:{args.env}")
+    try:
+        fits = fit_families(composed, hardware, config["analysis"], config["fit"])
+    except ValueError as error:
+        raise ValueError(f"{args.speedup}: {error}") from None
+    tables = fits.tables()
+    write_json(args.out / "params.json", fits.records)
+    for name in ("predictions", "curves", "metrics"):
+        write_csv(args.out / f"{name}.csv", tables[name])
+    write_csv(args.tables / "fit_quality.csv", tables["quality"])
+    markdown = table3_markdown(tables["quality"], f"{hardware.name}, measured on this run")
+    write_text(args.tables / "fit_quality.md", markdown)
+    return 0
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("speedup", help="speedups composed from the latency tables (Eq. 4) and measured end to end")
+    p.add_argument("--config", required=True, type=Path, help="the run's analysis stage config")
+    p.add_argument(
+        "--latency", required=True, type=Path, help="the latency stage's folder (forward/draft/reject/e2e.csv)"
+    )
+    p.add_argument("--acceptance", type=Path, help="the acceptance stage's summary.csv (measured sigma)")
+    p.add_argument("--env", required=True, type=Path, help="the run's env.json (the device of every row)")
+    p.add_argument("--out", required=True, type=Path, help="output folder (composed.csv, e2e.csv, bandwidth.csv)")
+    p.set_defaults(func=cmd_speedup)
+
+    p = sub.add_parser("fit-run", help="Algorithm 1 on the run's composed speedups, per model family and variant")
+    p.add_argument("--config", required=True, type=Path, help="the run's analysis stage config")
+    p.add_argument("--speedup", required=True, type=Path, help="composed.csv of `moesd speedup`")
+    p.add_argument("--env", required=True, type=Path, help="the run's env.json (measured bandwidth and FLOP/s)")
+    p.add_argument("--out", required=True, type=Path, help="output folder (params.json, predictions.csv, metrics.csv)")
+    p.add_argument("--tables", required=True, type=Path, help="folder of the Table 3 analog (fit_quality.csv, .md)")
+    p.set_defaults(func=cmd_fit_run)

@@ -1,0 +1,37 @@
+"""Command of the latency stage (workflow/rules/latency.smk): `moesd latency` times T_T(B, s),
+T_D(B, 1), T_reject(B) and end-to-end AR against SD (moesd.latency.sweeps), resumable per point."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def cmd_latency(args) -> int:
+    import pandas as pd
+    import torch
+
+    from moesd.config import load_config
+    from moesd.latency.points import PointStore, write_tables
+    from moesd.latency.sweeps import device_of, run_sweeps
+
+    config = load_config(args.config)
+    device_of(config["latency"])  # a missing GPU stops here, before any work
+    torch.set_num_threads(config["latency"]["threads"])
+    out = Path(args.out)
+    summary_path = Path(args.acceptance) if args.acceptance else None
+    summary = pd.read_csv(summary_path) if summary_path and summary_path.is_file() else None
+    tables = run_sweeps(config, Path(args.run_dir), Path(args.prompts), summary, PointStore(out / "points"))
+    write_tables(out, tables)
+    failed = sum((t["status"] != "ok").sum() for t in tables.values() if len(t))
+    print(f"latency: {sum(len(t) for t in tables.values())} rows, {failed} failed rows -> {out}")
+    return 0
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("latency", help="T_T(B,s), T_D(B,1), T_reject(B) sweeps and end-to-end T_AR/T_SD")
+    p.add_argument("--config", required=True, type=Path)
+    p.add_argument("--run-dir", required=True, type=Path, help="the run's folder (trained: specs resolve there)")
+    p.add_argument("--prompts", required=True, type=Path, help="the prompts stage's folder")
+    p.add_argument("--acceptance", type=Path, help="the acceptance stage's summary.csv (forced alpha)")
+    p.add_argument("--out", required=True, type=Path)
+    p.set_defaults(func=cmd_latency)

@@ -1,0 +1,62 @@
+"""Commands of the models stage (workflow/rules/models.smk): `moesd train` trains the tiny MoE
+target and distils its dense draft (moesd.train); `moesd prompts` encodes every prompt set with
+each pair's target tokenizer (moesd.prompts). Cheap checks (prompt sets, model specs) run before
+any long work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def check_pair_specs(pairs: list[dict]) -> None:
+    """Parse every pair's specs and resolve hub and folder ones (download or cache), before long work."""
+    from moesd.models.spec import parse_spec
+
+    for pair in pairs:
+        for role in ("target", "draft"):
+            spec = parse_spec(pair[role])
+            if spec.kind in ("hf", "dir"):
+                spec.folder()
+
+
+def cmd_train(args) -> int:
+    from moesd.config import load_config
+    from moesd.prompts import check_prompt_source
+    from moesd.train import build_models
+
+    config = load_config(args.config)
+    for source in config["acceptance"]["datasets"]:  # fail on a broken prompt set before training
+        check_prompt_source(source)
+    check_pair_specs(config["pairs"])
+    manifest = build_models(config["models"], Path(args.out))
+    target, draft = manifest["target"], manifest["draft"]
+    print(f"target {target['parameters']:,} parameters, final loss {target['loss_curve'][-1]['loss']:.3f}")
+    print(f"draft {draft['parameters']:,} parameters, final KL {draft['loss_curve'][-1]['loss']:.3f}")
+    return 0
+
+
+def cmd_prompts(args) -> int:
+    """Every prompt set encoded with each pair's target tokenizer; length statistics."""
+    from moesd.config import load_config
+    from moesd.io import write_csv
+    from moesd.prompts import encode_prompt_sets
+
+    config = load_config(args.config)
+    sources = list(dict.fromkeys(config["acceptance"]["datasets"] + config["routing"]["datasets"]))
+    table = encode_prompt_sets(sources, config["pairs"], Path(args.run_dir), Path(args.out))
+    write_csv(Path(args.out) / "stats.csv", table)
+    print(table.to_string(index=False))
+    return 0
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("train", help="the models stage: train the tiny MoE target and distil the draft")
+    p.add_argument("--config", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path, help="folder for target/, draft/ and manifest.json")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("prompts", help="encode the prompt sets with each pair's tokenizer")
+    p.add_argument("--config", required=True, type=Path)
+    p.add_argument("--run-dir", required=True, type=Path, help="the run's folder (trained: specs resolve there)")
+    p.add_argument("--out", required=True, type=Path)
+    p.set_defaults(func=cmd_prompts)

@@ -1,0 +1,97 @@
+"""Fig. 2: speedup against batch size with the target efficiency beside it, from this run's
+measurements (composed by Eq. 4, end-to-end crosses), and its theory-only analog: the
+uncalibrated roofline prediction of speedup and target efficiency for the paper's model pairs
+and platforms (Sec. 4.2, Fig. 2 and Fig. 3 of arXiv 2505.19645)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from moesd.figures.style import plt, save_figure, sns, style
+from moesd.speedup import native
+
+
+def speedup_figure(composed: pd.DataFrame, e2e: pd.DataFrame, stem: Path | None, device: str, reference_k: int):
+    """Fig. 2: composed speedup against B (left axis, one line per dataset and temperature, sigma
+    in the legend), target efficiency (right axis, grey), measured e2e speedups (crosses)."""
+    style()
+    table = native(composed, reference_k)
+    models, gammas = list(dict.fromkeys(table["model"])), sorted(table["gamma"].unique())
+    fig, axes = plt.subplots(
+        len(models), len(gammas), figsize=(3.6 * len(gammas), 3.0 * len(models)), squeeze=False, sharex=True
+    )
+    for i, model in enumerate(models):
+        for j, gamma in enumerate(gammas):
+            ax = axes[i, j]
+            part = table[(table["model"] == model) & (table["gamma"] == gamma)]
+            for n, (key, rows) in enumerate(part.groupby(["dataset", "temperature"], sort=True)):
+                rows = rows.sort_values("B")
+                label = f"{key[0]}, T={key[1]:g} (sigma {rows['sigma'].iloc[0]:.2f})"
+                ax.plot(rows["B"], rows["speedup"], marker="o", ms=3, color=f"C{n}", label=label)
+            measured = e2e[e2e["target"].isin(part["spec"]) & (e2e["gamma"] == gamma)]
+            if not measured.empty:
+                ax.scatter(
+                    measured["B"], measured["speedup"], marker="x", color="k", zorder=5, label="end to end (measured)"
+                )
+            ax.axhline(1, color="0.5", lw=0.8)
+            eff = part.drop_duplicates("B").sort_values("B")
+            twin = ax.twinx()
+            twin.plot(eff["B"], eff["target_efficiency"], ls="--", color="0.4", label="target efficiency")
+            twin.set_ylim(0, max(1.05, 1.05 * eff["target_efficiency"].max()))
+            twin.grid(False)
+            ax.set_xscale("log", base=2)
+            ax.set_title(f"{model} + {part['draft'].iloc[0]}, gamma={gamma}", fontsize=9)
+            if j == 0:
+                ax.set_ylabel("speedup T_AR / T_SD")
+            if j == len(gammas) - 1:
+                twin.set_ylabel("target efficiency T_T(B,1)/T_T(B,v)")
+            else:
+                twin.set_yticklabels([])
+            if i == len(models) - 1:
+                ax.set_xlabel("batch size B")
+            if i == 0 and j == 0:
+                ax.legend(fontsize=6, loc="upper right")
+                twin.legend(fontsize=6, loc="lower left")
+    fig.tight_layout()
+    return save_figure(
+        fig,
+        stem,
+        f"Fig. 2 analog. Speedup against batch size (lines, left axis), composed by Eq. 4 from this run's "
+        f"measured T_T(B,1), T_T(B,v), T_D(B,1) and T_reject(B) ({table['statistic'].iloc[0]} of the repeats; "
+        f"v = {int(table['verify_s'].iloc[0] - table['gamma'].iloc[0])} + gamma tokens verified) and sigma "
+        f"({table['sigma_source'].iloc[0]}); target efficiency (dashed, right axis); crosses: end-to-end "
+        f"T_AR/T_SD measured by the latency stage at the same gamma. Device: {device}; "
+        f"{table['dtype'].iloc[0]}, experts: {', '.join(sorted(set(table['expert_impl'])))}. "
+        f"Models: {'; '.join(f'{m} = {s}' for m, s in table.drop_duplicates('model')[['model', 'spec']].itertuples(index=False))}.",
+    )
+
+
+def roofline_speedup_figure(table: pd.DataFrame, stem: Path | None):
+    style()
+    platforms = list(dict.fromkeys(table["platform"]))
+    fig, axes = plt.subplots(2, len(platforms), figsize=(3.6 * len(platforms), 6.5), sharex=True, squeeze=False)
+    for col, platform in enumerate(platforms):
+        part = table[table["platform"] == platform]
+        for row, metric in enumerate(("speedup", "target_efficiency")):
+            ax = axes[row, col]
+            sns.lineplot(
+                part, x="B", y=metric, hue="pair", style="gamma", markers=True, ax=ax, legend=(row == 0 and col == 0)
+            )
+            ax.set_xscale("log")
+            ax.set_xlabel("batch size B")
+            if row == 0:
+                ax.set_title(platform)
+                ax.axhline(1.0, color="grey", lw=0.8)
+        axes[0, col].set_ylabel("predicted speedup" if col == 0 else "")
+        axes[1, col].set_ylabel("target efficiency T_T(B,1)/T_T(B,gamma)" if col == 0 else "")
+    pairs = "; ".join(sorted({f"{r.target} + {r.draft}" for r in table.itertuples()}))
+    return save_figure(
+        fig,
+        stem,
+        f"Uncalibrated roofline prediction (no measurement): speedup (Eq. 3-4) and target efficiency "
+        f"against batch size for {pairs}, on the paper's platforms with datasheet peaks "
+        f"(data/hardware.yaml), bf16 weights, sigma = {table['sigma'].iloc[0]} (assumed, the paper's "
+        f"Table 2 value for HumanEval, T = 0, gamma = 4). KV-cache traffic and rejection time ignored.",
+    )

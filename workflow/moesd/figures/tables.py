@@ -1,0 +1,52 @@
+"""The paper's tables from this run: the Tables 1-2 analog (peak speedup over batch size with
+T_AR, T_SD, sigma and the batch size of the peak) and the Table 3 analog's Markdown (fit quality
+against the number m of fitting points), Tables 1-3 of arXiv 2505.19645."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from moesd.figures.style import E2E_TIME
+from moesd.speedup import SETTING, native, peak_table
+
+
+def _cell(row) -> str:
+    return f"{row.t_ar * 1e3:.3g} / {row.t_sd * 1e3:.3g} / {row.sigma:.2f} / {row.speedup:.2f} (B={int(row.B_peak)})"
+
+
+def peak_tables(composed: pd.DataFrame, e2e: pd.DataFrame, reference_k: int) -> tuple[pd.DataFrame, str]:
+    """Tables 1-2 analog: the peak over B per pair and setting, composed and end to end."""
+    comp = peak_table(native(composed, reference_k), ["model", "draft", *SETTING]).assign(
+        source="composed", unit="ms per token"
+    )
+    meas = peak_table(e2e.rename(columns={"name": "model"}), ["model", "draft", *SETTING])
+    meas = meas.assign(source="e2e", unit="ms per run")
+    peaks = pd.concat([comp, meas], ignore_index=True)
+    lines = [
+        "# Tables 1-2 analog: peak speedup over batch size",
+        "",
+        "Cells: T_AR / T_SD / sigma / x (B of the peak). Composed rows: ms per decode step of B sequences "
+        "(T_SD: per step-equivalent, Eq. 4 from the measured components); e2e rows: ms per run of the output length, "
+        f"measured end to end ({E2E_TIME[e2e['e2e_time'].iloc[0]] if len(e2e) else 'none'}).",
+        "",
+    ]
+    for source, part in peaks.groupby("source", sort=False):
+        wide = part.assign(cell=[_cell(r) for r in part.itertuples(index=False)]).pivot_table(
+            index=["model", "dataset", "temperature"], columns="gamma", values="cell", aggfunc="first"
+        )
+        wide.columns = [f"gamma = {g}" for g in wide.columns]
+        lines += [f"## {source}", "", wide.reset_index().to_markdown(index=False), ""]
+    return peaks, "\n".join(lines)
+
+
+TABLE3_COLUMNS = ["m", "stride", "mse_fit", "mse_all", "mape_heldout", "fit_seconds", "batch_sizes_involved"]
+
+
+def table3_markdown(quality: pd.DataFrame, title: str) -> str:
+    """The Table 3 analog as Markdown: one row per m (and per family and variant where present)."""
+    columns = [c for c in ("family", "variant") if c in quality.columns] + TABLE3_COLUMNS
+    header = (
+        f"# Table 3 analog: fit quality against m ({title})\n\n"
+        "MSE in squared speedup units on the m fitted points and on all points; MAPE on the held-out points.\n\n"
+    )
+    return header + quality[columns].to_markdown(index=False, floatfmt=".4g") + "\n"
