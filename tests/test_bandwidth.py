@@ -47,5 +47,6 @@ def test_fraction_of_the_copy_bandwidth_per_target_and_batch_size():
     ]
     moe = table[(table["model"] == "moe") & (table["B"] == 32)].iloc[0]
     assert moe["seconds"] == pytest.approx(0.004)  # the median repeat
-    assert moe["weight_bytes"] == weight_bytes(MOE, 12.0, "bfloat16")
+    counts = _counts(MOE)  # 12 distinct experts per MoE layer, 2 bytes per parameter
+    assert moe["weight_bytes"] == 2 * (counts.dense_params() + 12 * counts.routed_expert_one)
     assert moe["bandwidth_fraction"] == pytest.approx(moe["weight_bytes"] / 0.004 / 1e9)

@@ -115,7 +115,7 @@ def paper_like() -> Evidence:
             "implementation": "engine, random weights",
         }
     )
-    return Evidence(composed, e2e, metrics, predictions, routing)
+    return Evidence(composed, e2e, metrics, predictions, routing, reference_k=8)
 
 
 def test_sparsity_widths_count_over_the_batch_sizes_every_k_shares():
@@ -217,9 +217,9 @@ def _paper_setting(ev, target, hardware, peak):
 @pytest.mark.parametrize(
     "claim, target, hardware, good, bad",
     [
-        ("C1", "hf:Qwen/Qwen2-57B-A14B-Instruct", "NVIDIA H800", 2.25, 1.6),
+        ("C1", "hf:Qwen/Qwen2-57B-A14B-Instruct@main", "NVIDIA H800", 2.25, 1.6),
         ("C2", "arch:qwen2-57b-a14b", "NVIDIA L40", 2.3, 1.5),
-        ("C3", "hf:mistralai/Mixtral-8x7B-Instruct-v0.1", "NVIDIA A800-SXM4-80GB", 1.75, 1.2),
+        ("C3", "hf:mistralai/Mixtral-8x7B-Instruct-v0.1@main", "NVIDIA A800-SXM4-80GB", 1.75, 1.2),
     ],
 )
 def test_paper_numbers_checked_only_in_the_paper_setting(claim, target, hardware, good, bad):
@@ -255,7 +255,7 @@ def test_c9_reads_the_other_device_from_a_compared_run(faster_on_higher_ridge, e
 
 def test_empty_tables_are_not_measurable_and_render():
     empty = pd.DataFrame()
-    claims = evaluate_claims(Evidence(empty, empty, empty, empty, empty))
+    claims = evaluate_claims(Evidence(empty, empty, empty, empty, empty, reference_k=8))
     assert {c.verdict for c in claims} == {NOT_MEASURABLE}
     text = render(claims, "empty")
     assert text.count("## ") == 11 and "not measurable" in text

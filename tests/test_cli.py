@@ -208,11 +208,30 @@ def test_fit_rejects_table_without_columns(tmp_path, capsys):
     assert code == 2 and "missing column(s) gamma, K, E, sigma" in err
 
 
-def test_params_and_module_entry_point():
+def test_params_and_module_entry_point_import_no_torch():
+    # a fresh interpreter, to see what building the parser and a light command import
     out = subprocess.run(
-        [sys.executable, "-m", "moesd", "params", "qwen2-57b-a14b"], capture_output=True, text=True, check=True
+        [sys.executable, "-X", "importtime", "-m", "moesd", "params", "qwen2-57b-a14b"],
+        capture_output=True,
+        text=True,
+        check=True,
     )
-    assert "57,408,658,944" in out.stdout
+    assert "57,408,658,944" in out.stdout and "14,249,270,784" in out.stdout
+    imported = {line.rsplit("|", 1)[-1].strip() for line in out.stderr.splitlines() if line.startswith("import time:")}
+    assert "moesd.cli" in imported and "moesd.models.spec" in imported  # the trace covers the command
+    assert not {name for name in imported if name == "torch" or name.startswith("torch.")}
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["params", "qwen2-57b-a14b:torch_dtype=float16"],  # "float16" is no JSON: kept a string, as specs keep it
+        ["params", "arch:qwen2-57b-a14b:num_experts_per_tok=4"],  # the full spec form
+    ],
+)
+def test_params_reads_specs_with_the_one_parser(capsys, argv):
+    code, out, _ = run_cli(capsys, *argv)
+    assert code == 0 and "total" in out
 
 
 def test_probe_hardware_writes_env(tmp_path, capsys):
@@ -255,6 +274,7 @@ def test_simulate_fit_quality_and_plot(tmp_path, capsys):
     assert quality["mse_all"].max() < 0.01  # Algorithm 1 contains the roofline as a special case
     assert "| m |" in (tmp_path / "fit_quality.md").read_text().replace("|   m |", "| m |")
     code, _, _ = run_cli(capsys, "fit", str(sweep), *models, "--stride", "2", "--out", str(tmp_path / "fit"))
+    assert code == 0 and (tmp_path / "fit/predictions.csv").is_file()
     stem = tmp_path / "grid"
     code, _, _ = run_cli(
         capsys, "plot-fit", str(tmp_path / "fit/predictions.csv"), "--caption", "c", "--out", str(stem)

@@ -11,8 +11,14 @@ CONFIGS = sorted((REPO_ROOT / "config").glob("*.yaml"))
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_shipped_configs_validate(path):
+    raw = yaml.safe_load(path.read_text())
     config = load_config(path)
-    assert config["fit"]["variant"] in ("eq4", "printed")
+    schema = yaml.safe_load(SCHEMA_FILE.read_text())["properties"]
+    for section in ("fit", "analysis", "latency"):  # every key the file leaves out takes the schema's default
+        for key, sub in schema[section]["properties"].items():
+            if key not in (raw.get(section) or {}) and not isinstance(sub.get("default", {}), dict):
+                assert config[section][key] == sub["default"], f"{path.name}: {section}.{key}"
+    assert config["experiment"] == raw.get("experiment", "default")
 
 
 def test_defaults_fill_an_empty_config():

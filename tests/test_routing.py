@@ -1,6 +1,6 @@
 import pytest
 import torch
-from moesd.models import load_model
+from moesd.models import ModelSpecError, load_model
 from moesd.prompts import random_prompts
 from moesd.routing import engine_routing_stats, hf_routing_stats
 
@@ -45,8 +45,8 @@ def test_hf_router_hooks_on_a_family_the_engine_lacks(tmp_path):
     )
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config).eval()
-    with pytest.raises(Exception, match="not supported by the engine"):
-        model.save_pretrained(tmp_path)
+    model.save_pretrained(tmp_path)
+    with pytest.raises(ModelSpecError, match="not supported by the engine"):
         load_model(f"dir:{tmp_path}", device="cpu")
     prompts = random_prompts(8, 20, 64, 1)
     stats = hf_routing_stats(model, prompts, "random", [1, 8], [1, 8], 2)

@@ -7,8 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from moesd.cli import main
+from moesd.figures import MEASURED_FIGURES, NOTEBOOKS
 from moesd.paths import REPO_ROOT
 
+pytestmark = pytest.mark.slow  # every test here runs Snakemake (`python -m pytest -m "not slow"` skips them)
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
@@ -33,8 +36,6 @@ def test_lint_is_clean(checkout):
     assert "Congratulations" in result.stdout + result.stderr
 
 
-MEASURED = ["fig2_speedup", "fig3_target_efficiency", "fig4_sparsity_fit", "fig6_e2e"]
-NOTEBOOKS = sorted(p.stem for p in (REPO_ROOT / "notebooks").glob("*.ipynb"))
 SMOKE_OUTPUTS = {
     "figures/smoke/theory": [
         "active_experts.png",
@@ -51,7 +52,7 @@ SMOKE_OUTPUTS = {
     ],
     "figures/smoke/engine": ["bench_forward_0.csv"],
     "figures/smoke": [
-        *(f"{name}.{ext}" for name in MEASURED for ext in ("png", "pdf", "caption.md")),
+        *(f"{name}.{ext}" for name in MEASURED_FIGURES for ext in ("png", "pdf", "caption.md")),
         "tables_1_2.csv",
         "tables_1_2.md",
         "fit_quality.csv",
@@ -216,28 +217,22 @@ def test_notebooks_ran_against_the_smoke_run(smoke_run, name):
 
 def test_acceptance_stage_is_deterministic(smoke_run, tmp_path):
     run = smoke_run / "data/runs/smoke"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "moesd",
-            "acceptance",
-            "--config",
-            str(run / "config.json"),
-            "--run-dir",
-            str(run),
-            "--prompts",
-            str(run / "prompts"),
-            "--out",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
+    argv = ["acceptance", "--config", str(run / "config.json"), "--run-dir", str(run)]
+    assert main([*argv, "--prompts", str(run / "prompts"), "--out", str(tmp_path)]) == 0
     assert (tmp_path / "rounds.csv").read_text() == (run / "acceptance/rounds.csv").read_text()
     assert (tmp_path / "summary.csv").read_text() == (run / "acceptance/summary.csv").read_text()
+
+
+def test_the_plan_imports_no_torch(checkout):
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", *SNAKEMAKE[1:], "-n"], cwd=checkout, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    imported = {
+        line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")
+    }
+    assert "moesd.config" in imported and "moesd.figures" in imported  # the trace covers the Snakefile's parse
+    assert not {name for name in imported if name == "torch" or name.startswith("torch.")}
 
 
 def test_bad_config_stops_before_any_job(checkout, tmp_path):

@@ -10,15 +10,14 @@ reproduce each claim. Shape verdicts allow a relative margin (`analysis.toleranc
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from moesd.hardware import BYTES_PER_PARAM
-from moesd.io import write_csv, write_text
-from moesd.paper import PAPER_FIT_SECONDS, paper_cell, paper_peaks, paper_table3
+from moesd.models.spec import ModelSpecError, parse_spec
+from moesd.paper import PAPER_FIT_SECONDS, paper_cell, paper_table3
 from moesd.speedup import fit_measurements, native, sweep_family
 from moesd.theory import saturation_tokens
 
@@ -72,10 +71,10 @@ class Evidence:
     metrics: pd.DataFrame
     predictions: pd.DataFrame
     routing: pd.DataFrame
+    reference_k: int  # analysis.reference_k: the native K of the MoE family
     compare: pd.DataFrame = field(default_factory=pd.DataFrame)  # other runs' composed speedups (C9)
     dataset: str = "humaneval"
     temperature: float = 0.0
-    reference_k: int = 8
     tolerance: float = 0.05
     number_tolerance: float = 0.10
     mape_threshold: float = 10.0
@@ -152,15 +151,13 @@ def only_falls(series: pd.Series, tol: float) -> bool:
     return bool((series.iloc[1:] <= (1 + tol) * running.iloc[1:]).all() and series.iloc[-1] < series.iloc[0])
 
 
-def _norm(text: str) -> str:
-    return text.lower().replace("_", "-")
-
-
 def is_full_size(spec: str, architecture: str) -> bool:
-    """SPEC is the paper's model: a hub checkpoint of that name or the unmodified architecture."""
-    spec = _norm(spec)
-    hub = spec.startswith("hf:") and spec.count(":") == 1 and architecture in spec  # no overrides
-    return hub or spec == f"arch:{architecture}"
+    """SPEC is the paper's model: a hub checkpoint of that name or the unmodified architecture
+    (a table's label that is no model spec is not)."""
+    try:
+        return parse_spec(spec).is_architecture(architecture)
+    except ModelSpecError:
+        return False
 
 
 def _paper_peak(ev: Evidence, claim: Claim, architecture: str, model: str, devices: list[str], gamma: int = 4) -> Claim:
@@ -616,5 +613,3 @@ def render(claims: list[Claim], title: str) -> str:
             f"- Figures: {links}",
         ]
     return "\n".join(lines) + "\n"
-
-

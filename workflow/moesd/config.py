@@ -11,6 +11,7 @@ import yaml
 
 from moesd.architectures import ArchitectureError, load_architecture
 from moesd.hardware import HardwareError, load_hardware
+
 # package data (pyproject.toml), so an installed moesd finds it as an editable one does
 SCHEMA_FILE = resources.files("moesd") / "schemas" / "config.schema.yaml"
 

@@ -84,7 +84,9 @@ def fit_families(composed: pd.DataFrame, hardware: Hardware, analysis: dict, fit
         options = fit_options(table, analysis, fit)
         label = {"family": name, "target": family, "draft": draft_spec, "hardware": hardware.name}
         for variant in analysis["variants"]:
-            record, predicted, metric = run_fit(table, target, draft, hardware, stride=stride, variant=variant, **options)
+            record, predicted, metric = run_fit(
+                table, target, draft, hardware, stride=stride, variant=variant, **options
+            )
             fits.records[f"{name}/{variant}"] = record | label
             fits.predictions.append(predicted.assign(family=name, variant=variant))
             fits.curves.append(model_curves(table, record).assign(family=name, variant=variant))

@@ -103,8 +103,8 @@ def probe_hardware(
     """
     import torch
 
-    from moesd.models.loading import timing_dtype
     from moesd.latency.timing import timed_repeats
+    from moesd.models.loading import timing_dtype
 
     dev = torch.device(device)
     dtype = timing_dtype(dtype, dev)

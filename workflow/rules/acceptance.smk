@@ -8,9 +8,9 @@ rule measure_acceptance:
         rounds=f"{RUNS}/acceptance/rounds.csv",
         summary=report(f"{RUNS}/acceptance/summary.csv", caption="../report/acceptance.rst", category="Acceptance"),
     params:
-        run=RUNS,
-        prompts=f"{RUNS}/prompts",
-        out=f"{RUNS}/acceptance",
+        run=run_folder,
+        prompts=folder_of("input.prompts"),
+        out=folder_of("output.summary"),
     threads: 2
     resources:
         gpu=GPU,
@@ -32,8 +32,8 @@ rule measure_routing:
     output:
         f"{RUNS}/acceptance/routing.csv",
     params:
-        run=RUNS,
-        prompts=f"{RUNS}/prompts",
+        run=run_folder,
+        prompts=folder_of("input.prompts"),
     threads: 2
     resources:
         gpu=GPU,
@@ -55,7 +55,7 @@ rule plot_routing:
             for ext in ("png", "pdf")
         ],
     params:
-        stem=f"{FIGURES}/acceptance/routing",
+        stem=stem_of,
     log:
         f"{LOGS}/plot_routing.log",
     conda:

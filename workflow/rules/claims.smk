@@ -10,8 +10,8 @@ rule claims_report:
         markdown=report(f"{FIGURES}/claims.md", caption="../report/claims.rst", category="Claims"),
         table=f"{FIGURES}/claims.csv",
     params:
-        speedup=f"{RUNS}/speedup",
-        fit=f"{RUNS}/fit",
+        speedup=folder_of("input.speedup"),
+        fit=folder_of("input.fit"),
         routing=lambda wildcards, input: f"--routing {input.routing}" if input.routing else "",
         compare=lambda wildcards, input: f"--compare {input.compare}" if input.compare else "",
     log:

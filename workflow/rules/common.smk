@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 from moesd.figures import MEASURED_FIGURES, NOTEBOOKS, THEORY_FIGURES
 from moesd.prompts import dataset_name
@@ -49,48 +50,25 @@ def write_record(path, text, log):
     write_text(log, f"wrote {path}\n")
 
 
-rule stage_config:
-    """One stage's part of the validated config (defaults filled in)."""
-    output:
-        f"{RUNS}/config/{{stage}}.json",
-    params:
-        text=lambda wildcards: json.dumps(
-            {"experiment": EXP} | {k: config[k] for k in STAGE_SECTIONS[wildcards.stage]}, indent=2, sort_keys=True
-        ),
-    wildcard_constraints:
-        stage="|".join(STAGE_SECTIONS),
-    log:
-        f"{LOGS}/stage_config_{{stage}}.log",
-    run:
-        write_record(output[0], params.text, log[0])
+def run_folder(wildcards, input):
+    """The run's folder (RUNS) as a rule's params: inferred from its stage config, which lies in
+    RUNS/config/, since Snakemake's lint asks that path prefixes come from the rule's files (for
+    storage without a shared file system)."""
+    return str(Path(input.config).parent.parent)
 
 
-rule resolved_config:
-    """The whole validated config with every default filled in: the run's record."""
-    output:
-        f"{RUNS}/config.json",
-    params:
-        text=json.dumps(config, indent=2, sort_keys=True),
-    log:
-        f"{LOGS}/resolved_config.log",
-    run:
-        write_record(output[0], params.text, log[0])
+def folder_of(name):
+    """A params function: the folder of the rule's named input or output NAME ("input.prompts",
+    "output.stats"), inferred from the files for the same reason."""
+    where, _, key = name.partition(".")
+
+    def infer(wildcards, input, output):
+        files = getattr(input if where == "input" else output, key)
+        return str(Path(files if isinstance(files, str) else files[0]).parent)  # a named list: its first file
+
+    return infer
 
 
-rule environment:
-    """The run's env.json: package versions, git commit, and this machine's measured memory
-    bandwidth and matmul throughput (`moesd probe-hardware`)."""
-    output:
-        ENV,
-    params:
-        device=config["latency"]["device"],  # the device and dtype the latency stage times on
-        dtype=config["latency"]["dtype"],
-    threads: 2  # the probe's thread count is recorded; the CPU experiments run with 2
-    resources:
-        gpu=GPU,
-    log:
-        f"{LOGS}/environment.log",
-    conda:
-        "../../envs/cpu.yaml"
-    shell:
-        "moesd probe-hardware --device {params.device} --dtype {params.dtype} --out {output} > {log} 2>&1"
+def stem_of(wildcards, output):
+    """A params function: the first output without its extension (a figure's PNG + PDF stem)."""
+    return str(Path(output[0]).with_suffix(""))

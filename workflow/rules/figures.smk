@@ -15,9 +15,9 @@ rule measured_figures:
         table=MEASURED_TABLES["csv"],
         markdown=report(MEASURED_TABLES["md"], caption="../report/tables_1_2.rst", category="Tables"),
     params:
-        speedup=f"{RUNS}/speedup",
-        fit=f"{RUNS}/fit",
-        out=FIGURES,
+        speedup=folder_of("input.speedup"),
+        fit=folder_of("input.fit"),
+        out=folder_of("output.table"),
     log:
         f"{LOGS}/measured_figures.log",
     conda:

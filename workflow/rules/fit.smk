@@ -9,8 +9,8 @@ rule speedup:
     output:
         **SPEEDUP,
     params:
-        latency=f"{RUNS}/latency",
-        out=f"{RUNS}/speedup",
+        latency=folder_of("input.latency"),
+        out=folder_of("output.composed"),
         acceptance=lambda wildcards, input: f"--acceptance {input.acceptance}" if input.acceptance else "",
     log:
         f"{LOGS}/speedup.log",
@@ -36,8 +36,8 @@ rule fit_run:
         quality=FIT_QUALITY["csv"],
         markdown=report(FIT_QUALITY["md"], caption="../report/fit_run.rst", category="Fit"),
     params:
-        out=f"{RUNS}/fit",
-        tables=FIGURES,
+        out=folder_of("output.params"),
+        tables=folder_of("output.quality"),
     log:
         f"{LOGS}/fit_run.log",
     conda:

@@ -8,9 +8,9 @@ rule measure_latency:
     output:
         **LATENCY,
     params:
-        run=RUNS,
-        prompts=f"{RUNS}/prompts",
-        out=f"{RUNS}/latency",
+        run=run_folder,
+        prompts=folder_of("input.prompts"),
+        out=folder_of("output.forward"),
         acceptance=lambda wildcards, input: f"--acceptance {input.acceptance}" if input.acceptance else "",
     threads: 2
     resources:

@@ -15,7 +15,7 @@ rule train_models:
         draft=directory(f"{RUNS}/models/draft"),
         manifest=f"{RUNS}/models/manifest.json",
     params:
-        out=f"{RUNS}/models",
+        out=folder_of("output.manifest"),
     threads: 2
     priority: 10  # the longest job; everything model-side waits for it
     log:
@@ -35,8 +35,8 @@ rule prompts:
         files=PROMPT_FILES,
         stats=PROMPTS_STATS,
     params:
-        run=RUNS,
-        out=f"{RUNS}/prompts",
+        run=run_folder,
+        out=folder_of("output.stats"),
     log:
         f"{LOGS}/prompts.log",
     conda:

@@ -17,7 +17,7 @@ rule theory_figures:
         ],
         tables=[f"{FIGURES}/theory/saturation.csv", f"{FIGURES}/theory/roofline_speedup.csv"],
     params:
-        out=f"{FIGURES}/theory",
+        out=folder_of("output.tables"),
     log:
         f"{LOGS}/theory.log",
     conda:
@@ -59,7 +59,7 @@ rule fit_simulated:
         predictions=f"{RUNS}/theory/fit/predictions.csv",
         metrics=f"{RUNS}/theory/fit/metrics.json",
     params:
-        out=f"{RUNS}/theory/fit",
+        out=folder_of("output.params"),
         models=SIM_MODELS,
         flags=f"{FIT_FLAGS} --stride {FIT_CONFIG['stride']}",
     log:
@@ -78,7 +78,7 @@ rule fit_quality_simulated:
         table=f"{FIGURES}/theory/fit_quality.csv",
         markdown=report(f"{FIGURES}/theory/fit_quality.md", caption="../report/fit_quality.rst", category="Theory"),
     params:
-        out=f"{FIGURES}/theory",
+        out=folder_of("output.table"),
         models=SIM_MODELS,
         flags=FIT_FLAGS,
     log:
@@ -98,7 +98,7 @@ rule plot_fit_simulated:
             for ext in ("png", "pdf")
         ],
     params:
-        stem=f"{FIGURES}/theory/sparsity_fit",
+        stem=stem_of,
         caption=(
             f"Roofline-simulated sparsity sweep (not measured): {SIM['target']} with num_experts_per_tok = K, "
             f"draft {SIM['draft']}, {SIM['platform']} datasheet peaks, sigma = {SIM['sigma']} for every K. "

@@ -4,7 +4,7 @@ Command-line glue only: each module here serves one rule file of workflow/rules 
 read files and arguments, call the domain modules, write the outputs) and imports nothing heavy
 at module level, so that building the parser, and the light commands, import no torch.
 
-    common.py      probe-hardware                         rules/common.smk
+    environment.py probe-hardware                         rules/environment.smk
     theory.py      theory, simulate, fit, fit-quality, plot-fit   rules/theory.smk
     engine.py      bench-forward                          rules/engine.smk
     models.py      train, prompts                         rules/models.smk
@@ -25,9 +25,21 @@ from __future__ import annotations
 import argparse
 import sys
 
-from moesd.cli import acceptance, claims, common, engine, figures, fit, generate, latency, models, theory, tools
+from moesd.cli import (
+    acceptance,
+    claims,
+    engine,
+    environment,
+    figures,
+    fit,
+    generate,
+    latency,
+    models,
+    theory,
+    tools,
+)
 
-COMMAND_MODULES = (theory, tools, common, engine, models, acceptance, latency, fit, figures, claims, generate)
+COMMAND_MODULES = (theory, tools, environment, engine, models, acceptance, latency, fit, figures, claims, generate)
 # every error the domain raises for bad input is a ValueError (ConfigError, ModelSpecError, ...)
 EXPECTED_ERRORS = (ValueError, FileNotFoundError, KeyError)
 

@@ -17,7 +17,7 @@ def architecture_counts(text: str):
 
 
 def batch_sizes(text: str) -> list[int]:
-    """"1 2 4" or "1,2,4" -> [1, 2, 4]; positive integers only."""
+    """ "1 2 4" or "1,2,4" -> [1, 2, 4]; positive integers only."""
     try:
         values = [int(v) for v in text.replace(",", " ").split()]
     except ValueError:
@@ -33,9 +33,7 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--draft", required=True, help="draft architecture NAME[:key=value,...]")
     p.add_argument("--hardware", required=True, help="NAME or NxNAME from data/hardware.yaml, or probe:ENV.json")
     p.add_argument("--gpus", type=int, default=None, help="GPUs serving the target (default 1 or the N of NxNAME)")
-    p.add_argument(
-        "--variant", choices=FIT_VARIANTS, default="eq4", help="Algorithm 1 line 11 reading (default eq4)"
-    )
+    p.add_argument("--variant", choices=FIT_VARIANTS, default="eq4", help="Algorithm 1 line 11 reading (default eq4)")
     p.add_argument(
         "--verify-tokens",
         choices=VERIFY_TOKENS,

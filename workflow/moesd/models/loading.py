@@ -15,6 +15,7 @@ from moesd.models.moe import MoE
 from moesd.models.spec import ModelSpecError, parse_spec
 from moesd.models.transformer import Transformer
 
+
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 

@@ -1,4 +1,4 @@
-"""Command of the run's environment record (workflow/rules/common.smk, rule environment):
+"""Command of the run's environment record (workflow/rules/environment.smk, rule environment):
 `moesd probe-hardware` measures the device's memory bandwidth and matmul throughput into env.json
 (moesd.hardware), with the package versions and git commit (moesd.io)."""
 
