@@ -22,8 +22,8 @@ def test_every_kind_parses():
 @pytest.mark.parametrize(
     "text, reason",
     [
-        ("qwen2-0.5b", "expected hf:"),
-        ("hf:Qwen/Qwen2-0.5B", "pinned revision"),
+        ("qwen2-0.5b:trained", "expected hf:"),
+        ("hf:Qwen/Qwen2-0.5B@main:num_hidden_layers=2", "take no key=value overrides"),
         ("arch:qwen2-0.5b:num_hidden_layers", "is not key=value"),
         ("trained:teacher", "trained: names are target and draft"),
         ("arch:qwen2-0.5b:seed=abc", "seed must be an integer"),

@@ -62,6 +62,17 @@ COMPOSED_COLUMNS = [
 ]
 
 
+# Evidence's settings and the analysis config keys they come from
+ANALYSIS_KEYS = {
+    "dataset": "fit_dataset",
+    "temperature": "fit_temperature",
+    "reference_k": "reference_k",
+    "tolerance": "tolerance",
+    "number_tolerance": "number_tolerance",
+    "mape_threshold": "mape_threshold",
+}
+
+
 @dataclass
 class Evidence:
     """The run's tables the verdicts read (any may be empty) and the analysis settings."""

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from moesd.cli.args import PROMPTS, RUN_DIR, add_command
+
 
 def cmd_acceptance(args) -> int:
     """Every pair x dataset x temperature x gamma; one point file each, so a killed run resumes."""
@@ -65,19 +67,27 @@ def cmd_plot_routing(args) -> int:
 
 
 def add_parsers(sub) -> None:
-    p = sub.add_parser("acceptance", help="the acceptance stage: per-round accepted counts and alpha/sigma")
-    p.add_argument("--config", required=True, type=Path)
-    p.add_argument("--run-dir", required=True, type=Path, help="the run's folder (trained: specs resolve there)")
-    p.add_argument("--prompts", required=True, type=Path, help="the prompts stage's folder")
-    p.add_argument("--out", required=True, type=Path)
-    p.set_defaults(func=cmd_acceptance)
+    add_command(
+        sub,
+        "acceptance",
+        cmd_acceptance,
+        "the acceptance stage: per-round accepted counts and alpha/sigma",
+        config="the acceptance stage's config",
+        run_dir=RUN_DIR,
+        prompts=PROMPTS,
+        out="output folder",
+    )
 
-    p = sub.add_parser("routing", help="distinct experts per layer against tokens per forward (Fig. 1)")
-    p.add_argument("--config", required=True, type=Path)
-    p.add_argument("--run-dir", required=True, type=Path, help="the run's folder (trained: specs resolve there)")
-    p.add_argument("--prompts", required=True, type=Path, help="the prompts stage's folder")
-    p.add_argument("--out", required=True, type=Path, help="routing.csv")
-    p.set_defaults(func=cmd_routing)
+    add_command(
+        sub,
+        "routing",
+        cmd_routing,
+        "distinct experts per layer against tokens per forward (Fig. 1)",
+        config="the routing stage's config",
+        run_dir=RUN_DIR,
+        prompts=PROMPTS,
+        out="routing.csv to write",
+    )
 
     p = sub.add_parser("plot-routing", help="Fig. 1 (a/b): measured distinct experts against Eq. 8")
     p.add_argument("routing", type=Path, help="routing.csv of the acceptance stage")

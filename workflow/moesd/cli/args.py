@@ -7,6 +7,11 @@ import argparse
 from moesd.paper import FIT_VARIANTS
 from moesd.theory import VERIFY_TOKENS
 
+# help texts of the path options several commands share
+RUN_DIR = "the run's folder (trained: specs resolve there)"
+PROMPTS = "the prompts stage's folder"
+ANALYSIS = "the run's analysis stage config"
+
 
 def architecture_counts(text: str):
     """NAME[:key=value,...] (or any model spec) -> ParamCount of its config, without weights."""
@@ -61,3 +66,19 @@ def fit_options(args) -> dict:
         "n_starts": args.n_starts,
         "seed": args.seed,
     }
+
+
+def add_paths(p: argparse.ArgumentParser, **helps: str | None) -> None:
+    """Required path options, one per keyword (run_dir -> --run-dir), each with its help text."""
+    from pathlib import Path
+
+    for name, text in helps.items():
+        p.add_argument(f"--{name.replace('_', '-')}", required=True, type=Path, help=text)
+
+
+def add_command(sub, name: str, func, help: str, **paths: str) -> argparse.ArgumentParser:
+    """Subcommand NAME running FUNC, with the required path options PATHS (add_paths); its parser."""
+    p = sub.add_parser(name, help=help)
+    add_paths(p, **paths)
+    p.set_defaults(func=func)
+    return p

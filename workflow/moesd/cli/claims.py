@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from moesd.cli.args import ANALYSIS, add_command
+
 
 def _csv(path: Path | None):
     """A table, or an empty one where the file is absent or empty (the claim is then not measurable)."""
@@ -18,7 +20,7 @@ def cmd_claims(args) -> int:
 
     import pandas as pd
 
-    from moesd.claims import Evidence, evaluate_claims, render
+    from moesd.claims import ANALYSIS_KEYS, Evidence, evaluate_claims, render
     from moesd.config import load_config
     from moesd.io import write_csv, write_text
 
@@ -31,12 +33,7 @@ def cmd_claims(args) -> int:
         predictions=_csv(args.fit / "predictions.csv"),
         routing=_csv(args.routing),
         compare=pd.concat([_csv(path) for path in args.compare], ignore_index=True) if args.compare else pd.DataFrame(),
-        dataset=analysis["fit_dataset"],
-        temperature=analysis["fit_temperature"],
-        reference_k=analysis["reference_k"],
-        tolerance=analysis["tolerance"],
-        number_tolerance=analysis["number_tolerance"],
-        mape_threshold=analysis["mape_threshold"],
+        **{name: analysis[key] for name, key in ANALYSIS_KEYS.items()},
     )
     claims = evaluate_claims(ev)
     write_csv(args.out.with_suffix(".csv"), pd.DataFrame([asdict(c) for c in claims]))
@@ -47,11 +44,12 @@ def cmd_claims(args) -> int:
 
 
 def add_parsers(sub) -> None:
-    p = sub.add_parser("claims", help="claims.md: each claim of the paper with a verdict computed from the run")
-    p.add_argument("--config", required=True, type=Path, help="the run's analysis stage config")
-    p.add_argument("--speedup", required=True, type=Path, help="folder of `moesd speedup`")
-    p.add_argument("--fit", required=True, type=Path, help="folder of `moesd fit-run`")
+    paths = {
+        "speedup": "folder of `moesd speedup`",
+        "fit": "folder of `moesd fit-run`",
+        "out": "claims.md to write (claims.csv beside it)",
+    }
+    help = "claims.md: each claim of the paper with a verdict computed from the run"
+    p = add_command(sub, "claims", cmd_claims, help, config=ANALYSIS, **paths)
     p.add_argument("--routing", type=Path, help="routing.csv of the acceptance stage (Eq. 8)")
     p.add_argument("--compare", type=Path, nargs="*", default=[], help="other runs' composed.csv (C9 across devices)")
-    p.add_argument("--out", required=True, type=Path, help="claims.md to write (claims.csv beside it)")
-    p.set_defaults(func=cmd_claims)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from moesd.cli.args import ANALYSIS, add_command
+
 
 def cmd_figures(args) -> int:
     import pandas as pd
@@ -38,10 +40,14 @@ def cmd_figures(args) -> int:
 
 
 def add_parsers(sub) -> None:
-    p = sub.add_parser("figures", help="Figs. 2, 3, 4, 6 and the Tables 1-2 analog from the run's tables")
-    p.add_argument("--config", required=True, type=Path, help="the run's analysis stage config")
-    p.add_argument("--speedup", required=True, type=Path, help="folder of `moesd speedup` (composed.csv, e2e.csv)")
-    p.add_argument("--fit", required=True, type=Path, help="folder of `moesd fit-run` (predictions.csv, curves.csv)")
-    p.add_argument("--env", required=True, type=Path, help="the run's env.json (device in the captions)")
-    p.add_argument("--out", required=True, type=Path, help="figures folder")
-    p.set_defaults(func=cmd_figures)
+    add_command(
+        sub,
+        "figures",
+        cmd_figures,
+        "Figs. 2, 3, 4, 6 and the Tables 1-2 analog from the run's tables",
+        config=ANALYSIS,
+        speedup="folder of `moesd speedup` (composed.csv, e2e.csv)",
+        fit="folder of `moesd fit-run` (predictions.csv, curves.csv)",
+        env="the run's env.json (device in the captions)",
+        out="figures folder",
+    )

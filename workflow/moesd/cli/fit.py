@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from moesd.cli.args import ANALYSIS, add_command
+
 
 def _read(path: Path, what: str):
     import pandas as pd
@@ -84,20 +86,26 @@ def cmd_fit_run(args) -> int:
 
 
 def add_parsers(sub) -> None:
-    p = sub.add_parser("speedup", help="speedups composed from the latency tables (Eq. 4) and measured end to end")
-    p.add_argument("--config", required=True, type=Path, help="the run's analysis stage config")
-    p.add_argument(
-        "--latency", required=True, type=Path, help="the latency stage's folder (forward/draft/reject/e2e.csv)"
+    p = add_command(
+        sub,
+        "speedup",
+        cmd_speedup,
+        "speedups composed from the latency tables (Eq. 4) and measured end to end",
+        config=ANALYSIS,
+        latency="the latency stage's folder (forward/draft/reject/e2e.csv)",
+        env="the run's env.json (the device of every row)",
+        out="output folder (composed.csv, e2e.csv, bandwidth.csv)",
     )
     p.add_argument("--acceptance", type=Path, help="the acceptance stage's summary.csv (measured sigma)")
-    p.add_argument("--env", required=True, type=Path, help="the run's env.json (the device of every row)")
-    p.add_argument("--out", required=True, type=Path, help="output folder (composed.csv, e2e.csv, bandwidth.csv)")
-    p.set_defaults(func=cmd_speedup)
 
-    p = sub.add_parser("fit-run", help="Algorithm 1 on the run's composed speedups, per model family and variant")
-    p.add_argument("--config", required=True, type=Path, help="the run's analysis stage config")
-    p.add_argument("--speedup", required=True, type=Path, help="composed.csv of `moesd speedup`")
-    p.add_argument("--env", required=True, type=Path, help="the run's env.json (measured bandwidth and FLOP/s)")
-    p.add_argument("--out", required=True, type=Path, help="output folder (params.json, predictions.csv, metrics.csv)")
-    p.add_argument("--tables", required=True, type=Path, help="folder of the Table 3 analog (fit_quality.csv, .md)")
-    p.set_defaults(func=cmd_fit_run)
+    add_command(
+        sub,
+        "fit-run",
+        cmd_fit_run,
+        "Algorithm 1 on the run's composed speedups, per model family and variant",
+        config=ANALYSIS,
+        speedup="composed.csv of `moesd speedup`",
+        env="the run's env.json (measured bandwidth and FLOP/s)",
+        out="output folder (params.json, predictions.csv, curves.csv, metrics.csv)",
+        tables="folder of the Table 3 analog (fit_quality.csv, .md)",
+    )

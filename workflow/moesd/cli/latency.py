@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from moesd.cli.args import PROMPTS, RUN_DIR, add_command
+
 
 def cmd_latency(args) -> int:
     import pandas as pd
@@ -28,10 +30,14 @@ def cmd_latency(args) -> int:
 
 
 def add_parsers(sub) -> None:
-    p = sub.add_parser("latency", help="T_T(B,s), T_D(B,1), T_reject(B) sweeps and end-to-end T_AR/T_SD")
-    p.add_argument("--config", required=True, type=Path)
-    p.add_argument("--run-dir", required=True, type=Path, help="the run's folder (trained: specs resolve there)")
-    p.add_argument("--prompts", required=True, type=Path, help="the prompts stage's folder")
+    p = add_command(
+        sub,
+        "latency",
+        cmd_latency,
+        "T_T(B,s), T_D(B,1), T_reject(B) sweeps and end-to-end T_AR/T_SD",
+        config="the latency stage's config",
+        run_dir=RUN_DIR,
+        prompts=PROMPTS,
+        out="output folder",
+    )
     p.add_argument("--acceptance", type=Path, help="the acceptance stage's summary.csv (forced alpha)")
-    p.add_argument("--out", required=True, type=Path)
-    p.set_defaults(func=cmd_latency)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from moesd.cli.args import RUN_DIR, add_command
+
 
 def check_pair_specs(pairs: list[dict]) -> None:
     """Parse every pair's specs and resolve hub and folder ones (download or cache), before long work."""
@@ -50,13 +52,21 @@ def cmd_prompts(args) -> int:
 
 
 def add_parsers(sub) -> None:
-    p = sub.add_parser("train", help="the models stage: train the tiny MoE target and distil the draft")
-    p.add_argument("--config", required=True, type=Path)
-    p.add_argument("--out", required=True, type=Path, help="folder for target/, draft/ and manifest.json")
-    p.set_defaults(func=cmd_train)
+    add_command(
+        sub,
+        "train",
+        cmd_train,
+        "the models stage: train the tiny MoE target and distil the draft",
+        config="the models stage's config",
+        out="folder for target/, draft/ and manifest.json",
+    )
 
-    p = sub.add_parser("prompts", help="encode the prompt sets with each pair's tokenizer")
-    p.add_argument("--config", required=True, type=Path)
-    p.add_argument("--run-dir", required=True, type=Path, help="the run's folder (trained: specs resolve there)")
-    p.add_argument("--out", required=True, type=Path)
-    p.set_defaults(func=cmd_prompts)
+    add_command(
+        sub,
+        "prompts",
+        cmd_prompts,
+        "encode the prompt sets with each pair's tokenizer",
+        config="the prompts stage's config",
+        run_dir=RUN_DIR,
+        out="folder of the encoded prompt files",
+    )

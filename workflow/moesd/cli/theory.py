@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from moesd.cli.args import add_fit_options, add_model_options, architecture_counts, fit_options
+from moesd.cli.args import add_command, add_fit_options, add_model_options, architecture_counts, fit_options
 from moesd.paper import TABLE3_STRIDES
 
 
@@ -133,15 +133,23 @@ def cmd_plot_fit(args) -> int:
 
 
 def add_parsers(sub) -> None:
-    p = sub.add_parser("theory", help="theory-stage figures and tables from a config")
-    p.add_argument("--config", required=True, type=Path)
-    p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.set_defaults(func=cmd_theory)
+    add_command(
+        sub,
+        "theory",
+        cmd_theory,
+        "theory-stage figures and tables from a config",
+        config="the theory stage's config",
+        out="output folder",
+    )
 
-    p = sub.add_parser("simulate", help="roofline-simulated sparsity sweep (the config's `simulation` section)")
-    p.add_argument("--config", required=True, type=Path)
-    p.add_argument("--out", required=True, type=Path, help="CSV to write")
-    p.set_defaults(func=cmd_simulate)
+    add_command(
+        sub,
+        "simulate",
+        cmd_simulate,
+        "roofline-simulated sparsity sweep (the config's `simulation` section)",
+        config="the simulation stage's config",
+        out="CSV to write",
+    )
 
     p = sub.add_parser("fit", help="fit Algorithm 1 to a tidy speedup table")
     p.add_argument("table", type=Path, help="CSV with columns B, gamma, K, E, sigma, speedup (others kept)")

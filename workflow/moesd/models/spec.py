@@ -61,6 +61,8 @@ class ModelSpec:
             repo, at, revision = rest.partition("@")
             if not at or not revision or "/" not in repo:
                 raise ModelSpecError(f"model spec {text!r}: hf: specs need ORG/NAME@REVISION (a pinned revision)")
+            if ":" in revision:  # no git revision holds a colon: overrides, which a checkpoint cannot take
+                raise ModelSpecError(f"model spec {text!r}: hf: specs take no key=value overrides")
             return cls("hf", repo, revision=revision, text=text)
         if kind == "dir":
             return cls("dir", rest, text=text)
