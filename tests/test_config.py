@@ -78,3 +78,8 @@ def test_schema_documents_every_key():
                 walk(sub["items"], f"{path}{key}.items.")
 
     walk(schema, "")
+
+
+def test_a_bad_model_spec_is_named_by_its_key():
+    with pytest.raises(ConfigError, match=r"config error: pairs\.0\.draft: model spec 'trained:teacher'"):
+        validate_config({"pairs": [{"name": "p", "target": "trained:target", "draft": "trained:teacher"}]})

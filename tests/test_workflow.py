@@ -277,3 +277,46 @@ def test_compared_runs_reach_the_claims(checkout, tmp_path):
         shutil.rmtree(checkout / "data/runs")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "--compare data/runs/other-gpu/speedup/composed.csv" in result.stdout + result.stderr
+
+
+def test_rule_files_stand_alone_in_any_include_order(checkout, tmp_path):
+    root = tmp_path / "reordered"
+    shutil.copytree(checkout, root, ignore=shutil.ignore_patterns("runs", ".snakemake"))
+    snakefile = (root / "Snakefile").read_text()
+    includes = [line for line in snakefile.splitlines() if line.startswith("include:") and "common.smk" not in line]
+    text = snakefile
+    for line in includes:
+        text = text.replace(line + "\n", "")
+    first = next(line for line in snakefile.splitlines() if line.startswith("include:") and "common.smk" in line)
+    text = text.replace(first + "\n", first + "\n" + "\n".join(reversed(includes)) + "\n")
+    assert text != snakefile and len(includes) >= 9
+    (root / "Snakefile").write_text(text)
+    assert snakemake(root, "-n").returncode == 0
+    assert snakemake(root, "-n", "--configfile", "config/synthetic.yaml").returncode == 0
+
+
+def test_the_installed_package_finds_its_schema(tmp_path):
+    # a wheel installed into a folder, imported without the editable install (python -S skips .pth files)
+    import sysconfig
+
+    source = tmp_path / "source"  # a copy: the build writes build/ and egg-info beside the sources
+    shutil.copytree(
+        REPO_ROOT / "workflow", source / "workflow", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__")
+    )
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO_ROOT / name, source)
+    wheel = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", tmp_path, source],
+        capture_output=True,
+        text=True,
+    )
+    assert wheel.returncode == 0, wheel.stderr[-2000:]
+    site = tmp_path / "site"
+    install = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", site]
+    assert subprocess.run([*install, *tmp_path.glob("moesd-*.whl")], capture_output=True).returncode == 0
+    path = os.pathsep.join([str(site), sysconfig.get_paths()["purelib"]])
+    code = "import moesd.config as c; c.validate_config({}); print(c.__file__)"
+    env = os.environ | {"PYTHONPATH": path, "MOESD_DATA": str(REPO_ROOT / "data")}
+    result = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().startswith(str(site))  # the installed copy, not the checkout

@@ -30,6 +30,11 @@ def load_architecture(name: str, overrides: dict | None = None) -> dict:
     """The config dict of architecture NAME with OVERRIDES applied (keys must already exist or
     be a known optional key of the family, so typos fail loudly)."""
     path = ARCHITECTURES_DIR / f"{name}.json"
+    if not ARCHITECTURES_DIR.is_dir():
+        raise ArchitectureError(
+            f"architecture {name!r}: no folder {ARCHITECTURES_DIR} (an installed moesd reads a checkout's data/: "
+            "set MOESD_DATA to it)"
+        )
     if not path.is_file():
         known = ", ".join(available_architectures())
         raise ArchitectureError(f"unknown architecture {name!r} (known: {known})")

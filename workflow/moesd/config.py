@@ -11,6 +11,7 @@ import yaml
 
 from moesd.architectures import ArchitectureError, load_architecture
 from moesd.hardware import HardwareError, load_hardware
+from moesd.models.spec import ModelSpecError, parse_spec
 
 # package data (pyproject.toml), so an installed moesd finds it as an editable one does
 SCHEMA_FILE = resources.files("moesd") / "schemas" / "config.schema.yaml"
@@ -53,6 +54,7 @@ def validate_config(config: dict, schema_file=SCHEMA_FILE) -> dict:
             raise ConfigError(f"config error: {key}: unknown key")
         raise ConfigError(f"config error: {_key(error.absolute_path)}: {error.message}")
     _check_names(config)
+    _check_specs(config)
     _check_latency(config)
     _check_analysis(config)
     return config
@@ -78,6 +80,14 @@ def _check_names(config: dict) -> None:
             raise ConfigError(f"config error: {key}: {error}") from None
 
 
+def _check_specs(config: dict) -> None:
+    """Every model spec of the config parses (one parser: moesd.models.spec)."""
+    keys = [(f"pairs.{i}.{role}", pair[role]) for i, pair in enumerate(config["pairs"]) for role in ("target", "draft")]
+    keys += [(f"latency.models.{i}.spec", entry["spec"]) for i, entry in enumerate(config["latency"]["models"])]
+    for key, text in keys:
+        spec_kind(text, key)
+
+
 def _check_latency(config: dict) -> None:
     names = {pair["name"] for pair in config["pairs"]}
     for i, entry in enumerate(config["latency"]["e2e"]["pairs"]):
@@ -92,8 +102,22 @@ def _check_latency(config: dict) -> None:
             if field in entry and entry[field] not in names:
                 raise ConfigError(f"config error: {key}.{field}: {entry[field]!r} is not a name in pairs")
     for i, entry in enumerate(config["latency"]["models"]):
-        if entry.get("k_values") and not entry["spec"].startswith("arch:"):
+        if entry.get("k_values") and spec_kind(entry["spec"], f"latency.models.{i}.spec") != "arch":
             raise ConfigError(f"config error: latency.models.{i}.k_values: a K sweep needs an arch: spec")
+
+
+def spec_kind(text: str, key: str) -> str:
+    """The kind of model spec TEXT (hf, dir, arch, trained), or a ConfigError naming KEY."""
+    try:
+        return parse_spec(text).kind
+    except ModelSpecError as error:
+        raise ConfigError(f"config error: {key}: {error}") from None
+
+
+def uses_trained_pair(config: dict) -> bool:
+    """Whether a pair names the models stage's trained: target or draft (then the run trains them)."""
+    pairs = config["pairs"]
+    return any(spec_kind(p[r], f"pairs.{i}.{r}") == "trained" for i, p in enumerate(pairs) for r in ("target", "draft"))
 
 
 def compare_tables(config: dict) -> list[Path]:

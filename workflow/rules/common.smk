@@ -23,8 +23,7 @@ STAGE_SECTIONS = {
 
 # Files one stage writes and another reads, named here so that no rule file depends on another's
 # rules (the include order does not matter).
-USES_TRAINED = any(p[r].startswith("trained:") for p in config["pairs"] for r in ("target", "draft"))
-MODELS_MANIFEST = [f"{RUNS}/models/manifest.json"] if USES_TRAINED else []
+MODELS_MANIFEST = [f"{RUNS}/models/manifest.json"] if uses_trained_pair(config) else []
 PROMPTS_STATS = f"{RUNS}/prompts/stats.csv"
 ACCEPTANCE_SUMMARY = [f"{RUNS}/acceptance/summary.csv"] if config["pairs"] else []
 ROUTING = [f"{RUNS}/acceptance/routing.csv"] if config["pairs"] else []

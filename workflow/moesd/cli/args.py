@@ -34,8 +34,8 @@ def batch_sizes(text: str) -> list[int]:
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
     """Target, draft and hardware of the paper's speedup model, and its conventions."""
-    p.add_argument("--target", required=True, help="target architecture NAME[:key=value,...] (data/architectures)")
-    p.add_argument("--draft", required=True, help="draft architecture NAME[:key=value,...]")
+    p.add_argument("--target", required=True, help="target NAME[:key=value,...] of data/architectures, or a model spec")
+    p.add_argument("--draft", required=True, help="draft NAME[:key=value,...] of data/architectures, or a model spec")
     p.add_argument("--hardware", required=True, help="NAME or NxNAME from data/hardware.yaml, or probe:ENV.json")
     p.add_argument("--gpus", type=int, default=None, help="GPUs serving the target (default 1 or the N of NxNAME)")
     p.add_argument("--variant", choices=FIT_VARIANTS, default="eq4", help="Algorithm 1 line 11 reading (default eq4)")

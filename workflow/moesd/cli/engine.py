@@ -23,7 +23,7 @@ def cmd_bench_forward(args) -> int:
 
 
 def add_parsers(sub) -> None:
-    p = sub.add_parser("bench-forward", help="per-forward time, ours vs transformers, same weights (CPU)")
+    p = sub.add_parser("bench-forward", help="per-forward time, ours vs transformers, same weights (CPU, fp32)")
     p.add_argument("--model", required=True, help="model spec (arch: specs are initialised by transformers)")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16, 64])
     p.add_argument("--tokens", type=int, nargs="+", default=[1, 5], help="new tokens per sequence, s")

@@ -103,6 +103,11 @@ def add_parsers(sub) -> None:
         help="weights' dtype (default: float32 on a CPU, bfloat16 on CUDA; unlike latency.dtype auto, "
         "no detection of a CPU's native bf16)",
     )
-    p.add_argument("--expert-impl", choices=("auto", "grouped_mm", "loop"), default="auto")
+    p.add_argument(
+        "--expert-impl",
+        choices=("auto", "grouped_mm", "loop"),
+        default="auto",
+        help="MoE expert kernels (auto: grouped_mm where available, the loop for fp32 on a CPU)",
+    )
     p.add_argument("--out", required=True, type=Path, help="output JSONL")
     p.set_defaults(func=cmd_generate)
