@@ -34,11 +34,9 @@ FIT = {name: f"{RUNS}/fit/{name}" for name in ("params.json", "predictions.csv",
 FIT_QUALITY = {ext: f"{FIGURES}/fit_quality.{ext}" for ext in ("csv", "md")}
 MEASURED_TABLES = {ext: f"{FIGURES}/tables_1_2.{ext}" for ext in ("csv", "md")}
 ENV = f"{RUNS}/env.json"
-THEORY_OUTPUTS = [f"{FIGURES}/theory/{name}.{ext}" for name in THEORY_FIGURES for ext in ("png", "pdf")] + [
-    f"{FIGURES}/theory/{name}"
-    for name in ("saturation.csv", "roofline_speedup.csv", "fit_quality.csv", "fit_quality.md")
-    + ("sparsity_fit.png", "sparsity_fit.pdf")
-]
+THEORY_TABLES = ("saturation.csv", "roofline_speedup.csv", "fit_quality.csv", "fit_quality.md")
+THEORY_OUTPUTS = [f"{FIGURES}/theory/{name}.{ext}" for name in (*THEORY_FIGURES, "sparsity_fit") for ext in ("png", "pdf")]
+THEORY_OUTPUTS += [f"{FIGURES}/theory/{name}" for name in THEORY_TABLES]
 
 
 def write_record(path, text, log):
