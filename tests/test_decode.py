@@ -175,24 +175,32 @@ def small_vocab_pair(tmp_path_factory):
     return target, draft
 
 
-def _sampled_outputs(target, draft, n, gamma=2, seed=0):
+GAMMA = 2
+N_TOKENS = GAMMA + 2  # the prefill's token, gamma drafts, and the correction or bonus token after them
+
+
+def _sampled_outputs(target, draft, n, temperature=1.0, seed=0):
     prompt = [1, 4, 2]
-    config = GenerationConfig(max_new_tokens=3, temperature=1.0, gamma=gamma, stop_at_eos=False, seed=seed)
+    config = GenerationConfig(
+        max_new_tokens=N_TOKENS, temperature=temperature, gamma=GAMMA, stop_at_eos=False, seed=seed
+    )
     return prompt, decode(target, [prompt] * n, config, draft=draft, mode="sd").output_ids
 
 
-# Threshold: the test fails when the chi-square p-value of the first three generated tokens
-# (tokens 2 and 3 come from a speculative round) against the target's exact distribution is
-# below 1e-4; a correct sampler fails it one time in 10,000.
+# Threshold: the test fails when the chi-square p-value of the first gamma + 2 generated tokens
+# (the prefill's token, then one whole speculative round: tokens 2 and 3 from the drafts, token 4
+# the correction or, after a fully accepted round, the bonus) against the target's exact
+# distribution is below 1e-4; a correct sampler fails it one time in 10,000.
 P_THRESHOLD = 1e-4
 
 
-def test_sampled_sd_follows_target_distribution(small_vocab_pair):
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_sampled_sd_follows_target_distribution(small_vocab_pair, temperature):
     target, draft = small_vocab_pair
     n = 12000
-    prompt, outputs = _sampled_outputs(target, draft, n)
-    exact = _exact_joint(target, prompt, 3, 1.0)
-    assert _chi_square_p_value(_joint_counts(outputs, 3), exact, n) > P_THRESHOLD
+    prompt, outputs = _sampled_outputs(target, draft, n, temperature)
+    exact = _exact_joint(target, prompt, N_TOKENS, temperature)
+    assert _chi_square_p_value(_joint_counts(outputs, N_TOKENS), exact, n) > P_THRESHOLD
     # the draft really differs from the target, so acceptance is non-trivial
     draft_exact = _exact_joint(draft, prompt, 1, 1.0)
     target_first = _exact_joint(target, prompt, 1, 1.0)
@@ -202,7 +210,7 @@ def test_sampled_sd_follows_target_distribution(small_vocab_pair):
 def test_broken_acceptance_rules_are_detected(small_vocab_pair, monkeypatch):
     target, draft = small_vocab_pair
     n = 12000
-    exact = _exact_joint(target, [1, 4, 2], 3, 1.0)
+    exact = _exact_joint(target, [1, 4, 2], N_TOKENS, 1.0)
     original = sampling_module.verify
 
     def accept_everything(target_logits, draft_logits, drafts, temperature, generator, *, forced_alpha=None):
@@ -220,10 +228,17 @@ def test_broken_acceptance_rules_are_detected(small_vocab_pair, monkeypatch):
         token = torch.multinomial(p[rows, accepted], 1, generator=generator)[:, 0]
         return sampling_module.Verdict(accepted, token)
 
-    for broken in (accept_everything, resample_from_p):
+    def uniform_bonus(target_logits, draft_logits, drafts, temperature, generator, *, forced_alpha=None):
+        # correct except the bonus token after a fully accepted round, drawn uniformly instead of from p
+        verdict = original(target_logits, draft_logits, drafts, temperature, generator)
+        uniform = torch.randint(target_logits.shape[-1], verdict.next_token.shape, generator=generator)
+        full = verdict.accepted == drafts.shape[1]
+        return sampling_module.Verdict(verdict.accepted, torch.where(full, uniform, verdict.next_token))
+
+    for broken in (accept_everything, resample_from_p, uniform_bonus):
         monkeypatch.setattr("moesd.decode.engine.verify", broken)
         prompt, outputs = _sampled_outputs(target, draft, n, seed=1)
-        assert _chi_square_p_value(_joint_counts(outputs, 3), exact, n) < P_THRESHOLD, broken.__name__
+        assert _chi_square_p_value(_joint_counts(outputs, N_TOKENS), exact, n) < P_THRESHOLD, broken.__name__
 
 
 @pytest.mark.parametrize("alpha", [0.3, 0.8])
