@@ -44,3 +44,24 @@ def test_summary_columns_and_values():
     assert row.alpha == pytest.approx(5 / (5 + 2))  # 5 successes, 2 rounds stopped by a rejection
     assert row.per_position_acceptance == "0.7500;0.6667"
     assert (row.n_rounds, row.n_prompts) == (4, 2)
+
+
+def test_forced_acceptance_realises_the_measured_sigma():
+    # per-position rates 0.95, 0.6, 0.6, 0.6 (gamma 4): rounds of n accepted drafts in proportion
+    from moesd.latency.sweeps import forced_alpha
+
+    gamma, rates = 4, [0.95, 0.6, 0.6, 0.6]
+    reach = np.cumprod([1.0, *rates])  # P(n >= i)
+    p_n = [reach[i] - (reach[i + 1] if i < gamma else 0.0) for i in range(gamma + 1)]
+    rounds = np.repeat(np.arange(gamma + 1), np.round(np.array(p_n) * 100000).astype(int))
+    rows = pd.DataFrame(
+        {"prompt_index": np.arange(len(rounds)) % 50, "round": 0, "accepted": rounds, "distinct_fraction": 1.0}
+    ).assign(target="t", draft="d", dataset="humaneval", temperature=0.0, gamma=gamma)
+    summary = summarise(rows)
+    measured = float(summary["sigma"].iloc[0])
+    assert measured == pytest.approx(0.614, abs=0.002)
+    pair = {"name": "p", "target": "t", "draft": "d"}
+    alpha = forced_alpha(summary, pair, {"dataset": "humaneval", "temperature": 0.0, "gamma": gamma})
+    assert sigma_from_alpha(alpha, gamma) == pytest.approx(measured, abs=1e-6)  # Eq. 5 gives back the measured sigma
+    mle = float(summary["alpha"].iloc[0])
+    assert sigma_from_alpha(mle, gamma) < measured - 0.03  # forcing the MLE would accept less (0.579)
