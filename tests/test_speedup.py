@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from moesd.fit import PARAM_NAMES, auto_stride, compute_speedup, model_curves
 from moesd.models.spec import parse_spec
-from moesd.speedup import compose, e2e_speedups, fit_measurements, peak_table, sigma_adjusted, sigma_table
+from moesd.speedup import compose, e2e_speedups, fit_measurements, native, peak_table, sigma_adjusted, sigma_table
 
 SPEC = "arch:qwen2-57b-a14b:num_hidden_layers=2"
 
@@ -158,3 +158,31 @@ def test_model_curves_follow_the_fitted_model_on_a_dense_grid():
     row = curves[(curves["K"] == 8) & (curves["gamma"] == 4) & (curves["B"] == 4)].iloc[0]
     expected = compute_speedup(params, 4, 4, 8, 64, 0.8, 3.0, "eq4", "gamma_plus_one")
     assert row["speedup_pred"] == pytest.approx(float(expected))
+
+
+def test_each_family_is_shown_at_its_own_reference_k():
+    # Mixtral timed as itself (K = 2); Qwen2-57B timed only through its K sweep (K 2 and 8);
+    # a dense model. Mixtral stays in at K = 2, Qwen2 at analysis.reference_k = 8.
+    qwen, mixtral, opt = "arch:qwen2-57b-a14b", "arch:mixtral-8x7b", "arch:opt-30b"
+    rows = [
+        (mixtral, mixtral, "mixtral", 2, 8),
+        (qwen, f"{qwen}:num_experts_per_tok=2", "qwen", 2, 64),
+        (qwen, f"{qwen}:num_experts_per_tok=8", "qwen", 8, 64),
+        (opt, opt, "opt", 1, 1),
+    ]
+    table = pd.DataFrame(
+        [
+            {"family": f, "spec": s, "model": m, "K": k, "E": e, "B": b, "speedup": 1.0 + k / 10, "sigma": 0.5 + k / 20}
+            for f, s, m, k, e in rows
+            for b in (1, 8)
+        ]
+    ).assign(dataset="humaneval", temperature=0.0, gamma=4)
+    shown = native(table, 8)
+    assert (
+        sorted(zip(shown["model"], shown["K"], strict=True))
+        == [("mixtral", 2)] * 2 + [("opt", 1)] * 2 + [("qwen", 8)] * 2
+    )
+    adjusted = sigma_adjusted(table, 8) / table["speedup"]
+    # Qwen2 K = 2 is scaled to Qwen2 K = 8's sigma (0.9 / 0.6); Mixtral, at its own K, by 1
+    assert adjusted[table["model"] == "mixtral"].eq(1.0).all()
+    assert adjusted[(table["model"] == "qwen") & (table["K"] == 2)].round(9).eq(round(0.9 / 0.6, 9)).all()

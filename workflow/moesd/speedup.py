@@ -146,19 +146,31 @@ def peak_table(table: pd.DataFrame, group: list[str]) -> pd.DataFrame:
     return peaks.rename(columns={"B": "B_peak"}).reset_index(drop=True)
 
 
+def reference_ks(table: pd.DataFrame, reference_k: int) -> pd.Series:
+    """Per model family, the K it is shown and compared at: the K of its rows measured without a
+    K override (spec == family: Mixtral's 2, Qwen2-57B-A14B's 8), or REFERENCE_K
+    (analysis.reference_k) for a family measured only through its K sweep."""
+    own = table[table["spec"] == table["family"]].groupby("family")["K"].first()
+    return pd.Series({family: int(own.get(family, reference_k)) for family in table["family"].unique()}, dtype=int)
+
+
 def sigma_adjusted(table: pd.DataFrame, reference_k: int) -> pd.Series:
-    """Fig. 4's sigma adjustment: speedup x sigma_(K=reference) / sigma_K per setting, so that the
-    sparsity sweep compares K at one acceptance (a factor of 1 where every K shares one sigma, as
-    when one measured pair's sigma composes every K; rows without the reference K keep theirs)."""
-    ref = table[table["K"] == reference_k].groupby(SETTING)["sigma"].first().rename("sigma_ref")
-    joined = table.join(ref, on=SETTING)
+    """Fig. 4's sigma adjustment: speedup x sigma_(K=reference) / sigma_K per family and setting,
+    so that the sparsity sweep compares K at one acceptance (a factor of 1 where every K shares
+    one sigma, as when one measured pair's sigma composes every K; rows of a family without its
+    reference K keep theirs)."""
+    at_reference = table["K"] == table["family"].map(reference_ks(table, reference_k))
+    keys = ["family", *SETTING]
+    ref = table[at_reference].groupby(keys)["sigma"].first().rename("sigma_ref")
+    joined = table.join(ref, on=keys)
     return table["speedup"] * (joined["sigma_ref"].fillna(table["sigma"]) / table["sigma"])
 
 
 def native(composed: pd.DataFrame, reference_k: int) -> pd.DataFrame:
-    """Dense targets and MoE targets at the reference K (the sparsity sweep's other K left out),
-    one model per family."""
-    rows = composed[(composed["E"] == 1) | (composed["K"] == reference_k)]
+    """Dense targets, and each MoE family at its own reference K (reference_ks; the sparsity
+    sweep's other K left out), one model per family."""
+    at_reference = composed["K"] == composed["family"].map(reference_ks(composed, reference_k))
+    rows = composed[(composed["E"] == 1) | at_reference]
     first = rows.drop_duplicates("family")[["family", "model"]]
     return rows.merge(first, on=["family", "model"])
 
