@@ -83,3 +83,30 @@ def test_schema_documents_every_key():
 def test_a_bad_model_spec_is_named_by_its_key():
     with pytest.raises(ConfigError, match=r"config error: pairs\.0\.draft: model spec 'trained:teacher'"):
         validate_config({"pairs": [{"name": "p", "target": "trained:target", "draft": "trained:teacher"}]})
+
+
+def test_targets_are_paired_with_their_declared_draft():
+    from moesd.config import declared_drafts
+
+    two = {
+        "latency": {
+            "models": [
+                {"name": "moe", "role": "target", "spec": "arch:qwen2-57b-a14b", "draft": "small"},
+                {"name": "dense", "role": "target", "spec": "arch:opt-30b"},
+                {"name": "small", "role": "draft", "spec": "arch:qwen2-0.5b"},
+                {"name": "opt-small", "role": "draft", "spec": "arch:opt-350m"},
+            ]
+        }
+    }
+    with pytest.raises(ConfigError, match=r"latency\.models\.1\.draft: required: the config times 2 drafts"):
+        validate_config(copy.deepcopy(two))
+    two["latency"]["models"][1]["draft"] = "opt-small"
+    assert declared_drafts(validate_config(copy.deepcopy(two))["latency"]["models"]) == {
+        "moe": "small",
+        "dense": "opt-small",
+    }
+    two["latency"]["models"][1]["draft"] = "moe"
+    with pytest.raises(ConfigError, match=r"latency\.models\.1\.draft: 'moe' is not the name of a draft entry"):
+        validate_config(two)
+    one = validate_config({})  # the default config times one draft: every target takes it
+    assert set(declared_drafts(one["latency"]["models"]).values()) == {"draft"}

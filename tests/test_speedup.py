@@ -186,3 +186,13 @@ def test_each_family_is_shown_at_its_own_reference_k():
     # Qwen2 K = 2 is scaled to Qwen2 K = 8's sigma (0.9 / 0.6); Mixtral, at its own K, by 1
     assert adjusted[table["model"] == "mixtral"].eq(1.0).all()
     assert adjusted[(table["model"] == "qwen") & (table["K"] == 2)].round(9).eq(round(0.9 / 0.6, 9)).all()
+
+
+def test_targets_are_composed_with_their_declared_draft_only():
+    forward, draft, reject = latency_tables()
+    other = draft.assign(model="other-draft", spec="arch:opt-350m", seconds=draft["seconds"] * 3)
+    both = pd.concat([draft, other], ignore_index=True)
+    every = compose(forward, both, reject, sigmas(), verify_tokens="gamma_plus_one")
+    assert set(every["draft"]) == {"draft", "other-draft"}  # undeclared: every draft
+    declared = compose(forward, both, reject, sigmas(), verify_tokens="gamma_plus_one", drafts_of={"moe": "draft"})
+    assert set(declared["draft"]) == {"draft"} and len(declared) == len(every) // 2

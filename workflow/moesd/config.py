@@ -101,9 +101,30 @@ def _check_latency(config: dict) -> None:
         for field in ("pair", "alpha_from"):
             if field in entry and entry[field] not in names:
                 raise ConfigError(f"config error: {key}.{field}: {entry[field]!r} is not a name in pairs")
+    declared_drafts(config["latency"]["models"])  # every target's draft, or a ConfigError
     for i, entry in enumerate(config["latency"]["models"]):
         if entry.get("k_values") and spec_kind(entry["spec"], f"latency.models.{i}.spec") != "arch":
             raise ConfigError(f"config error: latency.models.{i}.k_values: a K sweep needs an arch: spec")
+
+
+def declared_drafts(models: list[dict]) -> dict[str, str]:
+    """latency.models: each target's name -> the name of the draft it is composed with (its
+    `draft` key; the one draft where the config times one)."""
+    drafts = [entry["name"] for entry in models if entry["role"] == "draft"]
+    pairing = {}
+    for i, entry in enumerate(models):
+        key = f"config error: latency.models.{i}.draft"
+        if entry["role"] == "draft":
+            if "draft" in entry:
+                raise ConfigError(f"{key}: a draft entry takes no draft")
+            continue
+        name = entry.get("draft", drafts[0] if len(drafts) == 1 else None)
+        if name is None:
+            raise ConfigError(f"{key}: required: the config times {len(drafts)} drafts ({', '.join(drafts) or 'none'})")
+        if name not in drafts:
+            raise ConfigError(f"{key}: {name!r} is not the name of a draft entry ({', '.join(drafts)})")
+        pairing[entry["name"]] = name
+    return pairing
 
 
 def spec_kind(text: str, key: str) -> str:

@@ -62,8 +62,11 @@ def compose(
     *,
     statistic: str = "median",
     verify_tokens: str,
+    drafts_of: dict[str, str] | None = None,
 ) -> pd.DataFrame:
-    """Every target x draft x (dataset, temperature, gamma) x B the tables allow: Eq. 4."""
+    """Every target with its draft x (dataset, temperature, gamma) x B the tables allow: Eq. 4.
+    DRAFTS_OF maps each target's name to its draft's (latency.models' declared pairs,
+    config.declared_drafts); without it every target is composed with every draft."""
     fwd = point_times(forward[forward["role"] == "target"], statistic)
     fwd["family"] = fwd["spec"].map(lambda spec: parse_spec(spec).family)  # K sweep: one family
     t1 = fwd[fwd["s"] == 1][["model", "family", "spec", "K", "E", "B", "device", "dtype", "expert_impl", "seconds"]]
@@ -77,6 +80,8 @@ def compose(
     for gamma, settings in sigmas.groupby("gamma"):
         s = verified_tokens(int(gamma), verify_tokens)
         part = t1.merge(verify[verify["s"] == s].drop(columns="s"), on=["spec", "B"]).merge(drafts, on="B")
+        if drafts_of is not None:  # the declared pairs only: a target's speedup needs its own draft
+            part = part[part["draft"] == part["model"].map(drafts_of)]
         for setting in settings.itertuples(index=False):
             # T_reject was measured at gamma_max per temperature: the nearest measured gamma is
             # used (rejection sampling costs little next to a forward; an upper bound for smaller gamma).

@@ -17,7 +17,7 @@ STAGE_SECTIONS = {
     "acceptance": ["pairs", "acceptance"],
     "routing": ["pairs", "routing"],
     "latency": ["pairs", "latency"],
-    "analysis": ["pairs", "analysis", "fit"],
+    "analysis": ["pairs", "latency", "analysis", "fit"],  # latency: the declared target/draft pairs
 }
 
 

@@ -19,7 +19,7 @@ def _read(path: Path, what: str):
 
 def cmd_speedup(args) -> int:
     from moesd.bandwidth import ar_bandwidth
-    from moesd.config import load_config, sigma_pair
+    from moesd.config import declared_drafts, load_config, sigma_pair
     from moesd.hardware import load_hardware
     from moesd.io import write_csv
     from moesd.speedup import compose, e2e_speedups, sigma_adjusted, sigma_table
@@ -42,6 +42,7 @@ def cmd_speedup(args) -> int:
         sigmas,
         statistic=analysis["statistic"],
         verify_tokens=analysis["verify_tokens"],
+        drafts_of=declared_drafts(config["latency"]["models"]),
     )
     composed["speedup_sigma_adjusted"] = sigma_adjusted(composed, analysis["reference_k"])
     e2e = e2e_speedups(latency["e2e"], analysis["statistic"], analysis["e2e_time"])
