@@ -158,6 +158,12 @@ def break_c5(ev):  # dense target efficiency that rises at large B
     ev.composed.loc[mask, "target_efficiency"] = 0.5 + 0.05 * np.log2(ev.composed.loc[mask, "B"])
 
 
+def break_c5_creep(ev):  # dense efficiency creeping up 4 % a step (22 % in all), then falling
+    mask = ev.composed["E"] == 1
+    steps = np.log2(ev.composed.loc[mask, "B"])
+    ev.composed.loc[mask, "target_efficiency"] = np.where(steps < 6, 0.5 * 1.04**steps, 0.3)
+
+
 def break_c5_e2e(ev):  # dense above MoE at B > 16
     mask = (ev.e2e["name"] == "dense-pair") & (ev.e2e["B"] > 16)
     ev.e2e.loc[mask, "speedup"] = 5.0
@@ -166,6 +172,11 @@ def break_c5_e2e(ev):  # dense above MoE at B > 16
 def break_c6(ev):  # the sparser K peaks earlier
     mask = ev.composed["K"] == 4
     ev.composed.loc[mask, "speedup_sigma_adjusted"] = 3.0 - 0.2 * np.log2(ev.composed.loc[mask, "B"])
+
+
+def break_c6_ties(ev):  # every K >= 4 the same curve: no peak moves, no range widens
+    main = ev.composed["K"] >= 4
+    ev.composed.loc[main, "speedup_sigma_adjusted"] = _bump(8, ev.composed.loc[main, "B"].to_numpy())
 
 
 def break_c7(ev):  # sigma swings over B
@@ -181,6 +192,13 @@ def break_c10(ev):  # sampling gains more than greedy
     ev.composed.loc[mask, "speedup"] *= 2
 
 
+def break_c10_noise(ev):  # T = 1 and MT-bench within 0.1 % of HumanEval at T = 0: no gain beyond noise
+    ev.composed["speedup"] = _bump(8, ev.composed["B"].to_numpy()) * np.where(ev.composed["gamma"] == 4, 1.0, 0.8)
+    moe = _moe_k8(ev)
+    off = (ev.composed["temperature"] == 1.0) | (ev.composed["dataset"] == "mtbench")
+    ev.composed.loc[moe & off, "speedup"] *= 0.999
+
+
 def break_eq8(ev):  # 20 % fewer distinct experts than Eq. 8 (a skewed router)
     ev.routing["distinct_experts"] = ev.routing["eq8"] * 0.8
 
@@ -191,10 +209,13 @@ def break_eq8(ev):  # 20 % fewer distinct experts than Eq. 8 (a skewed router)
         ("C4", break_c4),
         ("C5", break_c5),
         ("C5", break_c5_e2e),
+        ("C5", break_c5_creep),
         ("C6", break_c6),
+        ("C6", break_c6_ties),
         ("C7", break_c7),
         ("C8", break_c8),
         ("C10", break_c10),
+        ("C10", break_c10_noise),
         ("Eq. 8", break_eq8),
     ],
 )
