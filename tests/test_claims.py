@@ -71,6 +71,7 @@ def paper_like() -> Evidence:
     composed["spec"] = np.where(composed["model"] == "moe-k", composed["family"] + ",K", composed["family"])
     composed["speedup_sigma_adjusted"] = composed["speedup"]
     composed = composed.assign(draft="draft", sigma=0.9, hardware="H800", ridge_point=295.0, t_ar=1.0)
+    composed["sigma_source"] = "measured (target / draft)"
     composed["t_sd"] = 1.0 / composed["speedup"]
     e2e = []
     for name, target in (("moe-pair", "moe-spec"), ("dense-pair", "dense-spec")):
@@ -291,3 +292,25 @@ def test_c4_says_where_the_device_turns_compute_bound():
     assert "more than about 6 rows" in text and "saturate from 23 tokens" in text
     assert "about 300 rows" in bound_context(moe.assign(ridge_point=300.0, dtype="bfloat16"))
     assert bound_context(moe.drop(columns="dtype")) == ""  # tables without a dtype: no context
+
+
+def test_the_papers_own_sigma_or_a_forced_acceptance_decides_nothing():
+    ev = paper_like()  # identical timings, sigma from the paper's Table 2: C10 would compare its sigmas
+    ev.composed["sigma_source"] = "paper Table 2 (Qwen2, 2xH800)"
+    claims = {c.claim: c for c in evaluate_claims(ev)}
+    assert claims["C10"].verdict == NOT_MEASURABLE and "paper Table 2" in claims["C10"].reason
+    assert claims["C4"].verdict == REPRODUCED  # a shape over B at one sigma stays measurable
+    ev = paper_like()  # a forced acceptance sets sigma: its spread over B is no measurement
+    ev.e2e["acceptance_source"] = "forced alpha=0.9000 (given in the config)"
+    break_c7(ev)
+    c7 = next(c for c in evaluate_claims(ev) if c.claim == "C7")
+    assert c7.verdict == REPRODUCED and "sigma part not measurable" in c7.reason
+
+
+def test_the_papers_number_needs_acceptance_measured_in_the_run():
+    ev = paper_like()
+    _paper_setting(ev, "hf:Qwen/Qwen2-57B-A14B-Instruct@main", "NVIDIA H800", 2.25)
+    assert verdicts(ev)["C1"] == REPRODUCED
+    ev.e2e["acceptance_source"] = "forced alpha=0.9473 (paper Table 2 sigma inverted)"
+    c1 = next(c for c in evaluate_claims(ev) if c.claim == "C1")
+    assert c1.verdict == NOT_MEASURABLE and "set aside: e2e" in c1.reason
