@@ -105,17 +105,26 @@ def paper_like() -> Evidence:
     predictions = pd.DataFrame({"family": "moe", "variant": "eq4", "K": [1, 2, 4, 8, 16]})
     tokens = np.array([1, 4, 8, 16, 32])
     eq8 = 64 * (1 - (56 / 64) ** tokens)
-    routing = pd.DataFrame(
-        {
-            "model": "random-moe",
-            "inputs": "random",
-            "mode": "batch",
-            "tokens": tokens,
-            "distinct_experts": eq8 * 1.01,
-            "eq8": eq8,
-            "implementation": "engine, random weights",
-        }
-    )
+    routing = pd.concat(
+        [
+            pd.DataFrame(  # the paper's Fig. 1: a trained router on dataset prompts
+                {
+                    "model": "trained-moe",
+                    "inputs": "humaneval",
+                    "implementation": "engine",
+                    "distinct_experts": eq8 * 1.01,
+                }
+            ),
+            pd.DataFrame(  # the implementation check: random weights, random ids
+                {
+                    "model": "random-moe",
+                    "inputs": "random",
+                    "implementation": "engine, random weights",
+                    "distinct_experts": eq8,
+                }
+            ),
+        ]
+    ).assign(mode="batch", tokens=np.tile(tokens, 2), eq8=np.tile(eq8, 2))
     return Evidence(composed, e2e, metrics, predictions, routing, reference_k=8)
 
 
@@ -200,8 +209,9 @@ def break_c10_noise(ev):  # T = 1 and MT-bench within 0.1 % of HumanEval at T = 
     ev.composed.loc[moe & off, "speedup"] *= 0.999
 
 
-def break_eq8(ev):  # 20 % fewer distinct experts than Eq. 8 (a skewed router)
-    ev.routing["distinct_experts"] = ev.routing["eq8"] * 0.8
+def break_eq8(ev):  # the trained router activates 20 % fewer distinct experts than Eq. 8 (correlated routing)
+    trained = ev.routing["implementation"] == "engine"
+    ev.routing.loc[trained, "distinct_experts"] = ev.routing.loc[trained, "eq8"] * 0.8
 
 
 @pytest.mark.parametrize(
@@ -314,3 +324,14 @@ def test_the_papers_number_needs_acceptance_measured_in_the_run():
     ev.e2e["acceptance_source"] = "forced alpha=0.9473 (paper Table 2 sigma inverted)"
     c1 = next(c for c in evaluate_claims(ev) if c.claim == "C1")
     assert c1.verdict == NOT_MEASURABLE and "set aside: e2e" in c1.reason
+
+
+def test_eq8_is_judged_on_trained_routers_not_on_random_weights():
+    ev = paper_like()
+    ev.routing = ev.routing[ev.routing["implementation"] != "engine"]  # random weights alone: i.i.d. by construction
+    eq8 = next(c for c in evaluate_claims(ev) if c.claim == "Eq. 8")
+    assert eq8.verdict == NOT_MEASURABLE and "implementation check" in eq8.run
+    ev = paper_like()
+    break_eq8(ev)  # correlated trained routing; the random-weight check still matches
+    eq8 = next(c for c in evaluate_claims(ev) if c.claim == "Eq. 8")
+    assert eq8.verdict == NOT_REPRODUCED and "-20.0%" in eq8.run and "below Eq. 8" in eq8.reason

@@ -190,8 +190,9 @@ def routing_table(config: dict, run_dir: Path, prompts_dir: Path) -> pd.DataFram
             for s in rt["datasets"]
         }
         sources["random"] = random_prompts(max(rt["batch_sizes"]), longest, model.cfg.vocab_size, 0)
+        label = "engine, random weights" if spec.kind == "arch" else "engine"  # an arch: pair has no trained router
         for source, prompts in sources.items():
-            frames.append(stats(model, prompts, source).assign(model=pair["target"], implementation="engine"))
+            frames.append(stats(model, prompts, source).assign(model=pair["target"], implementation=label))
     for spec in rt["random_models"]:  # Eq. 8's setting: random weights, random ids
         model = load_model(spec)  # cuda when available (a hub MoE in fp32 would not fit a CPU node)
         if not model.cfg.is_moe:
