@@ -15,6 +15,7 @@ from moesd.claims import (
     render,
     sweep_shape,
 )
+from moesd.paper import paper_cell
 
 BATCHES = [1, 2, 4, 8, 16, 32, 64]
 SETTINGS = [(d, t, g) for d in ("humaneval", "mtbench") for t in (0.0, 1.0) for g in (2, 4)]
@@ -239,29 +240,54 @@ def test_breaking_a_shape_flips_only_its_verdict(claim, breaker):
     assert {k: v for k, v in after.items() if k != claim} == {k: v for k, v in before.items() if k != claim}
 
 
-def _paper_setting(ev, target, hardware, peak):
-    moe = ev.e2e["name"] == "moe-pair"
-    ev.e2e.loc[moe, "target"] = target
-    ev.e2e["hardware"] = hardware
-    ev.e2e.loc[moe, "speedup"] *= peak / ev.e2e.loc[moe & (ev.e2e["temperature"] == 0), "speedup"].max()
+def _paper_setting(ev, target, platforms):
+    """The MoE pair's e2e rows as TARGET measured on each (hardware, gpus, peak) of PLATFORMS."""
+    moe = ev.e2e[ev.e2e["name"] == "moe-pair"]
+    scale = moe.loc[moe["temperature"] == 0, "speedup"].max()
+    copies = [
+        moe.assign(target=target, hardware=hardware, gpus=gpus, speedup=moe["speedup"] * peak / scale)
+        for hardware, gpus, peak in platforms
+    ]
+    ev.e2e = pd.concat([ev.e2e[ev.e2e["name"] != "moe-pair"].assign(gpus=1), *copies], ignore_index=True)
 
 
-@pytest.mark.parametrize(
-    "claim, target, hardware, good, bad",
-    [
-        ("C1", "hf:Qwen/Qwen2-57B-A14B-Instruct@main", "NVIDIA H800", 2.25, 1.6),
-        ("C2", "arch:qwen2-57b-a14b", "NVIDIA L40", 2.3, 1.5),
-        ("C3", "hf:mistralai/Mixtral-8x7B-Instruct-v0.1@main", "NVIDIA A800-SXM4-80GB", 1.75, 1.2),
-    ],
-)
-def test_paper_numbers_checked_only_in_the_paper_setting(claim, target, hardware, good, bad):
-    for peak, expected in ((good, REPRODUCED), (bad, NOT_REPRODUCED)):
+A800, H800, L40 = "NVIDIA A800-SXM4-80GB", "NVIDIA H800", "NVIDIA L40"
+PAPER_SETTINGS = {  # claim: (the paper's model, its platforms as (device name, GPUs, Tables 1-2 label), model)
+    "C1": ("hf:Qwen/Qwen2-57B-A14B-Instruct@main", [(H800, 2, "2xH800")], "Qwen2"),
+    "C2": ("arch:qwen2-57b-a14b", [(A800, 2, "2xA800"), (L40, 4, "4xL40"), (A800, 4, "4xA800")], "Qwen2"),
+    "C3": ("hf:mistralai/Mixtral-8x7B-Instruct-v0.1@main", [(A800, 2, "2xA800")], "Mixtral"),
+}
+
+
+def _platforms(claim, factor=1.0, drop=0):
+    target, platforms, model = PAPER_SETTINGS[claim]
+    return target, [(h, n, factor * paper_cell(label, model)["speedup"]) for h, n, label in platforms[drop:]]
+
+
+@pytest.mark.parametrize("claim", ["C1", "C2", "C3"])
+def test_paper_numbers_checked_only_in_the_paper_setting(claim):
+    for factor, expected in ((1.02, REPRODUCED), (0.7, NOT_REPRODUCED)):
         ev = paper_like()
-        _paper_setting(ev, target, hardware, peak)
-        assert verdicts(ev)[claim] == expected, (peak, expected)
-    ev = paper_like()  # a scaled-down model on the right GPU is not the paper's setting
-    _paper_setting(ev, target + ":num_hidden_layers=4", hardware, good)
+        _paper_setting(ev, *_platforms(claim, factor))
+        assert verdicts(ev)[claim] == expected, (factor, expected)
+    target, platforms = _platforms(claim)
+    ev = paper_like()  # a scaled-down model on the right GPUs is not the paper's setting
+    _paper_setting(ev, target + ":num_hidden_layers=4", platforms)
     assert verdicts(ev)[claim] == NOT_MEASURABLE
+    ev = paper_like()  # the right GPU, but one of it: the paper's platforms run two or four
+    _paper_setting(ev, target, [(h, 1, peak) for h, _, peak in platforms])
+    assert verdicts(ev)[claim] == NOT_MEASURABLE
+
+
+def test_every_platform_of_c2_and_the_whole_gpu_name():
+    ev = paper_like()  # one platform of three measured: C2 cannot be reproduced from it
+    _paper_setting(ev, *_platforms("C2", drop=2))
+    c2 = next(c for c in evaluate_claims(ev) if c.claim == "C2")
+    assert c2.verdict == NOT_MEASURABLE and "2xA800, 4xL40" in c2.reason
+    target, platforms = _platforms("C2")
+    ev = paper_like()  # an L40S is no L40
+    _paper_setting(ev, target, [(h.replace("L40", "L40S"), n, peak) for h, n, peak in platforms])
+    assert verdicts(ev)["C2"] == NOT_MEASURABLE
 
 
 @pytest.mark.parametrize("faster_on_higher_ridge, expected", [(True, REPRODUCED), (False, NOT_REPRODUCED)])
@@ -319,7 +345,7 @@ def test_the_papers_own_sigma_or_a_forced_acceptance_decides_nothing():
 
 def test_the_papers_number_needs_acceptance_measured_in_the_run():
     ev = paper_like()
-    _paper_setting(ev, "hf:Qwen/Qwen2-57B-A14B-Instruct@main", "NVIDIA H800", 2.25)
+    _paper_setting(ev, *_platforms("C1"))
     assert verdicts(ev)["C1"] == REPRODUCED
     ev.e2e["acceptance_source"] = "forced alpha=0.9473 (paper Table 2 sigma inverted)"
     c1 = next(c for c in evaluate_claims(ev) if c.claim == "C1")
