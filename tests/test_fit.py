@@ -138,3 +138,17 @@ def test_run_fit_rejects_bad_tables(qwen_setup, paper_grid):
     frame = paper_grid.assign(speedup=1.5).head(5)
     with pytest.raises(ValueError, match="at least 10"):
         run_fit(frame, qwen_setup["target"], qwen_setup["draft"], qwen_setup["hardware"], stride=1)
+
+
+def test_the_knee_counts_tokens_for_the_weights_bytes(qwen_setup, synthetic_measurements):
+    # 4-byte weights turn compute-bound at twice the rows of 2-byte ones (Eq. 1: M = RP b / 2)
+    from moesd.fit import knee_tokens
+
+    assert knee_tokens(100.0, 2.0) == 100.0 and knee_tokens(100.0, 4.0) == 200.0
+    frame = synthetic_measurements
+    args = (frame, qwen_setup["target"], qwen_setup["draft"], qwen_setup["hardware"])
+    record, predictions, _ = run_fit(*args, n_starts=1, bytes_per_param=4.0)
+    rp = qwen_setup["hardware"].ridge_point
+    assert record["ridge_point"] == rp and record["ridge_tokens"] == 2 * rp
+    again = compute_speedup(record["params"], frame.B, frame.gamma, frame.K, frame.E, frame.sigma, 2 * rp)
+    assert np.allclose(predictions["speedup_pred"], again)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from moesd.fit import knee_tokens
 from moesd.hardware import BYTES_PER_PARAM
 from moesd.models.spec import ModelSpecError, parse_spec
 from moesd.paper import PAPER_FIT_SECONDS, paper_cell, paper_table3
@@ -288,7 +289,7 @@ def bound_context(moe: pd.DataFrame) -> str:
     size = BYTES_PER_PARAM.get(str(row.get("dtype")))
     if size is None or not np.isfinite(row["ridge_point"]):
         return ""
-    rows = row["ridge_point"] * size / 2
+    rows = knee_tokens(row["ridge_point"], size)
     saturation = float(saturation_tokens(row["K"] / row["E"]))
     return (
         f"; context: ridge point {row['ridge_point']:.1f} flop/byte in {row['dtype']}, so a forward of more "

@@ -237,6 +237,14 @@ def evaluate(frame: pd.DataFrame, predicted: np.ndarray, in_fit: pd.Series) -> d
     }
 
 
+def knee_tokens(ridge_point: float, bytes_per_param: float) -> float:
+    """Tokens per weight matrix at which a forward turns compute-bound: M rows do 2 M flop per
+    weight of b bytes, which passes the ridge point RP (Eq. 1, flop/byte) at M = RP b / 2.
+    Algorithm 1's lambda RP reads RP as that token count, exact for the paper's 2-byte weights;
+    fp32 weights (b = 4) double it."""
+    return ridge_point * bytes_per_param / 2
+
+
 def check_table(frame: pd.DataFrame, source: str = "table") -> None:
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
@@ -276,10 +284,11 @@ def run_fit(
         t_reject_max=t_rej,
     )
     in_fit = stride_subset(table, stride)
+    knee = knee_tokens(hardware.ridge_point, bytes_per_param)
     result = fit_speedup_model(
         table[in_fit],
         bounds,
-        hardware.ridge_point,
+        knee,
         variant=variant,
         verify_tokens=verify_tokens,
         n_starts=n_starts,
@@ -292,7 +301,7 @@ def run_fit(
         table["K"],
         table["E"],
         table["sigma"],
-        hardware.ridge_point,
+        knee,
         variant,
         verify_tokens,
     )
@@ -304,6 +313,7 @@ def run_fit(
         "variant": variant,
         "verify_tokens": verify_tokens,
         "ridge_point": hardware.ridge_point,
+        "ridge_tokens": knee,  # the RP Algorithm 1 reads, in tokens: knee_tokens(ridge_point, bytes_per_param)
         "hardware": {
             "name": hardware.name,
             "gpus": hardware.gpus,
@@ -370,7 +380,7 @@ def model_curves(table: pd.DataFrame, record: dict, points: int = 64) -> pd.Data
         curves["K"],
         curves["E"],
         curves["sigma"],
-        record["ridge_point"],
+        record.get("ridge_tokens", record["ridge_point"]),
         record["variant"],
         record["verify_tokens"],
     )

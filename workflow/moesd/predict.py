@@ -86,15 +86,14 @@ def fitted_table(
     """Algorithm 1 with the parameters a `moesd fit` run stored in PARAMS_FILE."""
     stored = json.loads(Path(params_file).read_text())
     params = stored["params"]
+    knee = stored.get("ridge_tokens", stored["ridge_point"])  # RP in tokens (fit.knee_tokens)
     e = n_experts or stored["target_experts"]
     k = top_k or stored["target_top_k"]
     rows = []
     for gamma in gammas:
         B = np.asarray(batch_sizes, float)
-        ar, verify, draft, _ = stage_times(params, B, gamma, k, e, stored["ridge_point"], stored["verify_tokens"])
-        value = compute_speedup(
-            params, B, gamma, k, e, sigma, stored["ridge_point"], stored["variant"], stored["verify_tokens"]
-        )
+        ar, verify, draft, _ = stage_times(params, B, gamma, k, e, knee, stored["verify_tokens"])
+        value = compute_speedup(params, B, gamma, k, e, sigma, knee, stored["variant"], stored["verify_tokens"])
         rows.append(_gamma_rows(B, gamma, sigma, ar, verify, draft, value))
     return pd.concat(rows, ignore_index=True).assign(model=f"fitted ({stored['variant']})")
 
