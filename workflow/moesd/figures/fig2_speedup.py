@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from moesd.figures.style import plt, save_figure, sns, style
+from moesd.figures.style import models_label, plt, save_figure, sns, style
 from moesd.speedup import native
 
 
@@ -64,7 +64,7 @@ def speedup_figure(composed: pd.DataFrame, e2e: pd.DataFrame, stem: Path | None,
         f"({table['sigma_source'].iloc[0]}); target efficiency (dashed, right axis); crosses: end-to-end "
         f"T_AR/T_SD measured by the latency stage at the same gamma. Device: {device}; "
         f"{table['dtype'].iloc[0]}, experts: {', '.join(sorted(set(table['expert_impl'])))}. "
-        f"Models: {'; '.join(f'{m} = {s}' for m, s in table.drop_duplicates('model')[['model', 'spec']].itertuples(index=False))}.",
+        f"Models: {models_label(table)}.",
     )
 
 

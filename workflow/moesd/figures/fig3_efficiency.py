@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from moesd.figures.style import plt, save_figure, sns, style
+from moesd.figures.style import models_label, plt, save_figure, sns, style
 from moesd.speedup import native
 
 
@@ -35,5 +35,6 @@ def target_efficiency_figure(composed: pd.DataFrame, stem: Path | None, device: 
         stem,
         "Fig. 3 analog. Target efficiency T_T(B,1)/T_T(B,v) against batch size for the MoE and dense "
         f"targets, from this run's forward-time table ({table['statistic'].iloc[0]} of the repeats). "
-        f"The paper: MoE rises then falls, dense only falls. Device: {device}; {table['dtype'].iloc[0]}.",
+        f"The paper: MoE rises then falls, dense only falls. Device: {device}; {table['dtype'].iloc[0]}. "
+        f"Models: {models_label(table)}.",
     )

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from moesd.figures.style import E2E_TIME, plt, save_figure, sns, style
+from moesd.figures.style import E2E_TIME, models_label, plt, save_figure, sns, style
 
 
 def e2e_figure(e2e: pd.DataFrame, stem: Path | None, device: str):
@@ -34,5 +34,5 @@ def e2e_figure(e2e: pd.DataFrame, stem: Path | None, device: str):
         f"and output length; {e2e['statistic'].iloc[0]} of the repeats; timed: {E2E_TIME[e2e['e2e_time'].iloc[0]]}; "
         f"{', '.join(sorted(e2e['batching'].unique()))} batching, T_SD per the AR run's token count). "
         f"Acceptance per pair: {sources}. "
-        f"Device: {device}.",
+        f"Targets: {models_label(e2e, 'name', 'target')}. Device: {device}.",
     )

@@ -35,6 +35,21 @@ def save_figure(fig, stem: str | Path | None, caption: str):
     return fig
 
 
+def models_label(table, name: str = "model", spec: str = "spec") -> str:
+    """NAME = SPEC for every model of TABLE, each arch: spec marked as random weights (its router
+    routes at random, not as a trained one would)."""
+    from moesd.models.spec import ModelSpecError, parse_spec
+
+    def note(text: str) -> str:
+        try:
+            return " (random weights: a random router)" if parse_spec(text).kind == "arch" else ""
+        except ModelSpecError:
+            return ""
+
+    pairs = table.drop_duplicates(name)[[name, spec]].itertuples(index=False)
+    return "; ".join(f"{m} = {s}{note(s)}" for m, s in pairs)
+
+
 def device_label(env: dict) -> str:
     probe = env.get("hardware_probe", {})
     return f"{probe.get('device_name', 'unknown device')} ({probe.get('device', '?')}, {probe.get('threads', '?')} threads)"
