@@ -361,3 +361,21 @@ def test_eq8_is_judged_on_trained_routers_not_on_random_weights():
     break_eq8(ev)  # correlated trained routing; the random-weight check still matches
     eq8 = next(c for c in evaluate_claims(ev) if c.claim == "Eq. 8")
     assert eq8.verdict == NOT_REPRODUCED and "-20.0%" in eq8.run and "below Eq. 8" in eq8.reason
+
+
+def test_a_call_inside_the_noise_reads_inconclusive():
+    from moesd.claims import INCONCLUSIVE, add_support
+    from moesd.speedup import COMPOSED_KEYS
+
+    ev = paper_like()
+    base = evaluate_claims(ev)
+    keys = ev.composed[COMPOSED_KEYS + ["speedup", "target_efficiency", "speedup_sigma_adjusted"]]
+    flat = keys.assign(speedup=keys["speedup"].where(~_moe_k8(ev), 2.0))  # C4's rise and fall gone
+    reps = pd.concat([keys.assign(replicate=i) for i in range(6)] + [flat.assign(replicate=6 + i) for i in range(4)])
+    claims = {c.claim: c for c in add_support(base, ev, reps, None, 0.9)}
+    assert claims["C4"].verdict == INCONCLUSIVE and claims["C4"].support == pytest.approx(0.6)
+    assert "60% of 10 resamples" in claims["C4"].reason
+    assert claims["C6"].verdict == REPRODUCED and claims["C6"].support == 1.0  # not touched by the resamples
+    assert claims["C8"].support != claims["C8"].support  # the fit is not resampled: no support
+    robust = {c.claim: c for c in add_support(evaluate_claims(ev), ev, keys.assign(replicate=0), None, 0.9)}
+    assert robust["C4"].verdict == REPRODUCED and robust["C4"].support == 1.0

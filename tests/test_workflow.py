@@ -187,6 +187,11 @@ def test_smoke_analysis_outputs(smoke_run):
     assert len(composed) == 2 * 2 * 2 * 3 * 3
     # well formed, not timed: tiny smoke models make the ratios noise, so only their sign is checked
     assert (composed[["speedup", "target_efficiency", "t_ar", "t_sd"]] > 0).all().all()
+    for column in ("speedup", "target_efficiency"):  # intervals from the resampled raw repeats
+        low, high = composed[f"{column}_ci_low"], composed[f"{column}_ci_high"]
+        assert ((low <= composed[column] + 1e-12) & (composed[column] <= high + 1e-12)).all()
+    replicates = pd.read_csv(run / "speedup/composed_bootstrap.csv")
+    assert replicates["replicate"].nunique() == 200 and len(replicates) == 200 * len(composed)
     assert set(pd.read_csv(run / "speedup/e2e.csv")["temperature"]) == {0.0, 1.0}
     bandwidth = pd.read_csv(run / "speedup/bandwidth.csv")  # one AR step per target, K and B
     assert len(bandwidth) == 3 * 3 and (bandwidth["bandwidth_fraction"] > 0).all()
@@ -196,7 +201,10 @@ def test_smoke_analysis_outputs(smoke_run):
     assert {key.split("/")[1] for key in params} == {"eq4", "printed"}
     claims = pd.read_csv(figures / "claims.csv")
     assert list(claims["claim"]) == [f"C{i}" for i in range(1, 11)] + ["Eq. 8"]
-    assert set(claims["verdict"]) <= {"reproduced", "not reproduced", "not measurable"}
+    assert set(claims["verdict"]) <= {"reproduced", "not reproduced", "inconclusive", "not measurable"}
+    measured = claims[claims["verdict"].isin(["reproduced", "not reproduced", "inconclusive"])]
+    resampled = measured[~measured["claim"].isin(["C8", "Eq. 8"])]
+    assert resampled["support"].between(0, 1).all()  # every timing verdict carries its support
     assert (claims["reason"].fillna("").str.len() > 0).all()
     peaks = pd.read_csv(figures / "tables_1_2.csv")
     assert {"B_peak", "t_ar", "t_sd", "sigma", "speedup", "source"} <= set(peaks.columns)

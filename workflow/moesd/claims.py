@@ -9,6 +9,7 @@ reproduce each claim. Shape verdicts allow a relative margin (`analysis.toleranc
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from dataclasses import dataclass, field
@@ -24,6 +25,10 @@ from moesd.speedup import fit_measurements, native, sweep_family
 from moesd.theory import saturation_tokens
 
 REPRODUCED, NOT_REPRODUCED, NOT_MEASURABLE = "reproduced", "not reproduced", "not measurable"
+INCONCLUSIVE = "inconclusive"  # the call changes when the raw repeats are resampled (support below min_support)
+# claims whose evidence the resampling changes (composed and end-to-end speedups); C8 and Eq. 8
+# read the fit and the routing counts, which are not resampled
+RESAMPLED = ("C1", "C2", "C3", "C4", "C5", "C6", "C7", "C9", "C10")
 TRACK_CORRELATION = 0.6  # C7: Spearman correlation of speedup and target efficiency over B
 SIGMA_SPREAD = 0.2  # C7: (max - min) / mean of the measured sigma over B ("a small range")
 EQ8_TOLERANCE = 0.05  # Eq. 8: largest relative error at t >= 4 of trained routers on the datasets
@@ -38,6 +43,7 @@ class Claim:
     verdict: str = NOT_MEASURABLE
     reason: str = ""
     figures: list[str] = field(default_factory=list)
+    support: float = float("nan")  # share of resamples of the raw repeats giving this verdict
 
 
 COMPOSED_COLUMNS = [
@@ -663,6 +669,42 @@ def evaluate_claims(ev: Evidence) -> list[Claim]:
     return [check(ev) for check in CLAIMS]
 
 
+def add_support(claims: list[Claim], ev: Evidence, composed_reps, e2e_reps, min_support: float) -> list[Claim]:
+    """Each verdict's support: the share of resamples of the raw repeats (moesd.bootstrap) whose
+    composed and end-to-end speedups give the same verdict. A reproduced or not-reproduced call
+    with support below MIN_SUPPORT becomes inconclusive: it is inside the timing noise."""
+    from moesd.bootstrap import replicate_tables
+    from moesd.speedup import COMPOSED_KEYS, E2E_KEYS
+
+    if composed_reps is None or composed_reps.empty:
+        return claims
+    e2e_by_replicate = (
+        dict(replicate_tables(ev.e2e, e2e_reps, E2E_KEYS)) if e2e_reps is not None and len(e2e_reps) else {}
+    )
+    agree, n = dict.fromkeys((c.claim for c in claims), 0), 0
+    for replicate, composed in replicate_tables(ev.composed, composed_reps, COMPOSED_KEYS):
+        resampled = dataclasses.replace(ev, composed=composed, e2e=e2e_by_replicate.get(replicate, ev.e2e))
+        verdicts = {c.claim: c.verdict for c in evaluate_claims(resampled)}
+        for c in claims:
+            agree[c.claim] += verdicts[c.claim] == c.verdict
+        n += 1
+    for c in claims:
+        if c.claim not in RESAMPLED or c.verdict not in (REPRODUCED, NOT_REPRODUCED):
+            continue
+        c.support = agree[c.claim] / n
+        if c.support < min_support:
+            c.reason += (
+                f"; inconclusive: {c.verdict} in {c.support:.0%} of {n} resamples of the raw repeats, "
+                f"below analysis.min_support {min_support:.0%}"
+            )
+            c.verdict = INCONCLUSIVE
+    return claims
+
+
+def _support(claim: Claim) -> str:
+    return "-" if math.isnan(claim.support) else f"{claim.support:.2f}"
+
+
 def render(claims: list[Claim], title: str) -> str:
     lines = [
         f"# Claims report: {title}",
@@ -671,8 +713,16 @@ def render(claims: list[Claim], title: str) -> str:
         "",
     ]
     counts = pd.Series([c.verdict for c in claims]).value_counts()
-    lines += [", ".join(f"{n} {v}" for v, n in counts.items()), "", "| claim | verdict | this run |", "|---|---|---|"]
-    lines += [f"| {c.claim} | **{c.verdict}** | {c.run.replace('|', '/')} |" for c in claims]
+    lines += [
+        ", ".join(f"{n} {v}" for v, n in counts.items()),
+        "",
+        "Support: the share of resamples of the latency stage's raw repeats that give the same verdict "
+        "(- where the verdict does not rest on resampled timings).",
+        "",
+        "| claim | verdict | support | this run |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {c.claim} | **{c.verdict}** | {_support(c)} | {c.run.replace('|', '/')} |" for c in claims]
     for c in claims:
         links = ", ".join(f"[{f}]({f})" for f in c.figures)
         lines += [
@@ -682,6 +732,7 @@ def render(claims: list[Claim], title: str) -> str:
             f"- Paper: {c.statement} ({c.paper})",
             f"- This run: {c.run or '-'}",
             f"- Why: {c.reason}",
+            f"- Support: {_support(c)}",
             f"- Figures: {links}",
         ]
     return "\n".join(lines) + "\n"

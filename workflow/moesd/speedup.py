@@ -21,6 +21,8 @@ from moesd.paper import paper_peaks
 from moesd.theory import verified_tokens
 
 STATISTICS = ("median", "mean_last5")
+COMPOSED_KEYS = ["model", "spec", "K", "draft", "dataset", "temperature", "gamma", "B"]  # one composed row
+COMPOSED_VALUES = ["speedup", "target_efficiency", "speedup_sigma_adjusted"]  # what a resample changes
 SETTING = ["dataset", "temperature", "gamma"]
 
 
@@ -106,6 +108,7 @@ def compose(
 
 
 E2E_TIMES = ("decode", "total")
+E2E_KEYS = ["name", "target", "draft", "acceptance_source", *SETTING, "batching", "B"]  # one e2e row
 
 
 def e2e_speedups(e2e: pd.DataFrame, statistic: str = "median", time: str = "decode") -> pd.DataFrame:
@@ -123,8 +126,7 @@ def e2e_speedups(e2e: pd.DataFrame, statistic: str = "median", time: str = "deco
             )
         e2e, column = e2e.assign(decode_seconds=e2e["seconds"] - e2e["prefill_seconds"]), "decode_seconds"
     points = point_times(e2e, statistic, column)
-    keys = ["name", "target", "draft", "acceptance_source", *SETTING, "batching", "B"]
-    keys += ["sequences"] if "sequences" in points else []
+    keys = E2E_KEYS + (["sequences"] if "sequences" in points else [])
     ar = points[points["mode"] == "ar"][keys + ["seconds", "tokens"]]
     sd = points[points["mode"] == "sd"][keys + ["seconds", "tokens", "sigma"]]
     table = ar.rename(columns={"seconds": "t_ar", "tokens": "tokens_ar"}).merge(

@@ -29,7 +29,9 @@ ACCEPTANCE_SUMMARY = [f"{RUNS}/acceptance/summary.csv"] if config["pairs"] else 
 ROUTING = [f"{RUNS}/acceptance/routing.csv"] if config["pairs"] else []
 ROUTING_FIGURES = [f"{FIGURES}/acceptance/routing.{ext}" for ext in ("png", "pdf")] if config["pairs"] else []
 LATENCY = {name: f"{RUNS}/latency/{name}.csv" for name in ("forward", "draft", "reject", "e2e")}
-SPEEDUP = {name: f"{RUNS}/speedup/{name}.csv" for name in ("composed", "e2e", "bandwidth")}
+SPEEDUP = {
+    name: f"{RUNS}/speedup/{name}.csv" for name in ("composed", "e2e", "bandwidth", "composed_bootstrap", "e2e_bootstrap")
+}
 FIT = {name: f"{RUNS}/fit/{name}" for name in ("params.json", "predictions.csv", "curves.csv", "metrics.csv")}
 FIT_QUALITY = {ext: f"{FIGURES}/fit_quality.{ext}" for ext in ("csv", "md")}
 MEASURED_TABLES = {ext: f"{FIGURES}/tables_1_2.{ext}" for ext in ("csv", "md")}

@@ -20,7 +20,7 @@ def cmd_claims(args) -> int:
 
     import pandas as pd
 
-    from moesd.claims import ANALYSIS_KEYS, Evidence, evaluate_claims, render
+    from moesd.claims import ANALYSIS_KEYS, Evidence, add_support, evaluate_claims, render
     from moesd.config import load_config
     from moesd.io import write_csv, write_text
 
@@ -35,11 +35,12 @@ def cmd_claims(args) -> int:
         compare=pd.concat([_csv(path) for path in args.compare], ignore_index=True) if args.compare else pd.DataFrame(),
         **{name: analysis[key] for name, key in ANALYSIS_KEYS.items()},
     )
-    claims = evaluate_claims(ev)
+    reps = {name: _csv(args.speedup / f"{name}_bootstrap.csv") for name in ("composed", "e2e")}
+    claims = add_support(evaluate_claims(ev), ev, reps["composed"], reps["e2e"], analysis["min_support"])
     write_csv(args.out.with_suffix(".csv"), pd.DataFrame([asdict(c) for c in claims]))
     write_text(args.out, render(claims, f"experiment {config['experiment']}"))
     for c in claims:
-        print(f"{c.claim:6} {c.verdict}")
+        print(f"{c.claim:6} {c.verdict}" + ("" if c.support != c.support else f" (support {c.support:.2f})"))
     return 0
 
 

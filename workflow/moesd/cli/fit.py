@@ -19,10 +19,19 @@ def _read(path: Path, what: str):
 
 def cmd_speedup(args) -> int:
     from moesd.bandwidth import ar_bandwidth
+    from moesd.bootstrap import replicates, with_intervals
     from moesd.config import declared_drafts, load_config, sigma_pair
     from moesd.hardware import load_hardware
     from moesd.io import write_csv
-    from moesd.speedup import compose, e2e_speedups, sigma_adjusted, sigma_table
+    from moesd.speedup import (
+        COMPOSED_KEYS,
+        COMPOSED_VALUES,
+        E2E_KEYS,
+        compose,
+        e2e_speedups,
+        sigma_adjusted,
+        sigma_table,
+    )
 
     config = load_config(args.config)
     analysis = config["analysis"]
@@ -35,17 +44,34 @@ def cmd_speedup(args) -> int:
     if pair is not None and summary is None:
         raise ValueError(f"analysis.sigma_pair {pair['name']!r}: the acceptance summary (--acceptance) is needed")
     sigmas = sigma_table(summary, *(pair["target"], pair["draft"]) if pair else (None, None))
-    composed = compose(
-        latency["forward"],
-        latency["draft"],
-        latency["reject"],
-        sigmas,
-        statistic=analysis["statistic"],
-        verify_tokens=analysis["verify_tokens"],
-        drafts_of=declared_drafts(config["latency"]["models"]),
-    )
-    composed["speedup_sigma_adjusted"] = sigma_adjusted(composed, analysis["reference_k"])
-    e2e = e2e_speedups(latency["e2e"], analysis["statistic"], analysis["e2e_time"])
+    drafts_of = declared_drafts(config["latency"]["models"])
+
+    def composed_of(forward, draft, reject):
+        table = compose(
+            forward,
+            draft,
+            reject,
+            sigmas,
+            statistic=analysis["statistic"],
+            verify_tokens=analysis["verify_tokens"],
+            drafts_of=drafts_of,
+        )
+        return table.assign(speedup_sigma_adjusted=sigma_adjusted(table, analysis["reference_k"]))
+
+    def e2e_of(e2e):
+        return e2e_speedups(e2e, analysis["statistic"], analysis["e2e_time"])
+
+    components = {name: latency[name] for name in ("forward", "draft", "reject")}
+    composed, e2e = composed_of(**components), e2e_of(latency["e2e"])
+    # every number with its spread: the raw repeats resampled (moesd.bootstrap)
+    n, seed, level = analysis["bootstrap_resamples"], analysis["bootstrap_seed"], analysis["confidence"]
+    composed_reps = replicates(composed_of, components, COMPOSED_KEYS, COMPOSED_VALUES, n, seed)
+    e2e_reps = replicates(e2e_of, {"e2e": latency["e2e"]}, E2E_KEYS, ["speedup"], n if len(e2e) else 0, seed)
+    if n:
+        composed = with_intervals(composed, composed_reps, COMPOSED_KEYS, COMPOSED_VALUES, level)
+        e2e = with_intervals(e2e, e2e_reps, E2E_KEYS, ["speedup"], level) if len(e2e) else e2e
+    write_csv(args.out / "composed_bootstrap.csv", composed_reps)
+    write_csv(args.out / "e2e_bootstrap.csv", e2e_reps)
     hardware = load_hardware(f"probe:{args.env}")  # the device every row was measured on (C9)
     for table in (composed, e2e):
         table["hardware"], table["ridge_point"] = hardware.name, hardware.ridge_point
@@ -53,7 +79,7 @@ def cmd_speedup(args) -> int:
     write_csv(args.out / "composed.csv", composed)
     write_csv(args.out / "e2e.csv", e2e)
     write_csv(args.out / "bandwidth.csv", bandwidth)
-    print(f"{len(composed)} composed speedups, {len(e2e)} end-to-end speedups -> {args.out}")
+    print(f"{len(composed)} composed speedups, {len(e2e)} end-to-end speedups ({n} resamples) -> {args.out}")
     for row in bandwidth.itertuples():
         print(
             f"AR step {row.model} K={row.K} B={row.B}: {row.weight_bytes / 1e6:.0f} MB of weights in "

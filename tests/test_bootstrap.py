@@ -1,0 +1,60 @@
+"""Resampling the raw repeats: each point's values come from its own repeats, one repeat's values
+stay together, and intervals cover the spread of the repeats."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from moesd.bootstrap import replicate_tables, replicates, resample_repeats, with_intervals
+from moesd.speedup import point_times
+
+
+def points(values_by_point: dict[int, list[float]]) -> pd.DataFrame:
+    rows = [
+        {"B": b, "status": "ok", "repeat": r, "seconds": v, "prefill_seconds": v / 10}
+        for b, values in values_by_point.items()
+        for r, v in enumerate(values)
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_each_point_draws_from_its_own_repeats():
+    frame = points({1: [1.0, 2.0, 3.0], 2: [10.0, 20.0, 30.0, 40.0], 4: [7.0]})
+    rng = np.random.default_rng(0)
+    seen = {1: set(), 2: set()}
+    for _ in range(50):
+        drawn = resample_repeats(frame, rng)
+        assert list(drawn["repeat"]) == list(frame["repeat"]) and list(drawn["B"]) == list(frame["B"])
+        for b, part in drawn.groupby("B"):
+            assert set(part["seconds"]) <= set(frame.loc[frame["B"] == b, "seconds"])
+            assert np.allclose(part["prefill_seconds"], part["seconds"] / 10)  # one repeat's values together
+        for b in seen:
+            seen[b] |= set(drawn.loc[drawn["B"] == b, "seconds"])
+    assert seen == {1: {1.0, 2.0, 3.0}, 2: {10.0, 20.0, 30.0, 40.0}}  # every repeat can be drawn
+    again = [resample_repeats(frame, np.random.default_rng(5))["seconds"].tolist() for _ in range(2)]
+    assert again[0] == again[1]  # seeded
+
+
+def test_intervals_cover_the_spread_of_the_statistic():
+    rng = np.random.default_rng(1)
+    frame = points({b: list(1.0 + 0.1 * rng.standard_normal(9)) for b in (1, 2)})
+    base = point_times(frame, "median")
+
+    def medians(table):
+        return point_times(table, "median")
+
+    reps = replicates(medians, {"table": frame}, ["B"], ["seconds"], n=300, seed=0)
+    assert len(reps) == 600 and reps["replicate"].nunique() == 300
+    table = with_intervals(base, reps, ["B"], ["seconds"], 0.95)
+    assert (table["seconds_ci_low"] <= table["seconds"]).all() and (table["seconds"] <= table["seconds_ci_high"]).all()
+    width = table["seconds_ci_high"] - table["seconds_ci_low"]
+    assert (width > 0.02).all() and (width < 0.4).all()  # about 2 x 1.96 x 0.1 x 1.25 / 3
+    one = dict(replicate_tables(base, reps, ["B"]))
+    assert len(one) == 300 and set(one[0].columns) == set(base.columns)
+
+
+def test_no_resamples_no_replicates():
+    frame = points({1: [1.0, 2.0]})
+    reps = replicates(lambda table: point_times(table, "median"), {"table": frame}, ["B"], ["seconds"], n=0, seed=0)
+    assert reps.empty and list(reps.columns) == ["B", "seconds", "replicate"]
+    with pytest.raises(KeyError):
+        reps.groupby("B")["missing"]
