@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from moesd.figures.style import models_label, plt, save_figure, sns, style
+from moesd.figures.style import band, error_bars, models_label, plt, save_figure, sns, style
 from moesd.speedup import native
 
 
@@ -30,15 +30,18 @@ def speedup_figure(composed: pd.DataFrame, e2e: pd.DataFrame, stem: Path | None,
                 rows = rows.sort_values("B")
                 label = f"{key[0]}, T={key[1]:g} (sigma {rows['sigma'].iloc[0]:.2f})"
                 ax.plot(rows["B"], rows["speedup"], marker="o", ms=3, color=f"C{n}", label=label)
+                band(ax, rows, "B", "speedup", color=f"C{n}")
             measured = e2e[e2e["target"].isin(part["spec"]) & (e2e["gamma"] == gamma)]
             if not measured.empty:
                 ax.scatter(
                     measured["B"], measured["speedup"], marker="x", color="k", zorder=5, label="end to end (measured)"
                 )
+                error_bars(ax, measured, "B", "speedup", color="k")
             ax.axhline(1, color="0.5", lw=0.8)
             eff = part.drop_duplicates("B").sort_values("B")
             twin = ax.twinx()
             twin.plot(eff["B"], eff["target_efficiency"], ls="--", color="0.4", label="target efficiency")
+            band(twin, eff, "B", "target_efficiency", color="0.4")
             twin.set_ylim(0, max(1.05, 1.05 * eff["target_efficiency"].max()))
             twin.grid(False)
             ax.set_xscale("log", base=2)
@@ -62,7 +65,8 @@ def speedup_figure(composed: pd.DataFrame, e2e: pd.DataFrame, stem: Path | None,
         f"measured T_T(B,1), T_T(B,v), T_D(B,1) and T_reject(B) ({table['statistic'].iloc[0]} of the repeats; "
         f"v = {int(table['verify_s'].iloc[0] - table['gamma'].iloc[0])} + gamma tokens verified) and sigma "
         f"({table['sigma_source'].iloc[0]}); target efficiency (dashed, right axis); crosses: end-to-end "
-        f"T_AR/T_SD measured by the latency stage at the same gamma. Device: {device}; "
+        f"T_AR/T_SD measured by the latency stage at the same gamma. Bands and bars: intervals from resampling "
+        f"each point's raw repeats (sigma held at its measured value). Device: {device}; "
         f"{table['dtype'].iloc[0]}, experts: {', '.join(sorted(set(table['expert_impl'])))}. "
         f"Models: {models_label(table)}.",
     )

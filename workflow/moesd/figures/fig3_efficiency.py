@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from moesd.figures.style import models_label, plt, save_figure, sns, style
+from moesd.figures.style import band, models_label, plt, save_figure, sns, style
 from moesd.speedup import native
 
 
@@ -24,6 +24,8 @@ def target_efficiency_figure(composed: pd.DataFrame, stem: Path | None, device: 
             target=lambda f: f["model"] + np.where(f["E"] > 1, " (MoE, K=" + f["K"].astype(str) + ")", " (dense)")
         )
         sns.lineplot(part, x="B", y="target_efficiency", hue="target", marker="o", ax=ax)
+        for n, target in enumerate(dict.fromkeys(part["target"])):  # seaborn's hue order: first appearance
+            band(ax, part[part["target"] == target].sort_values("B"), "B", "target_efficiency", color=f"C{n}")
         ax.set_xscale("log", base=2)
         ax.set_ylim(0, max(1.05, 1.05 * table["target_efficiency"].max()))  # shared y: every panel's values
         ax.set_xlabel("batch size B")
@@ -34,7 +36,8 @@ def target_efficiency_figure(composed: pd.DataFrame, stem: Path | None, device: 
         fig,
         stem,
         "Fig. 3 analog. Target efficiency T_T(B,1)/T_T(B,v) against batch size for the MoE and dense "
-        f"targets, from this run's forward-time table ({table['statistic'].iloc[0]} of the repeats). "
+        f"targets, from this run's forward-time table ({table['statistic'].iloc[0]} of the repeats; bands: "
+        "intervals from resampling the raw repeats). "
         f"The paper: MoE rises then falls, dense only falls. Device: {device}; {table['dtype'].iloc[0]}. "
         f"Models: {models_label(table)}.",
     )

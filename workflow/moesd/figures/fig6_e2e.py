@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from moesd.figures.style import E2E_TIME, models_label, plt, save_figure, sns, style
+from moesd.figures.style import E2E_TIME, error_bars, models_label, plt, save_figure, sns, style
 
 
 def e2e_figure(e2e: pd.DataFrame, stem: Path | None, device: str):
@@ -18,6 +18,8 @@ def e2e_figure(e2e: pd.DataFrame, stem: Path | None, device: str):
     for ax, temp in zip(axes[:, 0], temps, strict=True):
         part = e2e[e2e["temperature"] == temp]
         sns.lineplot(part, x="B", y="speedup", hue="name", marker="o", ax=ax)
+        for n, name in enumerate(dict.fromkeys(part["name"])):  # seaborn's hue order: first appearance
+            error_bars(ax, part[part["name"] == name].sort_values("B"), "B", "speedup", color=f"C{n}")
         ax.axhline(1, color="0.5", lw=0.8)
         ax.set_xscale("log", base=2)
         ax.set_ylabel("end-to-end speedup T_AR / T_SD")
@@ -33,6 +35,6 @@ def e2e_figure(e2e: pd.DataFrame, stem: Path | None, device: str):
         f"Fig. 6 analog. End-to-end speedup T_AR/T_SD measured by the latency stage (same prompts, batch size "
         f"and output length; {e2e['statistic'].iloc[0]} of the repeats; timed: {E2E_TIME[e2e['e2e_time'].iloc[0]]}; "
         f"{', '.join(sorted(e2e['batching'].unique()))} batching, T_SD per the AR run's token count). "
-        f"Acceptance per pair: {sources}. "
+        f"Acceptance per pair: {sources}. Bars: intervals from resampling each point's repeats. "
         f"Targets: {models_label(e2e, 'name', 'target')}. Device: {device}.",
     )

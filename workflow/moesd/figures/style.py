@@ -35,6 +35,20 @@ def save_figure(fig, stem: str | Path | None, caption: str):
     return fig
 
 
+def band(ax, rows, x: str, y: str, **style) -> None:
+    """Shade Y's interval (Y_ci_low to Y_ci_high, from the resampled raw repeats) where the table has one."""
+    low, high = f"{y}_ci_low", f"{y}_ci_high"
+    if low in rows and high in rows and rows[low].notna().any():
+        ax.fill_between(rows[x], rows[low], rows[high], alpha=0.2, lw=0, **style)
+
+
+def error_bars(ax, rows, x: str, y: str, **style) -> None:
+    """Y's interval as error bars at each X where the table has one."""
+    low, high = f"{y}_ci_low", f"{y}_ci_high"
+    if low in rows and high in rows and rows[low].notna().any():
+        ax.errorbar(rows[x], rows[y], yerr=[rows[y] - rows[low], rows[high] - rows[y]], fmt="none", lw=0.8, **style)
+
+
 def models_label(table, name: str = "model", spec: str = "spec") -> str:
     """NAME = SPEC for every model of TABLE, each arch: spec marked as random weights (its router
     routes at random, not as a trained one would)."""
