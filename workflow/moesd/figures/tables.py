@@ -7,6 +7,7 @@ from __future__ import annotations
 import pandas as pd
 
 from moesd.figures.style import E2E_TIME
+from moesd.paper import paper_peaks
 from moesd.speedup import SETTING, native, peak_table
 
 
@@ -30,13 +31,36 @@ def peak_tables(composed: pd.DataFrame, e2e: pd.DataFrame, reference_k: int) -> 
         f"measured end to end ({E2E_TIME[e2e['e2e_time'].iloc[0]] if len(e2e) else 'none'}).",
         "",
     ]
+    paper = paper_beside()
+    lines += [
+        f"Beside each gamma, the paper's cell at the same dataset, temperature and gamma ({PAPER_REFERENCE}: "
+        "T_AR / T_SD in the paper's unstated units / sigma / x; the paper prints no B of the peak).",
+        "",
+    ]
     for source, part in peaks.groupby("source", sort=False):
         wide = part.assign(cell=[_cell(r) for r in part.itertuples(index=False)]).pivot_table(
             index=["model", "dataset", "temperature"], columns="gamma", values="cell", aggfunc="first"
         )
-        wide.columns = [f"gamma = {g}" for g in wide.columns]
+        columns = []
+        for gamma in wide.columns:
+            columns += [f"gamma = {gamma}", f"paper, gamma = {gamma}"]
+            wide[f"paper, gamma = {gamma}"] = [paper.get((d, t, gamma), "") for _, d, t in wide.index]
+        wide = wide.rename(columns={g: f"gamma = {g}" for g in wide.columns if not isinstance(g, str)})[columns]
         lines += [f"## {source}", "", wide.reset_index().to_markdown(index=False), ""]
     return peaks, "\n".join(lines)
+
+
+PAPER_REFERENCE = "Qwen2-57B-A14B + Qwen2-0.5B on 2xH800, Table 2"
+
+
+def paper_beside() -> dict[tuple, str]:
+    """The paper's Tables 1-2 cells of the headline pair and platform, by (dataset, temperature, gamma)."""
+    table = paper_peaks()
+    rows = table[(table["device"] == "2xH800") & (table["model"] == "Qwen2")]
+    return {
+        (r.dataset, float(r.temperature), int(r.gamma)): f"{r.T_AR:g} / {r.T_SD:g} / {r.sigma:.2f} / {r.speedup:.2f}"
+        for r in rows.itertuples(index=False)
+    }
 
 
 TABLE3_COLUMNS = ["m", "stride", "mse_fit", "mse_all", "mape_heldout", "fit_seconds", "batch_sizes_involved"]

@@ -1,0 +1,19 @@
+"""The Tables 1-2 analog: peaks per pair and setting, with the paper's cell beside each gamma."""
+
+import pandas as pd
+from moesd.figures.tables import peak_tables
+
+
+def test_peaks_stand_beside_the_papers_cells():
+    rows = [
+        {"model": "moe", "family": "f", "spec": "f", "K": 8, "E": 64, "draft": "d", "dataset": "humaneval",
+         "temperature": 0.0, "gamma": g, "B": b, "t_ar": 0.01, "t_sd": 0.01 / s, "sigma": 0.8, "speedup": s}
+        for g in (2, 4) for b, s in ((1, 1.2), (8, 1.9), (32, 1.4))
+    ]  # fmt: skip
+    e2e = pd.DataFrame(columns=["name", "draft", "dataset", "temperature", "gamma", "B", "t_ar", "t_sd", "sigma"])
+    peaks, markdown = peak_tables(pd.DataFrame(rows), e2e.assign(speedup=[], e2e_time=[]), reference_k=8)
+    assert list(peaks["B_peak"]) == [8, 8] and list(peaks["speedup"]) == [1.9, 1.9]
+    header = next(line for line in markdown.splitlines() if line.startswith("| model"))
+    assert header.index("gamma = 2") < header.index("paper, gamma = 2") < header.index("gamma = 4")
+    row = next(line for line in markdown.splitlines() if line.startswith("| moe"))
+    assert "(B=8)" in row and "/ 0.90 / 2.29" in row  # the paper's 2xH800 HumanEval T=0 gamma 4 cell, 2.29x
