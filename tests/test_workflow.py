@@ -217,7 +217,11 @@ def test_notebooks_ran_against_the_smoke_run(smoke_run, name):
     executed = nbformat.read(smoke_run / f"figures/smoke/notebooks/{name}.ipynb", as_version=4)
     outputs = [o for cell in executed.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.output_type == "error"]
-    assert any("image/png" in o.get("data", {}) for o in outputs)  # the figure was drawn
+    drawing = [cell for cell in executed.cells if cell.cell_type == "code" and "_figure(" in cell.source]
+    pngs = [o for cell in drawing for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert drawing and len(pngs) == len(drawing)  # every figure drawn, and shown once
+    assert any("verdict" in str(o.get("data", {})) and "support" in str(o.get("data", {})) for o in outputs)
+    assert executed.cells[0].cell_type == "markdown" and "What to look for" in executed.cells[0].source
     committed = nbformat.read(REPO_ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
     assert all(not cell.get("outputs") for cell in committed.cells if cell.cell_type == "code")  # stripped
     assert committed.metadata["language_info"]["name"] == "python"

@@ -7,8 +7,8 @@ rule claims_report:
         routing=ROUTING,
         compare=[str(path) for path in compare_tables(config)],  # analysis.compare_runs (C9)
     output:
-        markdown=report(f"{FIGURES}/claims.md", caption="../report/claims.rst", category="Claims"),
-        table=f"{FIGURES}/claims.csv",
+        markdown=report(CLAIMS["md"], caption="../report/claims.rst", category="Claims"),
+        table=CLAIMS["csv"],
     params:
         speedup=folder_of("input.speedup"),
         fit=folder_of("input.fit"),

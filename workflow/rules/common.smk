@@ -35,6 +35,7 @@ SPEEDUP = {
 FIT = {name: f"{RUNS}/fit/{name}" for name in ("params.json", "predictions.csv", "curves.csv", "metrics.csv")}
 FIT_QUALITY = {ext: f"{FIGURES}/fit_quality.{ext}" for ext in ("csv", "md")}
 MEASURED_TABLES = {ext: f"{FIGURES}/tables_1_2.{ext}" for ext in ("csv", "md")}
+CLAIMS = {ext: f"{FIGURES}/claims.{ext}" for ext in ("md", "csv")}
 ENV = f"{RUNS}/env.json"
 THEORY_TABLES = ("saturation.csv", "roofline_speedup.csv", "fit_quality.csv", "fit_quality.md")
 THEORY_OUTPUTS = [f"{FIGURES}/theory/{name}.{ext}" for name in (*THEORY_FIGURES, "sparsity_fit") for ext in ("png", "pdf")]

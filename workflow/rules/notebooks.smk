@@ -13,6 +13,7 @@ rule notebook:
             list(FIT_QUALITY.values()),
             f"{RUNS}/config.json",
             ROUTING,
+            CLAIMS["csv"],  # each notebook shows its claims' verdicts
         ],
     output:
         f"{FIGURES}/notebooks/{{notebook}}.ipynb",
