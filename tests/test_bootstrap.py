@@ -58,3 +58,30 @@ def test_no_resamples_no_replicates():
     assert reps.empty and list(reps.columns) == ["B", "seconds", "replicate"]
     with pytest.raises(KeyError):
         reps.groupby("B")["missing"]
+
+
+def test_sigma_resamples_draw_whole_prompts():
+    from moesd.acceptance import summarise
+    from moesd.bootstrap import sigma_replicates
+    from moesd.speedup import SETTING, sigma_resampled
+
+    rng = np.random.default_rng(2)
+    rows = []
+    for prompt in range(40):  # prompts differ: some accept everything, some little
+        rate = rng.uniform(0.2, 1.0)
+        rows += [(prompt, r, int(rng.binomial(4, rate))) for r in range(10)]
+    rounds = pd.DataFrame(rows, columns=["prompt_index", "round", "accepted"]).assign(
+        target="t", draft="d", dataset="humaneval", temperature=0.0, gamma=4, distinct_fraction=1.0
+    )
+    measured = float(summarise(rounds)["sigma"].iloc[0])
+    reps = sigma_replicates(rounds, SETTING, n=300, seed=0)
+    sigmas = np.array([float(r["sigma"].iloc[0]) for r in reps])
+    assert abs(sigmas.mean() - measured) < 0.01 and 0.01 < sigmas.std() < 0.1
+    one = rounds[rounds["prompt_index"] == 0]  # one prompt: every resample draws the same rounds
+    assert {round(float(r["sigma"].iloc[0]), 12) for r in sigma_replicates(one, SETTING, n=20, seed=0)} == {
+        round(float(summarise(one)["sigma"].iloc[0]), 12)
+    }
+    table = pd.DataFrame({"dataset": ["humaneval", "mtbench"], "temperature": 0.0, "gamma": 4, "sigma": [0.5, 0.6]})
+    swapped = sigma_resampled(table, reps[0])
+    assert swapped["sigma"].tolist() == [float(reps[0]["sigma"].iloc[0]), 0.6]  # no resample for mtbench: kept
+    assert sigma_resampled(table, None) is table

@@ -5,8 +5,9 @@ replicates are kept as tables, so that the claims stage can ask how often each v
 a resample (its support).
 
 What is resampled: the latency stage's repeats (T_T, T_D, T_reject, and the end-to-end runs'
-repeats). What is not: sigma, which the acceptance stage measured once over its prompts (the
-intervals are those of the timing noise at the measured sigma).
+repeats) and, where the acceptance stage measured sigma, its prompts (every round of a drawn
+prompt together: the rounds of one prompt are not independent). The paper's Table 2 sigma, where
+a run has no measured pair, is held fixed.
 """
 
 from __future__ import annotations
@@ -39,12 +40,39 @@ def resample_repeats(frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFr
     return out
 
 
-def replicates(compute, tables: dict[str, pd.DataFrame], keys: list[str], columns: list[str], n: int, seed: int):
-    """COMPUTE(**resampled TABLES) N times; the KEYS and COLUMNS of each result, with `replicate`."""
+def sigma_replicates(rounds: pd.DataFrame, keys: list[str], n: int, seed: int) -> list[pd.DataFrame]:
+    """N resamples of sigma (Eq. 5: mean accepted length over gamma + 1) per KEYS setting of the
+    acceptance stage's ROUNDS, drawing each setting's prompts with replacement (a prompt's rounds
+    together). Each resample is a table of KEYS and sigma."""
+    rng = np.random.default_rng(seed)
+    per_prompt = (
+        rounds.assign(length=rounds["accepted"] + 1)
+        .groupby([*keys, "prompt_index"], sort=True)["length"]
+        .agg(["sum", "count"])
+        .reset_index()
+    )
+    settings = [(key, part[["sum", "count"]].to_numpy(float)) for key, part in per_prompt.groupby(keys, sort=True)]
+    out = []
+    for _ in range(n):
+        rows = []
+        for key, sums in settings:
+            drawn = sums[rng.integers(len(sums), size=len(sums))]
+            gamma = key[keys.index("gamma")]
+            rows.append((*key, drawn[:, 0].sum() / drawn[:, 1].sum() / (gamma + 1)))
+        out.append(pd.DataFrame(rows, columns=[*keys, "sigma"]))
+    return out
+
+
+def replicates(
+    compute, tables: dict[str, pd.DataFrame], keys: list[str], columns: list[str], n: int, seed: int, extra=None
+):
+    """COMPUTE(**resampled TABLES, **EXTRA(i)) N times; the KEYS and COLUMNS of each result, with
+    `replicate`. EXTRA gives each resample's further inputs (a resampled sigma table, say)."""
     rng = np.random.default_rng(seed)
     parts = []
     for i in range(n):
-        result = compute(**{name: resample_repeats(table, rng) for name, table in tables.items()})
+        inputs = {name: resample_repeats(table, rng) for name, table in tables.items()}
+        result = compute(**inputs, **(extra(i) if extra else {}))
         parts.append(result[keys + columns].assign(replicate=i))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[*keys, *columns, "replicate"])
 

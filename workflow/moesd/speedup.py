@@ -38,6 +38,15 @@ def point_times(frame: pd.DataFrame, statistic: str, column: str = "seconds") ->
     return stat.astype(float).rename("seconds").reset_index()
 
 
+def sigma_resampled(sigmas: pd.DataFrame, resample: pd.DataFrame | None) -> pd.DataFrame:
+    """SIGMAS (sigma_table) with sigma replaced by RESAMPLE's (bootstrap.sigma_replicates) where
+    this pair's acceptance was measured; unchanged for the paper's sigma or without a resample."""
+    if resample is None:
+        return sigmas
+    merged = sigmas.merge(resample.rename(columns={"sigma": "resampled"}), on=SETTING, how="left")
+    return merged.assign(sigma=merged["resampled"].fillna(merged["sigma"])).drop(columns="resampled")
+
+
 def sigma_table(summary: pd.DataFrame | None, target: str | None, draft: str | None) -> pd.DataFrame:
     """sigma per (dataset, temperature, gamma): measured by the acceptance stage for one pair, or,
     without one, the paper's Table 2 sigma (Qwen2 pair, 2xH800), labelled as such."""

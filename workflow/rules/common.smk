@@ -26,6 +26,7 @@ STAGE_SECTIONS = {
 MODELS_MANIFEST = [f"{RUNS}/models/manifest.json"] if uses_trained_pair(config) else []
 PROMPTS_STATS = f"{RUNS}/prompts/stats.csv"
 ACCEPTANCE_SUMMARY = [f"{RUNS}/acceptance/summary.csv"] if config["pairs"] else []
+ACCEPTANCE_ROUNDS = [f"{RUNS}/acceptance/rounds.csv"] if config["pairs"] else []
 ROUTING = [f"{RUNS}/acceptance/routing.csv"] if config["pairs"] else []
 ROUTING_FIGURES = [f"{FIGURES}/acceptance/routing.{ext}" for ext in ("png", "pdf")] if config["pairs"] else []
 LATENCY = {name: f"{RUNS}/latency/{name}.csv" for name in ("forward", "draft", "reject", "e2e")}

@@ -5,6 +5,7 @@ rule speedup:
         config=f"{RUNS}/config/analysis.json",
         latency=list(LATENCY.values()),
         acceptance=ACCEPTANCE_SUMMARY,
+        rounds=ACCEPTANCE_ROUNDS,
         env=ENV,
     output:
         **SPEEDUP,
@@ -12,12 +13,14 @@ rule speedup:
         latency=folder_of("input.latency"),
         out=folder_of("output.composed"),
         acceptance=lambda wildcards, input: f"--acceptance {input.acceptance}" if input.acceptance else "",
+        rounds=lambda wildcards, input: f"--rounds {input.rounds}" if input.rounds else "",
     log:
         f"{LOGS}/speedup.log",
     conda:
         "../../envs/cpu.yaml"
     shell:
-        "moesd speedup --config {input.config} --latency {params.latency} {params.acceptance} --env {input.env} "
+        "moesd speedup --config {input.config} --latency {params.latency} {params.acceptance} {params.rounds} "
+        "--env {input.env} "
         "--out {params.out} > {log} 2>&1"
 
 

@@ -19,7 +19,7 @@ def _read(path: Path, what: str):
 
 def cmd_speedup(args) -> int:
     from moesd.bandwidth import ar_bandwidth
-    from moesd.bootstrap import replicates, with_intervals
+    from moesd.bootstrap import replicates, sigma_replicates, with_intervals
     from moesd.config import declared_drafts, load_config, sigma_pair
     from moesd.hardware import load_hardware
     from moesd.io import write_csv
@@ -27,9 +27,11 @@ def cmd_speedup(args) -> int:
         COMPOSED_KEYS,
         COMPOSED_VALUES,
         E2E_KEYS,
+        SETTING,
         compose,
         e2e_speedups,
         sigma_adjusted,
+        sigma_resampled,
         sigma_table,
     )
 
@@ -46,12 +48,12 @@ def cmd_speedup(args) -> int:
     sigmas = sigma_table(summary, *(pair["target"], pair["draft"]) if pair else (None, None))
     drafts_of = declared_drafts(config["latency"]["models"])
 
-    def composed_of(forward, draft, reject):
+    def composed_of(forward, draft, reject, sigma_resample=None):
         table = compose(
             forward,
             draft,
             reject,
-            sigmas,
+            sigma_resampled(sigmas, sigma_resample),
             statistic=analysis["statistic"],
             verify_tokens=analysis["verify_tokens"],
             drafts_of=drafts_of,
@@ -65,7 +67,13 @@ def cmd_speedup(args) -> int:
     composed, e2e = composed_of(**components), e2e_of(latency["e2e"])
     # every number with its spread: the raw repeats resampled (moesd.bootstrap)
     n, seed, level = analysis["bootstrap_resamples"], analysis["bootstrap_seed"], analysis["confidence"]
-    composed_reps = replicates(composed_of, components, COMPOSED_KEYS, COMPOSED_VALUES, n, seed)
+    # sigma's own spread: the acceptance stage's prompts resampled (where this run measured sigma)
+    rounds = _read(args.rounds, "acceptance rounds") if args.rounds and pair is not None else None
+    if rounds is not None:
+        rounds = rounds[(rounds["target"] == pair["target"]) & (rounds["draft"] == pair["draft"])]
+    sigma_reps = sigma_replicates(rounds, SETTING, n, seed + 1) if rounds is not None and len(rounds) else None
+    extra = (lambda i: {"sigma_resample": sigma_reps[i]}) if sigma_reps else None
+    composed_reps = replicates(composed_of, components, COMPOSED_KEYS, COMPOSED_VALUES, n, seed, extra)
     e2e_reps = replicates(e2e_of, {"e2e": latency["e2e"]}, E2E_KEYS, ["speedup"], n if len(e2e) else 0, seed)
     if n:
         composed = with_intervals(composed, composed_reps, COMPOSED_KEYS, COMPOSED_VALUES, level)
@@ -124,6 +132,7 @@ def add_parsers(sub) -> None:
         out="output folder (composed.csv, e2e.csv, bandwidth.csv)",
     )
     p.add_argument("--acceptance", type=Path, help="the acceptance stage's summary.csv (measured sigma)")
+    p.add_argument("--rounds", type=Path, help="the acceptance stage's rounds.csv (sigma resampled over prompts)")
 
     add_command(
         sub,
