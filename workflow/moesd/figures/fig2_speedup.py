@@ -66,7 +66,7 @@ def speedup_figure(composed: pd.DataFrame, e2e: pd.DataFrame, stem: Path | None,
         f"v = {int(table['verify_s'].iloc[0] - table['gamma'].iloc[0])} + gamma tokens verified) and sigma "
         f"({table['sigma_source'].iloc[0]}); target efficiency (dashed, right axis); crosses: end-to-end "
         f"T_AR/T_SD measured by the latency stage at the same gamma. Bands and bars: intervals from resampling "
-        f"each point's raw repeats (sigma held at its measured value). Device: {device}; "
+        f"each point's raw repeats and the acceptance stage's prompts (moesd.bootstrap). Device: {device}; "
         f"{table['dtype'].iloc[0]}, experts: {', '.join(sorted(set(table['expert_impl'])))}. "
         f"Models: {models_label(table)}.",
     )
