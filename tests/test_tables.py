@@ -17,3 +17,10 @@ def test_peaks_stand_beside_the_papers_cells():
     assert header.index("gamma = 2") < header.index("paper, gamma = 2") < header.index("gamma = 4")
     row = next(line for line in markdown.splitlines() if line.startswith("| moe"))
     assert "(B=8)" in row and "/ 0.90 / 2.29" in row  # the paper's 2xH800 HumanEval T=0 gamma 4 cell, 2.29x
+
+
+def test_fig2_marks_the_papers_printed_peak():
+    from moesd.figures.fig2_speedup import paper_peak
+
+    assert paper_peak(4) == 2.29 and paper_peak(2) is not None  # Table 2, 2xH800, HumanEval, T = 0
+    assert paper_peak(7) is None  # the paper printed gamma 2, 3 and 4 only

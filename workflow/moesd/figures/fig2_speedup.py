@@ -12,6 +12,18 @@ import pandas as pd
 from moesd.figures.style import band, error_bars, models_label, plt, save_figure, sns, style
 from moesd.speedup import native
 
+PAPER_PEAK_LABEL = "Qwen2-57B + 0.5B, 2xH800, HumanEval, T=0"
+
+
+def paper_peak(gamma: int) -> float | None:
+    """The paper's Table 2 peak speedup of its headline setting at GAMMA (None where it printed none)."""
+    from moesd.paper import paper_cell
+
+    try:
+        return float(paper_cell("2xH800", gamma=gamma)["speedup"])
+    except IndexError:  # the paper printed gamma 2, 3 and 4 only
+        return None
+
 
 def speedup_figure(composed: pd.DataFrame, e2e: pd.DataFrame, stem: Path | None, device: str, reference_k: int):
     """Fig. 2: composed speedup against B (left axis, one line per dataset and temperature, sigma
@@ -38,6 +50,9 @@ def speedup_figure(composed: pd.DataFrame, e2e: pd.DataFrame, stem: Path | None,
                 )
                 error_bars(ax, measured, "B", "speedup", color="k")
             ax.axhline(1, color="0.5", lw=0.8)
+            printed = paper_peak(gamma)
+            if printed is not None:  # the paper's Table 2 peak at this gamma, for scale (not the same models)
+                ax.axhline(printed, color="0.3", ls=":", lw=1, label=f"paper peak, {PAPER_PEAK_LABEL}: {printed:.2f}")
             eff = part.drop_duplicates("B").sort_values("B")
             twin = ax.twinx()
             twin.plot(eff["B"], eff["target_efficiency"], ls="--", color="0.4", label="target efficiency")
@@ -66,7 +81,9 @@ def speedup_figure(composed: pd.DataFrame, e2e: pd.DataFrame, stem: Path | None,
         f"v = {int(table['verify_s'].iloc[0] - table['gamma'].iloc[0])} + gamma tokens verified) and sigma "
         f"({table['sigma_source'].iloc[0]}); target efficiency (dashed, right axis); crosses: end-to-end "
         f"T_AR/T_SD measured by the latency stage at the same gamma. Bands and bars: intervals from resampling "
-        f"each point's raw repeats and the acceptance stage's prompts (moesd.bootstrap). Device: {device}; "
+        f"each point's raw repeats and the acceptance stage's prompts (moesd.bootstrap). Dotted: the paper's printed "
+        f"peak at the panel's gamma ({PAPER_PEAK_LABEL}, Table 2), for scale: other models and hardware. "
+        f"Device: {device}; "
         f"{table['dtype'].iloc[0]}, experts: {', '.join(sorted(set(table['expert_impl'])))}. "
         f"Models: {models_label(table)}.",
     )
