@@ -52,7 +52,7 @@ def speedup_figure(composed: pd.DataFrame, e2e: pd.DataFrame, stem: Path | None,
             ax.axhline(1, color="0.5", lw=0.8)
             printed = paper_peak(gamma)
             if printed is not None:  # the paper's Table 2 peak at this gamma, for scale (not the same models)
-                ax.axhline(printed, color="0.3", ls=":", lw=1, label=f"paper peak, {PAPER_PEAK_LABEL}: {printed:.2f}")
+                ax.axhline(printed, color="0.3", ls=":", lw=1, label=f"paper peak (Table 2): {printed:.2f}")
             eff = part.drop_duplicates("B").sort_values("B")
             twin = ax.twinx()
             twin.plot(eff["B"], eff["target_efficiency"], ls="--", color="0.4", label="target efficiency")
