@@ -18,14 +18,19 @@ import pandas as pd
 REPEAT_VALUES = ("seconds", "prefill_seconds")  # values of one timed repeat, drawn together
 
 
+def point_keys(frame: pd.DataFrame, also=()) -> list[str]:
+    """The columns that identify one measured point of a latency table: all but the repeat label,
+    the per-repeat values (and ALSO)."""
+    return [c for c in frame.columns if c not in ("repeat", *REPEAT_VALUES, *also)]
+
+
 def resample_repeats(frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
     """FRAME with each point's repeat values drawn with replacement from that point's own repeats
     (the same number of repeats, the repeat labels kept; the values of one repeat stay together)."""
     values = [c for c in REPEAT_VALUES if c in frame.columns]
     if frame.empty or not values:
         return frame
-    keys = [c for c in frame.columns if c not in ("repeat", *values)]
-    group = frame.groupby(keys, dropna=False, sort=False).ngroup().to_numpy()
+    group = frame.groupby(point_keys(frame), dropna=False, sort=False).ngroup().to_numpy()
     order = np.argsort(group, kind="stable")  # rows of one point next to each other
     grouped = group[order]
     starts = np.searchsorted(grouped, grouped, side="left")

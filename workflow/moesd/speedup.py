@@ -16,8 +16,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from moesd.bootstrap import point_keys
 from moesd.models.spec import parse_spec
-from moesd.paper import paper_peaks
+from moesd.paper import HEADLINE_DEVICE, HEADLINE_MODEL, headline_cells
 from moesd.theory import verified_tokens
 
 STATISTICS = ("median", "mean_last5")
@@ -32,8 +33,7 @@ def point_times(frame: pd.DataFrame, statistic: str, column: str = "seconds") ->
     if statistic not in STATISTICS:
         raise ValueError(f"analysis.statistic must be one of {STATISTICS}, got {statistic!r}")
     ok = frame[frame["status"] == "ok"].sort_values("repeat", kind="stable")
-    keep = [c for c in ok.columns if c not in ("repeat", "seconds", "prefill_seconds", column)]
-    values = ok.groupby(keep, dropna=False, sort=False)[column]
+    values = ok.groupby(point_keys(ok, (column,)), dropna=False, sort=False)[column]
     stat = values.median() if statistic == "median" else values.agg(lambda v: v.iloc[-5:].mean())
     return stat.astype(float).rename("seconds").reset_index()
 
@@ -57,11 +57,9 @@ def sigma_table(summary: pd.DataFrame | None, target: str | None, draft: str | N
         out = rows[SETTING + ["sigma", "alpha"]].copy()
         out["sigma_source"] = f"measured ({target} / {draft})"
         return out.reset_index(drop=True)
-    paper = paper_peaks()
-    rows = paper[(paper["device"] == "2xH800") & (paper["model"] == "Qwen2")]
-    out = rows[SETTING + ["sigma"]].copy()
+    out = headline_cells()[SETTING + ["sigma"]].copy()
     out["alpha"] = np.nan
-    out["sigma_source"] = "paper Table 2 (Qwen2, 2xH800)"
+    out["sigma_source"] = f"paper Table 2 ({HEADLINE_MODEL}, {HEADLINE_DEVICE})"
     return out.reset_index(drop=True)
 
 
@@ -207,3 +205,41 @@ def fit_measurements(composed: pd.DataFrame, dataset: str, temperature: float) -
         shared = set.intersection(*per_k)  # the sweep's gammas: those measured at every K
         families[family] = part[part["gamma"].isin(shared)].reset_index(drop=True)
     return {family: part for family, part in families.items() if not part.empty}
+
+
+def speedup_tables(latency: dict, sigmas: pd.DataFrame, pair: dict | None, rounds, drafts_of: dict, analysis: dict):
+    """The speedup stage's tables from the latency stage's (forward, draft, reject, e2e) and
+    SIGMAS: composed speedups (Eq. 4, declared pairs only) and end-to-end ones, each with the
+    intervals of analysis.bootstrap_resamples resamples (moesd.bootstrap) of the raw repeats and,
+    where the acceptance stage measured PAIR's sigma, of its ROUNDS' prompts. Returns (composed,
+    e2e, composed replicates, e2e replicates)."""
+    from moesd.bootstrap import replicates, sigma_replicates, with_intervals
+
+    def composed_of(forward, draft, reject, sigma_resample=None):
+        table = compose(
+            forward,
+            draft,
+            reject,
+            sigma_resampled(sigmas, sigma_resample),
+            statistic=analysis["statistic"],
+            verify_tokens=analysis["verify_tokens"],
+            drafts_of=drafts_of,
+        )
+        return table.assign(speedup_sigma_adjusted=sigma_adjusted(table, analysis["reference_k"]))
+
+    def e2e_of(e2e):
+        return e2e_speedups(e2e, analysis["statistic"], analysis["e2e_time"])
+
+    components = {name: latency[name] for name in ("forward", "draft", "reject")}
+    composed, e2e = composed_of(**components), e2e_of(latency["e2e"])
+    n, seed, level = analysis["bootstrap_resamples"], analysis["bootstrap_seed"], analysis["confidence"]
+    if rounds is not None and pair is not None:  # sigma's own spread: this pair's prompts resampled
+        rounds = rounds[(rounds["target"] == pair["target"]) & (rounds["draft"] == pair["draft"])]
+    sigma_reps = sigma_replicates(rounds, SETTING, n, seed + 1) if rounds is not None and len(rounds) else None
+    extra = (lambda i: {"sigma_resample": sigma_reps[i]}) if sigma_reps else None
+    composed_reps = replicates(composed_of, components, COMPOSED_KEYS, COMPOSED_VALUES, n, seed, extra)
+    e2e_reps = replicates(e2e_of, {"e2e": latency["e2e"]}, E2E_KEYS, ["speedup"], n if len(e2e) else 0, seed)
+    if n:
+        composed = with_intervals(composed, composed_reps, COMPOSED_KEYS, COMPOSED_VALUES, level)
+        e2e = with_intervals(e2e, e2e_reps, E2E_KEYS, ["speedup"], level) if len(e2e) else e2e
+    return composed, e2e, composed_reps, e2e_reps

@@ -19,21 +19,10 @@ def _read(path: Path, what: str):
 
 def cmd_speedup(args) -> int:
     from moesd.bandwidth import ar_bandwidth
-    from moesd.bootstrap import replicates, sigma_replicates, with_intervals
     from moesd.config import declared_drafts, load_config, sigma_pair
     from moesd.hardware import load_hardware
     from moesd.io import write_csv
-    from moesd.speedup import (
-        COMPOSED_KEYS,
-        COMPOSED_VALUES,
-        E2E_KEYS,
-        SETTING,
-        compose,
-        e2e_speedups,
-        sigma_adjusted,
-        sigma_resampled,
-        sigma_table,
-    )
+    from moesd.speedup import sigma_table, speedup_tables
 
     config = load_config(args.config)
     analysis = config["analysis"]
@@ -46,47 +35,19 @@ def cmd_speedup(args) -> int:
     if pair is not None and summary is None:
         raise ValueError(f"analysis.sigma_pair {pair['name']!r}: the acceptance summary (--acceptance) is needed")
     sigmas = sigma_table(summary, *(pair["target"], pair["draft"]) if pair else (None, None))
-    drafts_of = declared_drafts(config["latency"]["models"])
-
-    def composed_of(forward, draft, reject, sigma_resample=None):
-        table = compose(
-            forward,
-            draft,
-            reject,
-            sigma_resampled(sigmas, sigma_resample),
-            statistic=analysis["statistic"],
-            verify_tokens=analysis["verify_tokens"],
-            drafts_of=drafts_of,
-        )
-        return table.assign(speedup_sigma_adjusted=sigma_adjusted(table, analysis["reference_k"]))
-
-    def e2e_of(e2e):
-        return e2e_speedups(e2e, analysis["statistic"], analysis["e2e_time"])
-
-    components = {name: latency[name] for name in ("forward", "draft", "reject")}
-    composed, e2e = composed_of(**components), e2e_of(latency["e2e"])
-    # every number with its spread: the raw repeats resampled (moesd.bootstrap)
-    n, seed, level = analysis["bootstrap_resamples"], analysis["bootstrap_seed"], analysis["confidence"]
-    # sigma's own spread: the acceptance stage's prompts resampled (where this run measured sigma)
     rounds = _read(args.rounds, "acceptance rounds") if args.rounds and pair is not None else None
-    if rounds is not None:
-        rounds = rounds[(rounds["target"] == pair["target"]) & (rounds["draft"] == pair["draft"])]
-    sigma_reps = sigma_replicates(rounds, SETTING, n, seed + 1) if rounds is not None and len(rounds) else None
-    extra = (lambda i: {"sigma_resample": sigma_reps[i]}) if sigma_reps else None
-    composed_reps = replicates(composed_of, components, COMPOSED_KEYS, COMPOSED_VALUES, n, seed, extra)
-    e2e_reps = replicates(e2e_of, {"e2e": latency["e2e"]}, E2E_KEYS, ["speedup"], n if len(e2e) else 0, seed)
-    if n:
-        composed = with_intervals(composed, composed_reps, COMPOSED_KEYS, COMPOSED_VALUES, level)
-        e2e = with_intervals(e2e, e2e_reps, E2E_KEYS, ["speedup"], level) if len(e2e) else e2e
+    drafts_of = declared_drafts(config["latency"]["models"])
+    hardware = load_hardware(f"probe:{args.env}")  # the device every row was measured on (C9); before long work
+    composed, e2e, composed_reps, e2e_reps = speedup_tables(latency, sigmas, pair, rounds, drafts_of, analysis)
     write_csv(args.out / "composed_bootstrap.csv", composed_reps)
     write_csv(args.out / "e2e_bootstrap.csv", e2e_reps)
-    hardware = load_hardware(f"probe:{args.env}")  # the device every row was measured on (C9)
     for table in (composed, e2e):
         table["hardware"], table["ridge_point"] = hardware.name, hardware.ridge_point
     bandwidth = ar_bandwidth(latency["forward"], hardware.bandwidth, analysis["statistic"])
     write_csv(args.out / "composed.csv", composed)
     write_csv(args.out / "e2e.csv", e2e)
     write_csv(args.out / "bandwidth.csv", bandwidth)
+    n = analysis["bootstrap_resamples"]
     print(f"{len(composed)} composed speedups, {len(e2e)} end-to-end speedups ({n} resamples) -> {args.out}")
     for row in bandwidth.itertuples():
         print(

@@ -10,17 +10,16 @@ from pathlib import Path
 import pandas as pd
 
 from moesd.figures.style import band, error_bars, models_label, plt, save_figure, sns, style
+from moesd.paper import HEADLINE_LABEL
 from moesd.speedup import native
-
-PAPER_PEAK_LABEL = "Qwen2-57B + 0.5B, 2xH800, HumanEval, T=0"
 
 
 def paper_peak(gamma: int) -> float | None:
     """The paper's Table 2 peak speedup of its headline setting at GAMMA (None where it printed none)."""
-    from moesd.paper import paper_cell
+    from moesd.paper import HEADLINE_DEVICE, paper_cell
 
     try:
-        return float(paper_cell("2xH800", gamma=gamma)["speedup"])
+        return float(paper_cell(HEADLINE_DEVICE, gamma=gamma)["speedup"])
     except IndexError:  # the paper printed gamma 2, 3 and 4 only
         return None
 
@@ -82,7 +81,7 @@ def speedup_figure(composed: pd.DataFrame, e2e: pd.DataFrame, stem: Path | None,
         f"({table['sigma_source'].iloc[0]}); target efficiency (dashed, right axis); crosses: end-to-end "
         f"T_AR/T_SD measured by the latency stage at the same gamma. Bands and bars: intervals from resampling "
         f"each point's raw repeats and the acceptance stage's prompts (moesd.bootstrap). Dotted: the paper's printed "
-        f"peak at the panel's gamma ({PAPER_PEAK_LABEL}, Table 2), for scale: other models and hardware. "
+        f"peak at the panel's gamma ({HEADLINE_LABEL}, HumanEval, T=0), for scale: other models and hardware. "
         f"Device: {device}; "
         f"{table['dtype'].iloc[0]}, experts: {', '.join(sorted(set(table['expert_impl'])))}. "
         f"Models: {models_label(table)}.",

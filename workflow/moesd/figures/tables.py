@@ -7,7 +7,7 @@ from __future__ import annotations
 import pandas as pd
 
 from moesd.figures.style import E2E_TIME
-from moesd.paper import paper_peaks
+from moesd.paper import HEADLINE_LABEL, headline_cells
 from moesd.speedup import SETTING, native, peak_table
 
 
@@ -33,7 +33,7 @@ def peak_tables(composed: pd.DataFrame, e2e: pd.DataFrame, reference_k: int) -> 
     ]
     paper = paper_beside()
     lines += [
-        f"Beside each gamma, the paper's cell at the same dataset, temperature and gamma ({PAPER_REFERENCE}: "
+        f"Beside each gamma, the paper's cell at the same dataset, temperature and gamma ({HEADLINE_LABEL}: "
         "T_AR / T_SD in the paper's unstated units / sigma / x; the paper prints no B of the peak).",
         "",
     ]
@@ -50,13 +50,9 @@ def peak_tables(composed: pd.DataFrame, e2e: pd.DataFrame, reference_k: int) -> 
     return peaks, "\n".join(lines)
 
 
-PAPER_REFERENCE = "Qwen2-57B-A14B + Qwen2-0.5B on 2xH800, Table 2"
-
-
 def paper_beside() -> dict[tuple, str]:
     """The paper's Tables 1-2 cells of the headline pair and platform, by (dataset, temperature, gamma)."""
-    table = paper_peaks()
-    rows = table[(table["device"] == "2xH800") & (table["model"] == "Qwen2")]
+    rows = headline_cells()
     return {
         (r.dataset, float(r.temperature), int(r.gamma)): f"{r.T_AR:g} / {r.T_SD:g} / {r.sigma:.2f} / {r.speedup:.2f}"
         for r in rows.itertuples(index=False)
