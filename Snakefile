@@ -7,7 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))  # the package, even if not installed
 
-from moesd.config import ConfigError, compare_tables, uses_trained_pair, validate_config
+from moesd.config import ConfigError, compare_tables, config_part, prompt_sources, uses_trained_pair, validate_config
 
 
 START = time.time()

@@ -1,4 +1,4 @@
-"""The AR step's achieved bandwidth: weights actually read over time over the copy bandwidth."""
+"""The AR step's achieved bandwidth: weights actually read over time over the read (and copy) bandwidth."""
 
 import math
 
@@ -27,7 +27,7 @@ def test_every_expert_read_means_every_weight_but_the_embedding_lookup():
     assert weight_bytes(DENSE, math.nan, "bfloat16") == 2 * dense.dense_params() > 0
 
 
-def test_fraction_of_the_copy_bandwidth_per_target_and_batch_size():
+def test_fraction_of_the_read_and_copy_bandwidth_per_target_and_batch_size():
     rows = []
     for spec, model, distinct in ((MOE, "moe", 12.0), (DENSE, "dense", math.nan)):
         for batch, seconds in ((1, 0.002), (32, 0.004)):
@@ -38,7 +38,7 @@ def test_fraction_of_the_copy_bandwidth_per_target_and_batch_size():
                 )  # fmt: skip
     rows.append(rows[0] | {"s": 5, "seconds": 1.0})  # verification forwards are not AR steps
     rows.append(rows[0] | {"role": "draft", "model": "d"})
-    table = ar_bandwidth(pd.DataFrame(rows), 1e9)
+    table = ar_bandwidth(pd.DataFrame(rows), 1e9, 2e9)
     assert sorted(zip(table["model"], table["B"], strict=True)) == [
         ("dense", 1),
         ("dense", 32),
@@ -50,3 +50,4 @@ def test_fraction_of_the_copy_bandwidth_per_target_and_batch_size():
     counts = _counts(MOE)  # 12 distinct experts per MoE layer, 2 bytes per parameter
     assert moe["weight_bytes"] == 2 * (counts.dense_params() + 12 * counts.routed_expert_one)
     assert moe["bandwidth_fraction"] == pytest.approx(moe["weight_bytes"] / 0.004 / 1e9)
+    assert moe["copy_fraction"] == pytest.approx(moe["bandwidth_fraction"] / 2)

@@ -110,3 +110,21 @@ def test_targets_are_paired_with_their_declared_draft():
         validate_config(two)
     one = validate_config({})  # the default config times one draft: every target takes it
     assert set(declared_drafts(one["latency"]["models"]).values()) == {"draft"}
+
+
+def test_prompt_ids_need_a_pair_and_their_prompt_set_is_encoded():
+    from moesd.config import config_part, prompt_sources
+
+    models = [{"name": "t", "role": "target", "spec": "trained:target"}, {"name": "d", "role": "draft", "spec": "arch:qwen2-0.5b"}]  # fmt: skip
+    pair = {"name": "p", "target": "trained:target", "draft": "trained:draft"}
+    config = {"pairs": [pair], "latency": {"models": models, "context": {"ids": "prompts", "ids_dataset": "mtbench"}}}
+    with pytest.raises(ConfigError, match=r"^config error: latency\.models\.1\.spec: context\.ids is prompts, but 'd'"):
+        validate_config(copy.deepcopy(config))
+    config["latency"]["context"]["ids"] = "auto"  # auto: random ids for the model of no pair
+    config = validate_config(config)
+    assert prompt_sources(config) == ["humaneval", "mtbench"]  # the acceptance sets, then the ids' set
+    config["latency"]["context"]["ids"] = "random"
+    config["acceptance"]["datasets"] = ["mtbench"]
+    assert prompt_sources(config) == ["mtbench", "humaneval"]  # humaneval: the context lengths' source
+    part = config_part(config, ["pairs", "latency.context"])
+    assert part == {"pairs": [pair], "latency": {"context": config["latency"]["context"]}}

@@ -1,7 +1,7 @@
 import json
 
 import pytest
-from moesd.hardware import HardwareError, load_hardware, probe_hardware
+from moesd.hardware import HardwareError, last_level_cache_bytes, load_hardware, probe_hardware
 
 
 @pytest.mark.parametrize(("name", "ridge"), [("A800", 153), ("H800", 295), ("L40", 209), ("A100", 153), ("H200", 206)])
@@ -26,10 +26,14 @@ def test_unknown_and_ambiguous_names():
 
 
 def test_probe_measures_cpu_and_round_trips(tmp_path):
-    probe = probe_hardware("cpu", copy_mib=16, matmul_n=256, repeats=3)
+    probe = probe_hardware("cpu", buffer_mib=16, matmul_n=256, repeats=3)
     assert probe["bandwidth"] > 1e8 and probe["flops"] > 1e8  # any real CPU beats 0.1 GB/s, 0.1 GFLOP/s
-    assert probe["copy_bytes"] == 2 * 16 * 2**20
+    assert probe["bandwidth_kind"] == "read" and probe["copy_bandwidth"] > 1e8
+    # the buffer outgrows the caches: 16 MiB asked, at least 8x the last-level cache read
+    assert probe["buffer_bytes"] >= max(16 * 2**20, 8 * last_level_cache_bytes())
+    assert probe["copy_bytes"] == 2 * probe["buffer_bytes"]
     env = tmp_path / "env.json"
     env.write_text(json.dumps({"hardware_probe": probe}))
     hw = load_hardware(f"probe:{env}")
     assert hw.source == "measured" and hw.bandwidth == probe["bandwidth"]
+    assert hw.copy_bandwidth == probe["copy_bandwidth"]

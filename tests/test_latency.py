@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 from moesd.latency.points import (
     PointStore,
+    TokenDraw,
     forward_point,
     long_table,
     per_s_records,
@@ -109,3 +110,48 @@ def test_e2e_point_decodes_its_batches_in_turn_with_their_own_seeds():
     assert point["sigma"] == pytest.approx(np.mean(every + 1) / 4)
     ar = e2e_point(target, draft, batches, mode="ar", seed=0, warmup=0, repeats=1, **decoding)
     assert ar["tokens"] == 36 and np.isnan(ar["sigma"])
+
+
+def test_prompt_ids_feed_the_timed_forwards():
+    """Ids drawn from a prompt set reach the model: a prompt set of one repeated token routes every
+    token of every sequence alike (one hidden state everywhere), so each layer activates exactly
+    top-k experts, where uniform ids activate about Eq. 8's count."""
+    model = load_model(MOE, device="cpu")  # 64 experts, top-8
+    same = [[7] * 40, [7] * 25]
+    (point,) = forward_point(model, 16, [1], [16] * 16, warmup=0, repeats=1, seed=0, prompts=same)["per_s"]
+    assert point["distinct_experts"] == [8.0] * 4
+    (point,) = forward_point(model, 16, [1], [16] * 16, warmup=0, repeats=1, seed=0)["per_s"]
+    assert min(point["distinct_experts"]) > 30  # Eq. 8: about 48 of 64 at 16 tokens
+
+
+def test_token_draw_walks_the_prompt_set_or_draws_uniformly():
+    prompts = [[1, 2, 3], [4, 5], [6]]
+    draw = TokenDraw(10, seed=0, prompts=prompts)
+    first, second = draw(4), draw(4)
+    stream = draw.stream
+    assert sorted(stream) == [1, 2, 3, 4, 5, 6] and first + second == (stream * 2)[:8]  # consecutive, cycled
+    assert TokenDraw(10, 0, prompts).stream == stream  # the seed fixes the order
+    uniform = TokenDraw(10, seed=0)
+    assert len(uniform(1000)) == 1000 and set(uniform(1000)) == set(range(10))
+    with pytest.raises(ValueError, match="beyond the model's vocabulary 5"):
+        TokenDraw(5, 0, prompts)
+
+
+def test_each_latency_model_takes_its_pairs_prompts_or_random_ids(tmp_path):
+    from moesd.latency.sweeps import token_source
+
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "humaneval.jsonl").write_text('{"input_ids": [1, 2, 3]}\n{"input_ids": [4]}\n')
+    pairs = [{"name": "p", "target": "trained:target", "draft": "trained:draft"}]
+    context = {"ids": "auto", "ids_dataset": "humaneval"}
+    trained = {"name": "t", "spec": "trained:target"}
+    assert token_source(trained, context, pairs, tmp_path) == ("p/humaneval", [[1, 2, 3], [4]])
+    assert token_source({"name": "a", "spec": MOE}, context, pairs, tmp_path) == ("random", None)  # random weights
+    assert token_source(trained, context | {"ids": "random"}, pairs, tmp_path) == ("random", None)
+    arch_pair = pairs + [{"name": "q", "target": MOE, "draft": MOE}]
+    (tmp_path / "q").mkdir()
+    (tmp_path / "q" / "humaneval.jsonl").write_text('{"input_ids": [5]}\n')
+    prompted = token_source({"name": "a", "spec": MOE}, context | {"ids": "prompts"}, arch_pair, tmp_path)
+    assert prompted == ("q/humaneval", [[5]])  # prompts: even a random-weight model of a pair
+    with pytest.raises(ValueError, match="latency.context.ids: prompts for latency model 't', but no prompt file"):
+        token_source(trained, context | {"ids": "prompts", "ids_dataset": "mtbench"}, pairs, tmp_path)

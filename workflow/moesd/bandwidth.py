@@ -7,8 +7,9 @@ For a target's AR forward (s = 1) at batch size B:
 with V_dense the parameters read whatever the routing and V_exp one routed expert summed over
 the MoE layers (App. C.2, `ParamCount.dense_params` and `routed_expert_one`), and the distinct
 experts the ones the latency stage counted at that very point. The achieved bandwidth is the
-weight bytes over the step's time; its fraction is that over the run's measured copy bandwidth
-(env.json). The KV cache the step also reads is left out, so the fraction is a lower bound.
+weight bytes over the step's time; its fraction is that over the run's measured read bandwidth
+(env.json, the roofline's bandwidth), with the fraction of the copy bandwidth beside it. The KV
+cache the step also reads is left out, so the fraction is a lower bound.
 """
 
 from __future__ import annotations
@@ -37,9 +38,11 @@ def weight_bytes(spec: str, distinct_experts: float, dtype: str) -> float:
     return (counts.dense_params() + experts * counts.routed_expert_one) * BYTES_PER_PARAM[dtype]
 
 
-def ar_bandwidth(forward: pd.DataFrame, copy_bandwidth: float, statistic: str = "median") -> pd.DataFrame:
+def ar_bandwidth(
+    forward: pd.DataFrame, bandwidth: float, copy_bandwidth: float = float("nan"), statistic: str = "median"
+) -> pd.DataFrame:
     """Per target and batch size: the AR step's time, the weight bytes it read, the achieved
-    bandwidth and its fraction of COPY_BANDWIDTH (byte/s, the run's probe)."""
+    bandwidth and its fraction of BANDWIDTH (byte/s, the run's read probe) and of COPY_BANDWIDTH."""
     steps = point_times(forward[(forward["role"] == "target") & (forward["s"] == 1)], statistic)
     rows = []
     for row in steps.itertuples():
@@ -55,8 +58,10 @@ def ar_bandwidth(forward: pd.DataFrame, copy_bandwidth: float, statistic: str = 
                 "distinct_experts": row.distinct_experts_mean,
                 "weight_bytes": read,
                 "achieved_bandwidth": read / row.seconds,
+                "bandwidth": bandwidth,
+                "bandwidth_fraction": read / row.seconds / bandwidth,
                 "copy_bandwidth": copy_bandwidth,
-                "bandwidth_fraction": read / row.seconds / copy_bandwidth,
+                "copy_fraction": read / row.seconds / copy_bandwidth,
             }
         )
     return pd.DataFrame(rows)

@@ -102,6 +102,14 @@ def _check_latency(config: dict) -> None:
             if field in entry and entry[field] not in names:
                 raise ConfigError(f"config error: {key}.{field}: {entry[field]!r} is not a name in pairs")
     declared_drafts(config["latency"]["models"])  # every target's draft, or a ConfigError
+    paired = {pair[role] for pair in config["pairs"] for role in ("target", "draft")}
+    if config["latency"]["context"]["ids"] == "prompts":
+        for i, entry in enumerate(config["latency"]["models"]):
+            if entry["spec"] not in paired:
+                raise ConfigError(
+                    f"config error: latency.models.{i}.spec: context.ids is prompts, but {entry['name']!r} is in no "
+                    "pair of `pairs` (whose tokenizer encodes the prompts); use ids auto or random"
+                )
     for i, entry in enumerate(config["latency"]["models"]):
         if entry.get("k_values") and spec_kind(entry["spec"], f"latency.models.{i}.spec") != "arch":
             raise ConfigError(f"config error: latency.models.{i}.k_values: a K sweep needs an arch: spec")
@@ -155,6 +163,28 @@ def _check_analysis(config: dict) -> None:
             raise ConfigError(f"config error: analysis.compare_runs.{i}: {name!r} is this experiment")
         if not table.is_file():
             raise ConfigError(f"config error: analysis.compare_runs.{i}: {table} does not exist (run {name!r} first)")
+
+
+def prompt_sources(config: dict) -> list[str]:
+    """The prompt sets the prompts stage encodes for every pair: the acceptance and routing sets,
+    the latency stage's context lengths (unless fixed) and the latency forwards' token ids."""
+    context = config.get("latency", {}).get("context", {})
+    lengths = [context["source"]] if context.get("source", "fixed") != "fixed" else []
+    ids = [context["ids_dataset"]] if context.get("ids", "random") != "random" else []
+    return list(dict.fromkeys(config["acceptance"]["datasets"] + config["routing"]["datasets"] + lengths + ids))
+
+
+def config_part(config: dict, keys: list[str]) -> dict:
+    """The part of CONFIG under KEYS, each a section ("pairs") or a dotted path into one
+    ("latency.context"), nested as in the config."""
+    part: dict = {}
+    for key in keys:
+        *parents, leaf = key.split(".")
+        source, target = config, part
+        for name in parents:
+            source, target = source[name], target.setdefault(name, {})
+        target[leaf] = source[leaf]
+    return part
 
 
 def sigma_pair(config: dict) -> dict | None:

@@ -37,6 +37,7 @@ class Hardware:
     bandwidth: float
     gpus: int = 1
     source: str = "datasheet"
+    copy_bandwidth: float = float("nan")  # a probe's copy (read + written bytes over time); NaN on a datasheet
 
     @property
     def ridge_point(self) -> float:
@@ -83,7 +84,8 @@ def load_hardware(spec: str, gpus: int | None = None) -> Hardware:
             probe = json.loads(path.read_text())["hardware_probe"]
         except (OSError, KeyError, json.JSONDecodeError) as error:
             raise HardwareError(f"hardware {spec!r}: no hardware_probe in {path} ({error})") from None
-        return Hardware(probe["device_name"], probe["flops"], probe["bandwidth"], gpus or 1, "measured")
+        copy = probe.get("copy_bandwidth", float("nan"))
+        return Hardware(probe["device_name"], probe["flops"], probe["bandwidth"], gpus or 1, "measured", copy)
     count, sep, rest = spec.partition("x")
     if sep and count.isdigit():
         spec, gpus = rest, gpus or int(count)
@@ -95,11 +97,16 @@ def load_hardware(spec: str, gpus: int | None = None) -> Hardware:
 
 
 def probe_hardware(
-    device: str = "cpu", dtype: str = "auto", copy_mib: int = 512, matmul_n: int = 2048, repeats: int = 10
+    device: str = "cpu", dtype: str = "auto", buffer_mib: int = 512, matmul_n: int = 2048, repeats: int = 10
 ) -> dict:
-    """Measure memory bandwidth (a large copy: bytes read + bytes written over the median time)
-    and matrix-product throughput (2 n^3 FLOP over the median time) on DEVICE in DTYPE (auto:
-    the timed models' dtype there, `moesd.models.loading.timing_dtype`).
+    """Measure memory bandwidth and matrix-product throughput (2 n^3 FLOP over the median time) on
+    DEVICE in DTYPE (auto: the timed models' dtype there, `moesd.models.loading.timing_dtype`).
+
+    The roofline's bandwidth (Eq. 1) is the read bandwidth: a sum over a BUFFER_MIB buffer, bytes
+    read over the median time. A forward streams its weights, it reads them and writes little;
+    a copy (bytes read plus written over the time, the second column) understates that on CPUs,
+    where writes cost more than reads. The buffer is kept at least 8 times the last-level cache,
+    so that neither measures a cache.
     """
     import torch
 
@@ -112,17 +119,20 @@ def probe_hardware(
     def median_seconds(call):
         return statistics.median(timed_repeats(call, dev, warmup=1, repeats=repeats))
 
-    n_elem = copy_mib * 2**20 // torch.tensor([], dtype=dtype).element_size()
-    src = torch.empty(n_elem, dtype=dtype, device=dev).fill_(1.0)
+    if dev.type == "cpu":
+        buffer_mib = max(buffer_mib, 8 * last_level_cache_bytes() // 2**20)
+    # bytes are bytes: a float32 buffer, whatever the timed dtype, so the sum's arithmetic stays cheap
+    src = torch.empty(buffer_mib * 2**20 // 4, dtype=torch.float32, device=dev).fill_(1.0)
+    buffer_bytes = src.numel() * src.element_size()
+    read_s = median_seconds(lambda: src.sum())
     dst = torch.empty_like(src)
     copy_s = median_seconds(lambda: dst.copy_(src))
-    copy_bytes = 2 * src.numel() * src.element_size()
 
     a = torch.randn(matmul_n, matmul_n, dtype=dtype, device=dev)
     b = torch.randn(matmul_n, matmul_n, dtype=dtype, device=dev)
     mm_s = median_seconds(lambda: a @ b)
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else _cpu_name()
-    bandwidth = copy_bytes / copy_s
+    bandwidth = buffer_bytes / read_s
     flops = 2 * matmul_n**3 / mm_s
     return {
         "device": str(dev),
@@ -130,14 +140,32 @@ def probe_hardware(
         "dtype": str(dtype).removeprefix("torch."),
         "threads": torch.get_num_threads(),
         "bandwidth": bandwidth,
+        "bandwidth_kind": "read",
+        "copy_bandwidth": 2 * buffer_bytes / copy_s,
         "flops": flops,
         "ridge_point": ridge_point(flops, bandwidth),
-        "copy_bytes": copy_bytes,
+        "buffer_bytes": buffer_bytes,
+        "read_seconds": read_s,
+        "copy_bytes": 2 * buffer_bytes,
         "copy_seconds": copy_s,
         "matmul_n": matmul_n,
         "matmul_seconds": mm_s,
         "repeats": repeats,
     }
+
+
+def last_level_cache_bytes() -> int:
+    """The largest CPU cache Linux reports (sysfs), 0 where it reports none."""
+    sizes = [0]
+    for path in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*/size"):
+        try:
+            text = path.read_text().strip().upper()
+        except OSError:
+            continue
+        scale = {"K": 2**10, "M": 2**20, "G": 2**30}.get(text[-1:], 1)
+        digits = text.rstrip("KMG")
+        sizes += [int(digits) * scale] if digits.isdigit() else []
+    return max(sizes)
 
 
 def _cpu_name() -> str:

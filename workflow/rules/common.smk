@@ -7,13 +7,13 @@ from moesd.prompts import dataset_name
 # GPU rules (acceptance and latency on the experiment's device) ask the executor for one GPU.
 GPU = int(config["latency"]["device"] == "cuda")
 
-# The config sections each command-line stage reads: a stage reruns when its sections change,
-# not when another stage's do.
+# The config sections (or dotted parts of one) each command-line stage reads: a stage reruns when
+# its sections change, not when another stage's do.
 STAGE_SECTIONS = {
     "theory": ["theory", "prediction", "fit"],
     "simulation": ["simulation", "fit"],
     "models": ["models", "pairs", "acceptance"],  # acceptance: its prompt sets are checked before training
-    "prompts": ["pairs", "acceptance", "routing"],
+    "prompts": ["pairs", "acceptance", "routing", "latency.context"],
     "acceptance": ["pairs", "acceptance"],
     "routing": ["pairs", "routing"],
     "latency": ["pairs", "latency"],

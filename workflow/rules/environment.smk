@@ -6,7 +6,7 @@ rule stage_config:
         f"{RUNS}/config/{{stage}}.json",
     params:
         text=lambda wildcards: json.dumps(
-            {"experiment": EXP} | {k: config[k] for k in STAGE_SECTIONS[wildcards.stage]}, indent=2, sort_keys=True
+            {"experiment": EXP} | config_part(config, STAGE_SECTIONS[wildcards.stage]), indent=2, sort_keys=True
         ),
     wildcard_constraints:
         stage="|".join(STAGE_SECTIONS),

@@ -1,8 +1,7 @@
-PROMPT_SOURCES = list(dict.fromkeys(config["acceptance"]["datasets"] + config["routing"]["datasets"]))
 PROMPT_FILES = [
     f"{RUNS}/prompts/{pair['name']}/{dataset_name(source)}.jsonl"
     for pair in config["pairs"]
-    for source in PROMPT_SOURCES
+    for source in prompt_sources(config)
 ]
 
 

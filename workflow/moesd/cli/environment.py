@@ -1,5 +1,5 @@
 """Command of the run's environment record (workflow/rules/environment.smk, rule environment):
-`moesd probe-hardware` measures the device's memory bandwidth and matmul throughput into env.json
+`moesd probe-hardware` measures the device's memory bandwidth (read, and copy) and matmul throughput into env.json
 (moesd.hardware), with the package versions and git commit (moesd.io)."""
 
 from __future__ import annotations
@@ -18,12 +18,13 @@ def cmd_probe(args) -> int:
     gpu = device.startswith("cuda")
     if gpu and not torch.cuda.is_available():
         raise ValueError(f"--device {device}: this torch sees no CUDA device")
-    copy_mib = args.copy_mib or (4096 if gpu else 256)
+    buffer_mib = args.buffer_mib or (4096 if gpu else 256)
     matmul_n = args.matmul_n or (8192 if gpu else 1024)
-    probe = probe_hardware(device, dtype=args.dtype, copy_mib=copy_mib, matmul_n=matmul_n, repeats=args.repeats)
+    probe = probe_hardware(device, dtype=args.dtype, buffer_mib=buffer_mib, matmul_n=matmul_n, repeats=args.repeats)
     update_json(args.out, hardware_probe=probe, environment=environment())
     print(
-        f"{probe['device_name']}: bandwidth {probe['bandwidth'] / 1e9:.1f} GB/s, {probe['dtype']} matmul "
+        f"{probe['device_name']}: read bandwidth {probe['bandwidth'] / 1e9:.1f} GB/s (copy "
+        f"{probe['copy_bandwidth'] / 1e9:.1f} GB/s), {probe['dtype']} matmul "
         f"{probe['flops'] / 1e12:.3f} TFLOP/s, ridge point {probe['ridge_point']:.1f} FLOP/byte -> {args.out}"
     )
     return 0
@@ -38,7 +39,12 @@ def add_parsers(sub) -> None:
         default="auto",
         help="matmul dtype: the timed models' (auto: bf16 on CUDA and on CPUs with native bf16, else fp32)",
     )
-    p.add_argument("--copy-mib", type=int, help="copied MiB (default 256 on a CPU, 4096 on a GPU)")
+    p.add_argument(
+        "--buffer-mib",
+        "--copy-mib",
+        type=int,
+        help="MiB read and copied (default 256 on a CPU, at least 8x its last-level cache; 4096 on a GPU)",
+    )
     p.add_argument("--matmul-n", type=int, help="square matmul size (default 1024 on a CPU, 8192 on a GPU)")
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--out", required=True, type=Path, help="env.json to create or update")

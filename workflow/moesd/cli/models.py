@@ -39,13 +39,12 @@ def cmd_train(args) -> int:
 
 def cmd_prompts(args) -> int:
     """Every prompt set encoded with each pair's target tokenizer; length statistics."""
-    from moesd.config import load_config
+    from moesd.config import load_config, prompt_sources
     from moesd.io import write_csv
     from moesd.prompts import encode_prompt_sets
 
     config = load_config(args.config)
-    sources = list(dict.fromkeys(config["acceptance"]["datasets"] + config["routing"]["datasets"]))
-    table = encode_prompt_sets(sources, config["pairs"], Path(args.run_dir), Path(args.out))
+    table = encode_prompt_sets(prompt_sources(config), config["pairs"], Path(args.run_dir), Path(args.out))
     write_csv(Path(args.out) / "stats.csv", table)
     print(table.to_string(index=False))
     return 0

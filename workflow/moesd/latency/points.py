@@ -1,7 +1,8 @@
 """One measured point of the latency stage: T_T(B, s), T_D(B, 1), T_reject(B) of Eq. 2-4, and end-to-end T_AR / T_SD.
 
     T_T(B, s)     target forward of s new tokens for each of B sequences, over a KV cache that
-                  already holds a context (lengths drawn from a prompt set, or fixed)
+                  already holds a context (lengths drawn from a prompt set, or fixed; ids from the
+                  prompt set for trained models, random for random-weight ones)
     T_D(B, 1)     draft forward of one token per sequence (the same measurement, role "draft")
     T_reject(B)   the acceptance rule on [B, gamma+1, V] target and [B, gamma, V] draft logits
     T_AR, T_SD    whole generations of the same prompts, batch and output length
@@ -9,7 +10,7 @@
 Protocol (the paper's: 10 runs, last 5 averaged; here every repeat is recorded and the tables
 carry mean-of-last-5, median and spread): warm-up calls, then timed repeats, each bracketed by a
 device synchronisation; nothing else in the timed region; a fixed CPU thread count. The s of
-one (model, B) take turns within each repeat, each call on fresh random tokens. The distinct
+one (model, B) take turns within each repeat, each call on fresh tokens. The distinct
 experts per MoE layer at each point come from extra, untimed, instrumented calls.
 
 Every point is one file in a points folder named by a fingerprint of everything it depends on:
@@ -42,22 +43,60 @@ def context_lengths(batch: int, spec: dict, prompt_lengths: list[int] | None, se
     return [min(rng.choice(prompt_lengths), spec["max_length"]) for _ in range(batch)]
 
 
-@torch.no_grad()
-def forward_point(model, batch: int, tokens: list[int], contexts: list[int], warmup: int, repeats: int, seed: int):
-    """T(B, s) for every s in TOKENS over one cache holding CONTEXTS (random token ids), the s
-    taking turns within each repeat (their ratios, the target efficiency, are measured side by
-    side), and the distinct experts per layer at each s (the mean over up to three of its
-    inputs, in extra untimed calls). Returns one part per s.
+class TokenDraw:
+    """Token ids for timed forwards: uniform over the vocabulary, or consecutive windows of a prompt
+    set (its prompts concatenated in a seeded order and cycled), so that a trained router sees the
+    inputs it was trained on rather than noise. Each call returns the next N ids."""
 
-    Every call feeds fresh random tokens, as every decoding step does: repeating one input would
-    route every repeat to the same experts and time them from a warm cache (a CPU's L3 holds a
-    sizeable share of a small MoE's active experts). On the default MoE that made T_T(1, 1)
-    13.7 ms against 20.8 ms with fresh tokens; a generation's AR steps took 23 ms."""
-    gen = torch.Generator().manual_seed(seed)
-    vocab = model.cfg.vocab_size
+    def __init__(self, vocab: int, seed: int, prompts: list[list[int]] | None = None):
+        self.vocab, self.gen = vocab, torch.Generator().manual_seed(seed)
+        self.stream: list[int] = []
+        if prompts:
+            order = random.Random(seed).sample(range(len(prompts)), len(prompts))
+            self.stream = [token for i in order for token in prompts[i]]
+            if not self.stream or max(self.stream) >= vocab:
+                raise ValueError(
+                    f"prompt token ids reach {max(self.stream, default=-1)}, beyond the model's vocabulary {vocab}"
+                )
+        self.position = 0
+
+    def __call__(self, n: int) -> list[int]:
+        if not self.stream:
+            return torch.randint(0, self.vocab, (n,), generator=self.gen).tolist()
+        out = []
+        while len(out) < n:
+            take = self.stream[self.position : self.position + n - len(out)]
+            out += take
+            self.position = (self.position + len(take)) % len(self.stream)
+        return out
+
+
+@torch.no_grad()
+def forward_point(
+    model,
+    batch: int,
+    tokens: list[int],
+    contexts: list[int],
+    warmup: int,
+    repeats: int,
+    seed: int,
+    prompts: list[list[int]] | None = None,
+):
+    """T(B, s) for every s in TOKENS over one cache holding CONTEXTS, the s taking turns within
+    each repeat (their ratios, the target efficiency, are measured side by side), and the
+    distinct experts per layer at each s (the mean over up to three of its inputs, in extra
+    untimed calls). Returns one part per s. Context and new ids come from PROMPTS (a prompt set
+    in the model's tokenizer) where given, else uniformly random (`TokenDraw`).
+
+    Every call feeds fresh tokens, as every decoding step does: repeating one input would route
+    every repeat to the same experts and time them from a warm cache (a CPU's L3 holds a sizeable
+    share of a small MoE's active experts). On the default MoE that made T_T(1, 1) 13.7 ms
+    against 20.8 ms with fresh tokens; a generation's AR steps took 23 ms."""
+    draw = TokenDraw(model.cfg.vocab_size, seed, prompts)
     cache = model.new_cache(batch, max(contexts) + max(tokens))
-    forward_ragged(model, cache, [torch.randint(0, vocab, (n,), generator=gen).tolist() for n in contexts])
-    new = {s: torch.randint(0, vocab, (warmup + repeats, batch, s), generator=gen).to(model.device) for s in tokens}
+    forward_ragged(model, cache, [draw(n) for n in contexts])
+    shape = {s: (warmup + repeats, batch, s) for s in tokens}
+    new = {s: torch.tensor(draw(int(np.prod(shape[s])))).view(shape[s]).to(model.device) for s in tokens}
     turns = {s: iter(ids) for s, ids in new.items()}
     calls = {s: (lambda s=s: model(next(turns[s]), cache)) for s in tokens}  # lengths never advance
     seconds = timed_interleaved(calls, model.device, warmup, repeats)

@@ -22,7 +22,7 @@ from moesd.latency.points import (
 )
 from moesd.models.loading import timing_dtype
 from moesd.models.spec import parse_spec
-from moesd.prompts import read_token_ids
+from moesd.prompts import dataset_name, read_token_ids
 
 
 def _describe(model, spec, name, role, k) -> dict:
@@ -48,7 +48,26 @@ def device_of(lat: dict) -> str:
     return ("cuda" if torch.cuda.is_available() else "cpu") if lat["device"] == "auto" else lat["device"]
 
 
-def sweep_forward(lat: dict, store: PointStore, prompt_lengths, run_dir: Path) -> tuple[list, list]:
+def token_source(entry: dict, context: dict, pairs: list[dict], prompts_dir: Path) -> tuple[str, list | None]:
+    """Where a latency model's timed token ids come from (latency.context.ids): ("random", None)
+    or ("<pair>/<dataset>", that pair's encoded prompts, in the tokenizer of the pair holding the
+    model's spec)."""
+    mode = context["ids"]
+    if mode == "random" or (mode == "auto" and parse_spec(entry["spec"]).kind == "arch"):
+        return "random", None
+    pair = next((p for p in pairs if entry["spec"] in (p["target"], p["draft"])), None)
+    path = prompts_dir / pair["name"] / f"{dataset_name(context['ids_dataset'])}.jsonl" if pair else None
+    if path is None or not path.is_file():
+        if mode == "prompts":
+            where = f"no prompt file {path}" if pair else "the model is in no pair of `pairs`"
+            raise ValueError(f"latency.context.ids: prompts for latency model {entry['name']!r}, but {where}")
+        return "random", None
+    return f"{pair['name']}/{dataset_name(context['ids_dataset'])}", read_token_ids(path)
+
+
+def sweep_forward(
+    lat: dict, store: PointStore, prompt_lengths, run_dir: Path, pairs: list[dict], prompts_dir: Path
+) -> tuple[list, list]:
     """Every model (and K) at every batch size: one point per (model, B) timing all its s."""
     from moesd.models.loading import load_model
 
@@ -58,6 +77,7 @@ def sweep_forward(lat: dict, store: PointStore, prompt_lengths, run_dir: Path) -
     jobs = [(m, k) for m in lat["models"] for k in (m.get("k_values") or [None])]
     for entry, k in tqdm(jobs, desc="latency models", ascii=True, mininterval=5):
         spec = parse_spec(entry["spec"]).resolve(run_dir).with_k(k).text
+        ids, prompts = token_source(entry, lat["context"], pairs, prompts_dir)
         model = None
         tokens = [1] if entry["role"] == "draft" else entry.get("tokens") or list(range(1, lat["gamma_max"] + 2))
         for batch in entry.get("batch_sizes") or lat["batch_sizes"]:
@@ -71,18 +91,18 @@ def sweep_forward(lat: dict, store: PointStore, prompt_lengths, run_dir: Path) -
                 lat["repeats"],
                 lat["threads"],
                 str(dtype),
-            )
+            ) + ((ids,) if prompts else ())  # random ids: the key of earlier runs
             if model is None and not store.has("forward", key):
                 model = load_model(spec, device=device, dtype=dtype, cuda_graphs=lat["cuda_graphs"])
-            describe = {"B": batch, "context_len": float(sum(contexts) / batch)}
+            describe = {"B": batch, "context_len": float(sum(contexts) / batch), "token_ids": ids}
             if model is not None:
                 describe |= _describe(model, spec, entry["name"], entry["role"], k)
             record = run_point(
                 store,
                 "forward",
                 key,
-                lambda b=batch, c=contexts, m=model, t=tokens: forward_point(
-                    m, b, t, c, lat["warmup"], lat["repeats"], seed=b
+                lambda b=batch, c=contexts, m=model, t=tokens, p=prompts: forward_point(
+                    m, b, t, c, lat["warmup"], lat["repeats"], seed=b, prompts=p
                 ),
                 describe,
             )
@@ -238,7 +258,8 @@ def prompt_lengths(prompts_dir: Path, dataset: str) -> list[int]:
 def run_sweeps(config: dict, run_dir: Path, prompts_dir: Path, summary: pd.DataFrame | None, store: PointStore) -> dict:
     """Every sweep of the latency section: tables forward, draft, reject and e2e (long format)."""
     lat = config["latency"]
-    forward, draft = sweep_forward(lat, store, prompt_lengths(prompts_dir, lat["context"]["source"]), run_dir)
+    lengths = prompt_lengths(prompts_dir, lat["context"]["source"])
+    forward, draft = sweep_forward(lat, store, lengths, run_dir, config["pairs"], prompts_dir)
     vocab = parse_spec(lat["models"][0]["spec"]).resolve(run_dir).hf_config()["vocab_size"]
     reject = sweep_reject(lat, store, vocab, device_of(lat))
     e2e = sweep_e2e(config, store, run_dir, prompts_dir, summary)
