@@ -238,6 +238,29 @@ def test_breaking_a_shape_flips_only_its_verdict(claim, breaker):
     after = verdicts(ev)
     assert before[claim] == REPRODUCED and after[claim] == NOT_REPRODUCED
     assert {k: v for k, v in after.items() if k != claim} == {k: v for k, v in before.items() if k != claim}
+    (broken,) = [c for c in evaluate_claims(ev) if c.claim == claim]
+    assert broken.margin <= 0 and "no (margin" in broken.reason  # how far the failing part misses (0: a tie)
+
+
+def test_every_decided_verdict_carries_a_margin_of_its_sign():
+    claims = evaluate_claims(paper_like())
+    decided = [c for c in claims if c.verdict in (REPRODUCED, NOT_REPRODUCED)]
+    assert len(decided) == 7 and all(c.margin > 0 for c in decided if c.verdict == REPRODUCED)
+    assert all(c.margin != c.margin for c in claims if c.verdict == NOT_MEASURABLE)
+    assert "| margin | support |" in render(claims, "t") and "- Margin: +" in render(claims, "t")
+
+
+def test_margins_of_the_shape_checks():
+    from moesd.claims import grows, only_falls, rises_then_falls
+
+    # peak 1.5 over ends 1.0 and 1.2, tolerance 5 %: 1.25 / 1.05 - 1
+    assert rises_then_falls(pd.Series([1.0, 1.5, 1.2]), 0.05) == (True, pytest.approx(1.25 / 1.05 - 1))
+    assert rises_then_falls(pd.Series([1.0, 1.02, 0.9]), 0.05).margin == pytest.approx(1.02 / 1.05 - 1)
+    assert grows(pd.Series([4, 4, 4]), 0.0) == (False, 0.0)  # a tie is no growth, at margin zero
+    assert grows(pd.Series([1, 4, 2, 8]), 0.0) == (False, -0.5)  # the step that falls decides
+    assert grows(pd.Series([1, 2, 4]), 0.0) == (True, 3.0)
+    creep = pd.Series([1.0, 1.22, 0.5])  # rises 22 %, then falls: the rise is the failing part
+    assert only_falls(creep, 0.05) == (False, pytest.approx(1 - 1.22 / 1.05))
 
 
 def _paper_setting(ev, target, platforms):

@@ -205,6 +205,8 @@ def test_smoke_analysis_outputs(smoke_run):
     measured = claims[claims["verdict"].isin(["reproduced", "not reproduced", "inconclusive"])]
     resampled = measured[~measured["claim"].isin(["C8", "Eq. 8"])]
     assert resampled["support"].between(0, 1).all()  # every timing verdict carries its support
+    assert (claims.loc[claims["verdict"] == "reproduced", "margin"] > 0).all()  # and every decided one its margin
+    assert (claims.loc[claims["verdict"] == "not reproduced", "margin"] <= 0).all()
     assert (claims["reason"].fillna("").str.len() > 0).all()
     peaks = pd.read_csv(figures / "tables_1_2.csv")
     assert {"B_peak", "t_ar", "t_sd", "sigma", "speedup", "source"} <= set(peaks.columns)

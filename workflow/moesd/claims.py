@@ -5,6 +5,13 @@ reproduced, not reproduced, or not measurable in this experiment (with the reaso
 Every verdict is a function of the tables alone (composed and end-to-end speedups, the fit's
 metrics, routing counts), so a test can feed synthetic tables that should and should not
 reproduce each claim. Shape verdicts allow a relative margin (`analysis.tolerance`) for noise.
+
+Each verdict carries its margin, how far the deciding comparison lies from its threshold: above
+zero by how much the weakest part holds, below zero how far the failing part misses. Between two
+measured values it is their ratio over (1 + tolerance) minus one; against a fixed threshold (a
+correlation, a relative error, a tolerance) the difference, both fractions and its support (the share of resamples of the raw repeats that give the same verdict,
+`add_support`). A shape holds "beyond the intervals" when it holds in at least
+`analysis.min_support` of the resamples; a call below that is inconclusive.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import dataclasses
 import math
 import re
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -44,6 +52,15 @@ class Claim:
     reason: str = ""
     figures: list[str] = field(default_factory=list)
     support: float = float("nan")  # share of resamples of the raw repeats giving this verdict
+    margin: float = float("nan")  # slack of the deciding comparison (> 0 holds, < 0 fails; a fraction)
+
+
+class Check(NamedTuple):
+    """One part of a verdict: whether it holds and by what margin (> 0 holds, < 0 fails, 0 a tie;
+    see the module docstring)."""
+
+    ok: bool
+    margin: float
 
 
 COMPOSED_COLUMNS = [
@@ -152,38 +169,58 @@ def _fmt(series: pd.Series) -> str:
     return ", ".join(f"B={int(b)}: {v:.2f}" for b, v in series.items())
 
 
-def _conclude(claim: Claim, parts: dict[str, bool]) -> None:
-    """A claim of several parts is reproduced when every part holds; the reason lists them."""
-    claim.verdict = REPRODUCED if all(parts.values()) else NOT_REPRODUCED
-    claim.reason = "; ".join(f"{name}: {'yes' if ok else 'no'}" for name, ok in parts.items())
+def _conclude(claim: Claim, parts: dict[str, Check]) -> None:
+    """A claim of several parts is reproduced when every part holds; the reason lists them with
+    their margins, and the claim's margin is the weakest holding part's (reproduced) or the worst
+    failing part's (not reproduced)."""
+    ok = all(part.ok for part in parts.values())
+    claim.verdict = REPRODUCED if ok else NOT_REPRODUCED
+    claim.margin = min(part.margin for part in parts.values() if part.ok == ok)
+    claim.reason = "; ".join(
+        f"{name}: {'yes' if part.ok else 'no'} (margin {part.margin:+.0%})" for name, part in parts.items()
+    )
 
 
-def rises_then_falls(series: pd.Series, tol: float) -> bool:
+def rises_then_falls(series: pd.Series, tol: float) -> Check:
     """The maximum lies inside the grid: above both ends by more than the tolerance."""
     if len(series) < 3:
-        return False
+        return Check(False, float("nan"))
     peak = series.max()
-    return bool(peak > (1 + tol) * series.iloc[0] and peak > (1 + tol) * series.iloc[-1])
+    margin = float(min(peak / series.iloc[0], peak / series.iloc[-1]) / (1 + tol) - 1)
+    return Check(margin > 0, margin)
 
 
-def only_falls(series: pd.Series, tol: float) -> bool:
+def only_falls(series: pd.Series, tol: float) -> Check:
     """Never above the first value by more than the tolerance, and below it at the end by more
     than the tolerance (a rise of 22 % and then a fall is no "only falls")."""
     if len(series) < 2:
-        return False
+        return Check(False, float("nan"))
     first = series.iloc[0]
-    return bool(series.max() <= (1 + tol) * first and series.iloc[-1] * (1 + tol) < first)
+    never_above = float(1 - series.max() / ((1 + tol) * first))  # >= 0 holds
+    falls = float(first / ((1 + tol) * series.iloc[-1]) - 1)  # > 0 holds
+    return Check(never_above >= 0 and falls > 0, min(never_above, falls))
 
 
-def grows(values: pd.Series, tol: float) -> bool:
+def grows(values: pd.Series, tol: float) -> Check:
     """VALUES (in their order) never fall by more than the tolerance from one to the next, and the
     last exceeds the first by more than it: a change larger than the noise, so that ties and flat
     curves are no growth."""
-    values = values.astype(float)
+    values = values.astype(float).to_numpy()
     if len(values) < 2:
-        return False
-    steps_ok = (values.iloc[1:].to_numpy() >= values.iloc[:-1].to_numpy() / (1 + tol)).all()
-    return bool(steps_ok and values.iloc[-1] > (1 + tol) * values.iloc[0])
+        return Check(False, float("nan"))
+    steps = float((values[1:] / values[:-1]).min() * (1 + tol) - 1)  # >= 0 holds
+    end = float(values[-1] / ((1 + tol) * values[0]) - 1)  # > 0 holds
+    return Check(steps >= 0 and end > 0, end if steps >= 0 else steps)
+
+
+def at_least(value: float, threshold: float) -> Check:
+    """VALUE >= THRESHOLD (both fractions: a correlation, a relative error); the margin is their
+    difference."""
+    return Check(bool(value >= threshold), float(value - threshold))
+
+
+def at_most(value: float, threshold: float) -> Check:
+    return Check(bool(value <= threshold), float(threshold - value))
 
 
 def is_full_size(spec: str, architecture: str) -> bool:
@@ -233,15 +270,13 @@ def _paper_peak(ev: Evidence, claim: Claim, architecture: str, model: str, devic
             continue
         source, _, _, _, _, value, batch = found[0]  # end to end before composed
         paper = float(cell["speedup"])
-        compared.append((device, source, value, batch, paper, abs(value - paper) <= ev.number_tolerance * paper))
+        compared.append((device, source, value, batch, paper, at_most(abs(value / paper - 1), ev.number_tolerance)))
     texts = [
-        f"{d}: {s} peak {v:.2f}x (B={b}) against {p:.2f}x, {'within' if ok else 'outside'} {ev.number_tolerance:.0%}"
-        for d, s, v, b, p, ok in compared
+        f"{d}: {s} peak {v:.2f}x (B={b}) against {p:.2f}x, {'within' if c.ok else 'outside'} {ev.number_tolerance:.0%}"
+        for d, s, v, b, p, c in compared
     ]
-    if compared and not all(ok for *_, ok in compared):
-        claim.verdict, claim.reason = NOT_REPRODUCED, "; ".join(texts)
-    elif compared and not missing:
-        claim.verdict, claim.reason = REPRODUCED, "; ".join(texts)
+    if compared and (not all(c.ok for *_, c in compared) or not missing):
+        _conclude(claim, {text: c for text, (*_, c) in zip(texts, compared, strict=True)})
     else:
         claim.reason = (
             f"needs {architecture} (hf: checkpoint or the unmodified architecture) on {' and '.join(devices)} "
@@ -315,17 +350,21 @@ def claim_c4(ev: Evidence) -> Claim:
     if curve.empty:
         claim.reason = "no MoE target at the reference K in the latency tables"
         return claim
-    ok = rises_then_falls(curve, ev.tolerance)
     claim.run = f"composed speedup of {ev.moe()['model'].iloc[0]} ({ev.dataset}, T={ev.temperature:g}): {_fmt(curve)}"
     claim.run += bound_context(ev.moe())
-    claim.verdict = REPRODUCED if ok else NOT_REPRODUCED
-    claim.reason = (
-        f"peak at B={int(curve.idxmax())} {'inside' if ok else 'not inside'} the grid (margin {ev.tolerance:.0%})"
+    inside = "inside" if rises_then_falls(curve, ev.tolerance).ok else "not inside"
+    _conclude(
+        claim,
+        {
+            f"peak at B={int(curve.idxmax())} {inside} the grid, above both ends by more than {ev.tolerance:.0%}": (
+                rises_then_falls(curve, ev.tolerance)
+            )
+        },
     )
     return claim
 
 
-def _e2e_gap(ev: Evidence) -> tuple[str, bool | None]:
+def _e2e_gap(ev: Evidence) -> tuple[str, Check | None]:
     """End-to-end: MoE speedup above dense at every common B > 16, per temperature."""
     e2e = ev.e2e
     if e2e.empty:
@@ -347,7 +386,8 @@ def _e2e_gap(ev: Evidence) -> tuple[str, bool | None]:
     if large.empty:
         return "no end-to-end batch size above 16", None
     text = ", ".join(f"T={t:g} B={b}: {r.moe:.2f} vs {r.dense:.2f}" for (t, _, b), r in large.iterrows())
-    return f"e2e MoE vs dense at B > 16: {text}", bool((large["moe"] > large["dense"]).all())
+    gap = float((large["moe"] / large["dense"]).min() - 1)
+    return f"e2e MoE vs dense at B > 16: {text}", Check(gap > 0, gap)
 
 
 def claim_c5(ev: Evidence) -> Claim:
@@ -404,6 +444,7 @@ def sweep_shape(ev: Evidence) -> pd.DataFrame:
                 "B_peak": int(curve.idxmax()),
                 "width": int((curve >= peak / math.sqrt(2)).sum()),
                 "falls_from_start": bool(curve.iloc[0] >= peak / (1 + ev.tolerance)),
+                "start_margin": float(curve.iloc[0] * (1 + ev.tolerance) / peak - 1),
                 "batch_sizes": len(curve),
             }
         )
@@ -430,7 +471,7 @@ def claim_c6(ev: Evidence) -> Claim:
     }
     small = shape[shape["K"] <= 2]
     if len(small):
-        parts["K <= 2 fall from B = 1"] = bool(small["falls_from_start"].all())
+        parts["K <= 2 fall from B = 1"] = Check(bool(small["falls_from_start"].all()), small["start_margin"].min())
     claim.run = (
         "; ".join(
             f"K={r.K}: peak at B={r.B_peak}, {r.width}/{r.batch_sizes} batch sizes >= peak/sqrt(2)"
@@ -465,10 +506,10 @@ def claim_c7(ev: Evidence) -> Claim:
     # sigma's spread only where the acceptance was the target's own: a forced one is set, not measured
     real = ev.measured_acceptance(ev.e2e, "e2e")
     spread = real.groupby(["name", "temperature"])["sigma"].agg(lambda s: (s.max() - s.min()) / s.mean())
-    parts = {f"Spearman(speedup, efficiency) >= {TRACK_CORRELATION}": bool((rho >= TRACK_CORRELATION).all())}
+    parts = {f"Spearman(speedup, efficiency) >= {TRACK_CORRELATION}": at_least(rho.min(), TRACK_CORRELATION)}
     claim.run = "Spearman correlation over B: " + ", ".join(f"T={t:g}: {r:.2f}" for t, r in rho.items())
     if len(spread):
-        parts[f"sigma spread over B <= {SIGMA_SPREAD:.0%}"] = bool((spread <= SIGMA_SPREAD).all())
+        parts[f"sigma spread over B <= {SIGMA_SPREAD:.0%}"] = at_most(spread.max(), SIGMA_SPREAD)
         claim.run += "; sigma spread: " + ", ".join(f"{n} T={t:g}: {v:.0%}" for (n, t), v in spread.items())
     _conclude(claim, parts)
     if not len(spread):
@@ -503,11 +544,11 @@ def claim_c8(ev: Evidence) -> Claim:
     if not np.isfinite(row["mape_heldout"]):
         claim.reason = "every measurement was fitted on: no held-out point"
         return claim
-    ok = row["mape_heldout"] <= ev.mape_threshold
-    claim.verdict = REPRODUCED if ok else NOT_REPRODUCED
-    claim.reason = (
-        f"held-out MAPE {'<=' if ok else '>'} {ev.mape_threshold:g} % (analysis.mape_threshold), Algorithm 1 "
-        "fitted on this run's composed speedups (Eq. 4 from the measured components), not on end-to-end ones"
+    check = at_most(row["mape_heldout"] / 100, ev.mape_threshold / 100)  # percent as fractions
+    _conclude(claim, {f"held-out MAPE <= {ev.mape_threshold:g} % (analysis.mape_threshold)": check})
+    claim.reason += (
+        "; Algorithm 1 fitted on this run's composed speedups (Eq. 4 from the measured components), "
+        "not on end-to-end ones"
     )
     return claim
 
@@ -539,17 +580,18 @@ def claim_c9(ev: Evidence) -> Claim:
             "(its speedup tables carry hardware and ridge_point)"
         )
         return claim
-    runs, ok = [], True
+    runs, parts = [], {}
     for family in families:
         rows = moe[moe["family"] == family]
         peaks = (
             rows.groupby("hardware").agg(peak=("speedup", "max"), ridge=("ridge_point", "first")).sort_values("ridge")
         )
-        ok &= grows(peaks["peak"], ev.tolerance) and bool((peaks["peak"].diff().dropna() > 0).all())
+        growth = grows(peaks["peak"], ev.tolerance)
+        rising = bool((peaks["peak"].diff().dropna() > 0).all())
+        parts[f"{family}: peak speedup increases with the ridge point"] = Check(growth.ok and rising, growth.margin)
         runs.append(", ".join(f"{h} (ridge {r.ridge:.0f} FLOP/B): {r.peak:.2f}x" for h, r in peaks.iterrows()))
     claim.run = "; ".join(runs)
-    claim.verdict = REPRODUCED if ok else NOT_REPRODUCED
-    claim.reason = f"peak speedup {'increases' if ok else 'does not increase'} with the ridge point"
+    _conclude(claim, parts)
     return claim
 
 
@@ -587,11 +629,10 @@ def claim_c10(ev: Evidence) -> Claim:
         )
         return claim
     he0_lo, he0_hi, he1, mt0 = (peaks[k] for k in needed)
-    margin = 1 + ev.tolerance  # a gain larger than the noise
-    parts = {
-        f"HumanEval T=0: gamma {gammas[-1]} above gamma {gammas[0]}": bool(he0_hi > margin * he0_lo),
-        "T=0 above T=1": bool(he0_hi > margin * he1),
-        "HumanEval above MT-bench": bool(he0_hi > margin * mt0),
+    parts = {  # a gain larger than the noise: above by more than the tolerance
+        f"HumanEval T=0: gamma {gammas[-1]} above gamma {gammas[0]}": grows(pd.Series([he0_lo, he0_hi]), ev.tolerance),
+        "T=0 above T=1": grows(pd.Series([he1, he0_hi]), ev.tolerance),
+        "HumanEval above MT-bench": grows(pd.Series([mt0, he0_hi]), ev.tolerance),
     }
     claim.run = (
         f"MoE peak speedups: HumanEval T=0 gamma {gammas[0]} {he0_lo:.2f}, gamma {gammas[-1]} {he0_hi:.2f}; "
@@ -640,8 +681,10 @@ def claim_eq8(ev: Evidence) -> Claim:
         return claim
     worst = error.abs().max()
     ok = bool(worst <= EQ8_TOLERANCE)
-    claim.verdict = REPRODUCED if ok else NOT_REPRODUCED
-    claim.reason = f"trained routers {'within' if ok else 'not within'} {EQ8_TOLERANCE:.0%} of Eq. 8 at every t >= 4"
+    within = "within" if ok else "not within"
+    _conclude(
+        claim, {f"trained routers {within} {EQ8_TOLERANCE:.0%} of Eq. 8 at every t >= 4": at_most(worst, EQ8_TOLERANCE)}
+    )
     if not ok and (error < 0).all():
         claim.reason += (
             f" (largest deviation {worst:.0%}, every one below Eq. 8: correlated routing activates fewer "
@@ -705,6 +748,10 @@ def _support(claim: Claim) -> str:
     return "-" if math.isnan(claim.support) else f"{claim.support:.2f}"
 
 
+def _margin(claim: Claim) -> str:
+    return "-" if math.isnan(claim.margin) else f"{claim.margin:+.1%}"
+
+
 def render(claims: list[Claim], title: str) -> str:
     lines = [
         f"# Claims report: {title}",
@@ -716,13 +763,19 @@ def render(claims: list[Claim], title: str) -> str:
     lines += [
         ", ".join(f"{n} {v}" for v, n in counts.items()),
         "",
+        "Margin: how far the deciding comparison lies from its threshold, above zero by how much the "
+        "weakest part holds, below zero how far the failing part misses (between two measured values: "
+        "their ratio over 1 + analysis.tolerance, minus one; against a fixed threshold: the difference). "
         "Support: the share of resamples of the latency stage's raw repeats that give the same verdict "
-        "(- where the verdict does not rest on resampled timings).",
+        "(- where the verdict does not rest on resampled timings); a verdict with support below "
+        "analysis.min_support reads inconclusive, its margin inside the noise.",
         "",
-        "| claim | verdict | support | this run |",
-        "|---|---|---|---|",
+        "| claim | verdict | margin | support | this run |",
+        "|---|---|---|---|---|",
     ]
-    lines += [f"| {c.claim} | **{c.verdict}** | {_support(c)} | {c.run.replace('|', '/')} |" for c in claims]
+    lines += [
+        f"| {c.claim} | **{c.verdict}** | {_margin(c)} | {_support(c)} | {c.run.replace('|', '/')} |" for c in claims
+    ]
     for c in claims:
         links = ", ".join(f"[{f}]({f})" for f in c.figures)
         lines += [
@@ -732,6 +785,7 @@ def render(claims: list[Claim], title: str) -> str:
             f"- Paper: {c.statement} ({c.paper})",
             f"- This run: {c.run or '-'}",
             f"- Why: {c.reason}",
+            f"- Margin: {_margin(c)}",
             f"- Support: {_support(c)}",
             f"- Figures: {links}",
         ]

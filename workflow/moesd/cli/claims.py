@@ -40,7 +40,8 @@ def cmd_claims(args) -> int:
     write_csv(args.out.with_suffix(".csv"), pd.DataFrame([asdict(c) for c in claims]))
     write_text(args.out, render(claims, f"experiment {config['experiment']}"))
     for c in claims:
-        print(f"{c.claim:6} {c.verdict}" + ("" if c.support != c.support else f" (support {c.support:.2f})"))
+        margin = "" if c.margin != c.margin else f" margin {c.margin:+.1%}"
+        print(f"{c.claim:6} {c.verdict}{margin}" + ("" if c.support != c.support else f" (support {c.support:.2f})"))
     return 0
 
 
