@@ -1,5 +1,6 @@
 """`moesd generate` (a tool outside the workflow's rules): batched autoregressive or speculative
-decoding of a prompt set with our engine (moesd.decode), one JSONL line per prompt."""
+decoding of a prompt set with our engine (moesd.decode) or with vLLM (moesd.backends.vllm), one
+JSONL line per prompt; with vLLM's speculation, its acceptance counters beside it."""
 
 from __future__ import annotations
 
@@ -22,12 +23,87 @@ def tokenizer_for(spec_text: str):
     return Tokenizer.from_file(str(path))
 
 
-def cmd_generate(args) -> int:
+def _write_rows(out: Path, rows: list[dict], tokenizer) -> None:
+    from moesd.io import atomic_path
+
+    with atomic_path(out) as tmp, tmp.open("w") as handle:
+        for row in rows:
+            if tokenizer is not None:
+                row["text"] = tokenizer.decode(row["output_ids"])
+            handle.write(json.dumps(row) + "\n")
+
+
+def _row(args, index: int, ids: list[int], **extra) -> dict:
+    return {
+        "prompt_index": index,
+        "output_ids": ids,
+        "mode": args.mode,
+        "target": args.target,
+        "draft": args.draft,
+        "gamma": args.gamma if args.mode == "sd" else None,
+        "temperature": args.temperature,
+        "backend": args.backend,
+    } | extra
+
+
+def _generate_ours(args, config, prompts_of) -> tuple[list[dict], dict | None]:
     import torch
 
-    from moesd.decode import GenerationConfig, decode
-    from moesd.io import atomic_path
+    from moesd.decode import decode
     from moesd.models.loading import load_model
+
+    dtype = getattr(torch, args.dtype) if args.dtype else None
+    target = load_model(args.target, device=args.device, dtype=dtype, expert_impl=args.expert_impl)
+    draft = load_model(args.draft, device=args.device, dtype=dtype) if args.mode == "sd" else None
+    prompts = prompts_of(target.cfg.vocab_size)
+    rows = []
+    for start in range(0, len(prompts), args.batch_size):
+        result = decode(target, prompts[start : start + args.batch_size], config, draft=draft, mode=args.mode)
+        for i, ids in enumerate(result.output_ids):
+            extra = {"target_outputs": result.target_outputs, "expert_impl": result.expert_impl}
+            if args.mode == "sd":
+                extra["accepted"] = result.accepted_per_sequence[i]
+            rows.append(_row(args, start + i, ids, **extra))
+    return rows, None
+
+
+def _generate_vllm(args, prompts_of) -> tuple[list[dict], dict | None]:
+    """The same decoding through vLLM (moesd.backends.vllm): every check before any model loads."""
+    from moesd.backends.vllm import VllmError, VllmRequest, hf_config, run
+    from moesd.models.spec import parse_spec
+
+    if args.acceptance != "target":
+        raise VllmError("--acceptance forced: vLLM decides acceptance with the target (use --backend ours)")
+    folders = {}
+    for role in ("target", "draft") if args.mode == "sd" else ("target",):
+        folder = parse_spec(getattr(args, role)).folder()
+        if folder is None:
+            raise VllmError(f"--{role} {getattr(args, role)}: vLLM loads a checkpoint folder (hf: or dir:), not arch:")
+        folders[role] = folder
+    request = VllmRequest(
+        target=folders["target"],
+        draft=folders.get("draft"),
+        prompts=prompts_of(hf_config(folders["target"], "--target").get("vocab_size", 0)),
+        mode=args.mode,
+        method=args.speculative_method,
+        gamma=args.gamma,
+        tensor_parallel_size=args.tensor_parallel_size,
+        dtype=args.dtype or ("bfloat16" if (args.device or "cpu").startswith("cuda") else "float32"),
+        temperature=args.temperature,
+        max_new_tokens=args.max_new_tokens,
+        ignore_eos=args.ignore_eos,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        device=args.device or "cpu",
+    )
+    result = run(request)
+    rows = [_row(args, i, ids) for i, ids in enumerate(result.outputs)]
+    return rows, result.acceptance() if args.mode == "sd" else None
+
+
+def cmd_generate(args) -> int:
+    from moesd.decode import GenerationConfig
+    from moesd.io import write_json
     from moesd.models.spec import parse_spec
     from moesd.prompts import check_source, load_prompts
 
@@ -49,36 +125,19 @@ def cmd_generate(args) -> int:
     if args.draft:
         parse_spec(args.draft)
     check_source(args.prompts)
-    dtype = getattr(torch, args.dtype) if args.dtype else None
-
-    target = load_model(args.target, device=args.device, dtype=dtype, expert_impl=args.expert_impl)
-    draft = load_model(args.draft, device=args.device, dtype=dtype) if args.mode == "sd" else None
     tokenizer = None if args.prompts.startswith("random:") else tokenizer_for(args.target)
-    prompts = load_prompts(args.prompts, vocab_size=target.cfg.vocab_size, seed=args.seed, tokenizer=tokenizer)
+
+    def prompts_of(vocab_size: int) -> list[list[int]]:
+        return load_prompts(args.prompts, vocab_size=vocab_size, seed=args.seed, tokenizer=tokenizer)
+
+    generate = _generate_vllm if args.backend == "vllm" else lambda a, p: _generate_ours(a, config, p)
+    rows, acceptance = generate(args, prompts_of)
     out = Path(args.out)
-    with atomic_path(out) as tmp, tmp.open("w") as handle:
-        for start in range(0, len(prompts), args.batch_size):
-            batch = prompts[start : start + args.batch_size]
-            result = decode(target, batch, config, draft=draft, mode=args.mode)
-            accepted = result.accepted_per_sequence if args.mode == "sd" else None
-            for i, ids in enumerate(result.output_ids):
-                row = {
-                    "prompt_index": start + i,
-                    "output_ids": ids,
-                    "mode": args.mode,
-                    "target": args.target,
-                    "draft": args.draft,
-                    "gamma": args.gamma if args.mode == "sd" else None,
-                    "temperature": args.temperature,
-                    "target_outputs": result.target_outputs,
-                    "expert_impl": result.expert_impl,
-                }
-                if accepted is not None:
-                    row["accepted"] = accepted[i]
-                if tokenizer is not None:
-                    row["text"] = tokenizer.decode(ids)
-                handle.write(json.dumps(row) + "\n")
-    print(f"{len(prompts)} prompts, mode {args.mode} -> {out}")
+    _write_rows(out, rows, tokenizer)
+    if acceptance is not None:
+        write_json(out.with_suffix(".acceptance.json"), acceptance)
+        print(f"vLLM acceptance: {json.dumps(acceptance)}")
+    print(f"{len(rows)} prompts, mode {args.mode}, backend {args.backend} -> {out}")
     return 0
 
 
@@ -108,6 +167,19 @@ def add_parsers(sub) -> None:
         choices=("auto", "grouped_mm", "loop"),
         default="auto",
         help="MoE expert kernels (auto: grouped_mm where available, the loop for fp32 on a CPU)",
+    )
+    p.add_argument(
+        "--backend",
+        choices=("ours", "vllm"),
+        default="ours",
+        help="our engine, or vLLM (the paper's engine) in its own environment (bash workflow/scripts/setup_vllm.sh)",
+    )
+    p.add_argument("--tensor-parallel-size", type=int, default=1, help="vLLM: ranks (GPUs, or CPU cores) per model")
+    p.add_argument(
+        "--speculative-method",
+        choices=("draft_model", "eagle"),
+        default="draft_model",
+        help="vLLM: what --draft is, a draft model or an EAGLE head",
     )
     p.add_argument("--out", required=True, type=Path, help="output JSONL")
     p.set_defaults(func=cmd_generate)

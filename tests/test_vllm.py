@@ -1,0 +1,148 @@
+"""vLLM beside our engine (moesd.backends.vllm). The checks run everywhere; the side-by-side
+decoding needs the vLLM environment (`bash workflow/scripts/setup_vllm.sh`) and skips without it,
+unless MOESD_REQUIRE_VLLM=1 (CI), where a missing environment fails."""
+
+import os
+import random
+
+import pytest
+import torch
+from moesd.backends.vllm import SETUP_COMMAND, VllmError, VllmRequest, VllmResult, check, run, vllm_python
+from moesd.decode import GenerationConfig, decode
+from moesd.models.loading import load_model
+
+from tests.tiny_models import save_tiny
+
+
+def _vllm_or_skip():
+    try:
+        return vllm_python()
+    except VllmError as error:
+        if os.environ.get("MOESD_REQUIRE_VLLM") == "1":
+            pytest.fail(f"MOESD_REQUIRE_VLLM=1 but {error}")
+        pytest.skip(f"vLLM environment absent: set it up with `{SETUP_COMMAND}`")
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    root = tmp_path_factory.mktemp("vllm")
+    heads = dict(hidden_size=64, num_attention_heads=2)  # head_dim 32: vLLM's CPU attention has no 8
+    kv = dict(heads, num_key_value_heads=1)
+    return {
+        "moe": save_tiny("qwen2_moe", root / "moe", seed=0, **kv),
+        "draft": save_tiny("qwen2", root / "draft", seed=1, **kv),
+        "mixtral": save_tiny("mixtral", root / "mixtral", seed=2, **kv),
+        "opt": save_tiny("opt_pre_ln", root / "opt", seed=3, **heads),
+        "other_vocab": save_tiny("qwen2", root / "other", vocab=128, seed=4, **kv),
+    }
+
+
+def ragged_prompts(n: int = 6, vocab: int = 96, seed: int = 0) -> list[list[int]]:
+    rng = random.Random(seed)
+    return [[rng.randrange(vocab) for _ in range(rng.randint(3, 17))] for _ in range(n)]
+
+
+def test_requests_vllm_cannot_serve_fail_in_one_line_before_loading(checkpoints, tmp_path, monkeypatch):
+    ok = VllmRequest(target=checkpoints["moe"], draft=checkpoints["draft"], prompts=ragged_prompts(), mode="sd")
+    check(ok)
+    cases = [
+        (dict(draft=checkpoints["other_vocab"]), "vocabulary 128 differs from the target's 96"),
+        (dict(tensor_parallel_size=os.cpu_count() + 1), "--tensor-parallel-size"),
+        (dict(draft=None), "--mode sd needs --draft"),
+        (dict(method="medusa"), "--speculative-method must be one of draft_model, eagle"),
+        (dict(target=tmp_path), "no config.json"),
+        (dict(prompts=[[1, 2, 96]]), "prompt 0: empty or token ids outside the target's vocabulary 96"),
+        (dict(gamma=0), "--gamma must be >= 1"),
+    ]
+    for change, message in cases:
+        request = VllmRequest(**(vars(ok) | change))
+        with pytest.raises(VllmError, match=message.replace("(", r"\(")) as info:
+            check(request)
+        assert "\n" not in str(info.value)
+    (tmp_path / "config.json").write_text('{"model_type": "gpt2", "vocab_size": 96}')
+    with pytest.raises(VllmError, match="architecture 'gpt2' is not one the vLLM backend supports"):
+        check(VllmRequest(**(vars(ok) | {"target": tmp_path})))
+    monkeypatch.setenv("MOESD_VLLM_PYTHON", str(tmp_path / "no-python"))
+    with pytest.raises(VllmError, match=f"no vLLM environment: .*no-python does not exist .*{SETUP_COMMAND}"):
+        run(ok)
+
+
+def test_generate_names_the_missing_vllm_environment(tmp_path, monkeypatch, checkpoints):
+    from moesd.cli import main
+
+    monkeypatch.setenv("MOESD_VLLM_PYTHON", str(tmp_path / "none"))
+    args = ["generate", "--backend", "vllm", "--target", f"dir:{checkpoints['moe']}", "--prompts", "random:2:5"]
+    with pytest.raises(SystemExit) as info:
+        main(args + ["--out", str(tmp_path / "out.jsonl")])
+    assert info.value.code != 0 and not (tmp_path / "out.jsonl").exists()
+    with pytest.raises(SystemExit):  # an arch: spec has no weights for vLLM to load
+        main(
+            [
+                "generate",
+                "--backend",
+                "vllm",
+                "--target",
+                "arch:qwen2-0.5b",
+                "--prompts",
+                "random:2:5",
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+
+
+def test_acceptance_from_vllm_counters():
+    metrics = {
+        "vllm:spec_decode_num_drafts": 10,
+        "vllm:spec_decode_num_draft_tokens": 40,
+        "vllm:spec_decode_num_accepted_tokens": 22,
+        "vllm:spec_decode_num_accepted_tokens_per_pos": [9, 6, 4, 3],
+    }
+    acceptance = VllmResult([], [], metrics).acceptance()
+    assert acceptance["alpha"] == pytest.approx(22 / 40)
+    assert acceptance["sigma"] == pytest.approx((22 + 10) / (10 * 5))  # tokens per round over gamma + 1
+
+
+def ours(target, prompts, max_new, draft=None, gamma=4):
+    config = GenerationConfig(max_new_tokens=max_new, temperature=0.0, gamma=gamma, stop_at_eos=False)
+    model = load_model(f"dir:{target}", device="cpu", dtype=torch.float32)
+    drafter = load_model(f"dir:{draft}", device="cpu", dtype=torch.float32) if draft else None
+    return decode(model, prompts, config, draft=drafter, mode="sd" if draft else "ar").output_ids
+
+
+def vllm(target, prompts, max_new, **kwargs):
+    request = VllmRequest(target=target, prompts=prompts, max_new_tokens=max_new, batch_size=4, **kwargs)
+    return run(request, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def vllm_ar(checkpoints):
+    """vLLM's greedy AR outputs of the tiny MoE on the ragged prompts, one rank (12 new tokens)."""
+    _vllm_or_skip()
+    return vllm(checkpoints["moe"], ragged_prompts(), 12).outputs
+
+
+def test_greedy_outputs_agree_across_engines_and_modes(checkpoints, vllm_ar):
+    prompts, new = ragged_prompts(), 12
+    reference = ours(checkpoints["moe"], prompts, new)
+    assert ours(checkpoints["moe"], prompts, new, draft=checkpoints["draft"]) == reference
+    assert vllm_ar == reference
+    sd = vllm(checkpoints["moe"], prompts, new, draft=checkpoints["draft"], mode="sd", gamma=4)
+    assert sd.outputs == reference
+    acceptance = sd.acceptance()
+    per_position = acceptance["accepted_per_position"]
+    assert acceptance["rounds"] > 0 and 0 <= acceptance["accepted"] <= acceptance["drafted"]
+    assert all(a >= b for a, b in zip(per_position, per_position[1:], strict=False))  # non-increasing
+
+
+@pytest.mark.parametrize("family", ["mixtral", "opt"])
+def test_vllm_matches_our_engine_on_other_families(checkpoints, family):
+    _vllm_or_skip()
+    prompts = ragged_prompts(seed=1)
+    assert vllm(checkpoints[family], prompts, 10).outputs == ours(checkpoints[family], prompts, 10)
+
+
+def test_tensor_parallel_equals_one_rank(checkpoints, vllm_ar):
+    if os.cpu_count() < 2:
+        pytest.skip("tensor parallelism needs two cores")
+    assert vllm(checkpoints["moe"], ragged_prompts(), 12, tensor_parallel_size=2).outputs == vllm_ar

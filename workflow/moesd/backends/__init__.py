@@ -1,0 +1,2 @@
+"""Measuring backends beside our engine (moesd.decode): vLLM, the engine the paper used, for
+end-to-end decoding and acceptance (moesd.backends.vllm)."""

@@ -1,0 +1,217 @@
+"""vLLM as a second measuring backend (the paper's engine): decoding, acceptance counters and
+end-to-end wall times of a prompt set, with tensor parallelism and draft-model or EAGLE
+speculation.
+
+vLLM pins its own torch and transformers, so it lives in its own environment
+(`bash workflow/scripts/setup_vllm.sh`, `.venv-vllm` at the repository root); this module finds
+its Python (MOESD_VLLM_PYTHON, else that default), checks the request cheaply here (folders,
+architectures, vocabularies, devices: one-line errors before any model loads) and runs
+`vllm_worker.py` there as a subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from moesd.paths import REPO_ROOT
+
+PYTHON_SETTING = "MOESD_VLLM_PYTHON"
+DEFAULT_PYTHON = REPO_ROOT / ".venv-vllm" / "bin" / "python"
+SETUP_COMMAND = "bash workflow/scripts/setup_vllm.sh"
+WORKER = Path(__file__).with_name("vllm_worker.py")
+METHODS = ("draft_model", "eagle")
+# model_type values whose vLLM implementation this project has run (tests/test_vllm.py)
+ARCHITECTURES = ("qwen2", "qwen2_moe", "mixtral", "opt", "llama", "mistral", "qwen3", "qwen3_moe", "olmoe")
+
+
+class VllmError(ValueError):
+    """A request vLLM cannot serve, or a missing vLLM environment."""
+
+
+def vllm_python() -> Path:
+    """The vLLM environment's Python: MOESD_VLLM_PYTHON, else .venv-vllm at the repository root."""
+    path = Path(os.environ.get(PYTHON_SETTING) or DEFAULT_PYTHON)
+    if not path.is_file():
+        raise VllmError(
+            f"no vLLM environment: {path} does not exist (set it up with `{SETUP_COMMAND}`, or set {PYTHON_SETTING})"
+        )
+    return path
+
+
+@dataclass
+class VllmRequest:
+    target: Path  # folders of Hugging Face checkpoints
+    prompts: list[list[int]]
+    draft: Path | None = None
+    mode: str = "ar"
+    method: str = "draft_model"
+    gamma: int = 4
+    tensor_parallel_size: int = 1
+    dtype: str = "float32"
+    temperature: float = 0.0
+    max_new_tokens: int = 64
+    ignore_eos: bool = True
+    seed: int = 0
+    batch_size: int = 8
+    device: str = "cpu"
+    warmup: int = 0
+    repeats: int = 1
+    hf_overrides: dict = field(default_factory=dict)
+    gpu_memory_utilization: float | None = None  # default: 0.9 on a GPU, a small share of RAM on a CPU
+
+
+def hf_config(folder: Path, role: str) -> dict:
+    path = Path(folder) / "config.json"
+    if not path.is_file():
+        raise VllmError(f"{role} {folder}: no config.json (vLLM loads a Hugging Face checkpoint folder)")
+    return json.loads(path.read_text())
+
+
+def device_count(device: str) -> int:
+    """Tensor-parallel ranks the device can give: GPUs on cuda, cores on a CPU (a rank a core)."""
+    if device.startswith("cuda"):
+        import torch
+
+        return torch.cuda.device_count()
+    return len(os.sched_getaffinity(0))
+
+
+def check(request: VllmRequest) -> None:
+    """Everything that can be checked without vLLM: one line naming the option and the reason."""
+    if request.mode not in ("ar", "sd"):
+        raise VllmError(f"--mode must be ar or sd, got {request.mode!r}")
+    if request.mode == "sd" and request.draft is None:
+        raise VllmError("--mode sd needs --draft (a draft model or an EAGLE head)")
+    if request.method not in METHODS:
+        raise VllmError(f"--speculative-method must be one of {', '.join(METHODS)}, got {request.method!r}")
+    for name in ("gamma", "tensor_parallel_size", "batch_size", "max_new_tokens", "repeats"):
+        if getattr(request, name) < 1:
+            raise VllmError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(request, name)}")
+    if not request.prompts:
+        raise VllmError("no prompts")
+    target = hf_config(request.target, "--target")
+    if target.get("model_type") not in ARCHITECTURES:
+        raise VllmError(
+            f"--target {request.target}: architecture {target.get('model_type')!r} is not one the vLLM backend "
+            f"supports ({', '.join(ARCHITECTURES)})"
+        )
+    if request.mode == "sd":
+        draft = hf_config(request.draft, "--draft")
+        if request.method == "draft_model" and draft.get("vocab_size") != target.get("vocab_size"):
+            raise VllmError(
+                f"--draft {request.draft}: vocabulary {draft.get('vocab_size')} differs from the target's "
+                f"{target.get('vocab_size')} (a draft model proposes the target's token ids)"
+            )
+    available = device_count(request.device)
+    if request.tensor_parallel_size > available:
+        what = "GPUs" if request.device.startswith("cuda") else "CPU cores"
+        raise VllmError(f"--tensor-parallel-size {request.tensor_parallel_size}: this machine gives {available} {what}")
+    vocab = target.get("vocab_size", 0)
+    bad = [i for i, ids in enumerate(request.prompts) if not ids or max(ids) >= vocab or min(ids) < 0]
+    if bad:
+        raise VllmError(f"prompt {bad[0]}: empty or token ids outside the target's vocabulary {vocab}")
+
+
+def _environment(request: VllmRequest) -> dict:
+    env = dict(os.environ)
+    if not request.device.startswith("cuda"):
+        cores = sorted(os.sched_getaffinity(0))
+        per_rank = max(1, len(cores) // request.tensor_parallel_size)
+        ranks = [cores[i * per_rank : (i + 1) * per_rank] for i in range(request.tensor_parallel_size)]
+        env["VLLM_CPU_OMP_THREADS_BIND"] = "|".join(  # one core range per rank: "0-1", or "0|1" at TP 2
+            f"{rank[0]}-{rank[-1]}" if len(rank) > 1 else str(rank[0]) for rank in ranks
+        )
+        env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB of KV cache: tiny models, small machines
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    return env
+
+
+@dataclass
+class VllmResult:
+    outputs: list[list[int]]
+    seconds: list[float]
+    metrics: dict
+
+    def acceptance(self) -> dict:
+        """vLLM's speculative-decoding counters as the acceptance tables' quantities: drafts,
+        drafted and accepted tokens, accepted per position (non-increasing), the per-token
+        acceptance rate alpha = accepted / drafted and sigma = tokens per round / (gamma + 1)."""
+        m = self.metrics
+        drafts = m.get("vllm:spec_decode_num_drafts", 0)
+        drafted = m.get("vllm:spec_decode_num_draft_tokens", 0)
+        accepted = m.get("vllm:spec_decode_num_accepted_tokens", 0)
+        per_position = m.get("vllm:spec_decode_num_accepted_tokens_per_pos", [])
+        gamma = len(per_position)
+        return {
+            "rounds": drafts,
+            "drafted": drafted,
+            "accepted": accepted,
+            "accepted_per_position": per_position,
+            "alpha": accepted / drafted if drafted else float("nan"),
+            "sigma": (accepted + drafts) / (drafts * (gamma + 1)) if drafts and gamma else float("nan"),
+        }
+
+
+def _cause(log: str) -> str:
+    """The root error of a failed worker: the first "...Error: ..." line of its log (vLLM's
+    engine re-raises it in several processes), else the last line."""
+    for line in log.splitlines():
+        match = re.search(r"\b(\w+(Error|Exception)): (.*)", line)
+        if match and "Traceback" not in line:
+            return f"{match.group(1)}: {match.group(3).strip()}"
+    lines = log.strip().splitlines()
+    return lines[-1] if lines else "no output"
+
+
+def run(request: VllmRequest, timeout: float | None = None) -> VllmResult:
+    """Decode REQUEST's prompts with vLLM in its environment; checks first, then one subprocess."""
+    check(request)
+    python = vllm_python()
+    target = hf_config(request.target, "--target")
+    longest = max(len(ids) for ids in request.prompts) + request.max_new_tokens + request.gamma + 1
+    limit = target.get("max_position_embeddings") or longest
+    if longest > limit:
+        raise VllmError(f"prompt plus new tokens reach {longest} positions, beyond the target's {limit}")
+    utilization = request.gpu_memory_utilization or (0.9 if request.device.startswith("cuda") else 0.1)
+    payload = {
+        "target": str(request.target),
+        "draft": str(request.draft) if request.draft else None,
+        "method": request.method,
+        "gamma": request.gamma,
+        "mode": request.mode,
+        "tensor_parallel_size": request.tensor_parallel_size,
+        "dtype": request.dtype,
+        "temperature": request.temperature,
+        "max_new_tokens": request.max_new_tokens,
+        "ignore_eos": request.ignore_eos,
+        "seed": request.seed,
+        "batch_size": request.batch_size,
+        "prompts": request.prompts,
+        "max_model_len": min(limit, max(longest, 64)),
+        "gpu_memory_utilization": utilization,
+        "warmup": request.warmup,
+        "repeats": request.repeats,
+        "hf_overrides": request.hf_overrides,
+    }
+    with tempfile.TemporaryDirectory(prefix="moesd-vllm-") as folder:
+        request_file, result_file = Path(folder) / "request.json", Path(folder) / "result.json"
+        request_file.write_text(json.dumps(payload))
+        done = subprocess.run(
+            # -P: not the worker's folder on sys.path, where this module would shadow vllm itself
+            [str(python), "-P", str(WORKER), str(request_file), str(result_file)],
+            env=_environment(request),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=folder,
+        )
+        if done.returncode != 0 or not result_file.is_file():
+            raise RuntimeError(f"vLLM worker failed (exit {done.returncode}): {_cause(done.stderr + done.stdout)}")
+        result = json.loads(result_file.read_text())
+    return VllmResult(result["outputs"], result["seconds"], result["metrics"])
