@@ -7,31 +7,15 @@ already holds `context` tokens; the cache is reset to the context outside the ti
 
 from __future__ import annotations
 
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
 import torch
 
+from moesd.latency.timing import interleaved_medians
 from moesd.models.loading import load_model
 from moesd.models.spec import parse_spec
-
-
-def interleaved_medians(contenders: dict, repeats: int, warmup: int) -> dict[str, float]:
-    """Median ms per contender; calls alternate (A, B, A, B, ...) so that drifts of a shared,
-    noisy machine hit every contender alike. Each contender is (call, reset)."""
-    times = {name: [] for name in contenders}
-    for i in range(warmup + repeats):
-        for name, (call, reset) in contenders.items():
-            start = time.perf_counter()
-            call()
-            elapsed = time.perf_counter() - start
-            reset()
-            if i >= warmup:
-                times[name].append(elapsed * 1e3)
-    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def ours_contender(model, batch: int, s: int, context: int, seed: int = 0):

@@ -16,7 +16,7 @@ import argparse
 
 import torch
 import torch.nn.functional as F
-from moesd.bench import interleaved_medians
+from moesd.latency.timing import interleaved_medians
 from moesd.models.linear import linear
 
 # the default latency models' largest matrices: OPT-30B-shaped fc1 / fc2, Qwen2-57B-shaped

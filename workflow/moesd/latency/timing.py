@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 
 import torch
@@ -62,3 +63,19 @@ def timed_interleaved(calls: dict, device, warmup: int, repeats: int) -> dict:
         for key, call in calls.items():
             seconds[key].append(seconds_of(call))
     return seconds
+
+
+def interleaved_medians(contenders: dict, repeats: int, warmup: int) -> dict[str, float]:
+    """Median ms per contender; calls alternate (A, B, A, B, ...) so that drifts of a shared,
+    noisy machine hit every contender alike. Each contender is (call, reset or None)."""
+    times = {name: [] for name in contenders}
+    for i in range(warmup + repeats):
+        for name, (call, reset) in contenders.items():
+            start = time.perf_counter()
+            call()
+            elapsed = time.perf_counter() - start
+            if reset is not None:
+                reset()
+            if i >= warmup:
+                times[name].append(elapsed * 1e3)
+    return {name: statistics.median(values) for name, values in times.items()}

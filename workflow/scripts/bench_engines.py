@@ -1,0 +1,100 @@
+"""Benchmark: per-token decode time of our engine against vLLM on the same tiny checkpoint, AR and
+SD (draft model, gamma 4), B in {1, 8, 32}, greedy, every sequence generating the same number of
+tokens. Both engines live in one process, so their calls alternate (interleaved medians: a shared
+machine's drift hits both alike); it therefore runs in the vLLM environment, whose torch is ours
+(moesd's engine needs only torch, safetensors and yaml there):
+
+    bash workflow/scripts/setup_vllm.sh    # once
+    PYTHONPATH=workflow .venv-vllm/bin/python workflow/scripts/bench_engines.py [--repeats 5]
+
+Prints ms per decoding step (a batch's wall time over its new tokens) of each engine and the ratio
+ours / vLLM (below 1: ours is faster). Without --target/--draft it saves a random Qwen2-MoE target
+(4 layers, 16 experts, top 4) and a Qwen2 draft with transformers first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import tempfile
+from pathlib import Path
+
+
+def save_checkpoints(folder: Path) -> tuple[Path, Path]:
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    shapes = {
+        "target": dict(model_type="qwen2_moe", hidden_size=256, num_hidden_layers=4, num_attention_heads=8,
+                       num_key_value_heads=2, moe_intermediate_size=256, shared_expert_intermediate_size=512,
+                       num_experts=16, num_experts_per_tok=4, intermediate_size=512),
+        "draft": dict(model_type="qwen2", hidden_size=128, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=1, intermediate_size=384),
+    }  # fmt: skip
+    for seed, (name, params) in enumerate(shapes.items()):
+        config = AutoConfig.for_model(params.pop("model_type"), vocab_size=4096, **params)
+        torch.manual_seed(seed)
+        AutoModelForCausalLM.from_config(config).save_pretrained(folder / name)
+    return folder / "target", folder / "draft"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--target", type=Path, help="checkpoint folder (default: a random tiny Qwen2-MoE)")
+    parser.add_argument("--draft", type=Path, help="draft checkpoint folder (same vocabulary)")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--prompt-tokens", type=int, default=32)
+    parser.add_argument("--new-tokens", type=int, default=32)
+    parser.add_argument("--gamma", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    cores = sorted(os.sched_getaffinity(0))[: args.threads]
+    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"{cores[0]}-{cores[-1]}")
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+
+    import torch
+    from moesd.decode import GenerationConfig, decode
+    from moesd.latency.timing import interleaved_medians
+    from moesd.models.loading import load_model
+    from vllm import LLM, SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    torch.set_num_threads(args.threads)
+    scratch = tempfile.TemporaryDirectory(prefix="moesd-bench-")
+    target, draft = (args.target, args.draft) if args.target else save_checkpoints(Path(scratch.name))
+    longest = args.prompt_tokens + args.new_tokens + args.gamma + 1
+    common = dict(dtype="float32", seed=0, skip_tokenizer_init=True, max_num_seqs=max(args.batch_sizes),
+                  max_model_len=longest, gpu_memory_utilization=0.1, enable_prefix_caching=False)  # fmt: skip
+    spec = {"method": "draft_model", "model": str(draft), "num_speculative_tokens": args.gamma}
+    engines = {"ar": LLM(model=str(target), **common), "sd": LLM(model=str(target), speculative_config=spec, **common)}
+    ours_target = load_model(f"dir:{target}", device="cpu", dtype=torch.float32)
+    ours_draft = load_model(f"dir:{draft}", device="cpu", dtype=torch.float32)
+    vocab = ours_target.cfg.vocab_size
+    params = SamplingParams(temperature=0.0, max_tokens=args.new_tokens, ignore_eos=True, detokenize=False)
+    config = GenerationConfig(max_new_tokens=args.new_tokens, temperature=0.0, gamma=args.gamma, stop_at_eos=False)
+    rng = random.Random(0)
+
+    print(f"target {target}, draft {draft}; {args.prompt_tokens} prompt tokens, {args.new_tokens} new, fp32, "
+          f"{args.threads} threads, medians of {args.repeats} interleaved repeats")  # fmt: skip
+    print(f"{'B':>4} {'mode':>4} {'ours ms/step':>13} {'vLLM ms/step':>13} {'ours/vLLM':>10}")
+    for batch in args.batch_sizes:
+        prompts = [[rng.randrange(vocab) for _ in range(args.prompt_tokens)] for _ in range(batch)]
+        requests = [TokensPrompt(prompt_token_ids=ids) for ids in prompts]
+        for mode in ("ar", "sd"):
+            drafter = ours_draft if mode == "sd" else None
+            contenders = {
+                "ours": (lambda m=mode, d=drafter, p=prompts: decode(ours_target, p, config, draft=d, mode=m), None),
+                "vllm": (lambda m=mode, r=requests: engines[m].generate(r, params, use_tqdm=False), None),
+            }
+            ms = interleaved_medians(contenders, repeats=args.repeats, warmup=1)
+            step = {name: value / args.new_tokens for name, value in ms.items()}
+            print(
+                f"{batch:>4} {mode:>4} {step['ours']:>13.2f} {step['vllm']:>13.2f} {step['ours'] / step['vllm']:>10.2f}"
+            )
+
+
+if __name__ == "__main__":  # vLLM's engine spawns processes: the guard is required
+    main()
