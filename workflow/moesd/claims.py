@@ -9,8 +9,9 @@ reproduce each claim. Shape verdicts allow a relative margin (`analysis.toleranc
 Each verdict carries its margin, how far the deciding comparison lies from its threshold: above
 zero by how much the weakest part holds, below zero how far the failing part misses. Between two
 measured values it is their ratio over (1 + tolerance) minus one; against a fixed threshold (a
-correlation, a relative error, a tolerance) the difference, both fractions and its support (the share of resamples of the raw repeats that give the same verdict,
-`add_support`). A shape holds "beyond the intervals" when it holds in at least
+correlation, a relative error, a tolerance) the difference; both are fractions. A timing
+verdict also carries its support (the share of resamples of the raw repeats that give the same
+verdict, `add_support`). A shape holds "beyond the intervals" when it holds in at least
 `analysis.min_support` of the resamples; a call below that is inconclusive.
 """
 
