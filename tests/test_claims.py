@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from moesd.claims import (
+    ANALYSIS_KEYS,
     NOT_MEASURABLE,
     NOT_REPRODUCED,
     REPRODUCED,
@@ -15,6 +16,7 @@ from moesd.claims import (
     render,
     sweep_shape,
 )
+from moesd.config import validate_config
 from moesd.paper import paper_cell
 
 BATCHES = [1, 2, 4, 8, 16, 32, 64]
@@ -402,3 +404,14 @@ def test_a_call_inside_the_noise_reads_inconclusive():
     assert claims["C8"].support != claims["C8"].support  # the fit is not resampled: no support
     robust = {c.claim: c for c in add_support(evaluate_claims(ev), ev, keys.assign(replicate=0), None, 0.9)}
     assert robust["C4"].verdict == REPRODUCED and robust["C4"].support == 1.0
+
+
+def test_thresholds_are_analysis_keys():
+    ev = paper_like()
+    break_eq8(ev)  # 20 % fewer distinct experts than Eq. 8
+    assert verdicts(ev)["Eq. 8"] == NOT_REPRODUCED
+    assert verdicts(dataclasses.replace(ev, eq8_tolerance=0.25))["Eq. 8"] == REPRODUCED
+    assert verdicts(dataclasses.replace(paper_like(), track_correlation=1.01))["C7"] == NOT_REPRODUCED
+    assert verdicts(dataclasses.replace(paper_like(), sigma_spread=1e-9))["C7"] == REPRODUCED  # spreads are 0
+    config = validate_config({"analysis": {"eq8_tolerance": 0.25}})
+    assert {name: config["analysis"][key] for name, key in ANALYSIS_KEYS.items()}["eq8_tolerance"] == 0.25

@@ -38,9 +38,6 @@ INCONCLUSIVE = "inconclusive"  # the call changes when the raw repeats are resam
 # claims whose evidence the resampling changes (composed and end-to-end speedups); C8 and Eq. 8
 # read the fit and the routing counts, which are not resampled
 RESAMPLED = ("C1", "C2", "C3", "C4", "C5", "C6", "C7", "C9", "C10")
-TRACK_CORRELATION = 0.6  # C7: Spearman correlation of speedup and target efficiency over B
-SIGMA_SPREAD = 0.2  # C7: (max - min) / mean of the measured sigma over B ("a small range")
-EQ8_TOLERANCE = 0.05  # Eq. 8: largest relative error at t >= 4 of trained routers on the datasets
 
 
 @dataclass
@@ -92,6 +89,9 @@ ANALYSIS_KEYS = {
     "tolerance": "tolerance",
     "number_tolerance": "number_tolerance",
     "mape_threshold": "mape_threshold",
+    "track_correlation": "track_correlation",
+    "sigma_spread": "sigma_spread",
+    "eq8_tolerance": "eq8_tolerance",
 }
 
 
@@ -111,6 +111,9 @@ class Evidence:
     tolerance: float = 0.05
     number_tolerance: float = 0.10
     mape_threshold: float = 10.0
+    track_correlation: float = 0.6  # C7: Spearman correlation of speedup and target efficiency over B
+    sigma_spread: float = 0.2  # C7: (max - min) / mean of the measured sigma over B ("a small range")
+    eq8_tolerance: float = 0.05  # Eq. 8: largest relative error at t >= 4 of trained routers on the datasets
 
     COLUMNS = {  # what the verdicts read; an absent table is an empty one with these columns
         "composed": COMPOSED_COLUMNS,
@@ -507,10 +510,10 @@ def claim_c7(ev: Evidence) -> Claim:
     # sigma's spread only where the acceptance was the target's own: a forced one is set, not measured
     real = ev.measured_acceptance(ev.e2e, "e2e")
     spread = real.groupby(["name", "temperature"])["sigma"].agg(lambda s: (s.max() - s.min()) / s.mean())
-    parts = {f"Spearman(speedup, efficiency) >= {TRACK_CORRELATION}": at_least(rho.min(), TRACK_CORRELATION)}
+    parts = {f"Spearman(speedup, efficiency) >= {ev.track_correlation}": at_least(rho.min(), ev.track_correlation)}
     claim.run = "Spearman correlation over B: " + ", ".join(f"T={t:g}: {r:.2f}" for t, r in rho.items())
     if len(spread):
-        parts[f"sigma spread over B <= {SIGMA_SPREAD:.0%}"] = at_most(spread.max(), SIGMA_SPREAD)
+        parts[f"sigma spread over B <= {ev.sigma_spread:.0%}"] = at_most(spread.max(), ev.sigma_spread)
         claim.run += "; sigma spread: " + ", ".join(f"{n} T={t:g}: {v:.0%}" for (n, t), v in spread.items())
     _conclude(claim, parts)
     if not len(spread):
@@ -681,10 +684,11 @@ def claim_eq8(ev: Evidence) -> Claim:
         )
         return claim
     worst = error.abs().max()
-    ok = bool(worst <= EQ8_TOLERANCE)
+    ok = bool(worst <= ev.eq8_tolerance)
     within = "within" if ok else "not within"
     _conclude(
-        claim, {f"trained routers {within} {EQ8_TOLERANCE:.0%} of Eq. 8 at every t >= 4": at_most(worst, EQ8_TOLERANCE)}
+        claim,
+        {f"trained routers {within} {ev.eq8_tolerance:.0%} of Eq. 8 at every t >= 4": at_most(worst, ev.eq8_tolerance)},
     )
     if not ok and (error < 0).all():
         claim.reason += (
