@@ -49,6 +49,14 @@ def test_defaults_fill_an_empty_config():
             "config error: analysis.compare_runs.0: data/runs/no-such-run",
         ),
         ({"analysis": {"compare_runs": ["../x"]}}, "config error: analysis.compare_runs.0:"),
+        ({"analysis": {"compare_runs": [".."]}}, "config error: analysis.compare_runs.0:"),
+        ({"experiment": ".."}, "config error: experiment:"),
+        ({"experiment": "."}, "config error: experiment:"),
+        ({"experiment": "-n"}, "config error: experiment:"),
+        (
+            {"pairs": [{"name": "..", "target": "trained:target", "draft": "trained:draft"}]},
+            "config error: pairs.0.name:",
+        ),
     ],
 )
 def test_bad_config_fails_with_one_line_naming_the_key(patch, message):

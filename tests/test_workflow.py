@@ -257,6 +257,25 @@ def test_bad_config_stops_before_any_job(checkout, tmp_path):
     assert "config error: fit.stride: 0 is less than the minimum of 1" in result.stdout + result.stderr
 
 
+@pytest.mark.parametrize("name", ["..", ".", "../notebooks", "a/b", "-n"])
+def test_an_experiment_name_is_one_safe_folder(checkout, tmp_path, name):
+    """experiment ".." once made the notebook rule's output the tracked notebook itself, which
+    Snakemake deletes before running the job."""
+    config = tmp_path / "c.yaml"
+    config.write_text(f"experiment: {name!r}\n")
+    result = snakemake(checkout, "-n", "--configfile", str(config))
+    assert result.returncode != 0 and "config error: experiment:" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("config", sorted(p.name for p in (REPO_ROOT / "config").glob("*.yaml")))
+def test_no_rule_writes_a_tracked_file(checkout, config):
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    result = snakemake(checkout, "--summary", "--configfile", f"config/{config}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    outputs = {line.split("\t", 1)[0] for line in result.stdout.splitlines()[1:] if line.strip()}
+    assert len(outputs) > 10 and not outputs & set(tracked.stdout.splitlines())
+
+
 @pytest.mark.parametrize("experiment", ["paper", "synthetic"])
 def test_gpu_experiments_plan_their_jobs_with_a_gpu(checkout, experiment):
     result = snakemake(checkout, "-n", "--configfile", f"config/{experiment}.yaml")
