@@ -290,6 +290,10 @@ def test_analysis_commands_fail_in_one_line_on_missing_tables(tmp_path, capsys):
     cases = [
         (["speedup", "--config", str(config), "--latency", str(tmp_path / "none"), "--env", str(env)], "forward.csv"),
         (["fit-run", "--config", str(config), "--speedup", str(tmp_path / "c.csv"), "--env", str(env)], "c.csv"),
+        (  # a missing table is an error, not eleven "not measurable" verdicts
+            ["claims", "--config", str(config), "--speedup", str(tmp_path / "none"), "--fit", str(tmp_path / "none")],
+            "claims input " + str(tmp_path / "none" / "composed.csv") + " does not exist",
+        ),
     ]
     for argv, message in cases:
         code, _, err = run_cli(

@@ -35,7 +35,11 @@ def test_points_resume_and_failures_are_recorded(tmp_path):
     again = run_point(store, "forward", ("m", 1), ok, {"B": 1})
     assert first == again and len(calls) == 1  # the stored point is not measured again
     failed = run_point(store, "forward", ("m", 64), oom, {"B": 64})
-    assert failed["status"].startswith("error: RuntimeError: CUDA out of memory")
+    assert failed["status"].startswith("error: RuntimeError: CUDA out of memory") and failed["attempts"] == 1
+    assert run_point(store, "forward", ("m", 64), oom, {"B": 64})["attempts"] == 2  # a failure is tried again
+    retried = run_point(store, "forward", ("m", 64), ok, {"B": 64})
+    assert retried["status"] == "ok" and retried["attempts"] == 3 and len(calls) == 2
+    assert run_point(store, "forward", ("m", 64), oom, {"B": 64}) == retried  # a whole point is kept
     table = long_table([first, failed])
     assert list(table["repeat"]) == [0, 1, 2, -1]
     assert np.isnan(table["seconds"].iloc[-1]) and table["distinct_experts_mean"].iloc[0] == 4
@@ -155,3 +159,48 @@ def test_each_latency_model_takes_its_pairs_prompts_or_random_ids(tmp_path):
     assert prompted == ("q/humaneval", [[5]])  # prompts: even a random-weight model of a pair
     with pytest.raises(ValueError, match="latency.context.ids: prompts for latency model 't', but no prompt file"):
         token_source(trained, context | {"ids": "prompts", "ids_dataset": "mtbench"}, pairs, tmp_path)
+
+
+def test_every_input_that_changes_a_measurement_is_in_its_key(tmp_path):
+    """Changing latency.seed measures the e2e points again (it seeds their sampling), not the
+    forward points. (The device and the CUDA-graph setting are in both keys too; a CPU-only
+    machine cannot change them.)"""
+    from moesd.config import validate_config
+    from moesd.latency.sweeps import run_sweeps
+
+    draft = "arch:qwen2-0.5b:num_hidden_layers=1,hidden_size=32,num_attention_heads=2,num_key_value_heads=1,intermediate_size=64,vocab_size=512"  # fmt: skip
+    config = {
+        "pairs": [],
+        "latency": {
+            "models": [
+                {"name": "moe", "role": "target", "spec": MOE, "tokens": [1]},
+                {"name": "d", "role": "draft", "spec": draft},
+            ],  # fmt: skip
+            "batch_sizes": [1],
+            "warmup": 0,
+            "repeats": 1,
+            "reject_temperatures": [0.0],
+            "e2e": {
+                "pairs": [{"name": "f", "acceptance": "forced", "alpha": 0.5, "target": MOE, "draft": draft}],
+                "batch_sizes": [1],
+                "temperatures": [1.0],
+                "max_new_tokens": 4,
+                "context_length": 8,
+                "sequences": 1,
+                "warmup": 0,
+                "repeats": 1,
+            },
+        },
+    }
+    store = PointStore(tmp_path / "points")
+
+    def kinds():
+        return sorted(path.name.split("_")[0] for path in store.folder.glob("*.json"))
+
+    run_sweeps(validate_config(config), tmp_path, tmp_path / "prompts", None, store)
+    first = kinds()
+    assert first.count("e2e") == 2 and first.count("forward") == 2  # AR and SD; target and draft
+    config["latency"]["seed"] = 1
+    run_sweeps(validate_config(config), tmp_path, tmp_path / "prompts", None, store)
+    again = kinds()
+    assert again.count("e2e") == 4 and again.count("forward") == 2 and again.count("reject") == 1

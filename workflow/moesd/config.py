@@ -37,6 +37,17 @@ def _key(path) -> str:
     return ".".join(str(p) for p in path) or "<top level>"
 
 
+def _strict_integer(checker, instance) -> bool:
+    """An integer is an int, never a float (8.0 validated as an integer and then crashed a stage
+    that took range(8.0)) and never a bool."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+# JSON Schema counts 8.0 as an integer; a config key typed integer takes ints only
+_TYPES = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _strict_integer)
+_VALIDATOR = jsonschema.validators.extend(jsonschema.Draft202012Validator, type_checker=_TYPES)
+
+
 def validate_config(config: dict, schema_file=SCHEMA_FILE) -> dict:
     """Validate CONFIG (filled with defaults in place) and return it; raise ConfigError."""
     schema = yaml.safe_load(schema_file.read_text())
@@ -45,7 +56,7 @@ def validate_config(config: dict, schema_file=SCHEMA_FILE) -> dict:
     if not isinstance(config, dict):
         raise ConfigError("config error: <top level>: must be a mapping")
     _fill_defaults(schema, config)
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = _VALIDATOR(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(config))
     if error is not None:
         if error.validator == "additionalProperties":

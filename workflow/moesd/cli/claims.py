@@ -9,10 +9,15 @@ from moesd.cli.args import ANALYSIS, add_command
 
 
 def _csv(path: Path | None):
-    """A table, or an empty one where the file is absent or empty (the claim is then not measurable)."""
+    """A table, or an empty one where the stage wrote an empty file (its claims are then not
+    measurable); a file that is not there is an error: a missing input is no "not measurable"."""
     import pandas as pd
 
-    return pd.read_csv(path) if path and Path(path).is_file() and Path(path).stat().st_size > 1 else pd.DataFrame()
+    if path is None:
+        return pd.DataFrame()
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"claims input {path} does not exist (run the stage that writes it first)")
+    return pd.read_csv(path) if Path(path).stat().st_size > 1 else pd.DataFrame()
 
 
 def cmd_claims(args) -> int:

@@ -143,8 +143,10 @@ def summarise_repeats(seconds: list[float]) -> dict:
 # protocol is measured again, never mixed with newer ones in one table. 1: fresh random ids in
 # every timed call (a repeated input timed its experts from a warm cache); 2: forced drafts drawn
 # uniformly (a random draft copies its input); 3: weight-major fp32 linears and the expert loop
-# on a CPU (moesd.models.linear); 4: e2e points of several batches, continuous batching.
-PROTOCOL = 4
+# on a CPU (moesd.models.linear); 4: e2e points of several batches, continuous batching; 5: every
+# input that changes a measurement in its key (the device and CUDA graphs of forward and e2e
+# points, the seed of e2e points).
+PROTOCOL = 5
 
 
 class PointStore:
@@ -172,19 +174,21 @@ class PointStore:
 
 
 def run_point(store: PointStore, kind: str, key_parts, measure, describe: dict) -> dict:
-    """Measure a point unless stored; a failure is stored as the point's status."""
+    """Measure a point unless stored whole; a failure is stored as the point's status and
+    measured again on the next run (a transient out-of-memory, say), `attempts` counting the tries."""
     key = fingerprint(kind, PROTOCOL, key_parts)
     found = store.get(kind, key)
-    if found is not None:
+    if found is not None and found.get("status") == "ok":
         return found
+    attempts = {"attempts": found.get("attempts", 1) + 1 if found else 1}
     try:
         result = measure()
-        record = describe | result | {"status": "ok"}
+        record = describe | result | {"status": "ok"} | attempts
     except (RuntimeError, ValueError, MemoryError) as error:  # torch.OutOfMemoryError is a RuntimeError
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         last = traceback.format_exception_only(type(error), error)[-1].strip()
-        record = describe | {"seconds": [], "distinct_experts": [], "status": f"error: {last[:300]}"}
+        record = describe | {"seconds": [], "distinct_experts": [], "status": f"error: {last[:300]}"} | attempts
     store.put(kind, key, record)
     return record
 

@@ -91,7 +91,9 @@ def sweep_forward(
                 lat["repeats"],
                 lat["threads"],
                 str(dtype),
-            ) + ((ids,) if prompts else ())  # random ids: the key of earlier runs
+                device,
+                lat["cuda_graphs"] and device.startswith("cuda"),
+            ) + ((ids,) if prompts else ())
             if model is None and not store.has("forward", key):
                 model = load_model(spec, device=device, dtype=dtype, cuda_graphs=lat["cuda_graphs"])
             describe = {"B": batch, "context_len": float(sum(contexts) / batch), "token_ids": ids}
@@ -198,6 +200,9 @@ def sweep_e2e(config: dict, store: PointStore, run_dir: Path, prompts_dir: Path,
                     alpha,
                     config["latency"]["threads"],
                     str(dtype),
+                    config["latency"]["seed"],
+                    device,
+                    config["latency"]["cuda_graphs"] and device.startswith("cuda"),
                 )
                 if loaded != (target_spec, draft_spec) and not store.has("e2e", key):
                     graphs = config["latency"]["cuda_graphs"]
