@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 from moesd.architectures import describe
@@ -50,3 +52,17 @@ def tiny_dirs(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("tiny")
     return {family: save_tiny(family, root / family, seed=i) for i, family in enumerate(FAMILIES)}
+
+
+@pytest.fixture
+def vllm_env():
+    """The vLLM environment's python; the test skips without it, unless MOESD_REQUIRE_VLLM=1
+    (CI), where a missing environment fails."""
+    from moesd.backends.vllm import SETUP_COMMAND, VllmError, vllm_python
+
+    try:
+        return vllm_python()
+    except VllmError as error:
+        if os.environ.get("MOESD_REQUIRE_VLLM") == "1":
+            pytest.fail(f"MOESD_REQUIRE_VLLM=1 but {error}")
+        pytest.skip(f"vLLM environment absent: set it up with `{SETUP_COMMAND}`")

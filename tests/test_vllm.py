@@ -1,6 +1,6 @@
 """vLLM beside our engine (moesd.backends.vllm). The checks run everywhere; the side-by-side
-decoding needs the vLLM environment (`bash workflow/scripts/setup_vllm.sh`) and skips without it,
-unless MOESD_REQUIRE_VLLM=1 (CI), where a missing environment fails."""
+decoding needs the vLLM environment (the vllm_env fixture: `bash workflow/scripts/setup_vllm.sh`)
+and skips without it, unless MOESD_REQUIRE_VLLM=1 (CI), where a missing environment fails."""
 
 import os
 import random
@@ -12,15 +12,6 @@ from moesd.decode import GenerationConfig, decode
 from moesd.models.loading import load_model
 
 from tests.tiny_models import save_tiny
-
-
-def _vllm_or_skip():
-    try:
-        return vllm_python()
-    except VllmError as error:
-        if os.environ.get("MOESD_REQUIRE_VLLM") == "1":
-            pytest.fail(f"MOESD_REQUIRE_VLLM=1 but {error}")
-        pytest.skip(f"vLLM environment absent: set it up with `{SETUP_COMMAND}`")
 
 
 @pytest.fixture(scope="module")
@@ -118,11 +109,16 @@ def vllm(target, prompts, max_new, **kwargs):
 @pytest.fixture(scope="module")
 def vllm_ar(checkpoints):
     """vLLM's greedy AR outputs of the tiny MoE on the ragged prompts, one rank (12 new tokens)."""
-    _vllm_or_skip()
+    from moesd.backends.vllm import VllmError
+
+    try:
+        vllm_python()
+    except VllmError:
+        return None  # the tests that use it ask for vllm_env, which skips or fails
     return vllm(checkpoints["moe"], ragged_prompts(), 12).outputs
 
 
-def test_greedy_outputs_agree_across_engines_and_modes(checkpoints, vllm_ar):
+def test_greedy_outputs_agree_across_engines_and_modes(checkpoints, vllm_env, vllm_ar):
     prompts, new = ragged_prompts(), 12
     reference = ours(checkpoints["moe"], prompts, new)
     assert ours(checkpoints["moe"], prompts, new, draft=checkpoints["draft"]) == reference
@@ -136,13 +132,12 @@ def test_greedy_outputs_agree_across_engines_and_modes(checkpoints, vllm_ar):
 
 
 @pytest.mark.parametrize("family", ["mixtral", "opt"])
-def test_vllm_matches_our_engine_on_other_families(checkpoints, family):
-    _vllm_or_skip()
+def test_vllm_matches_our_engine_on_other_families(checkpoints, family, vllm_env):
     prompts = ragged_prompts(seed=1)
     assert vllm(checkpoints[family], prompts, 10).outputs == ours(checkpoints[family], prompts, 10)
 
 
-def test_tensor_parallel_equals_one_rank(checkpoints, vllm_ar):
+def test_tensor_parallel_equals_one_rank(checkpoints, vllm_env, vllm_ar):
     if os.cpu_count() < 2:
         pytest.skip("tensor parallelism needs two cores")
     assert vllm(checkpoints["moe"], ragged_prompts(), 12, tensor_parallel_size=2).outputs == vllm_ar

@@ -94,6 +94,29 @@ def smoke_run(checkout):
     return checkout
 
 
+def test_acceptance_through_vllm_beside_ours(checkout, tmp_path, vllm_env):
+    """acceptance.vllm: the smoke pair's acceptance from vLLM's counters, in the summary's schema,
+    beside ours on the same prompts and settings."""
+    import pandas as pd
+    import yaml
+
+    config = yaml.safe_load((checkout / "config/smoke.yaml").read_text())
+    config["experiment"] = "smoke-vllm"
+    config["acceptance"] |= {"vllm": True, "gammas": [2]}  # one engine: both datasets and temperatures
+    config["models"]["draft"]["num_heads"] = 1  # head_dim 32: vLLM's CPU attention has none of 16
+    path = tmp_path / "smoke-vllm.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = snakemake(checkout, "acceptance", "--cores", "2", "--configfile", str(path))
+    assert result.returncode == 0, result.stderr[-4000:]
+    folder = checkout / "data/runs/smoke-vllm/acceptance"
+    ours, vllm = pd.read_csv(folder / "summary.csv"), pd.read_csv(folder / "summary_vllm.csv")
+    assert list(vllm.columns) == list(ours.columns) and set(vllm["backend"]) == {"vllm"}
+    keys = ["target", "draft", "dataset", "temperature", "gamma"]
+    assert sorted(map(tuple, vllm[keys].values)) == sorted(map(tuple, ours[keys].values))
+    assert vllm["sigma"].between(1 / 3, 1).all() and (vllm["n_rounds"] > 0).all()
+    assert len(pd.read_csv(folder / "backends.csv")) == len(ours)
+
+
 def test_smoke_run_produces_every_output_then_nothing_to_do(smoke_run):
     for folder, names in SMOKE_OUTPUTS.items():
         for name in names:

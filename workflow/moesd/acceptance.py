@@ -40,7 +40,7 @@ SUMMARY_COLUMNS = [
     "n_rounds",
     "n_prompts",
     "distinct_fraction",
-]
+]  # and backend: ours (moesd.decode) or vllm (moesd.backends.vllm, from its counters)
 
 
 def measure_rounds(target, draft, prompts, *, temperature, gamma, batch_size, max_new_tokens, seed) -> pd.DataFrame:
@@ -74,32 +74,45 @@ def per_position(accepted: np.ndarray, gamma: int) -> list[float]:
     return rates
 
 
+def summary_row(key: dict, n: np.ndarray, gamma: int, n_prompts: int, distinct: float) -> dict:
+    """One summary row from the accepted counts N of every round (the estimators of the module
+    docstring)."""
+    mean_length = float(np.mean(n + 1))
+    sigma = mean_length / (gamma + 1)
+    return key | {
+        "alpha": alpha_mle(n, gamma),
+        "alpha_eq5": float(alpha_from_sigma(sigma, gamma)),
+        "sigma": sigma,
+        "mean_accepted_length": mean_length,
+        "per_position_acceptance": ";".join(f"{r:.4f}" for r in per_position(n, gamma)),
+        "n_rounds": len(n),
+        "n_prompts": n_prompts,
+        "distinct_fraction": distinct,
+    }
+
+
 def summarise(rounds: pd.DataFrame) -> pd.DataFrame:
     keys = ["target", "draft", "dataset", "temperature", "gamma"]
     rows = []
     for key, group in rounds.groupby(keys, sort=True):
-        gamma = int(key[4])
-        n = group["accepted"].to_numpy()
-        mean_length = float(np.mean(n + 1))
-        sigma = mean_length / (gamma + 1)
-        rows.append(
-            dict(zip(keys, key, strict=True))
-            | {
-                "alpha": alpha_mle(n, gamma),
-                "alpha_eq5": float(alpha_from_sigma(sigma, gamma)),
-                "sigma": sigma,
-                "mean_accepted_length": mean_length,
-                "per_position_acceptance": ";".join(f"{r:.4f}" for r in per_position(n, gamma)),
-                "n_rounds": len(n),
-                "n_prompts": group["prompt_index"].nunique(),
-                "distinct_fraction": (
-                    float(group.groupby("prompt_index")["distinct_fraction"].first().mean())
-                    if "distinct_fraction" in group
-                    else float("nan")
-                ),
-            }
+        distinct = (
+            float(group.groupby("prompt_index")["distinct_fraction"].first().mean())
+            if "distinct_fraction" in group
+            else float("nan")
         )
-    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+        n = group["accepted"].to_numpy()
+        rows.append(
+            summary_row(dict(zip(keys, key, strict=True)), n, int(key[4]), group["prompt_index"].nunique(), distinct)
+        )
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS).assign(backend="ours")
+
+
+def rounds_from_counters(rounds: int, accepted_per_position: list[int]) -> np.ndarray:
+    """The accepted count of every round, from vLLM's counters (ROUNDS drafts; the rounds whose
+    i-th draft token was accepted, per i): exactly k accepted in c_k - c_(k+1) rounds, c_0 the
+    rounds. The order of rounds is lost, which no summary estimator needs."""
+    reached = [rounds, *accepted_per_position, 0]
+    return np.repeat(np.arange(len(reached) - 1), [reached[k] - reached[k + 1] for k in range(len(reached) - 1)])
 
 
 def acceptance_verdicts(summary: pd.DataFrame, target_loss: float | None = None) -> list[str]:
@@ -179,3 +192,67 @@ def measure_pairs(config: dict, run_dir: Path, prompts_dir: Path, points_dir: Pa
                         log(f"measured {point.name}: {len(rounds)} rounds")
                     frames.append(pd.read_csv(point))
     return pd.concat(frames, ignore_index=True), resolved
+
+
+def measure_pairs_vllm(config: dict, run_dir: Path, prompts_dir: Path, points_dir: Path, log=print) -> pd.DataFrame:
+    """Every pair x dataset x temperature x gamma through vLLM (moesd.backends.vllm): one engine
+    per pair and gamma decodes every dataset and temperature in turn; each summary row comes from
+    the counters of its pass. One point file per pair and gamma, so a killed run resumes."""
+    import json
+
+    from moesd.backends.vllm import VllmError, VllmRequest, run_passes
+    from moesd.io import fingerprint, write_json
+    from moesd.models.spec import parse_spec
+    from moesd.prompts import dataset_name, read_token_ids
+
+    acc = config["acceptance"]
+    rows = []
+    for pair in config["pairs"]:
+        specs = {role: parse_spec(pair[role]).resolve(run_dir) for role in ("target", "draft")}
+        folders = {role: spec.folder() for role, spec in specs.items()}
+        for role, folder in folders.items():
+            if folder is None:
+                raise VllmError(f"pairs {pair['name']}.{role}: vLLM loads a checkpoint folder, not {pair[role]}")
+        settings = [
+            (dataset_name(source), temperature) for source in acc["datasets"] for temperature in acc["temperatures"]
+        ]
+        prompts = {
+            dataset: read_token_ids(prompts_dir / pair["name"] / f"{dataset}.jsonl", acc["max_prompts"])
+            for dataset, _ in settings
+        }
+        for gamma in acc["gammas"]:
+            key = fingerprint(
+                "vllm", *(spec.fingerprint() for spec in specs.values()), prompts, settings, gamma,
+                acc["batch_size"], acc["max_new_tokens"], acc["seed"],
+            )  # fmt: skip
+            point = points_dir / f"vllm_{pair['name']}_g{gamma}_{key}.json"
+            if not point.is_file():
+                request = VllmRequest(
+                    target=folders["target"], draft=folders["draft"], prompts=prompts[settings[0][0]], mode="sd",
+                    gamma=gamma, batch_size=acc["batch_size"], max_new_tokens=acc["max_new_tokens"], seed=acc["seed"],
+                )  # fmt: skip
+                passes = [
+                    {"prompts": prompts[d], "temperature": t, "seed": acc["seed"], "max_new_tokens": acc["max_new_tokens"]}
+                    for d, t in settings
+                ]  # fmt: skip
+                results = run_passes(request, passes)
+                measured = []
+                for (dataset, temperature), result in zip(settings, results, strict=True):
+                    counters = result.acceptance()
+                    n = rounds_from_counters(counters["rounds"], counters["accepted_per_position"])
+                    distinct = float(np.mean([len(set(ids)) / len(ids) for ids in result.outputs if ids]))
+                    setting = {"target": pair["target"], "draft": pair["draft"], "dataset": dataset,
+                               "temperature": temperature, "gamma": gamma}  # fmt: skip
+                    measured.append(summary_row(setting, n, gamma, len(prompts[dataset]), distinct))
+                write_json(point, measured)
+                log(f"measured {point.name} through vLLM: {len(measured)} settings")
+            rows += json.loads(point.read_text())
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS).assign(backend="vllm")
+
+
+def backends_table(ours: pd.DataFrame, vllm: pd.DataFrame) -> pd.DataFrame:
+    """Ours beside vLLM per pair and setting: sigma, alpha and their ratio (same prompts, same
+    greedy or sampled acceptance rule, two engines)."""
+    keys = ["target", "draft", "dataset", "temperature", "gamma"]
+    both = ours[keys + ["sigma", "alpha"]].merge(vllm[keys + ["sigma", "alpha"]], on=keys, suffixes=("_ours", "_vllm"))
+    return both.assign(sigma_ratio=both["sigma_vllm"] / both["sigma_ours"])

@@ -23,6 +23,33 @@ rule measure_acceptance:
         "--out {params.out} > {log} 2>&1"
 
 
+rule measure_acceptance_vllm:
+    """The same pairs and settings through vLLM's speculative decoding (acceptance.vllm): sigma,
+    alpha and per-position acceptance from its counters, ours beside it."""
+    input:
+        config=f"{RUNS}/config/acceptance.json",
+        models=MODELS_MANIFEST,
+        prompts=PROMPTS_STATS,
+        summary=f"{RUNS}/acceptance/summary.csv",
+    output:
+        summary=f"{RUNS}/acceptance/summary_vllm.csv",
+        backends=f"{RUNS}/acceptance/backends.csv",
+    params:
+        run=run_folder,
+        prompts=folder_of("input.prompts"),
+        out=folder_of("output.summary"),
+    threads: 2
+    resources:
+        gpu=GPU,
+    log:
+        f"{LOGS}/acceptance_vllm.log",
+    conda:
+        "../../envs/cpu.yaml"  # moesd; vLLM runs in its own environment (MOESD_VLLM_PYTHON, .venv-vllm)
+    shell:
+        "moesd acceptance-vllm --config {input.config} --run-dir {params.run} --prompts {params.prompts} "
+        "--summary {input.summary} --out {params.out} > {log} 2>&1"
+
+
 rule measure_routing:
     """Distinct experts per layer against tokens per forward, real prompts and random ids (Fig. 1)."""
     input:
@@ -67,3 +94,4 @@ rule plot_routing:
 rule acceptance:
     input:
         [rules.measure_acceptance.output, rules.plot_routing.output] if config["pairs"] else [],
+        rules.measure_acceptance_vllm.output if config["pairs"] and config["acceptance"]["vllm"] else [],

@@ -11,6 +11,7 @@ architectures, vocabularies, devices: one-line errors before any model loads) an
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -171,17 +172,28 @@ def _cause(log: str) -> str:
 
 def run(request: VllmRequest, timeout: float | None = None) -> VllmResult:
     """Decode REQUEST's prompts with vLLM in its environment; checks first, then one subprocess."""
+    return run_passes(request, [], timeout)[0]
+
+
+def run_passes(request: VllmRequest, passes: list[dict], timeout: float | None = None) -> list[VllmResult]:
+    """REQUEST's engine decoding each of PASSES ({prompts, temperature, seed, max_new_tokens}) in
+    turn, one engine start for all (REQUEST's own prompts and sampling when PASSES is empty);
+    every pass's prompts are checked before the engine starts."""
+    for spec in passes:
+        check(dataclasses.replace(request, prompts=spec["prompts"], max_new_tokens=spec["max_new_tokens"]))
     check(request)
     python = vllm_python()
     target = hf_config(request.target, "--target")
-    longest = max(len(ids) for ids in request.prompts) + request.max_new_tokens + request.gamma + 1
+    prompts = [ids for spec in passes for ids in spec["prompts"]] or request.prompts
+    new_tokens = max([spec["max_new_tokens"] for spec in passes] or [request.max_new_tokens])
+    longest = max(len(ids) for ids in prompts) + new_tokens + request.gamma + 1
     limit = target.get("max_position_embeddings") or longest
     if longest > limit:
         raise VllmError(f"prompt plus new tokens reach {longest} positions, beyond the target's {limit}")
     utilization = request.gpu_memory_utilization or (0.9 if request.device.startswith("cuda") else 0.1)
     payload = {
-        "target": str(request.target),
-        "draft": str(request.draft) if request.draft else None,
+        "target": str(Path(request.target).resolve()),  # the worker runs in a scratch folder
+        "draft": str(Path(request.draft).resolve()) if request.draft else None,
         "method": request.method,
         "gamma": request.gamma,
         "mode": request.mode,
@@ -193,6 +205,7 @@ def run(request: VllmRequest, timeout: float | None = None) -> VllmResult:
         "seed": request.seed,
         "batch_size": request.batch_size,
         "prompts": request.prompts,
+        "passes": passes,
         "max_model_len": min(limit, max(longest, 64)),
         "gpu_memory_utilization": utilization,
         "warmup": request.warmup,
@@ -214,4 +227,4 @@ def run(request: VllmRequest, timeout: float | None = None) -> VllmResult:
         if done.returncode != 0 or not result_file.is_file():
             raise RuntimeError(f"vLLM worker failed (exit {done.returncode}): {_cause(done.stderr + done.stdout)}")
         result = json.loads(result_file.read_text())
-    return VllmResult(result["outputs"], result["seconds"], result["metrics"])
+    return [VllmResult(p["outputs"], p["seconds"], p["metrics"]) for p in result["passes"]]

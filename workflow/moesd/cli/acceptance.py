@@ -1,5 +1,6 @@
 """Commands of the acceptance stage (workflow/rules/acceptance.smk): `moesd acceptance` measures
-per-round accepted draft tokens and derives alpha and sigma (moesd.acceptance); `moesd routing`
+per-round accepted draft tokens and derives alpha and sigma (moesd.acceptance), `moesd
+acceptance-vllm` the same through vLLM's counters; `moesd routing`
 counts distinct experts per forward (moesd.routing); `moesd plot-routing` draws Fig. 1 a/b from
 those counts (moesd.figures.fig1_routing)."""
 
@@ -34,6 +35,27 @@ def cmd_acceptance(args) -> int:
     for line in lines:
         print(line)
     write_text(out / "verdicts.txt", "\n".join(lines) + "\n")
+    return 0
+
+
+def cmd_acceptance_vllm(args) -> int:
+    """The same pairs and settings through vLLM, beside ours (acceptance.vllm)."""
+    import pandas as pd
+
+    from moesd.acceptance import backends_table, measure_pairs_vllm
+    from moesd.backends.vllm import vllm_python
+    from moesd.config import load_config
+    from moesd.io import write_csv
+
+    config = load_config(args.config)
+    ours = pd.read_csv(args.summary)  # before the engine starts: a missing table stops here
+    vllm_python()
+    out = Path(args.out)
+    summary = measure_pairs_vllm(config, Path(args.run_dir), Path(args.prompts), out / "points", log=_log)
+    table = backends_table(ours, summary)
+    write_csv(out / "summary_vllm.csv", summary)
+    write_csv(out / "backends.csv", table)
+    print(table.drop(columns=["target", "draft"]).to_string(index=False, float_format="%.3f"))
     return 0
 
 
@@ -77,6 +99,18 @@ def add_parsers(sub) -> None:
         prompts=PROMPTS,
         out="output folder",
     )
+
+    p = add_command(
+        sub,
+        "acceptance-vllm",
+        cmd_acceptance_vllm,
+        "the acceptance stage through vLLM (the paper's engine), beside ours",
+        config="the acceptance stage's config",
+        run_dir=RUN_DIR,
+        prompts=PROMPTS,
+        out="output folder (summary_vllm.csv, backends.csv)",
+    )
+    p.add_argument("--summary", required=True, type=Path, help="our engine's summary.csv (the comparison)")
 
     add_command(
         sub,
