@@ -65,3 +65,17 @@ def test_forced_acceptance_realises_the_measured_sigma():
     assert sigma_from_alpha(alpha, gamma) == pytest.approx(measured, abs=1e-6)  # Eq. 5 gives back the measured sigma
     mle = float(summary["alpha"].iloc[0])
     assert sigma_from_alpha(mle, gamma) < measured - 0.03  # forcing the MLE would accept less (0.579)
+
+
+def test_vllm_counters_give_the_summary_of_the_rounds_they_count():
+    """Per-position accepted counts (vLLM's counters) determine every summary estimator: the
+    rounds rebuilt from them summarise exactly as the rounds themselves."""
+    import numpy as np
+    from moesd.acceptance import rounds_from_counters, summary_row
+
+    rng = np.random.default_rng(0)
+    n = np.minimum(rng.geometric(0.35, size=500) - 1, 4)  # accepted per round, gamma 4
+    counters = [int((n >= i).sum()) for i in range(1, 5)]  # rounds whose i-th draft was accepted
+    rebuilt = rounds_from_counters(float(len(n)), [float(c) for c in counters])
+    assert sorted(rebuilt) == sorted(n)
+    assert summary_row({}, rebuilt, 4, 10, 0.5) == summary_row({}, n, 4, 10, 0.5)

@@ -111,7 +111,7 @@ def rounds_from_counters(rounds: int, accepted_per_position: list[int]) -> np.nd
     """The accepted count of every round, from vLLM's counters (ROUNDS drafts; the rounds whose
     i-th draft token was accepted, per i): exactly k accepted in c_k - c_(k+1) rounds, c_0 the
     rounds. The order of rounds is lost, which no summary estimator needs."""
-    reached = [rounds, *accepted_per_position, 0]
+    reached = [int(rounds), *(int(c) for c in accepted_per_position), 0]
     return np.repeat(np.arange(len(reached) - 1), [reached[k] - reached[k + 1] for k in range(len(reached) - 1)])
 
 
