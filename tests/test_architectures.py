@@ -78,3 +78,22 @@ def test_files_are_the_shared_configs():
     for name in EXPECTED:
         data = json.loads((ARCHITECTURES_DIR / f"{name}.json").read_text())
         assert count_parameters(data).total == EXPECTED[name][0]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"num_experts_per_tok": 100}, "num_experts_per_tok=100 exceeds the 64 experts"),
+        ({"num_experts_per_tok": 0}, "num_experts_per_tok=0 must be a positive integer"),
+        ({"num_hidden_layers": -2}, "num_hidden_layers=-2 must be a positive integer"),
+        ({"num_experts": 6.5}, "num_experts=6.5 must be a positive integer"),
+        ({"hidden_size": 1000}, "num_attention_heads=28 does not divide hidden_size=1000"),
+        ({"num_key_value_heads": 5}, "num_key_value_heads=5 does not divide num_attention_heads=28"),
+        ({"shared_expert_intermediate_size": -1}, "shared_expert_intermediate_size=-1 must be an integer >= 0"),
+    ],
+)
+def test_overrides_that_make_no_model_are_rejected(overrides, message):
+    """moesd params once reported 85.2 B active parameters of 57.4 B with top-100 of 64 experts."""
+    with pytest.raises(ArchitectureError, match=message) as info:
+        describe("qwen2-57b-a14b", overrides)
+    assert "\n" not in str(info.value)

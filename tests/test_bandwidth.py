@@ -9,7 +9,8 @@ from moesd.bandwidth import ar_bandwidth, weight_bytes
 from moesd.models.spec import parse_spec
 
 MOE = (
-    "arch:qwen2-57b-a14b:num_hidden_layers=2,hidden_size=64,moe_intermediate_size=16,shared_expert_intermediate_size=32"
+    "arch:qwen2-57b-a14b:num_hidden_layers=2,hidden_size=64,num_attention_heads=4,moe_intermediate_size=16,"
+    "shared_expert_intermediate_size=32"
 )
 DENSE = "arch:opt-30b:num_hidden_layers=2,hidden_size=64,ffn_dim=128,num_attention_heads=2,word_embed_proj_dim=64"
 

@@ -92,6 +92,13 @@ def test_schema_documents_every_key():
     walk(schema, "")
 
 
+def test_an_architecture_no_model_can_have_stops_at_validation():
+    bad = "arch:qwen2-57b-a14b:num_experts_per_tok=100"
+    models = [{"name": "m", "role": "target", "spec": bad}, {"name": "d", "role": "draft", "spec": "arch:qwen2-0.5b"}]
+    with pytest.raises(ConfigError, match=r"^config error: latency\.models\.0\.spec: .*exceeds the 64 experts"):
+        validate_config({"latency": {"models": models}})
+
+
 def test_a_bad_model_spec_is_named_by_its_key():
     with pytest.raises(ConfigError, match=r"config error: pairs\.0\.draft: model spec 'trained:teacher'"):
         validate_config({"pairs": [{"name": "p", "target": "trained:target", "draft": "trained:teacher"}]})

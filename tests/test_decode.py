@@ -259,7 +259,7 @@ def test_forced_acceptance_realises_alpha(small_vocab_pair, alpha):
 def test_forced_acceptance_drafts_tokens_uniformly():
     """A random-weight draft with tied embeddings copies its input; under forced acceptance its
     tokens are drawn uniformly, so the verified tokens are not runs of one token."""
-    target = load_model("arch:qwen2-57b-a14b:num_hidden_layers=1,hidden_size=64,moe_intermediate_size=16,"
+    target = load_model("arch:qwen2-57b-a14b:num_hidden_layers=1,hidden_size=64,num_attention_heads=4,moe_intermediate_size=16,"
                         "shared_expert_intermediate_size=32,vocab_size=512", device="cpu")  # fmt: skip
     draft = load_model("arch:qwen2-0.5b:num_hidden_layers=1,hidden_size=64,num_attention_heads=2,"
                        "num_key_value_heads=1,intermediate_size=128,vocab_size=512", device="cpu")  # fmt: skip

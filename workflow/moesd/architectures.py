@@ -45,7 +45,44 @@ def load_architecture(name: str, overrides: dict | None = None) -> dict:
         config[key] = value
     if config.get("model_type") not in FAMILIES:
         raise ArchitectureError(f"architecture {name!r}: unsupported model_type {config.get('model_type')!r}")
+    check_shape(name, config)
     return config
+
+
+_SIZES = (  # positive integers wherever a config has them
+    "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "intermediate_size",
+    "moe_intermediate_size", "vocab_size", "num_experts", "num_local_experts", "n_routed_experts",
+    "num_experts_per_tok", "ffn_dim", "word_embed_proj_dim", "max_position_embeddings", "head_dim",
+)  # fmt: skip
+
+
+def check_shape(name: str, config: dict) -> None:
+    """The rules a config (with its overrides) must obey for the counts and the engine to mean
+    anything: sizes are positive integers, top-k within the experts, heads dividing the width
+    (where no head_dim is given) and key-value heads dividing the heads. One line naming the key."""
+    for key in _SIZES:
+        value = config.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise ArchitectureError(f"architecture {name!r}: {key}={value!r} must be a positive integer")
+    shared = config.get("shared_expert_intermediate_size")
+    if shared is not None and (not isinstance(shared, int) or isinstance(shared, bool) or shared < 0):
+        raise ArchitectureError(
+            f"architecture {name!r}: shared_expert_intermediate_size={shared!r} must be an integer >= 0"
+        )
+    experts = next((config[k] for k in ("num_experts", "num_local_experts", "n_routed_experts") if k in config), None)
+    top_k = config.get("num_experts_per_tok")
+    if experts is not None and top_k is not None and top_k > experts:
+        raise ArchitectureError(f"architecture {name!r}: num_experts_per_tok={top_k} exceeds the {experts} experts")
+    heads, width = config.get("num_attention_heads"), config.get("hidden_size")
+    if heads and width and "head_dim" not in config and config["model_type"] != "deepseek_v2" and width % heads:
+        raise ArchitectureError(
+            f"architecture {name!r}: num_attention_heads={heads} does not divide hidden_size={width}"
+        )
+    kv = config.get("num_key_value_heads")
+    if heads and kv and (kv > heads or heads % kv):
+        raise ArchitectureError(
+            f"architecture {name!r}: num_key_value_heads={kv} does not divide num_attention_heads={heads}"
+        )
 
 
 _OPTIONAL_KEYS = {"head_dim", "mlp_only_layers", "decoder_sparse_step", "attention_bias", "tie_word_embeddings"}

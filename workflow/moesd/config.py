@@ -147,9 +147,14 @@ def declared_drafts(models: list[dict]) -> dict[str, str]:
 
 
 def spec_kind(text: str, key: str) -> str:
-    """The kind of model spec TEXT (hf, dir, arch, trained), or a ConfigError naming KEY."""
+    """The kind of model spec TEXT (hf, dir, arch, trained), or a ConfigError naming KEY; an arch:
+    spec's config is built too (no weights), so a shape no model can have (top-k above the
+    experts, heads not dividing the width) stops here, before any job."""
     try:
-        return parse_spec(text).kind
+        spec = parse_spec(text)
+        if spec.kind == "arch":
+            spec.hf_config()
+        return spec.kind
     except ModelSpecError as error:
         raise ConfigError(f"config error: {key}: {error}") from None
 
