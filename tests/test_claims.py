@@ -322,6 +322,17 @@ def test_c9_compares_devices_by_ridge_point(faster_on_higher_ridge, expected):
     other["speedup"] *= 0.9 if faster_on_higher_ridge else 1.1
     ev = dataclasses.replace(ev, composed=pd.concat([ev.composed, other], ignore_index=True))
     assert verdicts(ev)["C9"] == expected
+    (c9,) = [c for c in evaluate_claims(ev) if c.claim == "C9"]
+    assert (c9.margin > 0) == (expected == REPRODUCED)  # the margin's sign agrees with the verdict
+
+
+def test_c9_a_small_fall_within_the_tolerance_is_no_increase():
+    ev = paper_like()
+    other = ev.composed.assign(hardware="A800", ridge_point=1e6)  # the higher ridge, 2 % slower
+    other["speedup"] *= 0.98
+    ev = dataclasses.replace(ev, composed=pd.concat([ev.composed, other], ignore_index=True))
+    (c9,) = [c for c in evaluate_claims(ev) if c.claim == "C9"]
+    assert c9.verdict == NOT_REPRODUCED and c9.margin == pytest.approx(0.98 / 1.05 - 1)  # the worse of both parts
 
 
 @pytest.mark.parametrize("faster_on_higher_ridge, expected", [(True, REPRODUCED), (False, NOT_REPRODUCED)])

@@ -180,6 +180,21 @@ def test_predict_roofline(capsys):
             ],
             "is not key=value",
         ),
+        (
+            [
+                "generate",
+                "--target",
+                "arch:qwen2-0.5b",
+                "--prompts",
+                "random:2:4",
+                "--tensor-parallel-size",
+                "2",
+                "--out",
+                "x",
+            ],
+            "--tensor-parallel-size and --speculative-method are vLLM's",
+        ),
+        (["probe-hardware", "--buffer-mib", "0", "--out", "env.json"], "--buffer-mib must be >= 1, got 0"),
     ],
 )
 def test_bad_input_gives_one_line(capsys, argv, message):

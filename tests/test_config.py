@@ -51,6 +51,10 @@ def test_defaults_fill_an_empty_config():
         ({"analysis": {"compare_runs": ["../x"]}}, "config error: analysis.compare_runs.0:"),
         ({"analysis": {"compare_runs": [".."]}}, "config error: analysis.compare_runs.0:"),
         ({"experiment": ".."}, "config error: experiment:"),
+        (
+            {"latency": {"context": {"ids_dataset": "humaneva"}}},
+            "config error: latency.context.ids_dataset: 'humaneva'",
+        ),
         ({"acceptance": {"batch_size": 8.0}}, "config error: acceptance.batch_size: 8.0 is not of type 'integer'"),
         ({"latency": {"repeats": 3.0}}, "config error: latency.repeats: 3.0 is not of type 'integer'"),
         ({"models": {"target": {"hidden_size": 64.0}}}, "config error: models.target.hidden_size: 64.0 is not"),

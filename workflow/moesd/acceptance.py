@@ -210,6 +210,7 @@ def measure_pairs_vllm(config: dict, run_dir: Path, prompts_dir: Path, points_di
     for pair in config["pairs"]:
         specs = {role: parse_spec(pair[role]).resolve(run_dir) for role in ("target", "draft")}
         folders = {role: spec.folder() for role, spec in specs.items()}
+        fingerprints = [spec.fingerprint() for spec in specs.values()]
         for role, folder in folders.items():
             if folder is None:
                 raise VllmError(f"pairs {pair['name']}.{role}: vLLM loads a checkpoint folder, not {pair[role]}")
@@ -222,7 +223,7 @@ def measure_pairs_vllm(config: dict, run_dir: Path, prompts_dir: Path, points_di
         }
         for gamma in acc["gammas"]:
             key = fingerprint(
-                "vllm", *(spec.fingerprint() for spec in specs.values()), prompts, settings, gamma,
+                "vllm", *fingerprints, prompts, settings, gamma,
                 acc["batch_size"], acc["max_new_tokens"], acc["seed"],
             )  # fmt: skip
             point = points_dir / f"vllm_{pair['name']}_g{gamma}_{key}.json"

@@ -12,6 +12,7 @@ import yaml
 from moesd.architectures import ArchitectureError, load_architecture
 from moesd.hardware import HardwareError, load_hardware
 from moesd.models.spec import ModelSpecError, parse_spec
+from moesd.prompts import PROMPT_SETS
 
 # package data (pyproject.toml), so an installed moesd finds it as an editable one does
 SCHEMA_FILE = resources.files("moesd") / "schemas" / "config.schema.yaml"
@@ -113,8 +114,14 @@ def _check_latency(config: dict) -> None:
             if field in entry and entry[field] not in names:
                 raise ConfigError(f"config error: {key}.{field}: {entry[field]!r} is not a name in pairs")
     declared_drafts(config["latency"]["models"])  # every target's draft, or a ConfigError
+    context = config["latency"]["context"]
+    if context["ids"] != "random" and not _is_prompt_set(context["ids_dataset"]):
+        raise ConfigError(
+            f"config error: latency.context.ids_dataset: {context['ids_dataset']!r} is neither a prompt set "
+            f"({', '.join(PROMPT_SETS)}) nor a JSONL file"
+        )
     paired = {pair[role] for pair in config["pairs"] for role in ("target", "draft")}
-    if config["latency"]["context"]["ids"] == "prompts":
+    if context["ids"] == "prompts":
         for i, entry in enumerate(config["latency"]["models"]):
             if entry["spec"] not in paired:
                 raise ConfigError(
@@ -124,6 +131,10 @@ def _check_latency(config: dict) -> None:
     for i, entry in enumerate(config["latency"]["models"]):
         if entry.get("k_values") and spec_kind(entry["spec"], f"latency.models.{i}.spec") != "arch":
             raise ConfigError(f"config error: latency.models.{i}.k_values: a K sweep needs an arch: spec")
+
+
+def _is_prompt_set(source: str) -> bool:
+    return source in PROMPT_SETS or Path(source).is_file()
 
 
 def declared_drafts(models: list[dict]) -> dict[str, str]:
@@ -184,9 +195,9 @@ def _check_analysis(config: dict) -> None:
 def prompt_sources(config: dict) -> list[str]:
     """The prompt sets the prompts stage encodes for every pair: the acceptance and routing sets,
     the latency stage's context lengths (unless fixed) and the latency forwards' token ids."""
-    context = config.get("latency", {}).get("context", {})
-    lengths = [context["source"]] if context.get("source", "fixed") != "fixed" else []
-    ids = [context["ids_dataset"]] if context.get("ids", "random") != "random" else []
+    context = config["latency"]["context"]  # validated: defaults filled
+    lengths = [context["source"]] if context["source"] != "fixed" else []
+    ids = [context["ids_dataset"]] if context["ids"] != "random" else []
     return list(dict.fromkeys(config["acceptance"]["datasets"] + config["routing"]["datasets"] + lengths + ids))
 
 

@@ -18,6 +18,8 @@ def cmd_probe(args) -> int:
     gpu = device.startswith("cuda")
     if gpu and not torch.cuda.is_available():
         raise ValueError(f"--device {device}: this torch sees no CUDA device")
+    if args.buffer_mib is not None and args.buffer_mib < 1:
+        raise ValueError(f"--buffer-mib must be >= 1, got {args.buffer_mib}")
     buffer_mib = args.buffer_mib or (4096 if gpu else 256)
     matmul_n = args.matmul_n or (8192 if gpu else 1024)
     probe = probe_hardware(device, dtype=args.dtype, buffer_mib=buffer_mib, matmul_n=matmul_n, repeats=args.repeats)

@@ -121,6 +121,8 @@ def cmd_generate(args) -> int:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.mode == "sd" and not args.draft:
         raise ValueError("--mode sd needs --draft")
+    if args.backend == "ours" and (args.tensor_parallel_size != 1 or args.speculative_method != "draft_model"):
+        raise ValueError("--tensor-parallel-size and --speculative-method are vLLM's: use --backend vllm")
     parse_spec(args.target)
     if args.draft:
         parse_spec(args.draft)

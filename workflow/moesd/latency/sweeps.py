@@ -74,10 +74,11 @@ def sweep_forward(
     forward, draft = [], []
     device = device_of(lat)
     dtype = timing_dtype(lat["dtype"], device)
-    jobs = [(m, k) for m in lat["models"] for k in (m.get("k_values") or [None])]
-    for entry, k in tqdm(jobs, desc="latency models", ascii=True, mininterval=5):
+    jobs = [(i, m, k) for i, m in enumerate(lat["models"]) for k in (m.get("k_values") or [None])]
+    sources = [token_source(entry, lat["context"], pairs, prompts_dir) for entry in lat["models"]]  # read once
+    for i, entry, k in tqdm(jobs, desc="latency models", ascii=True, mininterval=5):
         spec = parse_spec(entry["spec"]).resolve(run_dir).with_k(k).text
-        ids, prompts = token_source(entry, lat["context"], pairs, prompts_dir)
+        ids, prompts = sources[i]
         model = None
         tokens = [1] if entry["role"] == "draft" else entry.get("tokens") or list(range(1, lat["gamma_max"] + 2))
         for batch in entry.get("batch_sizes") or lat["batch_sizes"]:
@@ -93,7 +94,8 @@ def sweep_forward(
                 str(dtype),
                 device,
                 lat["cuda_graphs"] and device.startswith("cuda"),
-            ) + ((ids,) if prompts else ())
+                ids,
+            )
             if model is None and not store.has("forward", key):
                 model = load_model(spec, device=device, dtype=dtype, cuda_graphs=lat["cuda_graphs"])
             describe = {"B": batch, "context_len": float(sum(contexts) / batch), "token_ids": ids}
