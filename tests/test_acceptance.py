@@ -48,7 +48,7 @@ def test_summary_columns_and_values():
 
 def test_forced_acceptance_realises_the_measured_sigma():
     # per-position rates 0.95, 0.6, 0.6, 0.6 (gamma 4): rounds of n accepted drafts in proportion
-    from moesd.latency.sweeps import forced_alpha
+    from moesd.latency.e2e import forced_alpha
 
     gamma, rates = 4, [0.95, 0.6, 0.6, 0.6]
     reach = np.cumprod([1.0, *rates])  # P(n >= i)

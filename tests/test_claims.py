@@ -87,7 +87,15 @@ def paper_like() -> Evidence:
             ]
             e2e.append(
                 part[["B", "speedup", "dataset", "temperature", "gamma", "hardware", "t_ar", "t_sd"]].assign(
-                    name=name, target=target, draft="draft", acceptance_source="real", sigma=0.9
+                    name=name,
+                    target=target,
+                    draft="draft",
+                    acceptance_source="real",
+                    sigma=0.9,
+                    backend="ours",
+                    K=8,
+                    K_native=8,
+                    tensor_parallel_size=1,
                 )
             )
     e2e = pd.concat(e2e, ignore_index=True)
@@ -270,10 +278,10 @@ def _paper_setting(ev, target, platforms):
     moe = ev.e2e[ev.e2e["name"] == "moe-pair"]
     scale = moe.loc[moe["temperature"] == 0, "speedup"].max()
     copies = [
-        moe.assign(target=target, hardware=hardware, gpus=gpus, speedup=moe["speedup"] * peak / scale)
+        moe.assign(target=target, hardware=hardware, tensor_parallel_size=gpus, speedup=moe["speedup"] * peak / scale)
         for hardware, gpus, peak in platforms
     ]
-    ev.e2e = pd.concat([ev.e2e[ev.e2e["name"] != "moe-pair"].assign(gpus=1), *copies], ignore_index=True)
+    ev.e2e = pd.concat([ev.e2e[ev.e2e["name"] != "moe-pair"], *copies], ignore_index=True)
 
 
 A800, H800, L40 = "NVIDIA A800-SXM4-80GB", "NVIDIA H800", "NVIDIA L40"
@@ -302,6 +310,26 @@ def test_paper_numbers_checked_only_in_the_paper_setting(claim):
     ev = paper_like()  # the right GPU, but one of it: the paper's platforms run two or four
     _paper_setting(ev, target, [(h, 1, peak) for h, _, peak in platforms])
     assert verdicts(ev)[claim] == NOT_MEASURABLE
+
+
+def test_the_papers_engine_speaks_first_and_a_k_sweep_is_not_the_papers_model():
+    """C1 on vLLM's e2e rows where the run has them (the paper's engine), ours otherwise; rows of a
+    K sweep (K overridden) are not the paper's model whatever their speedup."""
+    target, platforms = _platforms("C1")
+    ev = paper_like()
+    _paper_setting(ev, target, platforms)  # ours at the paper's number
+    moe = ev.e2e[ev.e2e["target"] == target]
+    slow = moe.assign(backend="vllm", speedup=moe["speedup"] * 0.7)  # vLLM far below it
+    ev.e2e = pd.concat([ev.e2e, slow], ignore_index=True)
+    c1 = next(c for c in evaluate_claims(ev) if c.claim == "C1")
+    assert c1.verdict == NOT_REPRODUCED and "e2e vllm" in c1.reason
+    ev = paper_like()
+    _paper_setting(ev, target, [(h, n, peak * 0.7) for h, n, peak in platforms])
+    moe = ev.e2e[ev.e2e["target"] == target]
+    swept = moe.assign(backend="vllm", K=2, speedup=moe["speedup"] / 0.7)  # K = 2 of 8 at the paper's number
+    ev.e2e = pd.concat([ev.e2e, swept], ignore_index=True)
+    c1 = next(c for c in evaluate_claims(ev) if c.claim == "C1")
+    assert c1.verdict == NOT_REPRODUCED and "e2e ours" in c1.reason
 
 
 def test_every_platform_of_c2_and_the_whole_gpu_name():

@@ -95,9 +95,9 @@ def test_e2e_speedup_pairs_ar_and_sd_runs():
     rows = []
     for mode, seconds in (("ar", 2.0), ("sd", 1.0)):
         rows.append(
-            {"name": "p", "target": "t", "draft": "d", "acceptance_source": "real", "dataset": "humaneval",
-             "temperature": 0.0, "gamma": 4, "batching": "static", "B": 8, "mode": mode, "median": seconds,
-             "tokens": 64, "sigma": 0.7 if mode == "sd" else None}
+            {"name": "p", "backend": "ours", "K": 2, "K_native": 2, "tensor_parallel_size": 1, "target": "t", "draft": "d", "acceptance_source": "real",
+             "dataset": "humaneval", "temperature": 0.0, "gamma": 4, "batching": "static", "B": 8, "mode": mode,
+             "median": seconds, "tokens": 64, "sigma": 0.7 if mode == "sd" else None}
         )  # fmt: skip
     table = e2e_speedups(_points(rows), time="total")
     assert table["speedup"].item() == pytest.approx(2.0) and table["sigma"].item() == pytest.approx(0.7)
@@ -115,6 +115,11 @@ def test_e2e_speedup_pairs_ar_and_sd_runs():
     assert e2e_speedups(_points(rows), time="total")["speedup"].item() == pytest.approx(2.0)
     with pytest.raises(ValueError, match="analysis.e2e_time"):
         e2e_speedups(_points(rows), time="wall")
+    # two engines (or two K of a vLLM sweep) in one table: each AR run pairs with its own SD run
+    vllm = [r | {"backend": "vllm", "median": r["median"] / 4} for r in rows]
+    other_k = [r | {"backend": "vllm", "K": 1, "median": 1.0} for r in rows]
+    both = e2e_speedups(_points(rows + vllm + other_k), time="total").set_index(["backend", "K"])["speedup"]
+    assert both.to_dict() == pytest.approx({("ours", 2): 2.0, ("vllm", 2): 2.0, ("vllm", 1): 1.0})
 
 
 def test_peak_table_reports_the_batch_size_of_the_peak():

@@ -10,13 +10,32 @@ def test_peaks_stand_beside_the_papers_cells():
          "temperature": 0.0, "gamma": g, "B": b, "t_ar": 0.01, "t_sd": 0.01 / s, "sigma": 0.8, "speedup": s}
         for g in (2, 4) for b, s in ((1, 1.2), (8, 1.9), (32, 1.4))
     ]  # fmt: skip
-    e2e = pd.DataFrame(columns=["name", "draft", "dataset", "temperature", "gamma", "B", "t_ar", "t_sd", "sigma"])
+    columns = ["name", "backend", "K", "K_native", "draft", "dataset", "temperature", "gamma", "B", "t_ar", "t_sd"]
+    e2e = pd.DataFrame(columns=[*columns, "sigma"])
     peaks, markdown = peak_tables(pd.DataFrame(rows), e2e.assign(speedup=[], e2e_time=[]), reference_k=8)
     assert list(peaks["B_peak"]) == [8, 8] and list(peaks["speedup"]) == [1.9, 1.9]
     header = next(line for line in markdown.splitlines() if line.startswith("| model"))
     assert header.index("gamma = 2") < header.index("paper, gamma = 2") < header.index("gamma = 4")
     row = next(line for line in markdown.splitlines() if line.startswith("| moe"))
     assert "(B=8)" in row and "/ 0.90 / 2.29" in row  # the paper's 2xH800 HumanEval T=0 gamma 4 cell, 2.29x
+
+
+def test_each_engine_has_its_own_end_to_end_peaks():
+    composed = pd.DataFrame(
+        [{"model": "moe", "family": "f", "spec": "f", "K": 8, "E": 64, "draft": "d", "dataset": "humaneval",
+          "temperature": 0.0, "gamma": 4, "B": 1, "t_ar": 0.01, "t_sd": 0.01, "sigma": 0.8, "speedup": 1.0}]
+    )  # fmt: skip
+    e2e = pd.DataFrame(
+        [{"name": "p", "backend": backend, "K": k, "K_native": 8, "draft": "d", "dataset": "humaneval",
+          "temperature": 0.0, "gamma": 4, "B": b, "t_ar": 0.01, "t_sd": 0.01 / s, "sigma": 0.8, "speedup": s,
+          "e2e_time": "decode"}
+         for backend, k, b, s in (("ours", 8, 4, 1.5), ("ours", 8, 16, 1.2), ("vllm", 8, 16, 2.0),
+                                  ("vllm", 8, 4, 1.1), ("vllm", 1, 4, 9.0))]
+    )  # fmt: skip
+    peaks, markdown = peak_tables(composed, e2e, reference_k=8)
+    by_source = peaks.set_index("source")
+    assert by_source.loc["e2e ours", "B_peak"] == 4 and by_source.loc["e2e vllm", "B_peak"] == 16  # K=1 is Fig. 4's
+    assert "## e2e ours" in markdown and "## e2e vllm" in markdown
 
 
 def test_fig2_marks_the_papers_printed_peak():

@@ -224,12 +224,15 @@ def measure_pairs_vllm(config: dict, run_dir: Path, prompts_dir: Path, points_di
         for gamma in acc["gammas"]:
             key = fingerprint(
                 "vllm", *fingerprints, prompts, settings, gamma,
-                acc["batch_size"], acc["max_new_tokens"], acc["seed"],
+                acc["batch_size"], acc["max_new_tokens"], acc["seed"], pair["draft_sampling"],
+                pair["speculative_method"], pair["tensor_parallel_size"],
             )  # fmt: skip
             point = points_dir / f"vllm_{pair['name']}_g{gamma}_{key}.json"
             if not point.is_file():
                 request = VllmRequest(
                     target=folders["target"], draft=folders["draft"], prompts=prompts[settings[0][0]], mode="sd",
+                    method=pair["speculative_method"], draft_sampling=pair["draft_sampling"],
+                    tensor_parallel_size=pair["tensor_parallel_size"],
                     gamma=gamma, batch_size=acc["batch_size"], max_new_tokens=acc["max_new_tokens"], seed=acc["seed"],
                 )  # fmt: skip
                 passes = [

@@ -23,7 +23,11 @@ class ConfigError(ValueError):
 
 
 def _fill_defaults(schema: dict, instance):
-    """Fill missing keys from the schema's defaults, recursively (objects and arrays)."""
+    """Fill missing keys from the schema's defaults, recursively (objects and arrays' items)."""
+    if isinstance(instance, list) and schema.get("type") == "array" and isinstance(schema.get("items"), dict):
+        for item in instance:
+            _fill_defaults(schema["items"], item)
+        return instance
     if not isinstance(instance, dict) or schema.get("type") != "object":
         return instance
     for key, sub in schema.get("properties", {}).items():
@@ -102,6 +106,7 @@ def _check_specs(config: dict) -> None:
 
 def _check_latency(config: dict) -> None:
     names = {pair["name"] for pair in config["pairs"]}
+    backends = config["latency"]["e2e"]["backends"]
     for i, entry in enumerate(config["latency"]["e2e"]["pairs"]):
         key = f"latency.e2e.pairs.{i}"
         needed = ("pair",) if entry["acceptance"] == "real" else ("target", "draft")
@@ -113,6 +118,11 @@ def _check_latency(config: dict) -> None:
         for field in ("pair", "alpha_from"):
             if field in entry and entry[field] not in names:
                 raise ConfigError(f"config error: {key}.{field}: {entry[field]!r} is not a name in pairs")
+        if "k_values" in entry and (entry["acceptance"] != "real" or "vllm" not in backends):
+            raise ConfigError(
+                f"config error: {key}.k_values: a K sweep of a pair's checkpoint runs through vLLM "
+                "(acceptance real, and vllm in latency.e2e.backends)"
+            )
     declared_drafts(config["latency"]["models"])  # every target's draft, or a ConfigError
     context = config["latency"]["context"]
     if context["ids"] != "random" and not _is_prompt_set(context["ids_dataset"]):

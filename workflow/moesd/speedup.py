@@ -115,7 +115,12 @@ def compose(
 
 
 E2E_TIMES = ("decode", "total")
-E2E_KEYS = ["name", "target", "draft", "acceptance_source", *SETTING, "batching", "B"]  # one e2e row
+# one e2e row: the engine (backend: ours or vllm), the target's K (a vLLM K sweep overrides it;
+# K_native is its config's) and its tensor-parallel size included
+E2E_KEYS = [
+    "name", "backend", "K", "K_native", "tensor_parallel_size", "target", "draft", "acceptance_source", *SETTING,
+    "batching", "B",
+]  # fmt: skip
 
 
 def e2e_speedups(e2e: pd.DataFrame, statistic: str = "median", time: str = "decode") -> pd.DataFrame:
@@ -149,7 +154,7 @@ def e2e_speedups(e2e: pd.DataFrame, statistic: str = "median", time: str = "deco
     table["source"] = "e2e"
     table["statistic"] = statistic
     table["e2e_time"] = time
-    return table.sort_values(["name", *SETTING, "B"], ignore_index=True)
+    return table.sort_values(["name", "backend", "K", *SETTING, "B"], ignore_index=True)
 
 
 def peak_table(table: pd.DataFrame, group: list[str]) -> pd.DataFrame:

@@ -30,6 +30,8 @@ ACCEPTANCE_ROUNDS = [f"{RUNS}/acceptance/rounds.csv"] if config["pairs"] else []
 ROUTING = [f"{RUNS}/acceptance/routing.csv"] if config["pairs"] else []
 ROUTING_FIGURES = [f"{FIGURES}/acceptance/routing.{ext}" for ext in ("png", "pdf")] if config["pairs"] else []
 LATENCY = {name: f"{RUNS}/latency/{name}.csv" for name in ("forward", "draft", "reject", "e2e")}
+E2E_VLLM = f"{RUNS}/latency/e2e_vllm.csv"  # latency.e2e.backends: vllm (rule measure_e2e_vllm)
+E2E_VLLM_TABLE = [E2E_VLLM] if "vllm" in config["latency"]["e2e"]["backends"] else []
 SPEEDUP = {
     name: f"{RUNS}/speedup/{name}.csv" for name in ("composed", "e2e", "bandwidth", "composed_bootstrap", "e2e_bootstrap")
 }

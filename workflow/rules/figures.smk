@@ -27,8 +27,31 @@ rule measured_figures:
         "--out {params.out} > {log} 2>&1"
 
 
+rule engines_figure:
+    """End-to-end speedup per batch size, our engine against vLLM (latency.e2e.backends: [ours, vllm])."""
+    input:
+        e2e=SPEEDUP["e2e"],
+        env=ENV,
+    output:
+        figures=[
+            report(f"{FIGURES}/engines.{ext}", caption="../report/engines.rst", category="Figures", subcategory="engines")
+            for ext in ("png", "pdf")
+        ],
+        table=f"{FIGURES}/engines.csv",
+        markdown=f"{FIGURES}/engines.md",
+    params:
+        stem=lambda wildcards, output: str(Path(output.table).with_suffix("")),
+    log:
+        f"{LOGS}/engines_figure.log",
+    conda:
+        "../../envs/cpu.yaml"
+    shell:
+        "moesd plot-engines {input.e2e} --env {input.env} --out {params.stem} > {log} 2>&1"
+
+
 rule figures:
     input:
         THEORY_OUTPUTS,
         rules.measured_figures.output,
+        rules.engines_figure.output if {"ours", "vllm"} <= set(config["latency"]["e2e"]["backends"]) else [],
         ROUTING_FIGURES,

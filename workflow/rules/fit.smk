@@ -6,6 +6,7 @@ rule speedup:
         latency=list(LATENCY.values()),
         acceptance=ACCEPTANCE_SUMMARY,
         rounds=ACCEPTANCE_ROUNDS,
+        e2e_vllm=E2E_VLLM_TABLE,
         env=ENV,
     output:
         **SPEEDUP,
@@ -14,12 +15,14 @@ rule speedup:
         out=folder_of("output.composed"),
         acceptance=lambda wildcards, input: f"--acceptance {input.acceptance}" if input.acceptance else "",
         rounds=lambda wildcards, input: f"--rounds {input.rounds}" if input.rounds else "",
+        e2e_vllm=lambda wildcards, input: f"--e2e-vllm {input.e2e_vllm}" if input.e2e_vllm else "",
     log:
         f"{LOGS}/speedup.log",
     conda:
         "../../envs/cpu.yaml"
     shell:
         "moesd speedup --config {input.config} --latency {params.latency} {params.acceptance} {params.rounds} "
+        "{params.e2e_vllm} "
         "--env {input.env} "
         "--out {params.out} > {log} 2>&1"
 

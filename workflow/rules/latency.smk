@@ -24,6 +24,33 @@ rule measure_latency:
         "{params.acceptance} --out {params.out} > {log} 2>&1"
 
 
+rule measure_e2e_vllm:
+    """End-to-end T_AR / T_SD of the real-acceptance e2e pairs through vLLM, the paper's engine
+    (latency.e2e.backends: vllm), beside our engine's (resumable)."""
+    input:
+        config=f"{RUNS}/config/latency.json",
+        models=MODELS_MANIFEST,
+        prompts=PROMPTS_STATS,
+        ours=LATENCY["e2e"],  # after our engine's sweep: two timed jobs never share the cores
+    output:
+        table=E2E_VLLM,
+    params:
+        run=run_folder,
+        prompts=folder_of("input.prompts"),
+        out=folder_of("output.table"),
+    threads: 2
+    resources:
+        gpu=GPU,
+    log:
+        f"{LOGS}/e2e_vllm.log",
+    conda:
+        "../../envs/cpu.yaml"  # moesd; vLLM runs in its own environment (MOESD_VLLM_PYTHON, .venv-vllm)
+    shell:
+        "moesd e2e-vllm --config {input.config} --run-dir {params.run} --prompts {params.prompts} "
+        "--out {params.out} > {log} 2>&1"
+
+
 rule latency:
     input:
         rules.measure_latency.output,
+        E2E_VLLM_TABLE,

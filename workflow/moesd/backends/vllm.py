@@ -27,12 +27,19 @@ DEFAULT_PYTHON = REPO_ROOT / ".venv-vllm" / "bin" / "python"
 SETUP_COMMAND = "bash workflow/scripts/setup_vllm.sh"
 WORKER = Path(__file__).with_name("vllm_worker.py")
 METHODS = ("draft_model", "eagle")
+DRAFT_SAMPLING = ("probabilistic", "greedy")  # vLLM's draft_sample_method
 # model_type values whose vLLM implementation this project has run (tests/test_vllm.py)
 ARCHITECTURES = ("qwen2", "qwen2_moe", "mixtral", "opt", "llama", "mistral", "qwen3", "qwen3_moe", "olmoe")
+# vLLM 0.32's CPU attention has no kernel below this head size (8 and 16 fail, 32, 48, 64 run)
+CPU_MIN_HEAD_SIZE = 32
 
 
 class VllmError(ValueError):
     """A request vLLM cannot serve, or a missing vLLM environment."""
+
+
+class VllmFailure(RuntimeError):
+    """vLLM itself failed (the worker's root error in one line): a measured point records it."""
 
 
 def vllm_python() -> Path:
@@ -52,6 +59,7 @@ class VllmRequest:
     draft: Path | None = None
     mode: str = "ar"
     method: str = "draft_model"
+    draft_sampling: str = "probabilistic"  # or greedy (vLLM V1's default; see vllm_worker)
     gamma: int = 4
     tensor_parallel_size: int = 1
     dtype: str = "float32"
@@ -89,6 +97,8 @@ def check(request: VllmRequest) -> None:
         raise VllmError(f"--mode must be ar or sd, got {request.mode!r}")
     if request.mode == "sd" and request.draft is None:
         raise VllmError("--mode sd needs --draft (a draft model or an EAGLE head)")
+    if request.draft_sampling not in DRAFT_SAMPLING:
+        raise VllmError(f"--draft-sampling must be one of {', '.join(DRAFT_SAMPLING)}, got {request.draft_sampling!r}")
     if request.method not in METHODS:
         raise VllmError(f"--speculative-method must be one of {', '.join(METHODS)}, got {request.method!r}")
     for name in ("gamma", "tensor_parallel_size", "batch_size", "max_new_tokens", "repeats"):
@@ -109,6 +119,15 @@ def check(request: VllmRequest) -> None:
                 f"--draft {request.draft}: vocabulary {draft.get('vocab_size')} differs from the target's "
                 f"{target.get('vocab_size')} (a draft model proposes the target's token ids)"
             )
+    if not request.device.startswith("cuda"):
+        configs = [("--target", target)] + ([("--draft", draft)] if request.mode == "sd" else [])
+        for role, config in configs:
+            size = head_size(config)
+            if size is not None and size < CPU_MIN_HEAD_SIZE:
+                raise VllmError(
+                    f"{role}: head size {size}; vLLM's CPU attention needs at least {CPU_MIN_HEAD_SIZE} "
+                    "(fewer heads for the width)"
+                )
     available = device_count(request.device)
     if request.tensor_parallel_size > available:
         what = "GPUs" if request.device.startswith("cuda") else "CPU cores"
@@ -117,6 +136,14 @@ def check(request: VllmRequest) -> None:
     bad = [i for i, ids in enumerate(request.prompts) if not ids or max(ids) >= vocab or min(ids) < 0]
     if bad:
         raise VllmError(f"prompt {bad[0]}: empty or token ids outside the target's vocabulary {vocab}")
+
+
+def head_size(config: dict) -> int | None:
+    """Attention head size of a Hugging Face config (head_dim, else width over heads)."""
+    if config.get("head_dim"):
+        return int(config["head_dim"])
+    width, heads = config.get("hidden_size"), config.get("num_attention_heads")
+    return width // heads if width and heads else None
 
 
 def _environment(request: VllmRequest) -> dict:
@@ -138,6 +165,8 @@ class VllmResult:
     outputs: list[list[int]]
     seconds: list[float]
     metrics: dict
+    prefill_seconds: list[float] = field(default_factory=list)  # passes with prefill: one per timed repeat
+    peak_running: int | None = None  # passes with slots: the most sequences decoded at once
 
     def acceptance(self) -> dict:
         """vLLM's speculative-decoding counters as the acceptance tables' quantities: drafts,
@@ -160,12 +189,19 @@ class VllmResult:
 
 
 def _cause(log: str) -> str:
-    """The root error of a failed worker: the first "...Error: ..." line of its log (vLLM's
-    engine re-raises it in several processes), else the last line."""
-    for line in log.splitlines():
-        match = re.search(r"\b(\w+(Error|Exception)): (.*)", line)
-        if match and "Traceback" not in line:
-            return f"{match.group(1)}: {match.group(3).strip()}"
+    """The root error of a failed worker: the first "...Error: ..." line of its log outside
+    vLLM's warnings (its engine re-raises the root error in several processes, and wraps it in
+    an EngineDeadError last), else the last line."""
+    found = [
+        match
+        for line in log.splitlines()
+        if " WARNING " not in line and "Traceback" not in line
+        for match in [re.search(r"\b(\w+(Error|Exception)): (.*)", line)]
+        if match
+    ]
+    roots = [m for m in found if m.group(1) != "EngineDeadError"] or found
+    if roots:
+        return f"{roots[0].group(1)}: {roots[0].group(3).strip()}"
     lines = log.strip().splitlines()
     return lines[-1] if lines else "no output"
 
@@ -195,6 +231,7 @@ def run_passes(request: VllmRequest, passes: list[dict], timeout: float | None =
         "target": str(Path(request.target).resolve()),  # the worker runs in a scratch folder
         "draft": str(Path(request.draft).resolve()) if request.draft else None,
         "method": request.method,
+        "draft_sampling": request.draft_sampling,
         "gamma": request.gamma,
         "mode": request.mode,
         "tensor_parallel_size": request.tensor_parallel_size,
@@ -225,6 +262,9 @@ def run_passes(request: VllmRequest, passes: list[dict], timeout: float | None =
             cwd=folder,
         )
         if done.returncode != 0 or not result_file.is_file():
-            raise RuntimeError(f"vLLM worker failed (exit {done.returncode}): {_cause(done.stderr + done.stdout)}")
+            raise VllmFailure(f"vLLM worker failed (exit {done.returncode}): {_cause(done.stderr + done.stdout)}")
         result = json.loads(result_file.read_text())
-    return [VllmResult(p["outputs"], p["seconds"], p["metrics"]) for p in result["passes"]]
+    return [
+        VllmResult(p["outputs"], p["seconds"], p["metrics"], p.get("prefill_seconds", []), p.get("peak_running"))
+        for p in result["passes"]
+    ]

@@ -17,7 +17,8 @@ at module level, so that building the parser, and the light commands, import no 
     generate.py    generate                               (tool, no rule)
 
 Bad input (a missing file, an unknown architecture or hardware, a malformed table or config)
-ends with one line, `moesd: error: ...`, and exit status 2, before any long work starts.
+ends with one line, `moesd: error: ...`, and exit status 2, before any long work starts; a
+failure inside vLLM ends with its root error in one line and exit status 1.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from moesd.backends.vllm import VllmFailure
 from moesd.cli import (
     acceptance,
     claims,
@@ -62,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(error, FileNotFoundError) and error.filename:
             message = f"{error.filename}: no such file"
         parser.exit(2, f"moesd: error: {message}\n")
+    except VllmFailure as error:  # vLLM itself failed: its root error, one line
+        parser.exit(1, f"moesd: {error}\n")
 
 
 if __name__ == "__main__":

@@ -39,6 +39,23 @@ def cmd_figures(args) -> int:
     return 0
 
 
+def cmd_plot_engines(args) -> int:
+    import pandas as pd
+
+    from moesd.figures.engines import engines_figure, engines_markdown, engines_table
+    from moesd.figures.style import device_label
+    from moesd.io import write_csv, write_text
+
+    e2e = pd.read_csv(args.e2e)
+    device = device_label(json.loads(Path(args.env).read_text()))
+    engines_figure(e2e, args.out, device)
+    table = engines_table(e2e)
+    write_csv(args.out.with_suffix(".csv"), table)
+    write_text(args.out.with_suffix(".md"), engines_markdown(table, e2e))
+    print(table.to_string(index=False, float_format="%.3f"))
+    return 0
+
+
 def add_parsers(sub) -> None:
     add_command(
         sub,
@@ -51,3 +68,9 @@ def add_parsers(sub) -> None:
         env="the run's env.json (device in the captions)",
         out="figures folder",
     )
+
+    p = sub.add_parser("plot-engines", help="e2e speedup per batch size: our engine against vLLM (figure and table)")
+    p.add_argument("e2e", type=Path, help="the speedup stage's e2e.csv (both backends)")
+    p.add_argument("--env", required=True, type=Path, help="the run's env.json (device in the caption)")
+    p.add_argument("--out", required=True, type=Path, help="path stem: STEM.png, .pdf, .csv, .md")
+    p.set_defaults(func=cmd_plot_engines)

@@ -18,6 +18,8 @@ def _read(path: Path, what: str):
 
 
 def cmd_speedup(args) -> int:
+    import pandas as pd
+
     from moesd.bandwidth import ar_bandwidth
     from moesd.config import declared_drafts, load_config, sigma_pair
     from moesd.hardware import load_hardware
@@ -30,6 +32,9 @@ def cmd_speedup(args) -> int:
         name: _read(args.latency / f"{name}.csv", f"latency {name} table")
         for name in ("forward", "draft", "reject", "e2e")
     }
+    if args.e2e_vllm:  # vLLM's end-to-end points beside ours: one table, told apart by `backend`
+        vllm = _read(args.e2e_vllm, "vLLM's e2e table")
+        latency["e2e"] = pd.concat([t for t in (latency["e2e"], vllm) if len(t)], ignore_index=True)
     pair = sigma_pair(config)
     summary = _read(args.acceptance, "acceptance summary") if args.acceptance else None
     if pair is not None and summary is None:
@@ -95,6 +100,7 @@ def add_parsers(sub) -> None:
     )
     p.add_argument("--acceptance", type=Path, help="the acceptance stage's summary.csv (measured sigma)")
     p.add_argument("--rounds", type=Path, help="the acceptance stage's rounds.csv (sigma resampled over prompts)")
+    p.add_argument("--e2e-vllm", type=Path, help="the latency stage's e2e_vllm.csv (vLLM's e2e points, beside ours)")
 
     add_command(
         sub,

@@ -86,6 +86,7 @@ def _generate_vllm(args, prompts_of) -> tuple[list[dict], dict | None]:
         prompts=prompts_of(hf_config(folders["target"], "--target").get("vocab_size", 0)),
         mode=args.mode,
         method=args.speculative_method,
+        draft_sampling=args.draft_sampling or "probabilistic",
         gamma=args.gamma,
         tensor_parallel_size=args.tensor_parallel_size,
         dtype=args.dtype or ("bfloat16" if (args.device or "cpu").startswith("cuda") else "float32"),
@@ -121,8 +122,11 @@ def cmd_generate(args) -> int:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.mode == "sd" and not args.draft:
         raise ValueError("--mode sd needs --draft")
-    if args.backend == "ours" and (args.tensor_parallel_size != 1 or args.speculative_method != "draft_model"):
-        raise ValueError("--tensor-parallel-size and --speculative-method are vLLM's: use --backend vllm")
+    vllm_only = args.tensor_parallel_size != 1 or args.speculative_method != "draft_model" or args.draft_sampling
+    if args.backend == "ours" and vllm_only:
+        raise ValueError(
+            "--tensor-parallel-size, --speculative-method and --draft-sampling are vLLM's: use --backend vllm"
+        )
     parse_spec(args.target)
     if args.draft:
         parse_spec(args.draft)
@@ -182,6 +186,12 @@ def add_parsers(sub) -> None:
         choices=("draft_model", "eagle"),
         default="draft_model",
         help="vLLM: what --draft is, a draft model or an EAGLE head",
+    )
+    p.add_argument(
+        "--draft-sampling",
+        choices=("probabilistic", "greedy"),
+        help="vLLM at T > 0: sample the draft and accept with min(1, p/q) (probabilistic, the default: the "
+        "standard rule, ours), or propose its argmax and accept with p (greedy, vLLM V1's default)",
     )
     p.add_argument("--out", required=True, type=Path, help="output JSONL")
     p.set_defaults(func=cmd_generate)

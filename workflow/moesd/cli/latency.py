@@ -1,5 +1,6 @@
-"""Command of the latency stage (workflow/rules/latency.smk): `moesd latency` times T_T(B, s),
-T_D(B, 1), T_reject(B) and end-to-end AR against SD (moesd.latency.sweeps), resumable per point."""
+"""Commands of the latency stage (workflow/rules/latency.smk): `moesd latency` times T_T(B, s),
+T_D(B, 1), T_reject(B) and end-to-end AR against SD (moesd.latency.sweeps), `moesd e2e-vllm` the
+end-to-end points through vLLM (moesd.latency.e2e_vllm); both resumable per point."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ def cmd_latency(args) -> int:
     import torch
 
     from moesd.config import load_config
-    from moesd.latency.points import PointStore, write_tables
-    from moesd.latency.sweeps import device_of, run_sweeps
+    from moesd.latency.points import PointStore, device_of, write_tables
+    from moesd.latency.sweeps import run_sweeps
 
     config = load_config(args.config)
     device_of(config["latency"])  # a missing GPU stops here, before any work
@@ -29,6 +30,30 @@ def cmd_latency(args) -> int:
     return 0
 
 
+def cmd_e2e_vllm(args) -> int:
+    from moesd.backends.vllm import vllm_python
+    from moesd.config import load_config
+    from moesd.io import write_csv
+    from moesd.latency.e2e_vllm import sweep_e2e_vllm, vllm_pairs
+    from moesd.latency.points import PointStore, long_table
+
+    config = load_config(args.config)
+    vllm_python()  # before any work: the environment, and every pair vLLM must load
+    vllm_pairs(config, Path(args.run_dir))
+    out = Path(args.out)
+    store = PointStore(out / "points")
+    records = sweep_e2e_vllm(config, store, Path(args.run_dir), Path(args.prompts), log=_log)
+    table = long_table(records)
+    write_csv(out / "e2e_vllm.csv", table)
+    failed = sum(r["status"] != "ok" for r in records)
+    print(f"e2e through vLLM: {len(records)} points, {failed} failed -> {out / 'e2e_vllm.csv'}")
+    return 0
+
+
+def _log(line: str) -> None:
+    print(line, flush=True)
+
+
 def add_parsers(sub) -> None:
     p = add_command(
         sub,
@@ -41,3 +66,14 @@ def add_parsers(sub) -> None:
         out="output folder",
     )
     p.add_argument("--acceptance", type=Path, help="the acceptance stage's summary.csv (forced alpha)")
+
+    add_command(
+        sub,
+        "e2e-vllm",
+        cmd_e2e_vllm,
+        "end-to-end T_AR/T_SD through vLLM (latency.e2e.backends: vllm)",
+        config="the latency stage's config",
+        run_dir=RUN_DIR,
+        prompts=PROMPTS,
+        out="output folder (e2e_vllm.csv, points/)",
+    )

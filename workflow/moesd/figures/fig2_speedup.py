@@ -42,12 +42,13 @@ def speedup_figure(composed: pd.DataFrame, e2e: pd.DataFrame, stem: Path | None,
                 label = f"{key[0]}, T={key[1]:g} (sigma {rows['sigma'].iloc[0]:.2f})"
                 ax.plot(rows["B"], rows["speedup"], marker="o", ms=3, color=f"C{n}", label=label)
                 band(ax, rows, "B", "speedup", color=f"C{n}")
-            measured = e2e[e2e["target"].isin(part["spec"]) & (e2e["gamma"] == gamma)]
-            if not measured.empty:
-                ax.scatter(
-                    measured["B"], measured["speedup"], marker="x", color="k", zorder=5, label="end to end (measured)"
-                )
-                error_bars(ax, measured, "B", "speedup", color="k")
+            measured = e2e[e2e["target"].isin(part["spec"]) & (e2e["gamma"] == gamma) & (e2e["K"] == e2e["K_native"])]
+            for backend, marker in (("ours", "x"), ("vllm", "+")):
+                rows = measured[measured["backend"] == backend]
+                if not rows.empty:
+                    label = f"end to end ({'measured' if backend == 'ours' else 'vLLM'})"
+                    ax.scatter(rows["B"], rows["speedup"], marker=marker, color="k", zorder=5, label=label)
+                    error_bars(ax, rows, "B", "speedup", color="k")
             ax.axhline(1, color="0.5", lw=0.8)
             printed = paper_peak(gamma)
             if printed is not None:  # the paper's Table 2 peak at this gamma, for scale (not the same models)

@@ -33,6 +33,14 @@ from moesd.decode.engine import forward_ragged
 from moesd.decode.sampling import verify
 from moesd.io import fingerprint, write_csv
 from moesd.latency.timing import timed_interleaved, timed_repeats
+from moesd.models.spec import parse_spec
+
+
+def device_of(lat: dict) -> str:
+    """latency.device resolved (auto: cuda when available); cuda without a CUDA device is an error."""
+    if lat["device"] == "cuda" and not torch.cuda.is_available():
+        raise ValueError("latency.device: cuda, but this torch sees no CUDA device")
+    return ("cuda" if torch.cuda.is_available() else "cpu") if lat["device"] == "auto" else lat["device"]
 
 
 def context_lengths(batch: int, spec: dict, prompt_lengths: list[int] | None, seed: int) -> list[int]:
@@ -145,8 +153,18 @@ def summarise_repeats(seconds: list[float]) -> dict:
 # uniformly (a random draft copies its input); 3: weight-major fp32 linears and the expert loop
 # on a CPU (moesd.models.linear); 4: e2e points of several batches, continuous batching; 5: every
 # input that changes a measurement in its key (the device and CUDA graphs of forward and e2e
-# points, the seed of e2e points).
-PROTOCOL = 5
+# points, the seed of e2e points); 6: checkpoint folders keyed by their weight files (a retrained
+# pair is measured anew), e2e points by backend.
+PROTOCOL = 6
+
+
+class Fingerprints(dict):
+    """A model spec's fingerprint (its folder's weight files for checkpoints), read once per spec:
+    a retrained or re-downloaded model gets new point keys."""
+
+    def __missing__(self, text: str) -> str:
+        self[text] = parse_spec(text).fingerprint()
+        return self[text]
 
 
 class PointStore:
@@ -162,6 +180,11 @@ class PointStore:
 
     def has(self, kind: str, key_parts) -> bool:
         return self.path(kind, fingerprint(kind, PROTOCOL, key_parts)).is_file()
+
+    def ok(self, kind: str, key_parts) -> bool:
+        """Whether the point is stored and was measured (a failed one is measured again)."""
+        found = self.get(kind, fingerprint(kind, PROTOCOL, key_parts))
+        return found is not None and found.get("status") == "ok"
 
     def get(self, kind: str, key: str) -> dict | None:
         path = self.path(kind, key)

@@ -1,0 +1,153 @@
+"""End-to-end T_AR and T_SD of the latency stage (latency.e2e): every e2e pair, setting, batch
+size and mode decoded whole, prefill included, by our engine (this module) and through vLLM, the
+paper's engine (moesd.latency.e2e_vllm, `latency.e2e.backends`): the same prompts in the same
+order, batch sizes and output length, one point per (pair, K, setting, B, mode) in the stage's
+point store, one table with a `backend` column."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from moesd.latency.points import Fingerprints, PointStore, device_of, e2e_point, run_point
+from moesd.models.loading import timing_dtype
+from moesd.models.spec import parse_spec
+from moesd.prompts import read_token_ids
+
+NOT_SETTINGS = ("pairs", "temperatures", "backends")  # e2e keys that change no single measurement
+
+
+def settings(e2e: dict) -> list[dict]:
+    """One setting per temperature: the e2e section's shared keys with that temperature."""
+    base = {key: value for key, value in e2e.items() if key not in NOT_SETTINGS}
+    return [base | {"temperature": t} for t in e2e["temperatures"]]
+
+
+def batches_of(prompts: list[list[int]], sequences: int, batch: int) -> list[list[list[int]]]:
+    """The batches one point decodes: ceil(sequences / B) batches of B prompts (the prompt set
+    cycled), so that every B decodes at least `sequences` prompts."""
+    n_batches = -(-sequences // batch)
+    order = [prompts[i % len(prompts)] for i in range(n_batches * batch)]
+    return [order[j * batch : (j + 1) * batch] for j in range(n_batches)]
+
+
+def native_k(hf_config: dict) -> int:
+    """Experts per token of a Hugging Face config (1 for a dense model)."""
+    return int(hf_config.get("num_experts_per_tok") or 1)
+
+
+def describe(entry: dict, setting: dict, target: str, draft: str, **extra) -> dict:
+    """The columns of an e2e row that name what was measured (the point's own results aside)."""
+    return {
+        "name": entry["name"],
+        "target": target,
+        "draft": draft,
+        "dataset": setting["dataset"],
+        "temperature": setting["temperature"],
+        "gamma": setting["gamma"],
+        "max_new_tokens": setting["max_new_tokens"],
+        "batching": setting["batching"],
+    } | extra
+
+
+def forced_alpha(summary: pd.DataFrame | None, pair: dict, e2e: dict) -> float:
+    """The alpha that realises the sigma the acceptance stage measured for PAIR at the e2e setting
+    (dataset, temperature, gamma): Eq. 5 inverted (`alpha_eq5`), so that forcing each draft token
+    with it gives the measured tokens per round. The maximum-likelihood alpha does not: with
+    per-position rates 0.95, 0.6, 0.6, 0.6 the measured sigma is 0.614 and forcing the MLE gives 0.579."""
+    if summary is None:
+        raise ValueError("forced acceptance needs the acceptance stage's summary.csv")
+    rows = summary[
+        (summary["target"] == pair["target"])
+        & (summary["draft"] == pair["draft"])
+        & (summary["dataset"] == e2e["dataset"])
+        & (summary["temperature"] == e2e["temperature"])
+        & (summary["gamma"] == e2e["gamma"])
+    ]
+    if rows.empty:
+        raise ValueError(
+            f"no measured alpha for pair {pair['name']}, {e2e['dataset']}, T={e2e['temperature']}, gamma={e2e['gamma']}"
+        )
+    return float(rows["alpha_eq5"].iloc[0])
+
+
+def _e2e_pair(entry: dict, setting: dict, pairs: dict, summary, run_dir: Path, prompts_dir: Path):
+    """(target spec, draft spec, forced alpha or None, acceptance label, prompts or None)."""
+    if entry["acceptance"] == "real":
+        pair = pairs[entry["pair"]]
+        prompts = read_token_ids(prompts_dir / pair["name"] / f"{setting['dataset']}.jsonl")
+        target, draft = (parse_spec(pair[role]).resolve(run_dir).text for role in ("target", "draft"))
+        return target, draft, None, "real", prompts
+    if "alpha" in entry:
+        alpha, note = entry["alpha"], entry.get("alpha_note", "given in the config")
+    else:
+        alpha = forced_alpha(summary, pairs[entry["alpha_from"]], setting)
+        note = (
+            f"Eq. 5 of the measured sigma: {entry['alpha_from']}, {setting['dataset']}, "
+            f"T={setting['temperature']}, gamma={setting['gamma']}"
+        )
+    return entry["target"], entry["draft"], alpha, f"forced alpha={alpha:.4f} ({note})", None
+
+
+def sweep_e2e(config: dict, store: PointStore, run_dir: Path, prompts_dir: Path, summary) -> list:
+    """Our engine's e2e points (nothing unless `ours` is among latency.e2e.backends)."""
+    from moesd.models.loading import load_model
+    from moesd.prompts import random_prompts
+
+    lat, e2e = config["latency"], config["latency"]["e2e"]
+    if "ours" not in e2e["backends"]:
+        return []
+    device = device_of(lat)
+    dtype = timing_dtype(lat["dtype"], device)
+    graphs = lat["cuda_graphs"] and device.startswith("cuda")
+    pairs = {p["name"]: p for p in config["pairs"]}
+    fingerprints, records = Fingerprints(), []
+    models, loaded = None, None
+    for entry in e2e["pairs"]:
+        for setting in settings(e2e):
+            target_spec, draft_spec, alpha, source, prompts = _e2e_pair(
+                entry, setting, pairs, summary, run_dir, prompts_dir
+            )
+            k = native_k(parse_spec(target_spec).hf_config())
+            for batch in setting["batch_sizes"]:
+                for mode in ("ar", "sd"):
+                    key = (
+                        fingerprints[target_spec], fingerprints[draft_spec], mode, batch, setting, alpha,
+                        lat["threads"], str(dtype), lat["seed"], device, graphs,
+                    )  # fmt: skip
+                    if loaded != (target_spec, draft_spec) and not store.has("e2e", key):
+                        models = loaded = measure = None  # free the previous pair: two 57B pairs do not fit one GPU
+                        if torch.cuda.is_available():
+                            torch.cuda.empty_cache()
+                        models = tuple(
+                            load_model(x, device=device, dtype=dtype, cuda_graphs=lat["cuda_graphs"])
+                            for x in (target_spec, draft_spec)
+                        )
+                        loaded = (target_spec, draft_spec)
+                    if prompts is None and loaded == (target_spec, draft_spec):  # synthetic: random ids
+                        n_prompts = max(max(setting["batch_sizes"]), setting["sequences"])
+                        prompts = random_prompts(n_prompts, setting["context_length"], models[0].cfg.vocab_size, 0)
+                    batches = batches_of(prompts, setting["sequences"], batch) if prompts else []
+                    row = describe(
+                        entry, setting, target_spec, draft_spec, B=batch, mode=mode, acceptance_source=source,
+                        sequences=-(-setting["sequences"] // batch) * batch, dtype=str(dtype).removeprefix("torch."), device=device,
+                        backend="ours", K=k, K_native=k, tensor_parallel_size=1,
+                    )  # fmt: skip
+                    measure = lambda m=mode, p=batches, pair_models=models, a=alpha, s=setting: e2e_point(  # noqa: E731
+                        *pair_models,
+                        p,
+                        mode=m,
+                        gamma=s["gamma"],
+                        temperature=s["temperature"],
+                        max_new_tokens=s["max_new_tokens"],
+                        batching=s["batching"],
+                        acceptance="forced" if a is not None else "target",
+                        alpha=a,
+                        warmup=s["warmup"],
+                        repeats=s["repeats"],
+                        seed=lat["seed"],
+                    )
+                    records.append(run_point(store, "e2e", key, measure, row))
+    return records
