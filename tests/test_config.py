@@ -43,6 +43,20 @@ def test_defaults_fill_an_empty_config():
         ({"analysis": {"fit_stride": "every"}}, "config error: analysis.fit_stride:"),
         ({"analysis": {"variants": ["eq5"]}}, "config error: analysis.variants.0:"),
         ({"latency": {"e2e": {"temperatures": []}}}, "config error: latency.e2e.temperatures:"),
+        ({"latency": {"e2e": {"backends": ["tgi"]}}}, "config error: latency.e2e.backends.0:"),
+        ({"latency": {"e2e": {"backends": []}}}, "config error: latency.e2e.backends:"),
+        (
+            {"latency": {"e2e": {"pairs": [{"name": "x", "acceptance": "real", "pair": "tiny-moe", "k_values": [2]}]}}},
+            "config error: latency.e2e.pairs.0.k_values: a K sweep of a pair's checkpoint runs through vLLM",
+        ),
+        (
+            {"pairs": [{"name": "p", "target": "trained:target", "draft": "trained:draft", "tensor_parallel_size": 0}]},
+            "config error: pairs.0.tensor_parallel_size:",
+        ),
+        (
+            {"pairs": [{"name": "p", "target": "trained:target", "draft": "trained:draft", "draft_sampling": "top"}]},
+            "config error: pairs.0.draft_sampling:",
+        ),
         ({"analysis": {"compare_runs": ["default"]}}, "config error: analysis.compare_runs.0: 'default' is this"),
         (
             {"analysis": {"compare_runs": ["no-such-run"]}},
@@ -151,3 +165,11 @@ def test_prompt_ids_need_a_pair_and_their_prompt_set_is_encoded():
     assert prompt_sources(config) == ["mtbench", "humaneval"]  # humaneval: the context lengths' source
     part = config_part(config, ["pairs", "latency.context"])
     assert part == {"pairs": [pair], "latency": {"context": config["latency"]["context"]}}
+
+
+def test_defaults_fill_the_items_of_arrays():
+    config = validate_config({"pairs": [{"name": "p", "target": "trained:target", "draft": "trained:draft"}]})
+    assert config["pairs"][0] | {} == {
+        "name": "p", "target": "trained:target", "draft": "trained:draft", "tensor_parallel_size": 1,
+        "speculative_method": "draft_model", "draft_sampling": "probabilistic",
+    }  # fmt: skip

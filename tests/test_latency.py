@@ -204,3 +204,75 @@ def test_every_input_that_changes_a_measurement_is_in_its_key(tmp_path):
     run_sweeps(validate_config(config), tmp_path, tmp_path / "prompts", None, store)
     again = kinds()
     assert again.count("e2e") == 4 and again.count("forward") == 2 and again.count("reject") == 1
+
+
+def test_vllm_e2e_sweep_passes_resumes_and_records_failures(tmp_path, monkeypatch):
+    """The vLLM e2e sweep without vLLM (its engine replaced): one engine per pair, K and mode,
+    each (temperature, B) a pass admitting B sequences with its prefill timed, the same prompts
+    as our engine's batches; an engine failure is recorded at each of its points, retried on the
+    next run, and stored points are not measured again."""
+    import json
+
+    from moesd.backends import vllm
+    from moesd.config import validate_config
+    from moesd.latency.e2e import batches_of
+    from moesd.latency.e2e_vllm import sweep_e2e_vllm
+
+    from .tiny_models import save_tiny
+
+    for role, family in (("target", "qwen2_moe"), ("draft", "qwen2")):
+        save_tiny(family, tmp_path / role, num_attention_heads=1, num_key_value_heads=1)
+    prompts = [[1, 2, 3], [4, 5], [6, 7, 8, 9]]
+    (tmp_path / "prompts/p").mkdir(parents=True)
+    (tmp_path / "prompts/p/humaneval.jsonl").write_text("".join(json.dumps({"input_ids": p}) + "\n" for p in prompts))
+    config = validate_config(
+        {
+            "pairs": [{"name": "p", "target": f"dir:{tmp_path / 'target'}", "draft": f"dir:{tmp_path / 'draft'}"}],
+            "latency": {
+                "device": "cpu",
+                "e2e": {
+                    "backends": ["ours", "vllm"],
+                    "pairs": [{"name": "p", "acceptance": "real", "pair": "p", "k_values": [1, 2]}],
+                    "batch_sizes": [1, 2],
+                    "temperatures": [0.0, 1.0],
+                    "sequences": 4,
+                    "max_new_tokens": 3,
+                },
+            },
+        }
+    )
+    calls, fail = [], [True]
+
+    def fake_run_passes(request, passes):
+        calls.append((request, passes))
+        if fail[0]:
+            raise vllm.VllmFailure("vLLM worker failed (exit 1): RuntimeError: out of memory")
+        metrics = {"vllm:spec_decode_num_drafts": 4, "vllm:spec_decode_num_draft_tokens": 16,
+                   "vllm:spec_decode_num_accepted_tokens": 8, "vllm:spec_decode_num_accepted_tokens_per_pos": [4, 2, 1, 1]}  # fmt: skip
+        return [
+            vllm.VllmResult([[1] * 3] * len(p["prompts"]), [0.5, 0.4], metrics, [0.1, 0.1], p["slots"]) for p in passes
+        ]
+
+    monkeypatch.setattr(vllm, "run_passes", fake_run_passes)
+    store = PointStore(tmp_path / "points")
+    failed = sweep_e2e_vllm(config, store, tmp_path, tmp_path / "prompts", log=lambda line: None)
+    assert len(calls) == 4 and len(failed) == 16  # (K 1, 2) x (ar, sd) engines; x (T, B) points
+    assert all("VllmFailure: vLLM worker failed" in r["status"] and r["attempts"] == 1 for r in failed)
+    fail[0], calls[:] = False, []
+    records = sweep_e2e_vllm(config, store, tmp_path, tmp_path / "prompts", log=lambda line: None)
+    assert len(calls) == 4 and all(r["status"] == "ok" and r["attempts"] == 2 for r in records)
+    request, passes = calls[0]
+    assert request.hf_overrides == {"num_experts_per_tok": 1} and request.batch_size == 2 and request.mode == "ar"
+    assert [(p["temperature"], p["slots"], p["prefill"]) for p in passes] == [
+        (0.0, 1, True), (0.0, 2, True), (1.0, 1, True), (1.0, 2, True)
+    ]  # fmt: skip
+    assert passes[1]["prompts"] == [ids for batch in batches_of(prompts, 4, 2) for ids in batch]  # ours' order
+    sd = [r for r in records if r["mode"] == "sd"]
+    assert {r["K"] for r in records} == {1, 2} and {r["K_native"] for r in records} == {2}
+    assert all(r["sigma"] == pytest.approx((8 + 4) / (4 * 5)) and r["backend"] == "vllm" for r in sd)
+    assert {r["peak_running"] for r in records if r["B"] == 2} == {2}
+    calls[:] = []
+    again = sweep_e2e_vllm(config, store, tmp_path, tmp_path / "prompts", log=lambda line: None)
+    assert [r["seconds"] for r in again] == [
+        r["seconds"] for r in records
+    ] and not calls  # every point stored: no engine starts

@@ -44,12 +44,16 @@ def test_requests_vllm_cannot_serve_fail_in_one_line_before_loading(checkpoints,
         (dict(target=tmp_path), "no config.json"),
         (dict(prompts=[[1, 2, 96]]), "prompt 0: empty or token ids outside the target's vocabulary 96"),
         (dict(gamma=0), "--gamma must be >= 1"),
+        (dict(draft_sampling="typical"), "--draft-sampling must be one of probabilistic, greedy"),
     ]
     for change, message in cases:
         request = VllmRequest(**(vars(ok) | change))
         with pytest.raises(VllmError, match=message.replace("(", r"\(")) as info:
             check(request)
         assert "\n" not in str(info.value)
+    narrow = save_tiny("qwen2", tmp_path / "narrow", hidden_size=32, num_attention_heads=2, num_key_value_heads=1)
+    with pytest.raises(VllmError, match="--draft: head size 16; vLLM's CPU attention needs at least 32"):
+        check(VllmRequest(**(vars(ok) | {"draft": narrow})))
     (tmp_path / "config.json").write_text('{"model_type": "gpt2", "vocab_size": 96}')
     with pytest.raises(VllmError, match="architecture 'gpt2' is not one the vLLM backend supports"):
         check(VllmRequest(**(vars(ok) | {"target": tmp_path})))
@@ -80,6 +84,22 @@ def test_generate_names_the_missing_vllm_environment(tmp_path, monkeypatch, chec
                 str(tmp_path / "o"),
             ]
         )
+
+
+def test_a_failed_worker_reports_its_root_error():
+    from moesd.backends.vllm import _cause
+
+    log = "\n".join(
+        [
+            "(MainProcess) WARNING [base.py] ValueError: Tokenizer not available when `skip_tokenizer_init=True`",
+            "(Worker) ERROR [multiproc_executor.py] RuntimeError: Unsupported CPU attention configuration: head_dim=8",
+            "(EngineCore) ERROR [core.py] RuntimeError: Worker failed with error 'Unsupported CPU attention'",
+            "vllm.v1.engine.exceptions.EngineDeadError: EngineCore encountered an issue. See stack trace (above)",
+        ]
+    )
+    assert _cause(log) == "RuntimeError: Unsupported CPU attention configuration: head_dim=8"
+    assert _cause("EngineDeadError: EngineCore encountered an issue.").startswith("EngineDeadError")
+    assert _cause("killed") == "killed"
 
 
 def test_acceptance_from_vllm_counters():

@@ -94,27 +94,33 @@ def smoke_run(checkout):
     return checkout
 
 
-def test_acceptance_through_vllm_beside_ours(checkout, tmp_path, vllm_env):
-    """acceptance.vllm: the smoke pair's acceptance from vLLM's counters, in the summary's schema,
-    beside ours on the same prompts and settings."""
+def test_engines_side_by_side_on_this_machine(checkout, vllm_env):
+    """config/engines.yaml over the smoke sizes: the trained pair's acceptance and e2e speedup per
+    batch size through both engines (same prompts), one e2e table with a backend column, the
+    engines figure and table, and the claims beside them."""
     import pandas as pd
-    import yaml
 
-    config = yaml.safe_load((checkout / "config/smoke.yaml").read_text())
-    config["experiment"] = "smoke-vllm"
-    config["acceptance"] |= {"vllm": True, "gammas": [2]}  # one engine: both datasets and temperatures
-    config["models"]["draft"]["num_heads"] = 1  # head_dim 32: vLLM's CPU attention has none of 16
-    path = tmp_path / "smoke-vllm.yaml"
-    path.write_text(yaml.safe_dump(config))
-    result = snakemake(checkout, "acceptance", "--cores", "2", "--configfile", str(path))
+    result = snakemake(checkout, "--cores", "2", "--configfile", "config/smoke.yaml", "config/engines.yaml")
     assert result.returncode == 0, result.stderr[-4000:]
-    folder = checkout / "data/runs/smoke-vllm/acceptance"
-    ours, vllm = pd.read_csv(folder / "summary.csv"), pd.read_csv(folder / "summary_vllm.csv")
+    run = checkout / "data/runs/engines"
+    ours, vllm = pd.read_csv(run / "acceptance/summary.csv"), pd.read_csv(run / "acceptance/summary_vllm.csv")
     assert list(vllm.columns) == list(ours.columns) and set(vllm["backend"]) == {"vllm"}
     keys = ["target", "draft", "dataset", "temperature", "gamma"]
     assert sorted(map(tuple, vllm[keys].values)) == sorted(map(tuple, ours[keys].values))
-    assert vllm["sigma"].between(1 / 3, 1).all() and (vllm["n_rounds"] > 0).all()
-    assert len(pd.read_csv(folder / "backends.csv")) == len(ours)
+    assert vllm["sigma"].between(1 / 5, 1).all() and (vllm["n_rounds"] > 0).all()
+    raw = pd.read_csv(run / "latency/e2e_vllm.csv")
+    assert (raw["status"] == "ok").all() and set(raw["backend"]) == {"vllm"}
+    points = raw.drop_duplicates(["mode", "B", "temperature"])
+    assert (points["peak_running"] == points["B"]).all()  # vLLM ran exactly B sequences at once
+    assert (raw["prefill_seconds"] < raw["seconds"]).all()
+    e2e = pd.read_csv(run / "speedup/e2e.csv")
+    per_engine = e2e.groupby("backend")[["temperature", "B"]].apply(lambda f: sorted(map(tuple, f.values)))
+    assert per_engine["ours"] == per_engine["vllm"] and len(per_engine["ours"]) == 6  # 2 temperatures x 3 B
+    table = pd.read_csv(checkout / "figures/engines/engines.csv")
+    assert len(table) == 6 and (table["vllm_over_ours"] > 0).all()
+    for name in ("engines.png", "engines.md", "claims.md", "fig6_e2e.png", "tables_1_2.md"):
+        assert (checkout / "figures/engines" / name).is_file(), name
+    assert "## e2e vllm" in (checkout / "figures/engines/tables_1_2.md").read_text()
 
 
 def test_smoke_run_produces_every_output_then_nothing_to_do(smoke_run):
