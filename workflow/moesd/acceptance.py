@@ -144,6 +144,7 @@ def measure_pairs(config: dict, run_dir: Path, prompts_dir: Path, points_dir: Pa
     """Every pair x dataset x temperature x gamma of the acceptance section; one point file each
     (named by everything it depends on), so a killed run resumes. Returns (rounds, where each
     spec resolved to: folder and fingerprint)."""
+    from moesd.config import engine_pairs
     from moesd.io import fingerprint, write_csv
     from moesd.models.loading import load_model
     from moesd.models.spec import parse_spec
@@ -151,7 +152,7 @@ def measure_pairs(config: dict, run_dir: Path, prompts_dir: Path, points_dir: Pa
 
     acc = config["acceptance"]
     frames, resolved = [], {}
-    for pair in config["pairs"]:
+    for pair in engine_pairs(config):  # an EAGLE head's pair: vLLM's (measure_pairs_vllm)
         specs = {role: parse_spec(pair[role]).resolve(run_dir) for role in ("target", "draft")}
         keys = {role: spec.fingerprint() for role, spec in specs.items()}  # read once per pair
         for role, spec in specs.items():  # where each spec resolved to

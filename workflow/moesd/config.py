@@ -107,6 +107,12 @@ def _check_specs(config: dict) -> None:
 def _check_latency(config: dict) -> None:
     names = {pair["name"] for pair in config["pairs"]}
     backends = config["latency"]["e2e"]["backends"]
+    for i, pair in enumerate(config["pairs"]):
+        if pair["speculative_method"] == "eagle" and not (config["acceptance"]["vllm"] or "vllm" in backends):
+            raise ConfigError(
+                f"config error: pairs.{i}.speculative_method: eagle, which only vLLM runs; set acceptance.vllm "
+                "or add vllm to latency.e2e.backends"
+            )
     for i, entry in enumerate(config["latency"]["e2e"]["pairs"]):
         key = f"latency.e2e.pairs.{i}"
         needed = ("pair",) if entry["acceptance"] == "real" else ("target", "draft")
@@ -195,6 +201,11 @@ def _check_analysis(config: dict) -> None:
     pair = config["analysis"]["sigma_pair"]
     if pair is not None and pair not in {p["name"] for p in config["pairs"]}:
         raise ConfigError(f"config error: analysis.sigma_pair: {pair!r} is not a name in pairs")
+    if pair is not None and pair not in {p["name"] for p in engine_pairs(config)}:
+        raise ConfigError(
+            f"config error: analysis.sigma_pair: {pair!r} drafts with an EAGLE head, whose acceptance only vLLM "
+            "measures; name a draft-model pair"
+        )
     for i, (name, table) in enumerate(zip(config["analysis"]["compare_runs"], compare_tables(config), strict=True)):
         if name == config["experiment"]:
             raise ConfigError(f"config error: analysis.compare_runs.{i}: {name!r} is this experiment")
@@ -224,10 +235,15 @@ def config_part(config: dict, keys: list[str]) -> dict:
     return part
 
 
+def engine_pairs(config: dict) -> list[dict]:
+    """The pairs our engine decodes: a draft model's (an EAGLE head's pair runs through vLLM only)."""
+    return [pair for pair in config["pairs"] if pair["speculative_method"] == "draft_model"]
+
+
 def sigma_pair(config: dict) -> dict | None:
     """The pair whose measured sigma composes the run's speedups (None: the paper's Table 2)."""
     name = config["analysis"]["sigma_pair"]
-    pairs = config["pairs"]
+    pairs = engine_pairs(config)
     if name is None:
         return pairs[0] if pairs else None
     return next(p for p in pairs if p["name"] == name)

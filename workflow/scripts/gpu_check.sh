@@ -35,3 +35,28 @@ for time in ("decode", "total"):  # without and with the prefill (analysis.e2e_t
     peak = table["speedup"].idxmax()
     print(f"peak SD speedup ({time}) {table['speedup'].max():.2f}x at B = {peak} (forced sigma 0.90, gamma 4)")
 PY
+# vLLM on the same GPU (when its environment is there: VLLM_GPU=1 bash workflow/scripts/setup_vllm.sh):
+# a scaled-down Qwen2-57B-A14B (2 layers, real widths, random weights) and Qwen2-0.5B draft saved as
+# checkpoints, greedy AR and SD through vLLM against our engine on the GPU, token for token
+if [ -x "${MOESD_VLLM_PYTHON:-.venv-vllm/bin/python}" ]; then
+  VLLM_RUN="$RUN/vllm"
+  mkdir -p "$VLLM_RUN"
+  python workflow/scripts/save_checkpoint.py "arch:qwen2-57b-a14b:num_hidden_layers=2" "$VLLM_RUN/target"
+  python workflow/scripts/save_checkpoint.py "arch:qwen2-0.5b" "$VLLM_RUN/draft"
+  for backend in ours vllm; do
+    for mode in ar sd; do
+      moesd generate --backend "$backend" --target "dir:$VLLM_RUN/target" --draft "dir:$VLLM_RUN/draft" \
+        --mode "$mode" --gamma 4 --prompts random:32:64 --batch-size 32 --max-new-tokens 64 --device cuda \
+        --out "$VLLM_RUN/${backend}_${mode}.jsonl"
+    done
+  done
+  python - "$VLLM_RUN" <<'PY'
+import json, sys
+run = sys.argv[1]
+rows = {name: [json.loads(l)["output_ids"] for l in open(f"{run}/{name}.jsonl")] for name in ("ours_ar", "ours_sd", "vllm_ar", "vllm_sd")}
+for name, outputs in rows.items():
+    same = sum(a == b for a, b in zip(outputs, rows["ours_ar"]))
+    print(f"{name}: {same}/{len(outputs)} sequences equal to our greedy AR")
+PY
+  [ -n "${OUT:-}" ] && cp -r "$VLLM_RUN"/*.jsonl "$OUT/" 2>/dev/null || true
+fi

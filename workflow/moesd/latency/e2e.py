@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from moesd.config import engine_pairs
 from moesd.latency.points import Fingerprints, PointStore, device_of, e2e_point, run_point
 from moesd.models.loading import timing_dtype
 from moesd.models.spec import parse_spec
@@ -103,9 +104,10 @@ def sweep_e2e(config: dict, store: PointStore, run_dir: Path, prompts_dir: Path,
     dtype = timing_dtype(lat["dtype"], device)
     graphs = lat["cuda_graphs"] and device.startswith("cuda")
     pairs = {p["name"]: p for p in config["pairs"]}
+    ours = {p["name"] for p in engine_pairs(config)}
     fingerprints, records = Fingerprints(), []
     models, loaded = None, None
-    for entry in e2e["pairs"]:
+    for entry in (e for e in e2e["pairs"] if e["acceptance"] == "forced" or e["pair"] in ours):  # EAGLE: vLLM's
         for setting in settings(e2e):
             target_spec, draft_spec, alpha, source, prompts = _e2e_pair(
                 entry, setting, pairs, summary, run_dir, prompts_dir
