@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from moesd.config import SCHEMA_FILE, ConfigError, load_config, validate_config
+from moesd.config import SCHEMA_FILE, ConfigError, engine_pairs, load_config, sigma_pair, validate_config
 from moesd.paths import REPO_ROOT
 
 CONFIGS = sorted((REPO_ROOT / "config").glob("*.yaml"))
@@ -173,3 +173,14 @@ def test_defaults_fill_the_items_of_arrays():
         "name": "p", "target": "trained:target", "draft": "trained:draft", "tensor_parallel_size": 1,
         "speculative_method": "draft_model", "draft_sampling": "probabilistic",
     }  # fmt: skip
+
+
+def test_an_eagle_pair_runs_through_vllm_only():
+    eagle = {"name": "e", "target": "trained:target", "draft": "dir:/nowhere", "speculative_method": "eagle"}
+    plain = {"name": "p", "target": "trained:target", "draft": "trained:draft"}
+    with pytest.raises(ConfigError, match="pairs.0.speculative_method: eagle, which only vLLM runs"):
+        validate_config({"pairs": [eagle, plain]})
+    config = validate_config({"pairs": [eagle, plain], "acceptance": {"vllm": True}})
+    assert sigma_pair(config)["name"] == "p" and [p["name"] for p in engine_pairs(config)] == ["p"]
+    with pytest.raises(ConfigError, match="analysis.sigma_pair: 'e' drafts with an EAGLE head"):
+        validate_config({"pairs": [eagle, plain], "acceptance": {"vllm": True}, "analysis": {"sigma_pair": "e"}})

@@ -80,7 +80,7 @@ def test_generate_random_prompts_and_forced_acceptance(tmp_path, capsys, tiny_di
         (["--prompts", "/no/such.jsonl"], "prompt file /no/such.jsonl: no such file"),
         (["--prompts", "random:5"], "expected random:N:L"),
         (["--prompts", "random:2:3", "--mode", "sd"], "--mode sd needs --draft"),
-        (["--prompts", "random:2:3", "--gamma", "0"], "gamma must be >= 1"),
+        (["--prompts", "random:2:3", "--gamma", "0"], "argument --gamma: must be a positive integer"),
         (["--prompts", "random:2:3", "--acceptance", "forced"], "forced acceptance needs alpha"),
     ],
 )

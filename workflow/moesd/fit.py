@@ -251,9 +251,23 @@ def check_table(frame: pd.DataFrame, source: str = "table") -> None:
         raise ValueError(f"{source}: missing column(s) {', '.join(missing)} (needs {', '.join(REQUIRED_COLUMNS)})")
     if frame.empty:
         raise ValueError(f"{source}: no rows")
+    text = [c for c in REQUIRED_COLUMNS if not pd.api.types.is_numeric_dtype(frame[c])]
+    if text:
+        raise ValueError(f"{source}: column(s) {', '.join(text)} hold non-numbers")
     bad = frame[list(REQUIRED_COLUMNS)].isna().any(axis=1) | (frame["speedup"] <= 0)
     if bad.any():
         raise ValueError(f"{source}: {int(bad.sum())} row(s) with missing values or speedup <= 0")
+    ranges = {  # what each quantity can be (Eq. 2-5): counts are whole and positive, sigma in (0, 1]
+        "B >= 1, whole": (frame["B"] >= 1) & (frame["B"] % 1 == 0),
+        "gamma >= 1, whole": (frame["gamma"] >= 1) & (frame["gamma"] % 1 == 0),
+        "1 <= K <= E, whole": (frame["K"] >= 1) & (frame["K"] <= frame["E"]) & (frame["K"] % 1 == 0),
+        "0 < sigma <= 1": (frame["sigma"] > 0) & (frame["sigma"] <= 1),
+        "finite speedup": np.isfinite(frame["speedup"]),
+    }
+    for rule, ok in ranges.items():
+        if not ok.all():
+            row = int(np.flatnonzero(~ok.to_numpy())[0])
+            raise ValueError(f"{source}: row {row} breaks {rule} ({int((~ok).sum())} row(s) do)")
 
 
 def run_fit(
@@ -305,6 +319,10 @@ def run_fit(
         variant,
         verify_tokens,
     )
+    diverged = [name for name, value in result.params.items() if not np.isfinite(value)]
+    if diverged or not np.isfinite(np.asarray(predicted, dtype=float)).all():
+        what = f"parameter(s) {', '.join(diverged)}" if diverged else "predictions"
+        raise ValueError(f"fit: {what} not finite numbers (the optimiser diverged); try more --n-starts")
     predictions = table.assign(speedup_pred=np.asarray(predicted), in_fit=in_fit.to_numpy())
     metrics = evaluate(table, np.asarray(predicted), in_fit) | {"fit_seconds": result.seconds, "stride": stride}
     record = {

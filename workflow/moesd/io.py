@@ -38,8 +38,30 @@ def write_text(path, text: str) -> None:
         tmp.write_text(text)
 
 
-def write_json(path, data) -> None:
-    write_text(path, json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n")
+def write_json(path, data, strict: bool = False) -> None:
+    """DATA as JSON. STRICT: standard JSON for other tools to read, a value that is not a finite
+    number (NaN: a quantity with nothing to measure, such as a held-out error without held-out
+    points) written as null rather than as NaN or Infinity, which JSON does not have."""
+    if strict:
+        data = json.loads(json.dumps(data, default=_json_default), parse_constant=lambda name: None)
+    text = json.dumps(data, indent=2, sort_keys=True, default=_json_default, allow_nan=not strict)
+    write_text(path, text + "\n")
+
+
+def read_table(path):
+    """A CSV table as a DataFrame; a missing, empty or malformed file is a one-line error that
+    names it."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(2, "no such file", str(path))
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path}: empty (not even a header row); rerun the step that writes it") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not a CSV table ({str(error).splitlines()[0]})") from None
 
 
 def write_csv(path, frame) -> None:

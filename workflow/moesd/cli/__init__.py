@@ -46,9 +46,16 @@ COMMAND_MODULES = (theory, tools, environment, engine, models, acceptance, laten
 EXPECTED_ERRORS = (ValueError, FileNotFoundError, KeyError)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument error in one line, naming the argument, without the usage block above it."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="moesd", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = OneLineParser(prog="moesd", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     for module in COMMAND_MODULES:
         module.add_parsers(sub)
     return parser

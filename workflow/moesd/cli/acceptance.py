@@ -40,15 +40,14 @@ def cmd_acceptance(args) -> int:
 
 def cmd_acceptance_vllm(args) -> int:
     """The same pairs and settings through vLLM, beside ours (acceptance.vllm)."""
-    import pandas as pd
 
     from moesd.acceptance import backends_table, measure_pairs_vllm
     from moesd.backends.vllm import vllm_python
     from moesd.config import load_config
-    from moesd.io import write_csv
+    from moesd.io import read_table, write_csv
 
     config = load_config(args.config)
-    ours = pd.read_csv(args.summary)  # before the engine starts: a missing table stops here
+    ours = read_table(args.summary)  # before the engine starts: a missing table stops here
     vllm_python()
     out = Path(args.out)
     summary = measure_pairs_vllm(config, Path(args.run_dir), Path(args.prompts), out / "points", log=_log)
@@ -77,11 +76,11 @@ def cmd_routing(args) -> int:
 
 
 def cmd_plot_routing(args) -> int:
-    import pandas as pd
 
     from moesd.figures.fig1_routing import routing_figure
+    from moesd.io import read_table
 
-    table = pd.read_csv(args.routing)
+    table = read_table(args.routing)
     if table.empty:
         raise ValueError(f"{args.routing}: no routing measurements (no MoE target in the run)")
     routing_figure(table, Path(args.out))

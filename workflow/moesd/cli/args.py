@@ -21,6 +21,28 @@ def architecture_counts(text: str):
     return count_parameters(ModelSpec.of_architecture(text).hf_config())
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1 (a count, size or length)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse type: an integer >= 0 (warm-up calls)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
+    return value
+
+
 def batch_sizes(text: str) -> list[int]:
     """ "1 2 4" or "1,2,4" -> [1, 2, 4]; positive integers only."""
     try:
@@ -37,7 +59,9 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", required=True, help="target NAME[:key=value,...] of data/architectures, or a model spec")
     p.add_argument("--draft", required=True, help="draft NAME[:key=value,...] of data/architectures, or a model spec")
     p.add_argument("--hardware", required=True, help="NAME or NxNAME from data/hardware.yaml, or probe:ENV.json")
-    p.add_argument("--gpus", type=int, default=None, help="GPUs serving the target (default 1 or the N of NxNAME)")
+    p.add_argument(
+        "--gpus", type=positive_int, default=None, help="GPUs serving the target (default 1 or the N of NxNAME)"
+    )
     p.add_argument("--variant", choices=FIT_VARIANTS, default="eq4", help="Algorithm 1 line 11 reading (default eq4)")
     p.add_argument(
         "--verify-tokens",
@@ -51,7 +75,7 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
 
 def add_fit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dense-convention", choices=("non_routed", "non_ffn"), default="non_routed")
-    p.add_argument("--n-starts", type=int, default=8)
+    p.add_argument("--n-starts", type=positive_int, default=8)
     p.add_argument("--seed", type=int, default=0)
 
 

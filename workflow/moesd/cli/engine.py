@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from moesd.cli.args import non_negative_int, positive_int
+
 
 def cmd_bench_forward(args) -> int:
     import torch
@@ -25,11 +27,11 @@ def cmd_bench_forward(args) -> int:
 def add_parsers(sub) -> None:
     p = sub.add_parser("bench-forward", help="per-forward time, ours vs transformers, same weights (CPU, fp32)")
     p.add_argument("--model", required=True, help="model spec (arch: specs are initialised by transformers)")
-    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16, 64])
-    p.add_argument("--tokens", type=int, nargs="+", default=[1, 5], help="new tokens per sequence, s")
-    p.add_argument("--context", type=int, default=32, help="tokens already in the KV cache")
-    p.add_argument("--repeats", type=int, default=20)
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--batch-sizes", type=positive_int, nargs="+", default=[1, 16, 64])
+    p.add_argument("--tokens", type=positive_int, nargs="+", default=[1, 5], help="new tokens per sequence, s")
+    p.add_argument("--context", type=positive_int, default=32, help="tokens already in the KV cache")
+    p.add_argument("--repeats", type=positive_int, default=20)
+    p.add_argument("--warmup", type=non_negative_int, default=3)
+    p.add_argument("--threads", type=positive_int, default=2)
     p.add_argument("--out", type=Path, help="also write the table as CSV")
     p.set_defaults(func=cmd_bench_forward)

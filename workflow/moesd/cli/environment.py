@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from moesd.cli.args import positive_int
+
 
 def cmd_probe(args) -> int:
     import torch
@@ -47,7 +49,7 @@ def add_parsers(sub) -> None:
         type=int,
         help="MiB read and copied (default 256 on a CPU, at least 8x its last-level cache; 4096 on a GPU)",
     )
-    p.add_argument("--matmul-n", type=int, help="square matmul size (default 1024 on a CPU, 8192 on a GPU)")
-    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--matmul-n", type=positive_int, help="square matmul size (default 1024 on a CPU, 8192 on a GPU)")
+    p.add_argument("--repeats", type=positive_int, default=10)
     p.add_argument("--out", required=True, type=Path, help="env.json to create or update")
     p.set_defaults(func=cmd_probe)

@@ -10,7 +10,6 @@ from moesd.cli.args import ANALYSIS, add_command
 
 
 def cmd_figures(args) -> int:
-    import pandas as pd
 
     from moesd.config import load_config
     from moesd.figures import MEASURED_FIGURES
@@ -20,17 +19,17 @@ def cmd_figures(args) -> int:
     from moesd.figures.fig6_e2e import e2e_figure
     from moesd.figures.style import device_label
     from moesd.figures.tables import peak_tables
-    from moesd.io import write_csv, write_text
+    from moesd.io import read_table, write_csv, write_text
 
     ref = load_config(args.config)["analysis"]["reference_k"]
-    composed = pd.read_csv(args.speedup / "composed.csv")
-    e2e = pd.read_csv(args.speedup / "e2e.csv")
-    predictions = pd.read_csv(args.fit / "predictions.csv")
+    composed = read_table(args.speedup / "composed.csv")
+    e2e = read_table(args.speedup / "e2e.csv")
+    predictions = read_table(args.fit / "predictions.csv")
     device = device_label(json.loads(Path(args.env).read_text()))
     out = args.out
     speedup_figure(composed, e2e, out / "fig2_speedup", device, ref)
     target_efficiency_figure(composed, out / "fig3_target_efficiency", device, ref)
-    sparsity_figure(predictions, out / "fig4_sparsity_fit", device, ref, pd.read_csv(args.fit / "curves.csv"))
+    sparsity_figure(predictions, out / "fig4_sparsity_fit", device, ref, read_table(args.fit / "curves.csv"))
     e2e_figure(e2e, out / "fig6_e2e", device)
     peaks, markdown = peak_tables(composed, e2e, ref)
     write_csv(out / "tables_1_2.csv", peaks)
@@ -40,13 +39,12 @@ def cmd_figures(args) -> int:
 
 
 def cmd_plot_engines(args) -> int:
-    import pandas as pd
 
     from moesd.figures.engines import engines_figure, engines_markdown, engines_table
     from moesd.figures.style import device_label
-    from moesd.io import write_csv, write_text
+    from moesd.io import read_table, write_csv, write_text
 
-    e2e = pd.read_csv(args.e2e)
+    e2e = read_table(args.e2e)
     device = device_label(json.loads(Path(args.env).read_text()))
     engines_figure(e2e, args.out, device)
     table = engines_table(e2e)

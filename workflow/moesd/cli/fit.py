@@ -10,11 +10,12 @@ from moesd.cli.args import ANALYSIS, add_command
 
 
 def _read(path: Path, what: str):
-    import pandas as pd
+
+    from moesd.io import read_table
 
     if not path.is_file():
         raise FileNotFoundError(f"{what}: {path} does not exist")
-    return pd.read_csv(path)
+    return read_table(path)
 
 
 def cmd_speedup(args) -> int:
@@ -78,7 +79,7 @@ def cmd_fit_run(args) -> int:
     except ValueError as error:
         raise ValueError(f"{args.speedup}: {error}") from None
     tables = fits.tables()
-    write_json(args.out / "params.json", fits.records)
+    write_json(args.out / "params.json", fits.records, strict=True)
     for name in ("predictions", "curves", "metrics"):
         write_csv(args.out / f"{name}.csv", tables[name])
     write_csv(args.tables / "fit_quality.csv", tables["quality"])

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from moesd.cli.args import positive_int
+
 
 def tokenizer_for(spec_text: str):
     """The tokenizers.Tokenizer in the model's folder, or None (arch: models have none)."""
@@ -152,10 +154,10 @@ def add_parsers(sub) -> None:
     p.add_argument("--target", required=True, help="model spec: hf:ORG/NAME@REV, dir:PATH or arch:NAME[:k=v,...]")
     p.add_argument("--draft", help="draft model spec (needed for --mode sd)")
     p.add_argument("--mode", choices=("ar", "sd"), default="ar")
-    p.add_argument("--gamma", type=int, default=4, help="draft tokens per round")
+    p.add_argument("--gamma", type=positive_int, default=4, help="draft tokens per round")
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--batch-size", type=positive_int, default=8)
+    p.add_argument("--max-new-tokens", type=positive_int, default=64)
     p.add_argument("--prompts", required=True, help="JSONL file (input_ids or text per line) or random:N:L")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--acceptance", choices=("target", "forced"), default="target")
@@ -180,7 +182,9 @@ def add_parsers(sub) -> None:
         default="ours",
         help="our engine, or vLLM (the paper's engine) in its own environment (bash workflow/scripts/setup_vllm.sh)",
     )
-    p.add_argument("--tensor-parallel-size", type=int, default=1, help="vLLM: ranks (GPUs, or CPU cores) per model")
+    p.add_argument(
+        "--tensor-parallel-size", type=positive_int, default=1, help="vLLM: ranks (GPUs, or CPU cores) per model"
+    )
     p.add_argument(
         "--speculative-method",
         choices=("draft_model", "eagle"),

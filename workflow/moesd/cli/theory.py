@@ -14,7 +14,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from moesd.cli.args import add_command, add_fit_options, add_model_options, architecture_counts, fit_options
+from moesd.cli.args import (
+    add_command,
+    add_fit_options,
+    add_model_options,
+    architecture_counts,
+    fit_options,
+    positive_int,
+)
 from moesd.paper import TABLE3_STRIDES
 
 
@@ -74,12 +81,12 @@ def cmd_simulate(args) -> int:
 
 def _inputs(args):
     """The table and the target, draft and hardware of a fit command."""
-    import pandas as pd
 
     from moesd.fit import check_table
     from moesd.hardware import load_hardware
+    from moesd.io import read_table
 
-    table = pd.read_csv(args.table)
+    table = read_table(args.table)
     check_table(table, str(args.table))
     target, draft = architecture_counts(args.target), architecture_counts(args.draft)
     return table, target, draft, load_hardware(args.hardware, args.gpus)
@@ -93,9 +100,9 @@ def cmd_fit(args) -> int:
     record, predictions, metrics = run_fit(table, target, draft, hardware, stride=args.stride, **fit_options(args))
     record |= {"target": args.target, "draft": args.draft, "table": str(args.table)}
     out = Path(args.out)
-    write_json(out / "params.json", record)
+    write_json(out / "params.json", record, strict=True)
     write_csv(out / "predictions.csv", predictions)
-    write_json(out / "metrics.json", metrics)
+    write_json(out / "metrics.json", metrics, strict=True)
     print(
         f"fit {args.variant} on m={metrics['m']} of {metrics['n']} rows in {record['seconds']:.2f} s: "
         f"mse_fit={metrics['mse_fit']:.4g} mse_all={metrics['mse_all']:.4g} "
@@ -120,11 +127,11 @@ def cmd_fit_quality(args) -> int:
 
 
 def cmd_plot_fit(args) -> int:
-    import pandas as pd
 
     from moesd.figures.fig4_sparsity import sparsity_fit_figure
+    from moesd.io import read_table
 
-    predictions = pd.read_csv(args.predictions)
+    predictions = read_table(args.predictions)
     missing = {"B", "gamma", "K", "speedup", "speedup_pred", "in_fit"} - set(predictions.columns)
     if missing:
         raise ValueError(f"{args.predictions}: missing column(s) {', '.join(sorted(missing))}")
@@ -154,7 +161,7 @@ def add_parsers(sub) -> None:
     p = sub.add_parser("fit", help="fit Algorithm 1 to a tidy speedup table")
     p.add_argument("table", type=Path, help="CSV with columns B, gamma, K, E, sigma, speedup (others kept)")
     add_model_options(p)
-    p.add_argument("--stride", type=int, default=11, help="App. C.3 stride (11 -> m = 21 of 228)")
+    p.add_argument("--stride", type=positive_int, default=11, help="App. C.3 stride (11 -> m = 21 of 228)")
     add_fit_options(p)
     p.add_argument("--out", required=True, type=Path, help="output folder (params.json, predictions.csv, metrics.json)")
     p.set_defaults(func=cmd_fit)
@@ -163,7 +170,7 @@ def add_parsers(sub) -> None:
     p.add_argument("table", type=Path, help="CSV with columns B, gamma, K, E, sigma, speedup")
     add_model_options(p)
     add_fit_options(p)
-    p.add_argument("--strides", type=int, nargs="+", default=list(TABLE3_STRIDES), help="default: Table 3's")
+    p.add_argument("--strides", type=positive_int, nargs="+", default=list(TABLE3_STRIDES), help="default: Table 3's")
     p.add_argument("--out", required=True, type=Path, help="output folder (fit_quality.csv, fit_quality.md)")
     p.set_defaults(func=cmd_fit_quality)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from moesd.cli.args import add_model_options, architecture_counts, batch_sizes
+from moesd.cli.args import add_model_options, architecture_counts, batch_sizes, positive_int
 from moesd.paper import PAPER_BATCH_SIZES
 
 PARAM_FIELDS = (
@@ -80,7 +80,7 @@ def add_parsers(sub) -> None:
     p = sub.add_parser("predict", help="predicted speedup per batch size (roofline, or fitted with --params)")
     add_model_options(p)
     p.add_argument("--sigma", type=float, required=True, help="sigma of Eq. 5 (tokens per round / (gamma+1))")
-    p.add_argument("--gamma", type=int, nargs="+", required=True, help="one or more draft lengths")
+    p.add_argument("--gamma", type=positive_int, nargs="+", required=True, help="one or more draft lengths")
     p.add_argument(
         "--batch-sizes",
         type=batch_sizes,

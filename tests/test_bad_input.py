@@ -1,0 +1,153 @@
+"""Bad input stops early in one line (issue 16): every integer option of every command takes a
+positive integer (a warm-up count: >= 0), each named in its one-line error; the fit's tables hold
+what Eq. 2-5's quantities can be; nothing is written where a run stopped."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from moesd.cli import main
+
+BASE = {
+    "bench-forward": ["bench-forward", "--model", "arch:qwen2-0.5b"],
+    "generate": ["generate", "--target", "arch:qwen2-0.5b", "--prompts", "random:2:4", "--out", "OUT"],
+    "predict": ["predict", "--target", "opt-30b", "--draft", "opt-350m", "--hardware", "A800", "--sigma", "0.9"],
+    "fit": ["fit", "TABLE", "--target", "opt-30b", "--draft", "opt-350m", "--hardware", "A800", "--out", "OUT"],
+    "fit-quality": [
+        "fit-quality",
+        "TABLE",
+        "--target",
+        "opt-30b",
+        "--draft",
+        "opt-350m",
+        "--hardware",
+        "A800",
+        "--out",
+        "OUT",
+    ],  # fmt: skip
+    "probe-hardware": ["probe-hardware", "--out", "OUT"],
+}
+POSITIVE = [
+    ("bench-forward", "--batch-sizes"),
+    ("bench-forward", "--tokens"),
+    ("bench-forward", "--context"),
+    ("bench-forward", "--repeats"),
+    ("bench-forward", "--threads"),
+    ("generate", "--gamma"),
+    ("generate", "--batch-size"),
+    ("generate", "--max-new-tokens"),
+    ("generate", "--tensor-parallel-size"),
+    ("predict", "--gamma"),
+    ("predict", "--gpus"),
+    ("fit", "--stride"),
+    ("fit", "--n-starts"),
+    ("fit", "--gpus"),
+    ("fit-quality", "--strides"),
+    ("probe-hardware", "--matmul-n"),
+    ("probe-hardware", "--repeats"),
+]
+NOT_POSITIVE = ["0", "-3", "2.5", "abc", ""]
+
+
+def run(capsys, tmp_path, argv):
+    argv = [a.replace("OUT", str(tmp_path / "out")).replace("TABLE", str(tmp_path / "table.csv")) for a in argv]
+    try:
+        code = main(argv)
+    except SystemExit as stop:
+        code = stop.code
+    err = capsys.readouterr().err
+    return code, err
+
+
+def one_line(code, err, *needles):
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in err, (needle, err)
+
+
+@pytest.mark.parametrize("value", NOT_POSITIVE)
+@pytest.mark.parametrize("command, option", POSITIVE)
+def test_integer_options_take_positive_integers(capsys, tmp_path, command, option, value):
+    code, err = run(capsys, tmp_path, [*BASE[command], option, value])
+    one_line(code, err, f"argument {option}", "positive integer")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("value", ["-1", "1.5", "x"])
+def test_warmup_takes_a_count(capsys, tmp_path, value):
+    code, err = run(capsys, tmp_path, [*BASE["bench-forward"], "--warmup", value])
+    one_line(code, err, "argument --warmup", "integer >= 0")
+
+
+def _table(**changes) -> pd.DataFrame:
+    rows = [
+        {"B": b, "gamma": g, "K": 1, "E": 1, "sigma": 0.8, "speedup": 1.0 + 0.01 * b}
+        for b in (1, 4, 16)
+        for g in (2, 4)
+    ]
+    table = pd.DataFrame(rows)
+    for column, value in changes.items():
+        table[column] = table[column].astype(object if isinstance(value, str) else float)
+        table.loc[2, column] = value
+    return table
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"sigma": 1.7}, "0 < sigma <= 1"),
+        ({"sigma": -0.3}, "0 < sigma <= 1"),
+        ({"sigma": 0.0}, "0 < sigma <= 1"),
+        ({"B": -4}, "B >= 1, whole"),
+        ({"B": 2.5}, "B >= 1, whole"),
+        ({"gamma": 0}, "gamma >= 1, whole"),
+        ({"gamma": -2}, "gamma >= 1, whole"),
+        ({"K": 3}, "1 <= K <= E, whole"),
+        ({"K": 0}, "1 <= K <= E, whole"),
+        ({"speedup": np.inf}, "finite speedup"),
+        ({"speedup": -1.0}, "speedup <= 0"),
+        ({"speedup": np.nan}, "missing values"),
+        ({"speedup": "fast"}, "column(s) speedup hold non-numbers"),
+        ({"sigma": "high"}, "column(s) sigma hold non-numbers"),
+    ],
+)
+@pytest.mark.parametrize("command", ["fit", "fit-quality"])
+def test_fit_tables_hold_what_the_quantities_can_be(capsys, tmp_path, command, change, message):
+    _table(**change).to_csv(tmp_path / "table.csv", index=False)
+    code, err = run(capsys, tmp_path, BASE[command] + ["--n-starts", "1"])
+    one_line(code, err, "table.csv", message)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("sigma", ["1.7", "-0.3", "0", "nan"])
+def test_predict_takes_sigma_in_range(capsys, tmp_path, sigma):
+    code, err = run(capsys, tmp_path, [*BASE["predict"][:-1], sigma, "--gamma", "4"])
+    one_line(code, err, "--sigma must be in (0, 1]")
+
+
+def test_strict_json_has_no_nan(tmp_path):
+    from moesd.io import write_json
+
+    write_json(tmp_path / "a.json", {"mape": float("nan"), "x": [1.0, float("inf")], "n": np.float64(2.0)}, strict=True)
+    text = (tmp_path / "a.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == {"mape": None, "x": [1.0, None], "n": 2.0}
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [(b"", "table.csv: empty (not even a header row)"), (b'a,b\n1,"2\n', "table.csv: not a CSV table"),
+     (b"\xff\xfe\x00bad", "table.csv: not a CSV table")],
+)  # fmt: skip
+@pytest.mark.parametrize("command", ["fit", "fit-quality"])
+def test_a_table_that_is_no_table_is_named(capsys, tmp_path, command, content, message):
+    (tmp_path / "table.csv").write_bytes(content)
+    code, err = run(capsys, tmp_path, BASE[command])
+    one_line(code, err, message)
+
+
+def test_a_missing_table_is_named(capsys, tmp_path):
+    code, err = run(capsys, tmp_path, BASE["fit"])
+    one_line(code, err, "table.csv: no such file")
