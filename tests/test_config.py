@@ -57,6 +57,13 @@ def test_defaults_fill_an_empty_config():
             {"pairs": [{"name": "p", "target": "trained:target", "draft": "trained:draft", "draft_sampling": "top"}]},
             "config error: pairs.0.draft_sampling:",
         ),
+        (
+            {
+                "pairs": [{"name": "p", "target": "trained:target", "draft": "arch:qwen2-0.5b"}],
+                "acceptance": {"vllm": True},
+            },
+            "config error: pairs.0.draft: vLLM loads checkpoint folders",
+        ),
         ({"analysis": {"compare_runs": ["default"]}}, "config error: analysis.compare_runs.0: 'default' is this"),
         (
             {"analysis": {"compare_runs": ["no-such-run"]}},

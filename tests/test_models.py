@@ -6,7 +6,7 @@ import pytest
 import torch
 from moesd.models import ModelSpecError, load_model, parse_spec
 from moesd.models.cache import KVCache
-from moesd.models.moe import grouped_mm_available
+from moesd.models.moe import GROUPED_MIN_ROWS, grouped_mm_available
 
 from .tiny_models import FAMILIES, VOCAB
 
@@ -51,26 +51,30 @@ ALIGNED_MOE = (  # widths the grouped product takes (16-byte rows)
 
 @pytest.mark.parametrize("which", ["trained", "aligned"])
 def test_moe_loop_and_grouped_mm_agree(tiny_dirs, which):
-    """The two expert paths give one result; on a CPU in fp32, auto takes the loop over experts
-    laid out [out, in] in memory (same parameter shapes, weight-major products)."""
+    """The expert paths give one result. On a CPU in fp32, auto picks per call (by_rows): the loop
+    over experts laid out [out, in] in memory (weight-major products) for few tokens per expert,
+    the grouped product over the parameters as loaded (same shapes) for many."""
     spec = f"dir:{tiny_dirs['qwen2_moe']}" if which == "trained" else ALIGNED_MOE
     auto = load_model(spec, device="cpu", dtype=torch.float32, expert_impl="auto")
-    assert auto.expert_impl == "loop"
     moe = auto.moe_layers[0]
+    grouped = grouped_mm_available(moe.gate_up.shape[1], moe.width, torch.float32, torch.device("cpu"))
+    assert auto.expert_impl == ("by_rows" if grouped else "loop")
     assert moe.gate_up.shape == (moe.n_experts, moe.gate_up.shape[1], 2 * moe.width)
-    assert moe.gate_up[0].t().is_contiguous() and moe.down[0].t().is_contiguous()
-    ids = torch.randint(0, min(VOCAB, auto.cfg.vocab_size), (3, 7))
-    reference = auto(ids, auto.new_cache(3, 16))
+    gate_up, down = moe.loop_weights
+    assert gate_up[0].t().is_contiguous() and down[0].t().is_contiguous()
+    few, many = (GROUPED_MIN_ROWS * moe.n_experts // moe.top_k - 1, GROUPED_MIN_ROWS * moe.n_experts // moe.top_k)
+    assert (moe.impl_for(few), moe.impl_for(many)) == (("loop", "grouped_mm") if grouped else ("loop", "loop"))
     # fp64 (the loop over row-major experts) where the weights come from files: a random init
     # draws other values in another dtype
     others = [("loop", torch.float64)] if which == "trained" else []
-    if grouped_mm_available(moe.gate_up.shape[1], moe.width, torch.float32, torch.device("cpu")):
-        others.append(("grouped_mm", torch.float32))
-    assert others
-    for impl, dtype in others:
-        model = load_model(spec, device="cpu", dtype=dtype, expert_impl=impl)
-        assert model.expert_impl == impl
-        assert (model(ids, model.new_cache(3, 16)).float() - reference).abs().max() < 1e-5
+    others += [("loop", torch.float32)] + ([("grouped_mm", torch.float32)] if grouped else [])
+    for length in (3, many):  # a decode step's few tokens, a prefill's many
+        ids = torch.randint(0, min(VOCAB, auto.cfg.vocab_size), (1, length))
+        reference = auto(ids, auto.new_cache(1, length + 1))
+        for impl, dtype in others:
+            model = load_model(spec, device="cpu", dtype=dtype, expert_impl=impl)
+            assert model.expert_impl == impl
+            assert (model(ids, model.new_cache(1, length + 1)).float() - reference).abs().max() < 1e-5
 
 
 def test_weight_major_linear_matches_f_linear():

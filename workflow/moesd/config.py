@@ -107,7 +107,15 @@ def _check_specs(config: dict) -> None:
 def _check_latency(config: dict) -> None:
     names = {pair["name"] for pair in config["pairs"]}
     backends = config["latency"]["e2e"]["backends"]
+    through_vllm = {e["pair"] for e in config["latency"]["e2e"]["pairs"] if e["acceptance"] == "real"}
+    through_vllm = through_vllm if "vllm" in backends else set()
     for i, pair in enumerate(config["pairs"]):
+        if config["acceptance"]["vllm"] or pair["name"] in through_vllm:
+            for role in ("target", "draft"):
+                if spec_kind(pair[role], f"pairs.{i}.{role}") == "arch":
+                    raise ConfigError(
+                        f"config error: pairs.{i}.{role}: vLLM loads checkpoint folders, not random arch: weights"
+                    )
         if pair["speculative_method"] == "eagle" and not (config["acceptance"]["vllm"] or "vllm" in backends):
             raise ConfigError(
                 f"config error: pairs.{i}.speculative_method: eagle, which only vLLM runs; set acceptance.vllm "

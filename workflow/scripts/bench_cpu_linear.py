@@ -17,12 +17,12 @@ import argparse
 import torch
 import torch.nn.functional as F
 from moesd.latency.timing import interleaved_medians
-from moesd.models.linear import linear
+from moesd.models.linear import weight_major_product
 
 # the default latency models' largest matrices: OPT-30B-shaped fc1 / fc2, Qwen2-57B-shaped
 # shared expert and attention, one routed expert's gate_up
 SHAPES = [(8192, 2048), (2048, 8192), (3072, 1536), (1536, 1536), (768, 1536)]
-ROWS = [1, 2, 4, 5, 8, 16, 64, 320]
+ROWS = [1, 2, 4, 5, 8, 16, 24, 32, 64, 320]
 STREAM_BYTES = 512 * 2**20  # well above a server CPU's last-level cache
 
 
@@ -49,7 +49,10 @@ def main() -> None:
             first = None
             for m in ROWS:
                 x = torch.randn(m, in_features)
-                contenders = {"f_linear": streamed(F.linear, x, weights), "weight_major": streamed(linear, x, weights)}
+                contenders = {
+                    "f_linear": streamed(F.linear, x, weights),
+                    "weight_major": streamed(weight_major_product, x, weights),
+                }
                 ms = interleaved_medians(contenders, args.repeats, warmup=3)
                 first = first or ms
                 print(
