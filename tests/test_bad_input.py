@@ -151,3 +151,41 @@ def test_a_table_that_is_no_table_is_named(capsys, tmp_path, command, content, m
 def test_a_missing_table_is_named(capsys, tmp_path):
     code, err = run(capsys, tmp_path, BASE["fit"])
     one_line(code, err, "table.csv: no such file")
+
+
+def test_a_second_timed_measurement_on_the_same_cores_waits(tmp_path, monkeypatch, capsys):
+    """A timed command finding another holding the CPU timing lock (an orphaned job of a killed
+    Snakemake, say) says so in one line naming it and waits; the lock goes with its holder."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    import threading
+
+    from moesd.latency.lock import exclusive_timing, lock_path
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # gettempdir() reads TMPDIR again
+    code = "from moesd.latency.lock import exclusive_timing\nimport time\nwith exclusive_timing('cpu'):\n"
+    code += "    print('held', flush=True); time.sleep(60)"
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=dict(os.environ))
+    done = threading.Event()
+
+    def second():
+        with exclusive_timing("cpu"):
+            done.set()
+
+    try:
+        assert holder.stdout.readline().strip() == "held" and lock_path().parent == tmp_path
+        with exclusive_timing("cuda:0"):  # a GPU measurement takes no CPU lock
+            pass
+        waiting = threading.Thread(target=second)
+        waiting.start()
+        assert not done.wait(1.0)  # blocked behind the holder
+    finally:
+        holder.kill()
+        holder.wait()
+    assert done.wait(10)  # the killed holder's lock went with it
+    waiting.join()
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"pid {holder.pid}" in err and "moesd: waiting: another measurement" in err

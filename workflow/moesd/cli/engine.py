@@ -13,9 +13,11 @@ def cmd_bench_forward(args) -> int:
 
     from moesd.bench import bench_forward
     from moesd.io import write_csv
+    from moesd.latency.lock import exclusive_timing
 
     torch.set_num_threads(args.threads)
-    table = bench_forward(args.model, args.batch_sizes, args.tokens, args.context, args.repeats, args.warmup)
+    with exclusive_timing("cpu"):
+        table = bench_forward(args.model, args.batch_sizes, args.tokens, args.context, args.repeats, args.warmup)
     print(table.drop(columns="model").to_string(index=False, float_format="%.3f"))
     slower = table[table["speedup_vs_transformers"] < 1.0]
     print(f"\nours slower than transformers at {len(slower)} of {len(table)} points")

@@ -14,6 +14,7 @@ def cmd_probe(args) -> int:
 
     from moesd.hardware import probe_hardware
     from moesd.io import environment, update_json
+    from moesd.latency.lock import exclusive_timing
     from moesd.models.loading import default_device
 
     device = default_device() if args.device == "auto" else args.device
@@ -24,7 +25,8 @@ def cmd_probe(args) -> int:
         raise ValueError(f"--buffer-mib must be >= 1, got {args.buffer_mib}")
     buffer_mib = args.buffer_mib or (4096 if gpu else 256)
     matmul_n = args.matmul_n or (8192 if gpu else 1024)
-    probe = probe_hardware(device, dtype=args.dtype, buffer_mib=buffer_mib, matmul_n=matmul_n, repeats=args.repeats)
+    with exclusive_timing(device):
+        probe = probe_hardware(device, dtype=args.dtype, buffer_mib=buffer_mib, matmul_n=matmul_n, repeats=args.repeats)
     update_json(args.out, hardware_probe=probe, environment=environment())
     print(
         f"{probe['device_name']}: read bandwidth {probe['bandwidth'] / 1e9:.1f} GB/s (copy "

@@ -14,6 +14,7 @@ def cmd_latency(args) -> int:
     import torch
 
     from moesd.config import load_config
+    from moesd.latency.lock import exclusive_timing
     from moesd.latency.points import PointStore, device_of, write_tables
     from moesd.latency.sweeps import run_sweeps
 
@@ -23,7 +24,8 @@ def cmd_latency(args) -> int:
     out = Path(args.out)
     summary_path = Path(args.acceptance) if args.acceptance else None
     summary = pd.read_csv(summary_path) if summary_path and summary_path.is_file() else None
-    tables = run_sweeps(config, Path(args.run_dir), Path(args.prompts), summary, PointStore(out / "points"))
+    with exclusive_timing(device_of(config["latency"])):
+        tables = run_sweeps(config, Path(args.run_dir), Path(args.prompts), summary, PointStore(out / "points"))
     write_tables(out, tables)
     failed = sum((t["status"] != "ok").sum() for t in tables.values() if len(t))
     print(f"latency: {sum(len(t) for t in tables.values())} rows, {failed} failed rows -> {out}")
@@ -35,14 +37,16 @@ def cmd_e2e_vllm(args) -> int:
     from moesd.config import load_config
     from moesd.io import write_csv
     from moesd.latency.e2e_vllm import sweep_e2e_vllm, vllm_pairs
-    from moesd.latency.points import PointStore, long_table
+    from moesd.latency.lock import exclusive_timing
+    from moesd.latency.points import PointStore, device_of, long_table
 
     config = load_config(args.config)
     vllm_python()  # before any work: the environment, and every pair vLLM must load
     vllm_pairs(config, Path(args.run_dir))
     out = Path(args.out)
     store = PointStore(out / "points")
-    records = sweep_e2e_vllm(config, store, Path(args.run_dir), Path(args.prompts), log=_log)
+    with exclusive_timing(device_of(config["latency"])):
+        records = sweep_e2e_vllm(config, store, Path(args.run_dir), Path(args.prompts), log=_log)
     table = long_table(records)
     write_csv(out / "e2e_vllm.csv", table)
     failed = sum(r["status"] != "ok" for r in records)
