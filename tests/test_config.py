@@ -64,6 +64,121 @@ def test_defaults_fill_an_empty_config():
             },
             "config error: pairs.0.draft: vLLM loads checkpoint folders",
         ),
+        (
+            {"pairs": [{"name": "p", "target": "dir:/no/such/folder", "draft": "trained:draft"}]},
+            "config error: pairs.0.target:",
+        ),
+        (
+            {
+                "latency": {
+                    "models": [
+                        {"name": "d", "role": "target", "spec": "arch:opt-350m", "k_values": [2], "draft": "x"},
+                        {"name": "x", "role": "draft", "spec": "arch:opt-350m"},
+                    ]
+                }
+            },
+            "config error: latency.models.0.k_values: 'd' is a dense model",
+        ),
+        (
+            {
+                "latency": {
+                    "models": [
+                        {"name": "m", "role": "target", "spec": "arch:mixtral-8x7b", "k_values": [2, 9]},
+                        {"name": "x", "role": "draft", "spec": "arch:qwen2-0.5b"},
+                    ]
+                }
+            },
+            "config error: latency.models.0.k_values:",
+        ),
+        (
+            {
+                "latency": {
+                    "models": [
+                        {"name": "o", "role": "target", "spec": "arch:opt-30b"},
+                        {"name": "x", "role": "draft", "spec": "arch:opt-350m"},
+                    ],
+                    "context": {"source": "fixed", "length": 2046},
+                }
+            },
+            "config error: latency.context: 2046 context tokens plus 5 new ones exceed 'o''s 2048 positions",
+        ),
+        (
+            {
+                "latency": {
+                    "e2e": {
+                        "pairs": [
+                            {
+                                "name": "f",
+                                "acceptance": "forced",
+                                "alpha": 0.5,
+                                "target": "arch:opt-30b",
+                                "draft": "arch:opt-350m",
+                            }
+                        ],
+                        "context_length": 2040,
+                    }
+                }
+            },
+            "config error: latency.e2e.pairs.0.target: context_length + max_new_tokens + gamma + 1",
+        ),
+        (
+            {
+                "latency": {
+                    "e2e": {
+                        "pairs": [
+                            {
+                                "name": "f",
+                                "acceptance": "forced",
+                                "alpha_from": "tiny-moe",
+                                "target": "arch:opt-30b",
+                                "draft": "arch:opt-350m",
+                            }
+                        ],
+                        "gamma": 7,
+                    }
+                }
+            },
+            "config error: latency.e2e.gamma: 7 is not a setting the acceptance",
+        ),
+        (
+            {
+                "latency": {
+                    "e2e": {
+                        "pairs": [
+                            {
+                                "name": "f",
+                                "acceptance": "forced",
+                                "alpha_from": "tiny-moe",
+                                "target": "arch:opt-30b",
+                                "draft": "arch:opt-350m",
+                            }
+                        ],
+                        "temperatures": [0.5],
+                    }
+                }
+            },
+            "config error: latency.e2e.temperatures (0.5): 0.5 is not",
+        ),
+        (
+            {
+                "latency": {
+                    "e2e": {
+                        "pairs": [
+                            {
+                                "name": "f",
+                                "acceptance": "forced",
+                                "alpha_from": "tiny-moe",
+                                "target": "arch:opt-30b",
+                                "draft": "arch:opt-350m",
+                            }
+                        ],
+                        "dataset": "mtbench",
+                    }
+                },
+                "acceptance": {"datasets": ["humaneval"]},
+            },
+            "config error: latency.e2e.dataset: 'mtbench' is not a setting",
+        ),
         ({"analysis": {"compare_runs": ["default"]}}, "config error: analysis.compare_runs.0: 'default' is this"),
         (
             {"analysis": {"compare_runs": ["no-such-run"]}},
@@ -183,7 +298,7 @@ def test_defaults_fill_the_items_of_arrays():
 
 
 def test_an_eagle_pair_runs_through_vllm_only():
-    eagle = {"name": "e", "target": "trained:target", "draft": "dir:/nowhere", "speculative_method": "eagle"}
+    eagle = {"name": "e", "target": "trained:target", "draft": "trained:draft", "speculative_method": "eagle"}
     plain = {"name": "p", "target": "trained:target", "draft": "trained:draft"}
     with pytest.raises(ConfigError, match="pairs.0.speculative_method: eagle, which only vLLM runs"):
         validate_config({"pairs": [eagle, plain]})

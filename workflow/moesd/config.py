@@ -155,6 +155,69 @@ def _check_latency(config: dict) -> None:
     for i, entry in enumerate(config["latency"]["models"]):
         if entry.get("k_values") and spec_kind(entry["spec"], f"latency.models.{i}.spec") != "arch":
             raise ConfigError(f"config error: latency.models.{i}.k_values: a K sweep needs an arch: spec")
+    _check_model_shapes(config)
+    _check_forced_settings(config)
+
+
+def _check_model_shapes(config: dict) -> None:
+    """What the latency stage asks of its arch: models, from their configs (no weights): a K
+    sweep of a MoE within its experts, and every timed forward within the model's positions."""
+    lat = config["latency"]
+    context = lat["context"]
+    longest_context = (
+        context["length"] if context["source"] == "fixed" else max(context["length"], context["max_length"])
+    )
+    for i, entry in enumerate(lat["models"]):
+        spec = parse_spec(entry["spec"])
+        if spec.kind != "arch":
+            continue
+        hf = spec.hf_config()
+        for k in entry.get("k_values") or []:
+            key = f"config error: latency.models.{i}.k_values"
+            if not hf.get("num_experts_per_tok"):
+                raise ConfigError(f"{key}: {entry['name']!r} is a dense model: a K sweep needs a MoE")
+            spec_kind(spec.with_k(k).text, f"latency.models.{i}.k_values")  # K within the experts
+        tokens = max(entry.get("tokens") or [lat["gamma_max"] + 1])
+        positions = hf.get("max_position_embeddings")
+        if positions and longest_context + tokens > positions:
+            raise ConfigError(
+                f"config error: latency.context: {longest_context} context tokens plus {tokens} new ones exceed "
+                f"{entry['name']!r}'s {positions} positions (latency.models.{i})"
+            )
+    e2e = lat["e2e"]
+    for i, entry in enumerate(e2e["pairs"]):
+        if entry["acceptance"] != "forced":
+            continue
+        for role in ("target", "draft"):
+            spec = parse_spec(entry[role])
+            positions = spec.hf_config().get("max_position_embeddings") if spec.kind == "arch" else None
+            needed = e2e["context_length"] + e2e["max_new_tokens"] + e2e["gamma"] + 1
+            if positions and needed > positions:
+                raise ConfigError(
+                    f"config error: latency.e2e.pairs.{i}.{role}: context_length + max_new_tokens + gamma + 1 = "
+                    f"{needed} exceed its {positions} positions"
+                )
+
+
+def _check_forced_settings(config: dict) -> None:
+    """An e2e pair that forces the alpha measured for a pair (alpha_from) needs the acceptance
+    stage to measure that setting: the e2e dataset, every e2e temperature, the e2e gamma."""
+    from moesd.prompts import dataset_name
+
+    e2e, acc = config["latency"]["e2e"], config["acceptance"]
+    if not any("alpha_from" in entry for entry in e2e["pairs"]):
+        return
+    measured = {
+        "latency.e2e.dataset": (dataset_name(e2e["dataset"]), {dataset_name(d) for d in acc["datasets"]}),
+        "latency.e2e.gamma": (e2e["gamma"], set(acc["gammas"])),
+    }
+    measured |= {f"latency.e2e.temperatures ({t:g})": (t, set(acc["temperatures"])) for t in e2e["temperatures"]}
+    for key, (value, settings) in measured.items():
+        if value not in settings:
+            raise ConfigError(
+                f"config error: {key}: {value!r} is not a setting the acceptance stage measures "
+                f"({sorted(settings)}), and a forced pair takes its alpha from there (alpha_from)"
+            )
 
 
 def _is_prompt_set(source: str) -> bool:
@@ -187,7 +250,7 @@ def spec_kind(text: str, key: str) -> str:
     experts, heads not dividing the width) stops here, before any job."""
     try:
         spec = parse_spec(text)
-        if spec.kind == "arch":
+        if spec.kind in ("arch", "dir"):  # a shape no model can have, a folder with no model
             spec.hf_config()
         return spec.kind
     except ModelSpecError as error:
