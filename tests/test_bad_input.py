@@ -189,3 +189,90 @@ def test_a_second_timed_measurement_on_the_same_cores_waits(tmp_path, monkeypatc
     waiting.join()
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"pid {holder.pid}" in err and "moesd: waiting: another measurement" in err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["generate", "--target", "arch:qwen2-0.5b:num_hidden_layers=1", "--prompts", "random:1:4", "--device", "tpu",
+          "--out", "OUT"], "argument --device: must be cpu, cuda or cuda:N, got 'tpu'"),
+        (["probe-hardware", "--device", "gpu", "--out", "OUT"], "argument --device: must be cpu, cuda or cuda:N"),
+        (["generate", "--target", "arch:opt-350m:num_hidden_layers=1", "--prompts", "random:1:2040",
+          "--max-new-tokens", "20", "--out", "OUT"], "reach 2060 positions, beyond the target's 2048 (learned"),
+        (["params", "qwen2-0.5b:hidden_size=abc"], "hidden_size='abc' must be a positive integer"),
+        (["params", "qwen2-57b-a14b:num_experts_per_tok=100"], "num_experts_per_tok"),
+        (["params", "qwen2-57b-a14b:num_experts_per_tok=0"], "num_experts_per_tok"),
+        (["params", "qwen2-57b-a14b:num_hidden_layers=-2"], "num_hidden_layers"),
+        (["params", "qwen2-57b-a14b:num_experts=2.5"], "num_experts"),
+    ],
+)  # fmt: skip
+def test_devices_positions_and_overrides(capsys, tmp_path, argv, message):
+    code, err = run(capsys, tmp_path, argv)
+    one_line(code, err, message)
+    assert not (tmp_path / "out").exists()
+
+
+def test_cuda_asked_of_a_machine_without_it(capsys, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    for argv in (BASE["generate"] + ["--device", "cuda"], BASE["probe-hardware"] + ["--device", "cuda:1"]):
+        code, err = run(capsys, tmp_path, argv)
+        one_line(code, err, "this torch sees no CUDA device")
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("", "empty (no keys)"),
+        ("latency: [\n", "line 2, column 1: not YAML"),
+        ("latency:\n  repeats: 3\n bad indent: 1\n", "line 3"),
+        ("- a list\n", "<top level>: must be a mapping"),
+    ],
+)
+def test_config_files_that_are_no_config(capsys, tmp_path, content, message):
+    (tmp_path / "c.yaml").write_text(content)
+    code, err = run(capsys, tmp_path, ["latency", "--config", str(tmp_path / "c.yaml"), "--run-dir", str(tmp_path),
+                                      "--prompts", str(tmp_path), "--out", "OUT"])  # fmt: skip
+    one_line(code, err, "c.yaml" if "top level" not in message else "config error", message)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("[1, 2]", "no hardware_probe object"),
+        ('{"hardware_probe": {"flops": 1}}', "lacks device_name, bandwidth"),
+        ("not json", "no hardware_probe object"),
+    ],
+)
+def test_hardware_probe_files_that_are_no_probe(capsys, tmp_path, content, message):
+    (tmp_path / "env.json").write_text(content)
+    argv = BASE["predict"] + ["--gamma", "4"]
+    argv[argv.index("A800")] = f"probe:{tmp_path / 'env.json'}"
+    code, err = run(capsys, tmp_path, argv)
+    one_line(code, err, message)
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ('{"input_ids": null, "text": "hi"}', "is text, but the model has no tokenizer.json"),
+        ('{"input_ids": []}', "input_ids must be a non-empty list"),
+        ('{"input_ids": [1, -2]}', "input_ids must be a non-empty list"),
+        ('{"input_ids": [1, true]}', "input_ids must be a non-empty list"),
+        ('{"input_ids": [1, 99999999]}', "outside the vocabulary"),
+        ('{"text": ""}', "text must be a non-empty string"),
+        ('{"prompt": "hi"}', 'needs an "input_ids" or a "text" field'),
+        ("[1, 2, 3]", 'needs an "input_ids" or a "text" field'),
+        ("{not json", "not JSON"),
+    ],
+)
+def test_prompt_files_that_are_no_prompts(capsys, tmp_path, line, message):
+    (tmp_path / "p.jsonl").write_text(line + "\n")
+    argv = ["generate", "--target", "arch:qwen2-0.5b:num_hidden_layers=1", "--prompts", str(tmp_path / "p.jsonl"),
+            "--out", "OUT"]  # fmt: skip
+    code, err = run(capsys, tmp_path, argv)
+    one_line(code, err, message)
+    assert not (tmp_path / "out").exists()

@@ -214,8 +214,10 @@ def test_bad_config_fails_with_one_line_naming_the_key(patch, message):
 def test_unreadable_config_file(tmp_path: Path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("fit: [unclosed\n")
-    with pytest.raises(ConfigError, match="cannot read"):
+    with pytest.raises(ConfigError, match=r"bad.yaml, line 2, column 1: not YAML"):
         load_config(bad)
+    with pytest.raises(ConfigError, match="missing.yaml: cannot read"):
+        load_config(tmp_path / "missing.yaml")
 
 
 def test_schema_documents_every_key():

@@ -324,6 +324,13 @@ def load_config(path: str | Path) -> dict:
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as error:
-        raise ConfigError(f"config error: {path}: cannot read ({type(error).__name__})") from None
+    except OSError as error:
+        raise ConfigError(f"config error: {path}: cannot read ({error.strerror or type(error).__name__})") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or type(error).__name__
+        raise ConfigError(f"config error: {path}{where}: not YAML ({problem})") from None
+    if data is None:  # an empty file is no experiment: all defaults would run the default one
+        raise ConfigError(f"config error: {path}: empty (no keys); a config with every default is {{}}")
     return validate_config(data)

@@ -82,8 +82,12 @@ def load_hardware(spec: str, gpus: int | None = None) -> Hardware:
         path = Path(spec.removeprefix("probe:"))
         try:
             probe = json.loads(path.read_text())["hardware_probe"]
-        except (OSError, KeyError, json.JSONDecodeError) as error:
-            raise HardwareError(f"hardware {spec!r}: no hardware_probe in {path} ({error})") from None
+            missing = [key for key in ("device_name", "flops", "bandwidth") if key not in probe]
+        except (OSError, KeyError, TypeError, json.JSONDecodeError) as error:
+            reason = f"{type(error).__name__}: {error}".splitlines()[0]
+            raise HardwareError(f"hardware {spec!r}: no hardware_probe object in {path} ({reason})") from None
+        if missing:
+            raise HardwareError(f"hardware {spec!r}: {path}'s hardware_probe lacks {', '.join(missing)}")
         copy = probe.get("copy_bandwidth", float("nan"))
         return Hardware(probe["device_name"], probe["flops"], probe["bandwidth"], gpus or 1, "measured", copy)
     count, sep, rest = spec.partition("x")

@@ -31,7 +31,7 @@ def read_prompt_file(path: str | Path) -> list[dict]:
             raise PromptError(f'prompt file {path}, line {number}: needs an "input_ids" or a "text" field')
         ids = row.get("input_ids")
         if ids is not None and (
-            not isinstance(ids, list) or not ids or not all(isinstance(t, int) and t >= 0 for t in ids)
+            not isinstance(ids, list) or not ids or not all(type(t) is int and t >= 0 for t in ids)  # true is no token
         ):
             raise PromptError(f"prompt file {path}, line {number}: input_ids must be a non-empty list of token ids")
         if ids is None and (not isinstance(row["text"], str) or not row["text"]):
@@ -67,7 +67,7 @@ def load_prompts(source: str, *, vocab_size: int, seed: int = 0, tokenizer=None)
         return random_prompts(*parsed, vocab_size, seed)
     prompts = []
     for number, row in enumerate(parsed, start=1):
-        if "input_ids" in row:
+        if row.get("input_ids") is not None:
             ids = row["input_ids"]
         elif tokenizer is None:
             raise PromptError(f"prompt {number} of {source} is text, but the model has no tokenizer.json")

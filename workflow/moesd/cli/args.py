@@ -43,6 +43,23 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def device_option(text: str) -> str:
+    """An argparse type: cpu, cuda or cuda:N (auto where a command takes it); whether this machine
+    has CUDA is the command's check (importing torch here would slow every command down)."""
+    if text in ("cpu", "cuda", "auto") or (text.startswith("cuda:") and text[5:].isdigit()):
+        return text
+    raise argparse.ArgumentTypeError(f"must be cpu, cuda or cuda:N, got {text!r}")
+
+
+def check_cuda(device_text: str | None, option: str = "--device") -> None:
+    """A one-line error where DEVICE_TEXT asks for CUDA and this torch has none."""
+    if device_text and device_text.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError(f"{option} {device_text}: this torch sees no CUDA device")
+
+
 def batch_sizes(text: str) -> list[int]:
     """ "1 2 4" or "1,2,4" -> [1, 2, 4]; positive integers only."""
     try:

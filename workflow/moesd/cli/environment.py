@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from moesd.cli.args import positive_int
+from moesd.cli.args import device_option, positive_int
 
 
 def cmd_probe(args) -> int:
@@ -38,7 +38,7 @@ def cmd_probe(args) -> int:
 
 def add_parsers(sub) -> None:
     p = sub.add_parser("probe-hardware", help="measure memory bandwidth and matmul throughput into env.json")
-    p.add_argument("--device", default="cpu", help="cpu, cuda[:N] or auto (cuda when available)")
+    p.add_argument("--device", type=device_option, default="cpu", help="cpu, cuda[:N] or auto (cuda when available)")
     p.add_argument(
         "--dtype",
         choices=("auto", "float32", "bfloat16", "float16"),

@@ -5,9 +5,10 @@ JSONL line per prompt; with vLLM's speculation, its acceptance counters beside i
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
-from moesd.cli.args import positive_int
+from moesd.cli.args import check_cuda, device_option, positive_int
 
 
 def tokenizer_for(spec_text: str):
@@ -48,6 +49,24 @@ def _row(args, index: int, ids: list[int], **extra) -> dict:
     } | extra
 
 
+def check_positions(prompts: list[list[int]], args, cfg) -> None:
+    """A prompt plus its new tokens (and a round's drafts) beyond the target's positions: an error
+    for learned positions (OPT has no embedding past them), a warning for RoPE, which computes
+    them but was never trained there."""
+    need = max(len(ids) for ids in prompts) + args.max_new_tokens + (args.gamma + 1 if args.mode == "sd" else 0)
+    if need <= cfg.max_position_embeddings:
+        return
+    longest = max(range(len(prompts)), key=lambda i: len(prompts[i]))
+    text = (
+        f"prompt {longest} ({len(prompts[longest])} tokens) plus --max-new-tokens {args.max_new_tokens}"
+        f"{' and a round of drafts' if args.mode == 'sd' else ''} reach {need} positions, beyond the target's "
+        f"{cfg.max_position_embeddings}"
+    )
+    if cfg.is_opt:
+        raise ValueError(f"{text} (learned positions)")
+    print(f"moesd: warning: {text}: RoPE positions the model was not trained on", file=sys.stderr)
+
+
 def _generate_ours(args, config, prompts_of) -> tuple[list[dict], dict | None]:
     import torch
 
@@ -58,6 +77,7 @@ def _generate_ours(args, config, prompts_of) -> tuple[list[dict], dict | None]:
     target = load_model(args.target, device=args.device, dtype=dtype, expert_impl=args.expert_impl)
     draft = load_model(args.draft, device=args.device, dtype=dtype) if args.mode == "sd" else None
     prompts = prompts_of(target.cfg.vocab_size)
+    check_positions(prompts, args, target.cfg)
     rows = []
     for start in range(0, len(prompts), args.batch_size):
         result = decode(target, prompts[start : start + args.batch_size], config, draft=draft, mode=args.mode)
@@ -129,6 +149,7 @@ def cmd_generate(args) -> int:
         raise ValueError(
             "--tensor-parallel-size, --speculative-method and --draft-sampling are vLLM's: use --backend vllm"
         )
+    check_cuda(args.device)
     parse_spec(args.target)
     if args.draft:
         parse_spec(args.draft)
@@ -163,7 +184,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--acceptance", choices=("target", "forced"), default="target")
     p.add_argument("--alpha", type=float, help="forced acceptance probability per draft token")
     p.add_argument("--ignore-eos", action="store_true", help="always generate max-new-tokens tokens")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument(
+        "--device", type=device_option, default=None, help="cpu, cuda or cuda:N (default: cuda when available)"
+    )
     p.add_argument(
         "--dtype",
         choices=("float32", "bfloat16", "float16", "float64"),
