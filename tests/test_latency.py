@@ -276,3 +276,28 @@ def test_vllm_e2e_sweep_passes_resumes_and_records_failures(tmp_path, monkeypatc
     assert [r["seconds"] for r in again] == [
         r["seconds"] for r in records
     ] and not calls  # every point stored: no engine starts
+
+
+def test_a_model_whose_every_point_failed_fails_the_stage(capsys):
+    import pandas as pd
+    from moesd.io import StageFailure
+    from moesd.latency.points import failures, report_failures
+
+    ok = [{"model": "a", "k_override": None, "B": b, "repeat": r, "status": "ok"} for b in (1, 4) for r in (0, 1)]
+    oom = "error: RuntimeError: out of memory"
+    forward = pd.DataFrame(
+        ok
+        + [{"model": "a", "k_override": None, "B": 64, "repeat": -1, "status": oom}]
+        + [{"model": "b", "k_override": 2, "B": b, "repeat": -1, "status": oom} for b in (1, 4)]
+    )
+    e2e = pd.DataFrame([{"name": "p", "backend": "ours", "K": 2, "B": 1, "repeat": 0, "status": "ok"}])
+    lines, whole = failures({"forward": forward, "e2e": e2e, "reject": pd.DataFrame()})
+    assert lines == [
+        f"forward model=a: 1 of 3 points failed (first: {oom})",
+        f"forward model=b k_override=2: 2 of 2 points failed (first: {oom})",
+    ]
+    assert whole == ["forward model=b k_override=2"]
+    with pytest.raises(StageFailure, match="latency: every point of forward model=b k_override=2 failed"):
+        report_failures({"forward": forward}, "latency")
+    report_failures({"forward": forward[forward["model"] == "a"]}, "latency")  # some points failed: no error
+    assert "forward model=a: 1 of 3 points failed" in capsys.readouterr().out

@@ -48,6 +48,11 @@ def write_json(path, data, strict: bool = False) -> None:
     write_text(path, text + "\n")
 
 
+class StageFailure(RuntimeError):
+    """A stage that ran but could not measure what it must (every point of a model failed): exit
+    status 1 with one line; what it measured stays for the next run."""
+
+
 def read_table(path):
     """A CSV table as a DataFrame; a missing, empty or malformed file is a one-line error that
     names it."""

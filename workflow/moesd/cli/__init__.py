@@ -40,6 +40,7 @@ from moesd.cli import (
     theory,
     tools,
 )
+from moesd.io import StageFailure
 
 COMMAND_MODULES = (theory, tools, environment, engine, models, acceptance, latency, fit, figures, claims, generate)
 # every error the domain raises for bad input is a ValueError (ConfigError, ModelSpecError, ...)
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(error, FileNotFoundError) and error.filename:
             message = f"{error.filename}: no such file"
         parser.exit(2, f"moesd: error: {message}\n")
-    except VllmFailure as error:  # vLLM itself failed: its root error, one line
+    except (VllmFailure, StageFailure) as error:  # vLLM failed, or a stage measured nothing of a model
         parser.exit(1, f"moesd: {error}\n")
 
 

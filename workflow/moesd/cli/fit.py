@@ -36,6 +36,10 @@ def cmd_speedup(args) -> int:
     if args.e2e_vllm:  # vLLM's end-to-end points beside ours: one table, told apart by `backend`
         vllm = _read(args.e2e_vllm, "vLLM's e2e table")
         latency["e2e"] = pd.concat([t for t in (latency["e2e"], vllm) if len(t)], ignore_index=True)
+    for name, table in latency.items():  # failed points stay in the latency tables, not here
+        failed = int((table["status"] != "ok").sum()) if "status" in table else 0
+        if failed:
+            print(f"speedup: {failed} failed points of the latency {name} table left out (their status is there)")
     pair = sigma_pair(config)
     summary = _read(args.acceptance, "acceptance summary") if args.acceptance else None
     if pair is not None and summary is None:

@@ -15,7 +15,7 @@ def cmd_latency(args) -> int:
 
     from moesd.config import load_config
     from moesd.latency.lock import exclusive_timing
-    from moesd.latency.points import PointStore, device_of, write_tables
+    from moesd.latency.points import PointStore, device_of, report_failures, write_tables
     from moesd.latency.sweeps import run_sweeps
 
     config = load_config(args.config)
@@ -28,7 +28,8 @@ def cmd_latency(args) -> int:
         tables = run_sweeps(config, Path(args.run_dir), Path(args.prompts), summary, PointStore(out / "points"))
     write_tables(out, tables)
     failed = sum((t["status"] != "ok").sum() for t in tables.values() if len(t))
-    print(f"latency: {sum(len(t) for t in tables.values())} rows, {failed} failed rows -> {out}")
+    print(f"latency: {sum(len(t) for t in tables.values())} rows, {failed} failed points -> {out}")
+    report_failures(tables, "latency")
     return 0
 
 
@@ -38,7 +39,7 @@ def cmd_e2e_vllm(args) -> int:
     from moesd.io import write_csv
     from moesd.latency.e2e_vllm import sweep_e2e_vllm, vllm_pairs
     from moesd.latency.lock import exclusive_timing
-    from moesd.latency.points import PointStore, device_of, long_table
+    from moesd.latency.points import PointStore, device_of, long_table, report_failures
 
     config = load_config(args.config)
     vllm_python()  # before any work: the environment, and every pair vLLM must load
@@ -51,6 +52,7 @@ def cmd_e2e_vllm(args) -> int:
     write_csv(out / "e2e_vllm.csv", table)
     failed = sum(r["status"] != "ok" for r in records)
     print(f"e2e through vLLM: {len(records)} points, {failed} failed -> {out / 'e2e_vllm.csv'}")
+    report_failures({"e2e": table}, "e2e through vLLM")
     return 0
 
 

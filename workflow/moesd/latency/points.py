@@ -31,7 +31,7 @@ import torch
 
 from moesd.decode.engine import forward_ragged
 from moesd.decode.sampling import verify
-from moesd.io import fingerprint, write_csv
+from moesd.io import StageFailure, fingerprint, write_csv
 from moesd.latency.timing import timed_interleaved, timed_repeats
 from moesd.models.spec import parse_spec
 
@@ -295,6 +295,47 @@ def e2e_point(
         "expert_impl": last[0].expert_impl,
         "distinct_experts": [],
     }
+
+
+# what one model's points share, per latency table: a stage fails when every point of one failed
+POINT_GROUPS = {"forward": ["model", "k_override"], "draft": ["model"], "reject": ["temperature"],
+                "e2e": ["name", "backend", "K"]}  # fmt: skip
+
+
+def failures(tables: dict[str, pd.DataFrame]) -> tuple[list[str], list[str]]:
+    """(a line per model, K or engine with failed points: how many of how many, the first error;
+    the labels of those whose every point failed)."""
+    lines, whole = [], []
+    for name, table in tables.items():
+        if table.empty or "status" not in table:
+            continue
+        columns = [c for c in POINT_GROUPS.get(name, []) if c in table]
+        groups = table.groupby(columns, dropna=False, sort=False) if columns else [((), table)]
+        for key, part in groups:
+            failed = part["status"] != "ok"
+            n_failed, n_ok = int(failed.sum()), int((~failed & (part["repeat"] == 0)).sum())
+            if not n_failed:
+                continue
+            values = key if isinstance(key, tuple) else (key,)
+            shown = [
+                (c, int(v) if isinstance(v, float) and v.is_integer() else v)
+                for c, v in zip(columns, values, strict=True)
+            ]
+            label = " ".join([name] + [f"{c}={v}" for c, v in shown if pd.notna(v)])
+            first = part.loc[failed, "status"].iloc[0]
+            lines.append(f"{label}: {n_failed} of {n_failed + n_ok} points failed (first: {first})")
+            whole += [label] if not n_ok else []
+    return lines, whole
+
+
+def report_failures(tables: dict[str, pd.DataFrame], stage: str) -> None:
+    """Print every model's failed points; raise where all of one model's points failed (the
+    tables and points stay, and the next run measures the failed points again)."""
+    lines, whole = failures(tables)
+    for line in lines:
+        print(f"{stage}: {line}")
+    if whole:
+        raise StageFailure(f"{stage}: every point of {whole[0]} failed ({len(whole)} such); see the log")
 
 
 def write_tables(out: Path, tables: dict[str, pd.DataFrame]) -> None:
