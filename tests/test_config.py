@@ -27,6 +27,10 @@ def test_defaults_fill_an_empty_config():
     assert config["theory"]["tau"] == 0.95 and config["fit"]["stride"] == 11
 
 
+FORCED = {"name": "f", "acceptance": "forced", "alpha_from": "tiny-moe", "target": "arch:opt-30b",
+          "draft": "arch:opt-350m"}  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("patch", "message"),
     [
@@ -125,15 +129,7 @@ def test_defaults_fill_an_empty_config():
             {
                 "latency": {
                     "e2e": {
-                        "pairs": [
-                            {
-                                "name": "f",
-                                "acceptance": "forced",
-                                "alpha_from": "tiny-moe",
-                                "target": "arch:opt-30b",
-                                "draft": "arch:opt-350m",
-                            }
-                        ],
+                        "pairs": [FORCED],
                         "gamma": 7,
                     }
                 }
@@ -144,15 +140,7 @@ def test_defaults_fill_an_empty_config():
             {
                 "latency": {
                     "e2e": {
-                        "pairs": [
-                            {
-                                "name": "f",
-                                "acceptance": "forced",
-                                "alpha_from": "tiny-moe",
-                                "target": "arch:opt-30b",
-                                "draft": "arch:opt-350m",
-                            }
-                        ],
+                        "pairs": [FORCED],
                         "temperatures": [0.5],
                     }
                 }
@@ -163,15 +151,7 @@ def test_defaults_fill_an_empty_config():
             {
                 "latency": {
                     "e2e": {
-                        "pairs": [
-                            {
-                                "name": "f",
-                                "acceptance": "forced",
-                                "alpha_from": "tiny-moe",
-                                "target": "arch:opt-30b",
-                                "draft": "arch:opt-350m",
-                            }
-                        ],
+                        "pairs": [FORCED],
                         "dataset": "mtbench",
                     }
                 },

@@ -21,26 +21,23 @@ def architecture_counts(text: str):
     return count_parameters(ModelSpec.of_architecture(text).hf_config())
 
 
-def positive_int(text: str) -> int:
-    """An argparse type: an integer >= 1 (a count, size or length)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
+def _int_at_least(least: int, what: str):
+    """An argparse type: an integer >= LEAST, its error naming WHAT it must be."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < least:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+        return value
+
+    return parse
 
 
-def non_negative_int(text: str) -> int:
-    """An argparse type: an integer >= 0 (warm-up calls)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
-    return value
+positive_int = _int_at_least(1, "a positive integer")  # a count, size or length
+non_negative_int = _int_at_least(0, "an integer >= 0")  # warm-up calls
 
 
 def device_option(text: str) -> str:
