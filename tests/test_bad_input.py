@@ -276,3 +276,18 @@ def test_prompt_files_that_are_no_prompts(capsys, tmp_path, line, message):
     code, err = run(capsys, tmp_path, argv)
     one_line(code, err, message)
     assert not (tmp_path / "out").exists()
+
+
+def test_messages_name_what_the_user_wrote(capsys, tmp_path):
+    code, err = run(capsys, tmp_path, ["params", "qwen2-0.5b:seed=abc"])
+    one_line(code, err, "seed must be an integer, got 'abc'")  # the closing quote kept
+    _table().to_csv(tmp_path / "table.csv", index=False)
+    code, err = run(capsys, tmp_path, BASE["fit-quality"] + ["--strides", "500", "--n-starts", "1"])
+    one_line(code, err, "--strides 500: at most 1 of 6 rows to fit, and Algorithm 1 needs 10")
+    (tmp_path / "c.json").write_text("{}")
+    (tmp_path / "env.json").write_text('{"hardware_probe": {"device_name": "x", "flops": 1e12, "bandwidth": 1e11}}')
+    pd.DataFrame({"a": [1], "b": [2]}).to_csv(tmp_path / "composed.csv", index=False)
+    argv = ["fit-run", "--config", str(tmp_path / "c.json"), "--speedup", str(tmp_path / "composed.csv"), "--env",
+            str(tmp_path / "env.json"), "--out", "OUT", "--tables", "OUT"]  # fmt: skip
+    code, err = run(capsys, tmp_path, argv)
+    one_line(code, err, "composed.csv: missing column(s) family, model, dataset")

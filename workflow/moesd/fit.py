@@ -374,6 +374,12 @@ def fit_quality(table: pd.DataFrame, target, draft, hardware, strides=TABLE3_STR
         _, _, metrics = run_fit(table, target, draft, hardware, stride=stride, **options)
         involved = sorted(table.loc[in_fit, "B"].unique())
         rows.append(metrics | {"batch_sizes_involved": " ".join(str(int(b)) for b in involved)})
+    if not rows:
+        largest = max(math.ceil(len(table) / s) for s in strides)
+        raise ValueError(
+            f"--strides {' '.join(map(str, strides))}: at most {largest} of {len(table)} rows to fit, and Algorithm 1 "
+            f"needs {len(PARAM_NAMES)} (one per parameter); use smaller strides"
+        )
     return pd.DataFrame(rows)
 
 

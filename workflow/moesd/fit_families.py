@@ -64,6 +64,10 @@ def table3_strides(n: int) -> list[int]:
 def fit_families(composed: pd.DataFrame, hardware: Hardware, analysis: dict, fit: dict, log=print) -> FamilyFits:
     """Every model family of COMPOSED at analysis.fit_dataset / fit_temperature, on its
     sigma-adjusted speedups (Fig. 4), in every configured variant, plus its Table 3 analog."""
+    needed = ["family", "model", "dataset", "temperature", "K", "E", "B", "gamma", "sigma", "speedup_sigma_adjusted"]
+    missing = [c for c in [*needed, "draft_spec"] if c not in composed]
+    if missing:
+        raise ValueError(f"missing column(s) {', '.join(missing)} (a composed speedups table of `moesd speedup`)")
     measurements = fit_measurements(composed, analysis["fit_dataset"], analysis["fit_temperature"])
     if not measurements:
         raise ValueError(

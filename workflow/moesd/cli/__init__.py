@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except EXPECTED_ERRORS as error:
-        message = str(error).strip("'\"").splitlines()[0] if str(error) else type(error).__name__
+        text = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)  # no repr quotes
+        message = text.splitlines()[0] if text else type(error).__name__
         if isinstance(error, FileNotFoundError) and error.filename:
             message = f"{error.filename}: no such file"
         parser.exit(2, f"moesd: error: {message}\n")
