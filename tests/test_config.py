@@ -288,3 +288,53 @@ def test_an_eagle_pair_runs_through_vllm_only():
     assert sigma_pair(config)["name"] == "p" and [p["name"] for p in engine_pairs(config)] == ["p"]
     with pytest.raises(ConfigError, match="analysis.sigma_pair: 'e' drafts with an EAGLE head"):
         validate_config({"pairs": [eagle, plain], "acceptance": {"vllm": True}, "analysis": {"sigma_pair": "e"}})
+
+
+def _scalar_keys(node, path=()):
+    """(dotted path, schema) of every scalar key under objects (array items left out)."""
+    for key, sub in node.get("properties", {}).items():
+        if sub.get("type") == "object":
+            yield from _scalar_keys(sub, (*path, key))
+        elif sub.get("type") in ("integer", "number", "boolean", "string") or "enum" in sub:
+            yield (*path, key), sub
+
+
+def _bad_values(sub) -> list:
+    """Values the schema of one key refuses: wrong types, and each side of its range."""
+    if "enum" in sub:
+        return ["no-such-choice", 3.5]
+    kind = sub["type"]
+    bad = {"integer": ["seven", 2.5, 8.0, True], "number": ["fast", True, [1]], "boolean": ["yes", 1],
+           "string": [7, ["a"]]}[kind]  # fmt: skip
+    if "minimum" in sub:
+        bad.append(sub["minimum"] - 1)
+    if "exclusiveMinimum" in sub:
+        bad.append(sub["exclusiveMinimum"])
+    if "maximum" in sub:
+        bad.append(sub["maximum"] + 1)
+    return bad
+
+
+def test_every_mutated_scalar_key_stops_in_one_line_naming_it():
+    """Property: the default config with any one scalar key set to a value its schema refuses
+    (a wrong type, a float for an integer, one past either end of its range) is a ConfigError
+    whose one line names that key."""
+    schema = yaml.safe_load(SCHEMA_FILE.read_text())
+    cases = 0
+    for path, sub in _scalar_keys(schema):
+        if path == ("experiment",) or sub.get("type") == "string" and "enum" not in sub and "pattern" not in sub:
+            values = [7] if path != ("experiment",) else [7, "..", "a/b"]
+        else:
+            values = _bad_values(sub)
+        for value in values:
+            config: dict = {}
+            node = config
+            for key in path[:-1]:
+                node = node.setdefault(key, {})
+            node[path[-1]] = value
+            with pytest.raises(ConfigError) as info:
+                validate_config(config)
+            message = str(info.value)
+            assert message.startswith(f"config error: {'.'.join(path)}") and "\n" not in message, (path, value)
+            cases += 1
+    assert cases > 150
