@@ -157,6 +157,21 @@ def test_vllm_matches_our_engine_on_other_families(checkpoints, family, vllm_env
     assert vllm(checkpoints[family], prompts, 10).outputs == ours(checkpoints[family], prompts, 10)
 
 
+def test_k_overridden_through_vllm_is_the_edited_config(checkpoints, tmp_path, vllm_env, vllm_ar):
+    """The sparsity sweep as the paper did it (Sec. 4.3): vLLM's hf_overrides of num_experts_per_tok
+    decode as our engine does on a copy whose config.json was edited, and unlike the native K."""
+    import json
+    import shutil
+
+    edited = shutil.copytree(checkpoints["moe"], tmp_path / "k1")
+    config = json.loads((edited / "config.json").read_text())
+    assert config["num_experts_per_tok"] == 2
+    (edited / "config.json").write_text(json.dumps(config | {"num_experts_per_tok": 1}))
+    prompts = ragged_prompts()
+    swept = vllm(checkpoints["moe"], prompts, 12, hf_overrides={"num_experts_per_tok": 1}).outputs
+    assert swept == ours(edited, prompts, 12) and swept != vllm_ar
+
+
 def test_tensor_parallel_equals_one_rank(checkpoints, vllm_env, vllm_ar):
     if os.cpu_count() < 2:
         pytest.skip("tensor parallelism needs two cores")
