@@ -132,6 +132,12 @@ def test_smoke_run_produces_every_output_then_nothing_to_do(smoke_run):
     again = snakemake(smoke_run, "--cores", "2", "--configfile", "config/smoke.yaml")
     assert again.returncode == 0
     assert "Nothing to be done" in again.stdout + again.stderr
+    composed = smoke_run / "data/runs/smoke/speedup/composed.csv"
+    kept = composed.read_bytes()
+    composed.unlink()  # a deleted intermediate table is made again, not overlooked
+    plan = snakemake(smoke_run, "-n", "--configfile", "config/smoke.yaml")
+    composed.write_bytes(kept)
+    assert plan.returncode == 0 and "rule speedup:" in plan.stdout + plan.stderr
 
 
 def test_smoke_tables_are_well_formed(smoke_run):
