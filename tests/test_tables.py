@@ -1,6 +1,7 @@
 """The Tables 1-2 analog: peaks per pair and setting, with the paper's cell beside each gamma."""
 
 import pandas as pd
+import pytest
 from moesd.figures.tables import peak_tables
 
 
@@ -43,3 +44,29 @@ def test_fig2_marks_the_papers_printed_peak():
 
     assert paper_peak(4) == 2.29 and paper_peak(2) is not None  # Table 2, 2xH800, HumanEval, T = 0
     assert paper_peak(7) is None  # the paper printed gamma 2, 3 and 4 only
+
+
+def test_fig4_shows_an_end_to_end_k_sweep_sigma_adjusted():
+    from moesd.figures.fig4_sparsity import k_sweep_e2e, sparsity_fit_figure
+
+    e2e = pd.DataFrame(
+        [{"name": n, "backend": "vllm", "target": "hf:Q/q@c", "dataset": "humaneval", "temperature": t, "gamma": 4,
+          "B": b, "K": k, "K_native": 8, "sigma": sigma, "speedup": s}
+         for n in ("sweep", "plain") for t in (0.0, 1.0) for b in (1, 8)
+         for k, sigma, s in (((8, 0.8, 2.0), (2, 0.4, 1.5)) if n == "sweep" else ((8, 0.8, 2.0),))]
+    )  # fmt: skip
+    swept = k_sweep_e2e(e2e, 0.0)
+    assert set(swept["name"]) == {"sweep"} and set(swept["temperature"]) == {0.0}
+    assert swept.set_index(["K", "B"])["speedup"].to_dict() == pytest.approx(
+        {(8, 1): 2.0, (8, 8): 2.0, (2, 1): 3.0, (2, 8): 3.0}
+    )
+    predictions = pd.DataFrame(
+        [
+            {"K": k, "gamma": 4, "B": b, "speedup": 1.5, "speedup_pred": 1.4, "in_fit": True}
+            for k in (2, 8)
+            for b in (1, 8)
+        ]
+    )
+    fig = sparsity_fit_figure(predictions, None, "caption", measured=swept)
+    crosses = [c for ax in fig.axes for c in ax.collections if c.get_label() == "end to end, vllm"]
+    assert len(crosses) == 2  # one per K panel

@@ -21,7 +21,8 @@ def cmd_figures(args) -> int:
     from moesd.figures.tables import peak_tables
     from moesd.io import read_table, write_csv, write_text
 
-    ref = load_config(args.config)["analysis"]["reference_k"]
+    analysis = load_config(args.config)["analysis"]
+    ref = analysis["reference_k"]
     composed = read_table(args.speedup / "composed.csv")
     e2e = read_table(args.speedup / "e2e.csv")
     predictions = read_table(args.fit / "predictions.csv")
@@ -29,7 +30,8 @@ def cmd_figures(args) -> int:
     out = args.out
     speedup_figure(composed, e2e, out / "fig2_speedup", device, ref)
     target_efficiency_figure(composed, out / "fig3_target_efficiency", device, ref)
-    sparsity_figure(predictions, out / "fig4_sparsity_fit", device, ref, read_table(args.fit / "curves.csv"))
+    curves = read_table(args.fit / "curves.csv")
+    sparsity_figure(predictions, out / "fig4_sparsity_fit", device, ref, curves, e2e, analysis["fit_temperature"])
     e2e_figure(e2e, out / "fig6_e2e", device)
     peaks, markdown = peak_tables(composed, e2e, ref)
     write_csv(out / "tables_1_2.csv", peaks)
