@@ -272,6 +272,11 @@ def test_vllm_e2e_sweep_passes_resumes_and_records_failures(tmp_path, monkeypatc
     assert all(r["sigma"] == pytest.approx((8 + 4) / (4 * 5)) and r["backend"] == "vllm" for r in sd)
     assert {r["peak_running"] for r in records if r["B"] == 2} == {2}
     calls[:] = []
+    assert {r["batching"] for r in records} == {"continuous"}  # vLLM's own, whatever the config's
+    config["latency"]["e2e"]["pairs"][0]["k_values"] = [2, 9]  # the tiny target has 8 experts
+    with pytest.raises(vllm.VllmError, match=r"latency.e2e.pairs.0.k_values: K=9, but the target .* has 8 experts"):
+        sweep_e2e_vllm(config, store, tmp_path, tmp_path / "prompts", log=lambda line: None)
+    config["latency"]["e2e"]["pairs"][0]["k_values"] = [1, 2]
     again = sweep_e2e_vllm(config, store, tmp_path, tmp_path / "prompts", log=lambda line: None)
     assert [r["seconds"] for r in again] == [
         r["seconds"] for r in records

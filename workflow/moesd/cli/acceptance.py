@@ -76,7 +76,6 @@ def cmd_routing(args) -> int:
 
 
 def cmd_plot_routing(args) -> int:
-
     from moesd.figures.fig1_routing import routing_figure
     from moesd.io import read_table
 

@@ -6,21 +6,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from moesd.cli.args import device_option, positive_int
+from moesd.cli.args import check_cuda, device_option, positive_int
 
 
 def cmd_probe(args) -> int:
-    import torch
-
     from moesd.hardware import probe_hardware
     from moesd.io import environment, update_json
     from moesd.latency.lock import exclusive_timing
     from moesd.models.loading import default_device
 
     device = default_device() if args.device == "auto" else args.device
+    check_cuda(device)
     gpu = device.startswith("cuda")
-    if gpu and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: this torch sees no CUDA device")
     if args.buffer_mib is not None and args.buffer_mib < 1:
         raise ValueError(f"--buffer-mib must be >= 1, got {args.buffer_mib}")
     buffer_mib = args.buffer_mib or (4096 if gpu else 256)

@@ -10,7 +10,6 @@ from moesd.cli.args import ANALYSIS, add_command
 
 
 def cmd_figures(args) -> int:
-
     from moesd.config import load_config
     from moesd.figures import MEASURED_FIGURES
     from moesd.figures.fig2_speedup import speedup_figure
@@ -41,15 +40,14 @@ def cmd_figures(args) -> int:
 
 
 def cmd_plot_engines(args) -> int:
-
     from moesd.figures.engines import engines_figure, engines_markdown, engines_table
     from moesd.figures.style import device_label
     from moesd.io import read_table, write_csv, write_text
 
     e2e = read_table(args.e2e)
     device = device_label(json.loads(Path(args.env).read_text()))
-    engines_figure(e2e, args.out, device)
     table = engines_table(e2e)
+    engines_figure(e2e, table, args.out, device)
     write_csv(args.out.with_suffix(".csv"), table)
     write_text(args.out.with_suffix(".md"), engines_markdown(table, e2e))
     print(table.to_string(index=False, float_format="%.3f"))

@@ -10,7 +10,6 @@ from moesd.cli.args import ANALYSIS, add_command
 
 
 def _read(path: Path, what: str):
-
     from moesd.io import read_table
 
     if not path.is_file():

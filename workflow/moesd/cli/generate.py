@@ -140,8 +140,6 @@ def cmd_generate(args) -> int:
         stop_at_eos=not args.ignore_eos,
         seed=args.seed,
     )
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.mode == "sd" and not args.draft:
         raise ValueError("--mode sd needs --draft")
     vllm_only = args.tensor_parallel_size != 1 or args.speculative_method != "draft_model" or args.draft_sampling

@@ -10,10 +10,10 @@ from moesd.cli.args import PROMPTS, RUN_DIR, add_command
 
 
 def cmd_latency(args) -> int:
-    import pandas as pd
     import torch
 
     from moesd.config import load_config
+    from moesd.io import read_table
     from moesd.latency.lock import exclusive_timing
     from moesd.latency.points import PointStore, device_of, report_failures, write_tables
     from moesd.latency.sweeps import run_sweeps
@@ -23,7 +23,7 @@ def cmd_latency(args) -> int:
     torch.set_num_threads(config["latency"]["threads"])
     out = Path(args.out)
     summary_path = Path(args.acceptance) if args.acceptance else None
-    summary = pd.read_csv(summary_path) if summary_path and summary_path.is_file() else None
+    summary = read_table(summary_path) if summary_path and summary_path.is_file() else None
     with exclusive_timing(device_of(config["latency"])):
         tables = run_sweeps(config, Path(args.run_dir), Path(args.prompts), summary, PointStore(out / "points"))
     write_tables(out, tables)
@@ -37,13 +37,12 @@ def cmd_e2e_vllm(args) -> int:
     from moesd.backends.vllm import vllm_python
     from moesd.config import load_config
     from moesd.io import write_csv
-    from moesd.latency.e2e_vllm import sweep_e2e_vllm, vllm_pairs
+    from moesd.latency.e2e_vllm import sweep_e2e_vllm
     from moesd.latency.lock import exclusive_timing
     from moesd.latency.points import PointStore, device_of, long_table, report_failures
 
     config = load_config(args.config)
-    vllm_python()  # before any work: the environment, and every pair vLLM must load
-    vllm_pairs(config, Path(args.run_dir))
+    vllm_python()  # before any work (the sweep checks every pair's folders before its first engine)
     out = Path(args.out)
     store = PointStore(out / "points")
     with exclusive_timing(device_of(config["latency"])):

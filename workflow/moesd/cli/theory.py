@@ -127,7 +127,6 @@ def cmd_fit_quality(args) -> int:
 
 
 def cmd_plot_fit(args) -> int:
-
     from moesd.figures.fig4_sparsity import sparsity_fit_figure
     from moesd.io import read_table
 

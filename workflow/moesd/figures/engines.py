@@ -11,7 +11,7 @@ import pandas as pd
 
 from moesd.figures.style import E2E_TIME, error_bars, plt, save_figure, style
 
-ROW = ["name", "target", "draft", "dataset", "temperature", "gamma", "B"]
+ROW = ["name", "target", "draft", "dataset", "temperature", "gamma", "batching", "B"]  # like with like
 STYLES = {"ours": {"ls": "-", "marker": "o"}, "vllm": {"ls": "--", "marker": "s"}}
 
 
@@ -48,10 +48,11 @@ def engines_markdown(table: pd.DataFrame, e2e: pd.DataFrame) -> str:
     )
 
 
-def engines_figure(e2e: pd.DataFrame, stem: Path | None, device: str):
-    """Speedup against B per pair, our engine (solid) against vLLM (dashed), a panel per temperature."""
+def engines_figure(e2e: pd.DataFrame, table: pd.DataFrame, stem: Path | None, device: str):
+    """Speedup against B per pair of TABLE (engines_table), our engine (solid) against vLLM
+    (dashed), a panel per temperature."""
     style()
-    native = e2e[(e2e["K"] == e2e["K_native"]) & e2e["name"].isin(set(engines_table(e2e)["name"]))]
+    native = e2e[(e2e["K"] == e2e["K_native"]) & e2e["name"].isin(set(table["name"]))]
     if native.empty:
         raise ValueError("e2e table: no pair decoded by both engines (latency.e2e.backends: [ours, vllm])")
     temps = sorted(native["temperature"].unique())

@@ -31,8 +31,9 @@ from moesd.prompts import read_token_ids
 
 def vllm_pairs(config: dict, run_dir: Path) -> list[tuple[dict, dict, dict]]:
     """(e2e entry, pair, {role: checkpoint folder}) of every real-acceptance e2e pair; a pair vLLM
-    cannot load (an arch: spec has no files) is a one-line error."""
-    from moesd.backends.vllm import VllmError
+    cannot load (an arch: spec has no files), or a K sweep beyond the target's experts, is a
+    one-line error."""
+    from moesd.backends.vllm import VllmError, hf_config
 
     pairs = {p["name"]: p for p in config["pairs"]}
     out = []
@@ -44,6 +45,12 @@ def vllm_pairs(config: dict, run_dir: Path) -> list[tuple[dict, dict, dict]]:
         for role, folder in folders.items():
             if folder is None:
                 raise VllmError(f"latency.e2e.pairs.{i}: vLLM loads checkpoint folders; {role} is {pair[role]}")
+        experts = hf_config(folders["target"], "target")
+        experts = experts.get("num_experts") or experts.get("num_local_experts") or experts.get("n_routed_experts")
+        for k in entry.get("k_values") or []:
+            if not experts or k > experts:
+                what = f"{experts} experts" if experts else "a dense model"
+                raise VllmError(f"latency.e2e.pairs.{i}.k_values: K={k}, but the target {pair['target']} has {what}")
         out.append((entry, pair, folders))
     return out
 
@@ -97,6 +104,7 @@ def _points(entry: dict, models: tuple[str, str], prompts: list, config: dict, m
             row = describe(
                 entry, setting, target, draft, B=batch, mode=mode, acceptance_source="real", sequences=len(flat),
                 dtype=dtype, device=device, backend="vllm", K=k or native, K_native=native, tensor_parallel_size=tp,
+                batching="continuous",  # vLLM's scheduler refills slots whatever latency.e2e.batching says
             )  # fmt: skip
             points.append(Point(key, spec, row, setting))
     return points
@@ -149,15 +157,11 @@ def sweep_e2e_vllm(config: dict, store: PointStore, run_dir: Path, prompts_dir: 
             for mode in ("ar", "sd"):
                 points = _points(entry, models, prompts, config, mode, k, fingerprints)
                 missing = [p for p in points if not store.ok("e2e", p.key)]
-                outcomes = (
-                    dict(
-                        zip(map(id, missing), _measure(missing, folders, pair, mode, k, config["latency"]), strict=True)
-                    )
-                    if missing
-                    else {}
-                )
+                outcomes = {}
                 if missing:
-                    failed = sum(isinstance(o, Exception) for o in outcomes.values())
+                    measured = _measure(missing, folders, pair, mode, k, config["latency"])
+                    outcomes = dict(zip(map(id, missing), measured, strict=True))
+                    failed = sum(isinstance(o, Exception) for o in measured)
                     log(f"vLLM {entry['name']} K={k or 'native'} {mode}: {len(missing)} points, {failed} failed")
                 for point in points:
                     measure = partial(_outcome, outcomes.get(id(point)))
