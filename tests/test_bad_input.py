@@ -290,4 +290,50 @@ def test_messages_name_what_the_user_wrote(capsys, tmp_path):
     argv = ["fit-run", "--config", str(tmp_path / "c.json"), "--speedup", str(tmp_path / "composed.csv"), "--env",
             str(tmp_path / "env.json"), "--out", "OUT", "--tables", "OUT"]  # fmt: skip
     code, err = run(capsys, tmp_path, argv)
-    one_line(code, err, "composed.csv: missing column(s) family, model, dataset")
+    one_line(code, err, "composed.csv: missing column(s) model, family, spec")
+
+
+def _stage_tables(tmp_path):
+    """The run's tables as header-only files of the right kind (moesd.columns), and an analysis
+    config: the commands that read them accept them, so a test can spoil one at a time."""
+    from moesd.columns import TABLES
+
+    for folder, names in {"speedup": ("composed", "e2e"), "fit": ("predictions", "curves", "metrics")}.items():
+        (tmp_path / folder).mkdir()
+        for name in names:
+            (tmp_path / folder / f"{name}.csv").write_text(",".join(TABLES[name][1]) + "\n")
+    (tmp_path / "routing.csv").write_text(",".join(TABLES["routing"][1]) + "\n")
+    (tmp_path / "c.json").write_text("{}")
+    (tmp_path / "env.json").write_text('{"hardware_probe": {"device_name": "x", "flops": 1e12, "bandwidth": 1e11}}')
+
+
+WRONG_COLUMNS = [
+    ("claims", "speedup/composed.csv", "composed speedups table"),
+    ("claims", "speedup/e2e.csv", "end-to-end speedups table"),
+    ("claims", "fit/metrics.csv", "metrics table"),
+    ("claims", "fit/predictions.csv", "predictions table"),
+    ("claims", "routing.csv", "routing table"),
+    ("figures", "speedup/composed.csv", "composed speedups table"),
+    ("figures", "speedup/e2e.csv", "end-to-end speedups table"),
+    ("figures", "fit/predictions.csv", "predictions table"),
+    ("plot-routing", "routing.csv", "routing table"),
+    ("plot-engines", "speedup/e2e.csv", "end-to-end speedups table"),
+    ("fit-run", "speedup/composed.csv", "composed speedups table"),
+]
+STAGE_ARGV = {
+    "claims": "claims --config c.json --speedup speedup --fit fit --routing routing.csv --out out/claims.md",
+    "figures": "figures --config c.json --speedup speedup --fit fit --env env.json --out out",
+    "plot-routing": "plot-routing routing.csv --out out/fig1",
+    "plot-engines": "plot-engines speedup/e2e.csv --env env.json --out out/engines",
+    "fit-run": "fit-run --config c.json --speedup speedup/composed.csv --env env.json --out out --tables out",
+}
+
+
+@pytest.mark.parametrize("command, spoiled, what", WRONG_COLUMNS)
+def test_a_table_of_the_wrong_kind_names_its_missing_columns(capsys, tmp_path, monkeypatch, command, spoiled, what):
+    _stage_tables(tmp_path)
+    (tmp_path / spoiled).write_text("a,b\n1,2\n")
+    monkeypatch.chdir(tmp_path)
+    code, err = run(capsys, tmp_path, STAGE_ARGV[command].split())
+    one_line(code, err, f"{spoiled}: missing column(s)", what)
+    assert not (tmp_path / "out").exists()

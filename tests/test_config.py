@@ -7,6 +7,7 @@ from moesd.config import SCHEMA_FILE, ConfigError, engine_pairs, load_config, si
 from moesd.paths import REPO_ROOT
 
 CONFIGS = sorted((REPO_ROOT / "config").glob("*.yaml"))
+RESOLVED = {("analysis", "fit_dataset"), ("analysis", "fit_temperature")}  # auto, resolved at validation
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
@@ -17,6 +18,9 @@ def test_shipped_configs_validate(path):
     for section in ("fit", "analysis", "latency"):  # every key the file leaves out takes the schema's default
         for key, sub in schema[section]["properties"].items():
             if key not in (raw.get(section) or {}) and not isinstance(sub.get("default", {}), dict):
+                if (section, key) in RESOLVED:
+                    assert sub["default"] == "auto" and config[section][key] != "auto"
+                    continue
                 assert config[section][key] == sub["default"], f"{path.name}: {section}.{key}"
     assert config["experiment"] == raw.get("experiment", "default")
 
@@ -45,6 +49,20 @@ FORCED = {"name": "f", "acceptance": "forced", "alpha_from": "tiny-moe", "target
         ({"prediction": {"pairs": [{"name": "x", "target": "opt-30b"}]}}, "config error: prediction.pairs.0:"),
         ({"analysis": {"sigma_pair": "nope"}}, "config error: analysis.sigma_pair: 'nope' is not a name in pairs"),
         ({"analysis": {"fit_stride": "every"}}, "config error: analysis.fit_stride:"),
+        (
+            {"analysis": {"fit_dataset": "mtbench"}, "acceptance": {"datasets": ["humaneval"]}},
+            "config error: analysis.fit_dataset: 'mtbench' is not measured by acceptance.datasets (humaneval)",
+        ),
+        (
+            {"analysis": {"fit_temperature": 0.5}},
+            "config error: analysis.fit_temperature: 0.5 is not measured by acceptance.temperatures (0.0, 1.0)",
+        ),
+        ({"analysis": {"fit_temperature": "hot"}}, "config error: analysis.fit_temperature:"),
+        ({"analysis": {"fit_dataset": ""}}, "config error: analysis.fit_dataset:"),
+        (
+            {"pairs": [], "analysis": {"fit_dataset": "gsm8k"}},
+            "config error: analysis.fit_dataset: 'gsm8k' is not measured by the paper's Table 2 sigma (no pairs)",
+        ),
         ({"analysis": {"variants": ["eq5"]}}, "config error: analysis.variants.0:"),
         ({"latency": {"e2e": {"temperatures": []}}}, "config error: latency.e2e.temperatures:"),
         ({"latency": {"e2e": {"backends": ["tgi"]}}}, "config error: latency.e2e.backends.0:"),
@@ -338,3 +356,15 @@ def test_every_mutated_scalar_key_stops_in_one_line_naming_it():
             assert message.startswith(f"config error: {'.'.join(path)}") and "\n" not in message, (path, value)
             cases += 1
     assert cases > 150
+
+
+def test_fit_setting_auto_follows_what_acceptance_measures(tmp_path):
+    own = tmp_path / "mine.jsonl"
+    own.write_text('{"prompt": "x"}\n')
+    config = validate_config({"acceptance": {"datasets": [str(own), "humaneval"], "temperatures": [1.0]}})
+    assert config["analysis"]["fit_dataset"] == "mine" and config["analysis"]["fit_temperature"] == 1.0
+    config = validate_config({"analysis": {"fit_dataset": str(own)}, "acceptance": {"datasets": [str(own)]}})
+    assert config["analysis"]["fit_dataset"] == "mine"
+    assert validate_config(copy.deepcopy(config))["analysis"]["fit_dataset"] == "mine"  # idempotent
+    config = validate_config({"pairs": []})
+    assert (config["analysis"]["fit_dataset"], config["analysis"]["fit_temperature"]) == ("humaneval", 0.0)

@@ -26,6 +26,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from moesd.columns import COMPOSED, E2E, TABLES
 from moesd.fit import knee_tokens
 from moesd.hardware import BYTES_PER_PARAM
 from moesd.models.spec import ModelSpecError, parse_spec
@@ -59,26 +60,6 @@ class Check(NamedTuple):
 
     ok: bool
     margin: float
-
-
-COMPOSED_COLUMNS = [
-    "model",
-    "family",
-    "spec",
-    "K",
-    "E",
-    "B",
-    "dataset",
-    "temperature",
-    "gamma",
-    "sigma",
-    "sigma_source",
-    "speedup",
-    "speedup_sigma_adjusted",
-    "target_efficiency",
-    "hardware",
-    "ridge_point",
-]
 
 
 # Evidence's settings and the analysis config keys they come from
@@ -116,27 +97,10 @@ class Evidence:
     eq8_tolerance: float = 0.05  # Eq. 8: largest relative error at t >= 4 of trained routers on the datasets
 
     COLUMNS = {  # what the verdicts read; an absent table is an empty one with these columns
-        "composed": COMPOSED_COLUMNS,
-        "compare": COMPOSED_COLUMNS,  # other runs' composed speedups
-        "e2e": [
-            "name",
-            "backend",
-            "K",
-            "K_native",
-            "tensor_parallel_size",
-            "target",
-            "dataset",
-            "temperature",
-            "gamma",
-            "B",
-            "sigma",
-            "speedup",
-            "acceptance_source",
-            "hardware",
-        ],
-        "metrics": ["family", "variant", "m", "n", "mse_fit", "mse_all", "mape_heldout", "fit_seconds"],
-        "predictions": ["family", "variant", "K"],
-        "routing": ["model", "inputs", "mode", "tokens", "distinct_experts", "eq8", "implementation"],
+        "composed": COMPOSED,
+        "compare": COMPOSED,  # other runs' composed speedups
+        "e2e": E2E,
+        **{name: TABLES[name][1] for name in ("metrics", "predictions", "routing")},
     }
 
     def __post_init__(self):

@@ -277,11 +277,48 @@ def _check_analysis(config: dict) -> None:
             f"config error: analysis.sigma_pair: {pair!r} drafts with an EAGLE head, whose acceptance only vLLM "
             "measures; name a draft-model pair"
         )
+    _resolve_fit_setting(config)
     for i, (name, table) in enumerate(zip(config["analysis"]["compare_runs"], compare_tables(config), strict=True)):
         if name == config["experiment"]:
             raise ConfigError(f"config error: analysis.compare_runs.{i}: {name!r} is this experiment")
         if not table.is_file():
             raise ConfigError(f"config error: analysis.compare_runs.{i}: {table} does not exist (run {name!r} first)")
+
+
+def _resolve_fit_setting(config: dict) -> None:
+    """analysis.fit_dataset / fit_temperature: auto resolved in place, and either one checked
+    against what the sigma pair's acceptance measures (or, with no pairs, the paper's Table 2
+    sigma), so that a fit at an unmeasured setting stops here, not after the whole run."""
+    from moesd.prompts import dataset_name
+
+    analysis = config["analysis"]
+    if sigma_pair(config) is not None:
+        datasets = [dataset_name(d) for d in config["acceptance"]["datasets"]]
+        temperatures = list(config["acceptance"]["temperatures"])
+        where = "acceptance.datasets", "acceptance.temperatures"
+    else:
+        from moesd.paper import headline_cells
+
+        cells = headline_cells()
+        datasets = list(dict.fromkeys(cells["dataset"]))
+        temperatures = sorted(set(cells["temperature"]))
+        where = "the paper's Table 2 sigma (no pairs)", "the paper's Table 2 sigma (no pairs)"
+    if analysis["fit_dataset"] == "auto":
+        analysis["fit_dataset"] = datasets[0]
+    else:
+        analysis["fit_dataset"] = dataset_name(analysis["fit_dataset"])
+        if analysis["fit_dataset"] not in datasets:
+            raise ConfigError(
+                f"config error: analysis.fit_dataset: {analysis['fit_dataset']!r} is not measured by {where[0]} "
+                f"({', '.join(datasets)}); name one of them or auto"
+            )
+    if analysis["fit_temperature"] == "auto":
+        analysis["fit_temperature"] = 0.0 if 0 in temperatures else float(temperatures[0])
+    elif analysis["fit_temperature"] not in temperatures:
+        raise ConfigError(
+            f"config error: analysis.fit_temperature: {analysis['fit_temperature']} is not measured by {where[1]} "
+            f"({', '.join(str(t) for t in temperatures)}); name one of them or auto"
+        )
 
 
 def prompt_sources(config: dict) -> list[str]:

@@ -53,20 +53,27 @@ class StageFailure(RuntimeError):
     status 1 with one line; what it measured stays for the next run."""
 
 
-def read_table(path):
-    """A CSV table as a DataFrame; a missing, empty or malformed file is a one-line error that
-    names it."""
+def read_table(path, kind: str | None = None):
+    """A CSV table as a DataFrame; a missing, empty or malformed file, or one that lacks the
+    columns of KIND (a key of moesd.columns.TABLES), is a one-line error that names it."""
     import pandas as pd
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(2, "no such file", str(path))
     try:
-        return pd.read_csv(path)
+        table = pd.read_csv(path)
     except pd.errors.EmptyDataError:
         raise ValueError(f"{path}: empty (not even a header row); rerun the step that writes it") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as error:
         raise ValueError(f"{path}: not a CSV table ({str(error).splitlines()[0]})") from None
+    if kind is not None:
+        from moesd.columns import TABLES, missing_columns
+
+        missing = missing_columns(table.columns, kind)
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {', '.join(missing)} (expected {TABLES[kind][0]})")
+    return table
 
 
 def write_csv(path, frame) -> None:

@@ -79,7 +79,7 @@ def cmd_plot_routing(args) -> int:
     from moesd.figures.fig1_routing import routing_figure
     from moesd.io import read_table
 
-    table = read_table(args.routing)
+    table = read_table(args.routing, "routing")
     if table.empty:
         raise ValueError(f"{args.routing}: no routing measurements (no MoE target in the run)")
     routing_figure(table, Path(args.out))

@@ -8,16 +8,19 @@ from pathlib import Path
 from moesd.cli.args import ANALYSIS, add_command
 
 
-def _csv(path: Path | None):
-    """A table, or an empty one where the stage wrote an empty file (its claims are then not
-    measurable); a file that is not there is an error: a missing input is no "not measurable"."""
+def _csv(path: Path | None, kind: str | None = None):
+    """A table (with the columns of KIND, moesd.columns), or an empty one where the stage wrote
+    an empty file (its claims are then not measurable); a file that is not there is an error: a
+    missing input is no "not measurable"."""
     import pandas as pd
+
+    from moesd.io import read_table
 
     if path is None:
         return pd.DataFrame()
     if not Path(path).is_file():
         raise FileNotFoundError(f"claims input {path} does not exist (run the stage that writes it first)")
-    return pd.read_csv(path) if Path(path).stat().st_size > 1 else pd.DataFrame()
+    return read_table(path, kind) if Path(path).stat().st_size > 1 else pd.DataFrame()
 
 
 def cmd_claims(args) -> int:
@@ -32,12 +35,14 @@ def cmd_claims(args) -> int:
     config = load_config(args.config)
     analysis = config["analysis"]
     ev = Evidence(
-        composed=_csv(args.speedup / "composed.csv"),
-        e2e=_csv(args.speedup / "e2e.csv"),
-        metrics=_csv(args.fit / "metrics.csv"),
-        predictions=_csv(args.fit / "predictions.csv"),
-        routing=_csv(args.routing),
-        compare=pd.concat([_csv(path) for path in args.compare], ignore_index=True) if args.compare else pd.DataFrame(),
+        composed=_csv(args.speedup / "composed.csv", "composed"),
+        e2e=_csv(args.speedup / "e2e.csv", "e2e"),
+        metrics=_csv(args.fit / "metrics.csv", "metrics"),
+        predictions=_csv(args.fit / "predictions.csv", "predictions"),
+        routing=_csv(args.routing, "routing"),
+        compare=pd.concat([_csv(p, "composed") for p in args.compare], ignore_index=True)
+        if args.compare
+        else pd.DataFrame(),
         **{name: analysis[key] for name, key in ANALYSIS_KEYS.items()},
     )
     reps = {name: _csv(args.speedup / f"{name}_bootstrap.csv") for name in ("composed", "e2e")}

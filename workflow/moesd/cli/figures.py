@@ -22,14 +22,14 @@ def cmd_figures(args) -> int:
 
     analysis = load_config(args.config)["analysis"]
     ref = analysis["reference_k"]
-    composed = read_table(args.speedup / "composed.csv")
-    e2e = read_table(args.speedup / "e2e.csv")
-    predictions = read_table(args.fit / "predictions.csv")
+    composed = read_table(args.speedup / "composed.csv", "composed")
+    e2e = read_table(args.speedup / "e2e.csv", "e2e")
+    predictions = read_table(args.fit / "predictions.csv", "predictions")
     device = device_label(json.loads(Path(args.env).read_text()))
     out = args.out
     speedup_figure(composed, e2e, out / "fig2_speedup", device, ref)
     target_efficiency_figure(composed, out / "fig3_target_efficiency", device, ref)
-    curves = read_table(args.fit / "curves.csv")
+    curves = read_table(args.fit / "curves.csv", "curves")
     sparsity_figure(predictions, out / "fig4_sparsity_fit", device, ref, curves, e2e, analysis["fit_temperature"])
     e2e_figure(e2e, out / "fig6_e2e", device)
     peaks, markdown = peak_tables(composed, e2e, ref)
@@ -44,7 +44,7 @@ def cmd_plot_engines(args) -> int:
     from moesd.figures.style import device_label
     from moesd.io import read_table, write_csv, write_text
 
-    e2e = read_table(args.e2e)
+    e2e = read_table(args.e2e, "e2e")
     device = device_label(json.loads(Path(args.env).read_text()))
     table = engines_table(e2e)
     engines_figure(e2e, table, args.out, device)

@@ -9,12 +9,12 @@ from pathlib import Path
 from moesd.cli.args import ANALYSIS, add_command
 
 
-def _read(path: Path, what: str):
+def _read(path: Path, what: str, kind: str | None = None):
     from moesd.io import read_table
 
     if not path.is_file():
         raise FileNotFoundError(f"{what}: {path} does not exist")
-    return read_table(path)
+    return read_table(path, kind)
 
 
 def cmd_speedup(args) -> int:
@@ -75,7 +75,7 @@ def cmd_fit_run(args) -> int:
     from moesd.io import write_csv, write_json, write_text
 
     config = load_config(args.config)
-    composed = _read(args.speedup, "composed speedups")
+    composed = _read(args.speedup, "composed speedups", "composed")
     hardware = load_hardware(f"probe:{args.env}")
     try:
         fits = fit_families(composed, hardware, config["analysis"], config["fit"])

@@ -1,0 +1,72 @@
+"""The columns each of the run's tables must hold for the stages that read it, defined once.
+
+A table handed to a command (a file the user names, or a stage's output read by the next stage)
+is checked against its entry by moesd.io.read_table(path, kind): a table of the wrong kind, or
+one written by an older version, stops with one line naming the file and the missing columns,
+not with a KeyError deep in a figure. The lists hold what the readers use, not every column the
+writers add.
+"""
+
+from __future__ import annotations
+
+COMPOSED = [
+    "model",
+    "family",
+    "spec",
+    "K",
+    "E",
+    "B",
+    "dataset",
+    "temperature",
+    "gamma",
+    "sigma",
+    "sigma_source",
+    "speedup",
+    "speedup_sigma_adjusted",
+    "target_efficiency",
+    "hardware",
+    "ridge_point",
+    "draft_spec",
+]
+
+E2E = [
+    "name",
+    "backend",
+    "K",
+    "K_native",
+    "tensor_parallel_size",
+    "target",
+    "draft",
+    "dataset",
+    "temperature",
+    "gamma",
+    "batching",
+    "B",
+    "sigma",
+    "speedup",
+    "acceptance_source",
+    "hardware",
+]
+
+TABLES = {
+    "composed": ("a composed speedups table of `moesd speedup`", COMPOSED),
+    "e2e": ("an end-to-end speedups table of `moesd speedup`", E2E),
+    "predictions": (
+        "a predictions table of `moesd fit-run`",
+        ["family", "variant", "K", "B", "gamma", "speedup", "speedup_pred", "in_fit"],
+    ),
+    "curves": ("a curves table of `moesd fit-run`", ["family", "variant", "K", "B", "gamma", "speedup_pred"]),
+    "metrics": (
+        "a metrics table of `moesd fit-run`",
+        ["family", "variant", "m", "n", "mse_fit", "mse_all", "mape_heldout", "fit_seconds"],
+    ),
+    "routing": (
+        "a routing table of `moesd routing`",
+        ["model", "E", "K", "inputs", "mode", "tokens", "distinct_experts", "eq8", "implementation"],
+    ),
+}
+
+
+def missing_columns(columns, kind: str) -> list[str]:
+    """The columns a table of KIND (a key of TABLES) needs that COLUMNS lacks."""
+    return [c for c in TABLES[kind][1] if c not in set(columns)]
