@@ -258,7 +258,7 @@ def test_hardware_probe_files_that_are_no_probe(capsys, tmp_path, content, messa
 @pytest.mark.parametrize(
     "line, message",
     [
-        ('{"input_ids": null, "text": "hi"}', "is text, but the model has no tokenizer.json"),
+        ('{"input_ids": null, "text": "hi"}', "is text, but the model has no tokenizer files"),
         ('{"input_ids": []}', "input_ids must be a non-empty list"),
         ('{"input_ids": [1, -2]}', "input_ids must be a non-empty list"),
         ('{"input_ids": [1, true]}', "input_ids must be a non-empty list"),

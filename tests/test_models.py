@@ -195,7 +195,7 @@ def test_hf_spec_offline_gives_clear_error(monkeypatch, tmp_path):
 
 def test_dir_without_weights(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
-    with pytest.raises(ModelSpecError, match="no \\*.safetensors"):
+    with pytest.raises(ModelSpecError, match="no \\*.safetensors or pytorch_model"):
         load_model(f"dir:{tmp_path}", device="cpu")
 
 

@@ -61,7 +61,7 @@ def check_source(source: str) -> list[dict] | tuple[int, int]:
 
 
 def load_prompts(source: str, *, vocab_size: int, seed: int = 0, tokenizer=None) -> list[list[int]]:
-    """Token ids of every prompt of SOURCE; text prompts need TOKENIZER (a tokenizers.Tokenizer)."""
+    """Token ids of every prompt of SOURCE; text prompts need TOKENIZER (a TextTokenizer)."""
     parsed = check_source(source)
     if isinstance(parsed, tuple):
         return random_prompts(*parsed, vocab_size, seed)
@@ -70,9 +70,9 @@ def load_prompts(source: str, *, vocab_size: int, seed: int = 0, tokenizer=None)
         if row.get("input_ids") is not None:
             ids = row["input_ids"]
         elif tokenizer is None:
-            raise PromptError(f"prompt {number} of {source} is text, but the model has no tokenizer.json")
+            raise PromptError(f"prompt {number} of {source} is text, but the model has no tokenizer files")
         else:
-            ids = tokenizer.encode(row["text"]).ids
+            ids = tokenizer.encode(row["text"])
         if max(ids) >= vocab_size:
             raise PromptError(f"prompt {number} of {source}: token id {max(ids)} outside the vocabulary ({vocab_size})")
         prompts.append(ids)
@@ -130,9 +130,41 @@ def check_prompt_source(source: str) -> None:
         prompt_rows(source)
 
 
+class TextTokenizer:
+    """encode(text) -> ids and decode(ids) -> text with a model folder's tokenizer: its
+    tokenizer.json (fast, the tokenizers library), or a slow tokenizer's files (vocab.json +
+    merges.txt, OPT's) through transformers, which builds the same byte-level BPE with the
+    special tokens tokenizer_config.json names (OPT's leading </s>)."""
+
+    def __init__(self, folder: Path):
+        self.fast = None
+        self.slow = None
+        if (folder / "tokenizer.json").is_file():
+            from tokenizers import Tokenizer
+
+            self.fast = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        else:
+            from transformers import AutoTokenizer
+
+            self.slow = AutoTokenizer.from_pretrained(folder)
+
+    @staticmethod
+    def of(folder: Path | None) -> TextTokenizer | None:
+        """FOLDER's tokenizer, or None where it has no tokenizer files (arch: models, random weights)."""
+        if folder is None or not any((folder / name).is_file() for name in ("tokenizer.json", "vocab.json")):
+            return None
+        return TextTokenizer(folder)
+
+    def encode(self, text: str) -> list[int]:
+        return self.fast.encode(text).ids if self.fast is not None else list(self.slow.encode(text))
+
+    def decode(self, ids: list[int]) -> str:
+        return (self.fast or self.slow).decode(ids)
+
+
 class PromptEncoder:
     """Turns prompt text into token ids with a model folder's tokenizer, applying its chat template
-    when it has one (instruct models); plain text otherwise (the tiny trained models)."""
+    when it has one (instruct models); plain text otherwise (the tiny trained models, OPT)."""
 
     def __init__(self, folder: Path | None):
         self.folder = folder
@@ -147,10 +179,8 @@ class PromptEncoder:
             from transformers import AutoTokenizer
 
             self.chat = AutoTokenizer.from_pretrained(folder)
-        elif (folder / "tokenizer.json").is_file():
-            from tokenizers import Tokenizer
-
-            self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        else:
+            self.tokenizer = TextTokenizer.of(folder)
 
     @property
     def uses_chat_template(self) -> bool:
@@ -161,8 +191,10 @@ class PromptEncoder:
             messages = [{"role": "user", "content": text}]
             return list(self.chat.apply_chat_template(messages, add_generation_prompt=True, tokenize=True))
         if self.tokenizer is None:
-            raise PromptError("text prompts need a tokenizer.json in the model folder")
-        return self.tokenizer.encode(text).ids
+            raise PromptError(
+                "text prompts need a tokenizer (tokenizer.json, or vocab.json + merges.txt) in the model folder"
+            )
+        return self.tokenizer.encode(text)
 
 
 def encode_rows(rows: list[dict], encoder: PromptEncoder) -> list[dict]:

@@ -12,18 +12,11 @@ from moesd.cli.args import check_cuda, device_option, positive_int
 
 
 def tokenizer_for(spec_text: str):
-    """The tokenizers.Tokenizer in the model's folder, or None (arch: models have none)."""
+    """The model folder's TextTokenizer, or None (arch: models have none)."""
     from moesd.models.spec import parse_spec
+    from moesd.prompts import TextTokenizer
 
-    folder = parse_spec(spec_text).folder()
-    if folder is None:
-        return None
-    path = folder / "tokenizer.json"
-    if not path.is_file():
-        return None
-    from tokenizers import Tokenizer
-
-    return Tokenizer.from_file(str(path))
+    return TextTokenizer.of(parse_spec(spec_text).folder())
 
 
 def _write_rows(out: Path, rows: list[dict], tokenizer) -> None:

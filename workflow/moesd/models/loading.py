@@ -68,7 +68,7 @@ def load_model(
     if spec.kind == "arch":
         init_random(model, spec.seed, raw.get("initializer_range", 0.02))
     else:
-        load_safetensors(model, spec.folder())
+        load_checkpoint(model, spec.folder())
     model.spec = spec_text
     model.cuda_graphs = cuda_graphs
     return model.finalize()
@@ -122,17 +122,41 @@ _FUSED = re.compile(_LAYER + r"mlp\.experts\.(gate_up_proj|down_proj)")
 _PART = {"gate_proj": "gate", "w1": "gate", "up_proj": "up", "w3": "up", "down_proj": "down", "w2": "down"}
 
 
-@torch.no_grad()
-def load_safetensors(model: Transformer, folder: Path) -> None:
-    """Copy a Hugging Face checkpoint (per-expert or fused expert tensors) into MODEL."""
+def checkpoint_tensors(folder: Path):
+    """(name, tensor) of every weight in FOLDER's checkpoint, shard by shard: safetensors, or
+    pytorch_model*.bin (single or indexed) read with torch.load(weights_only=True), which
+    unpickles tensors and plain containers only (no code from the file runs)."""
     from safetensors import safe_open
 
+    from moesd.models.files import CheckpointFilesError, weight_files
+
+    try:
+        files = weight_files(folder)
+    except CheckpointFilesError as error:
+        raise ModelSpecError(str(error)) from None
+    for file in files:
+        if file.suffix == ".safetensors":
+            with safe_open(str(file), framework="pt", device="cpu") as f:
+                for key in f.keys():
+                    yield key, f.get_tensor(key)
+            continue
+        try:
+            state = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+        except Exception as error:  # a pickle with code in it, or not a checkpoint at all
+            raise ModelSpecError(f"{file}: not a weights-only PyTorch checkpoint ({type(error).__name__})") from None
+        if not isinstance(state, dict):
+            raise ModelSpecError(f"{file}: holds a {type(state).__name__}, not a state dict")
+        yield from state.items()
+        del state
+
+
+@torch.no_grad()
+def load_checkpoint(model: Transformer, folder: Path) -> None:
+    """Copy a Hugging Face checkpoint (either format; per-expert or fused expert tensors) into MODEL."""
     params = dict(model.named_parameters())
     filled: set[str] = set()
-    for file in sorted(folder.glob("*.safetensors")):
-        with safe_open(str(file), framework="pt", device="cpu") as f:
-            for key in f.keys():
-                _copy(model, params, key, f.get_tensor(key), filled)
+    for key, tensor in checkpoint_tensors(folder):
+        _copy(model, params, key, tensor, filled)
     expected = set(params)
     missing = sorted(expected - filled)
     if missing:

@@ -1,8 +1,8 @@
 """Model specs: one string everywhere (config, CLI, tables), one type and one parser in the code.
 
     hf:ORG/NAME@REVISION      a hub checkpoint at a pinned revision (downloaded through huggingface_hub)
-    dir:PATH                  a local folder in Hugging Face format (config.json, *.safetensors,
-                              tokenizer files if any)
+    dir:PATH                  a local folder in Hugging Face format (config.json, safetensors or
+                              pytorch_model*.bin weights, tokenizer files if any: models/files.py)
     arch:NAME[:key=value,...] a config of data/architectures with overrides and seeded random weights
                               (seed=N among the overrides picks the seed; default 0)
     trained:target|draft      the pair the models stage trains into <run>/models/ (ModelSpec.resolve)
@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from moesd.architectures import ArchitectureError, load_architecture
+from moesd.models.files import ALL_PATTERNS, CheckpointFilesError, weight_files
 
 KINDS = ("hf", "dir", "arch", "trained")
 TRAINED_NAMES = ("target", "draft")
 K_KEY = "num_experts_per_tok"  # the paper's sparsity sweep overrides K (Sec. 4.3, Fig. 4)
-HF_FILES = ["config.json", "*.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json"]
 _FORMS = "hf:ORG/NAME@REVISION, dir:PATH, arch:NAME[:key=value,...] or trained:target|draft"
 
 
@@ -136,19 +136,21 @@ class ModelSpec:
             folder = Path(self.name)
             if not (folder / "config.json").is_file():
                 raise ModelSpecError(f"model spec {self}: no config.json in {folder}")
-            if not list(folder.glob("*.safetensors")):
-                raise ModelSpecError(f"model spec {self}: no *.safetensors weights in {folder}")
+            try:
+                weight_files(folder)
+            except CheckpointFilesError as error:
+                raise ModelSpecError(f"model spec {self}: {error}") from None
             return folder
         from huggingface_hub import snapshot_download
 
         try:
             return Path(
-                snapshot_download(self.name, revision=self.revision, allow_patterns=HF_FILES, local_files_only=True)
+                snapshot_download(self.name, revision=self.revision, allow_patterns=ALL_PATTERNS, local_files_only=True)
             )
         except Exception:  # not cached: try the network
             pass
         try:
-            return Path(snapshot_download(self.name, revision=self.revision, allow_patterns=HF_FILES))
+            return Path(snapshot_download(self.name, revision=self.revision, allow_patterns=ALL_PATTERNS))
         except Exception as error:
             raise ModelSpecError(
                 f"model spec {self}: cannot download from the Hugging Face hub and not in the local cache "
@@ -172,7 +174,7 @@ class ModelSpec:
         folder = self.folder()
         if folder is None:
             return self.text
-        files = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.glob("*.safetensors"))
+        files = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in weight_files(folder))
         return fingerprint(self.text, (folder / "config.json").read_text(), files)
 
 
