@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from moesd.cli import main
 from moesd.figures import MEASURED_FIGURES, NOTEBOOKS
 from moesd.paths import REPO_ROOT
@@ -312,15 +313,71 @@ def test_no_rule_writes_a_tracked_file(checkout, config):
     assert len(outputs) > 10 and not outputs & set(tracked.stdout.splitlines())
 
 
+def _planned_resources(result) -> dict[str, dict[str, str]]:
+    """rule -> its resources, from a dry run's job blocks (the last job of a rule)."""
+    text = result.stdout + result.stderr
+    plans = {}
+    for block in text.split("\nrule ")[1:]:
+        line = next((x for x in block.splitlines() if x.strip().startswith("resources:")), "")
+        items = [item.strip().split("=", 1) for item in line.split(":", 1)[-1].split(",") if "=" in item]
+        plans[block.split(":", 1)[0]] = dict(items)
+    return plans
+
+
 @pytest.mark.parametrize("experiment", ["paper", "synthetic"])
 def test_gpu_experiments_plan_their_jobs_with_a_gpu(checkout, experiment):
     result = snakemake(checkout, "-n", "--configfile", f"config/{experiment}.yaml")
     assert result.returncode == 0, result.stderr[-2000:]
-    text = result.stdout + result.stderr
-    blocks = {block.split(":", 1)[0]: block for block in text.split("\nrule ")[1:]}
-    assert "gpu=1" in blocks["measure_latency"] and "gpu=1" in blocks["environment"]  # the probe times the GPU
+    plans = _planned_resources(result)
+    assert plans["measure_latency"]["gpu"] == "1" and plans["environment"]["gpu"] == "1"  # the probe times the GPU
     for stage in ("speedup", "fit_run", "measured_figures", "claims_report"):
-        assert "gpu=0" in blocks[stage], stage  # the analysis runs anywhere, from the tables
+        assert plans[stage].get("gpu", "0") == "0", stage  # the analysis runs anywhere, from the tables
+
+
+def test_the_slurm_profile_resources_arrive(checkout):
+    """Issue 15, item 3: with the Slurm profile, the measuring jobs of config/paper.yaml request
+    what the config needs (GPUs = the tensor-parallel size of what they load), every other
+    submitted job the profile's defaults; the workflow profile (profiles/default, read on every
+    run) replaces none of them."""
+    from moesd.config import load_config
+    from moesd.resources import job_resources
+
+    result = snakemake(checkout, "-n", "--profile", "profiles/slurm", "--configfile", "config/paper.yaml")
+    assert result.returncode == 0, result.stderr[-2000:]
+    plans = _planned_resources(result)
+    config = load_config(checkout / "config/paper.yaml")
+    expected = {"measure_latency": "latency", "measure_acceptance": "acceptance", "measure_routing": "routing",
+                "measure_acceptance_vllm": "acceptance_vllm", "measure_e2e_vllm": "e2e_vllm",
+                "environment": "environment"}  # fmt: skip
+    for rule, stage in expected.items():
+        wanted = {key: str(value) for key, value in job_resources(config, stage).items()}
+        assert {key: plans[rule][key] for key in wanted} == wanted, rule
+    assert (
+        plans["measure_e2e_vllm"]["gpu"] == plans["measure_acceptance_vllm"]["gpu"] == "2"
+    )  # TP 2, as the paper's 2xH800
+    assert plans["measure_latency"]["gpu"] == "1" and int(plans["measure_latency"]["runtime"]) > 120
+    assert int(plans["measure_latency"]["mem_mb"]) > 115_000  # Qwen2-57B-A14B's bf16 weights pass through host memory
+    assert plans["measure_latency"]["cpus_per_task"] == "8"
+    for rule in ("prompts", "bench_forward"):  # submitted, with the Slurm profile's defaults
+        assert (plans[rule]["mem_mb"], plans[rule]["runtime"], plans[rule]["cpus_per_task"]) == ("8000", "60", "2")
+        assert plans[rule].get("gpu", "0") == "0"
+
+
+def test_every_rule_is_submitted_or_local_by_decision(checkout):
+    """The light rules are localrules (no sbatch job per stage config or figure); the measuring
+    and training rules are submitted; a new rule must be put in one group or the other."""
+    import re
+
+    text = "\n".join(
+        p.read_text() for p in [checkout / "Snakefile", *sorted((checkout / "workflow/rules").glob("*.smk"))]
+    )
+    rules = set(re.findall(r"^rule (\w+):", text, re.M))
+    local = set(re.findall(r"^    (\w+),$", text.split("localrules:")[1].split("\n\n")[0], re.M))
+    submitted = {"environment", "bench_forward", "train_models", "prompts", "measure_acceptance",
+                 "measure_acceptance_vllm", "measure_routing", "measure_latency", "measure_e2e_vllm"}  # fmt: skip
+    assert local | submitted == rules and not local & submitted, (rules - local - submitted, local & submitted)
+    profile = yaml.safe_load((checkout / "profiles/default/config.yaml").read_text())
+    assert not {"default-resources", "set-resources", "resources", "cores", "executor", "jobs"} & set(profile)
 
 
 def test_gpu_check_script_plans_its_jobs(checkout):

@@ -13,7 +13,7 @@ rule measure_acceptance:
         out=folder_of("output.summary"),
     threads: 2
     resources:
-        gpu=GPU,
+        **RESOURCES["acceptance"],
     log:
         f"{LOGS}/acceptance.log",
     conda:
@@ -40,7 +40,7 @@ rule measure_acceptance_vllm:
         out=folder_of("output.summary"),
     threads: 2
     resources:
-        gpu=GPU,
+        **RESOURCES["acceptance_vllm"],
     log:
         f"{LOGS}/acceptance_vllm.log",
     conda:
@@ -63,7 +63,7 @@ rule measure_routing:
         prompts=folder_of("input.prompts"),
     threads: 2
     resources:
-        gpu=GPU,
+        **RESOURCES["routing"],
     log:
         f"{LOGS}/routing.log",
     conda:

@@ -3,9 +3,39 @@ from pathlib import Path
 
 from moesd.figures import MEASURED_FIGURES, NOTEBOOKS, THEORY_FIGURES
 from moesd.prompts import dataset_name
+from moesd.resources import GPU_STAGES, job_resources
 
-# GPU rules (acceptance and latency on the experiment's device) ask the executor for one GPU.
-GPU = int(config["latency"]["device"] == "cuda")
+# What each measuring job asks a cluster for (GPUs = the tensor-parallel size of what it loads,
+# host memory, CPUs, a time limit from its grid's size): moesd.resources, from the config.
+RESOURCES = {stage: job_resources(config, stage) for stage in GPU_STAGES}
+
+# Jobs that only write a record, plot or fit small tables run where Snakemake runs (the login node
+# under --executor slurm), not as one cluster job each; the measuring and training jobs are submitted.
+localrules:
+    all,
+    stage_config,
+    resolved_config,
+    theory_figures,
+    simulate_sweep,
+    fit_simulated,
+    fit_quality_simulated,
+    plot_fit_simulated,
+    theory,
+    engine,
+    models,
+    plot_routing,
+    acceptance,
+    latency,
+    speedup,
+    fit_run,
+    fit,
+    measured_figures,
+    engines_figure,
+    figures,
+    claims_report,
+    claims,
+    notebook,
+    notebooks,
 
 # The config sections (or dotted parts of one) each command-line stage reads: a stage reruns when
 # its sections change, not when another stage's do.

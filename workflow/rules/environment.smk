@@ -38,7 +38,7 @@ rule environment:
         dtype=config["latency"]["dtype"],
     threads: 2  # the probe's thread count is recorded; the CPU experiments run with 2
     resources:
-        gpu=GPU,
+        **RESOURCES["environment"],
     log:
         f"{LOGS}/environment.log",
     conda:

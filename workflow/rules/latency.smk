@@ -14,7 +14,7 @@ rule measure_latency:
         acceptance=lambda wildcards, input: f"--acceptance {input.acceptance}" if input.acceptance else "",
     threads: 2
     resources:
-        gpu=GPU,
+        **RESOURCES["latency"],
     log:
         f"{LOGS}/latency.log",
     conda:
@@ -40,7 +40,7 @@ rule measure_e2e_vllm:
         out=folder_of("output.table"),
     threads: 2
     resources:
-        gpu=GPU,
+        **RESOURCES["e2e_vllm"],
     log:
         f"{LOGS}/e2e_vllm.log",
     conda:

@@ -1,0 +1,151 @@
+"""What each measuring job asks a cluster for, derived from the experiment's config.
+
+The Snakefile's GPU rules take their `resources` from job_resources(config, stage): GPUs, host
+memory, CPUs and a time limit, so that `--executor slurm` requests what the job needs and a run
+of config/paper.yaml does not go out with a laptop's defaults. Partition and account are the
+user's (their profile); a profile's `set-resources` still overrides any of these.
+
+- gpu: our engine runs on one device; a vLLM job takes the largest tensor_parallel_size of the
+  pairs it loads (the paper's 2xH800); 0 where the experiment runs on the CPU.
+- cpus_per_task: CPUS_PER_GPU per GPU (tokenisation, the engine's host thread, vLLM's workers),
+  or the rule's threads on the CPU.
+- mem_mb: host memory, HOST_BASE_MB plus the largest checkpoint the job loads at its dtype's
+  bytes (its shards pass through host memory; its size from its architecture's parameter count,
+  data/architectures; an unknown hub repository counts as UNKNOWN_MODEL_GB). On a GPU, arch:
+  models are initialised on the device and take no host memory; on the CPU every model lives
+  there.
+- runtime (minutes): model loads plus the sweep's forwards at SECONDS_PER_FORWARD, doubled, and
+  within [MIN_RUNTIME, MAX_RUNTIME] (24 h, a common partition limit): an estimate from the grid's
+  size, not a measurement. A job that runs out of time keeps its stored points, and the next
+  invocation resumes from them.
+
+Nothing here imports torch: the Snakefile's parse calls it.
+"""
+
+from __future__ import annotations
+
+import math
+
+CPUS_PER_GPU = 8
+HOST_BASE_MB = {"cuda": 16_000, "cpu": 2_000}  # the Python process, torch, CUDA context, tokenizers
+UNKNOWN_MODEL_GB = 30.0
+SECONDS_PER_FORWARD = {"cuda": 0.15, "cpu": 0.05}  # one forward of a 57B MoE at B <= 100 on one H200; a tiny CPU model
+LOAD_MINUTES_PER_100GB = 10.0  # from the cluster's file system into the device
+VLLM_CPU_MB = 3_000  # vLLM's CPU workers and their KV cache (VLLM_CPU_KVCACHE_SPACE, 1 GiB here)
+MIN_RUNTIME, MAX_RUNTIME = 30, 24 * 60
+SAFETY = 2.0
+GPU_STAGES = ("acceptance", "acceptance_vllm", "routing", "latency", "e2e_vllm", "environment")
+
+
+def model_gb(spec_text: str, bytes_per_param: int = 2) -> float:
+    """The weights of SPEC_TEXT in GB at BYTES_PER_PARAM, from its architecture's parameter count
+    (hf: specs by the architecture their repository names); UNKNOWN_MODEL_GB where unknown."""
+    from moesd.architectures import available_architectures, count_parameters
+    from moesd.models.spec import ModelSpecError, parse_spec
+
+    spec = parse_spec(spec_text)
+    try:
+        if spec.kind == "arch":
+            return count_parameters(spec.hf_config()).total * bytes_per_param / 1e9
+        if spec.kind == "hf":
+            for name in available_architectures():
+                if spec.is_architecture(name):
+                    return count_parameters(parse_spec(f"arch:{name}").hf_config()).total * bytes_per_param / 1e9
+    except (ModelSpecError, ValueError, KeyError):
+        pass
+    return UNKNOWN_MODEL_GB
+
+
+def _pair(config: dict, name: str) -> dict:
+    return next(p for p in config["pairs"] if p["name"] == name)
+
+
+def _models(config: dict, stage: str) -> tuple[list[str], int]:
+    """The specs a stage's job loads and its tensor-parallel size."""
+    if stage in ("acceptance", "acceptance_vllm"):
+        pairs = config["pairs"]
+        if stage == "acceptance":
+            pairs = [p for p in pairs if p["speculative_method"] == "draft_model"]
+        specs = [p[role] for p in pairs for role in ("target", "draft")]
+        return specs, max([p["tensor_parallel_size"] for p in pairs if stage == "acceptance_vllm"], default=1)
+    if stage == "routing":
+        return [p["target"] for p in config["pairs"]] + list(config["routing"]["hf_models"]), 1
+    if stage == "latency":
+        return [m["spec"] for m in config["latency"]["models"]], 1
+    if stage == "e2e_vllm":
+        pairs = [_pair(config, e["pair"]) for e in config["latency"]["e2e"]["pairs"] if e["acceptance"] == "real"]
+        specs = [p[role] for p in pairs for role in ("target", "draft")]
+        return specs, max([p["tensor_parallel_size"] for p in pairs], default=1)
+    return [], 1
+
+
+def _forwards(config: dict, stage: str) -> int:
+    """Forwards the stage's job runs: its grid's points times the calls per point (an estimate)."""
+    lat, acc = config["latency"], config["acceptance"]
+    if stage == "latency":
+        calls = lat["warmup"] + lat["repeats"]
+        points = 0
+        for model in lat["models"]:
+            ks = len(model.get("k_values") or [None])
+            batches = len(model.get("batch_sizes") or lat["batch_sizes"])
+            tokens = len(model.get("tokens") or range(lat["gamma_max"] + 1))
+            points += ks * batches * (tokens if model["role"] == "target" else 1)
+        points += len(lat["batch_sizes"]) * len(lat["reject_temperatures"])
+        return points * calls + _e2e_forwards(config, "ours")
+    if stage == "e2e_vllm":
+        return _e2e_forwards(config, "vllm")
+    if stage in ("acceptance", "acceptance_vllm"):
+        prompts = acc["max_prompts"] or 250  # HumanEval 164, MT-bench 80
+        batches = len(acc["datasets"]) * math.ceil(prompts / acc["batch_size"])
+        rounds = sum(math.ceil(acc["max_new_tokens"] / 2) * (g + 1) for g in acc["gammas"])  # AR-like worst case
+        pairs = len(_models(config, stage)[0]) // 2
+        return pairs * batches * len(acc["temperatures"]) * rounds
+    if stage == "routing":
+        routing = config["routing"]
+        grid = len(routing["batch_sizes"]) * len(routing["sequence_tokens"]) * (len(routing["datasets"]) + 1)
+        return grid * len(_models(config, stage)[0])
+    return 100  # the hardware probe
+
+
+def _engines_per_pair(config: dict, stage: str) -> int:
+    """How often a vLLM job builds an engine per pair (one per gamma, or per K and mode); our
+    engine loads each model once."""
+    if stage == "acceptance_vllm":
+        return len(config["acceptance"]["gammas"])
+    if stage == "e2e_vllm":
+        entries = [e for e in config["latency"]["e2e"]["pairs"] if e["acceptance"] == "real"]
+        return 2 * max((len(e.get("k_values") or [None]) for e in entries), default=1)
+    return 1
+
+
+def _e2e_forwards(config: dict, backend: str) -> int:
+    e2e = config["latency"]["e2e"]
+    if backend not in e2e["backends"]:
+        return 0
+    entries = sum(len(e.get("k_values") or [None]) for e in e2e["pairs"])
+    per_run = e2e["max_new_tokens"] * e2e["sequences"]  # AR's forwards; SD's are fewer target, more draft
+    runs = e2e["warmup"] + e2e["repeats"]
+    return entries * len(e2e["batch_sizes"]) * len(e2e["temperatures"]) * 2 * runs * per_run
+
+
+def job_resources(config: dict, stage: str, threads: int = 2) -> dict:
+    """Slurm resources of STAGE's job (one of GPU_STAGES) for CONFIG (validated)."""
+    if stage not in GPU_STAGES:
+        raise ValueError(f"no resources for stage {stage!r} (known: {', '.join(GPU_STAGES)})")
+    device = "cuda" if config["latency"]["device"] == "cuda" else "cpu"
+    specs, tp = _models(config, stage)
+    via_vllm = stage.endswith("_vllm")
+    gpus = tp if device == "cuda" else 0
+    per_param = 4 if config["latency"]["dtype"] == "float32" or device == "cpu" else 2
+    on_host = [s for s in specs if device == "cpu" or not s.startswith("arch:")]
+    largest = max((model_gb(s, per_param) for s in on_host if not s.startswith("trained:")), default=1.0)
+    loads = len(specs) * _engines_per_pair(config, stage)
+    minutes = (
+        loads * LOAD_MINUTES_PER_100GB * largest / 100 + _forwards(config, stage) * SECONDS_PER_FORWARD[device] / 60
+    )
+    return {
+        "gpu": gpus,
+        "cpus_per_task": CPUS_PER_GPU * gpus if gpus else threads,
+        "mem_mb": int(HOST_BASE_MB[device] + math.ceil(largest * 1000) + VLLM_CPU_MB * (via_vllm and device == "cpu")),
+        "runtime": int(min(MAX_RUNTIME, max(MIN_RUNTIME, math.ceil(SAFETY * minutes)))),
+    }
