@@ -1,11 +1,13 @@
 # moesd: regenerate the MoESD paper's figures and claims from raw runs.
 # `snakemake --cores 2` runs the default experiment (config/config.yaml); another experiment:
 # `snakemake --cores 2 --configfile config/<name>.yaml`.
+import os
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))  # the package, even if not installed
+os.environ.setdefault("MOESD_CHECKOUT", workflow.basedir)  # where envs/*.post-deploy.sh installs it from
 
 from moesd.config import ConfigError, compare_tables, config_part, prompt_sources, uses_trained_pair, validate_config
 

@@ -17,7 +17,7 @@ rule measure_acceptance:
     log:
         f"{LOGS}/acceptance.log",
     conda:
-        "../../envs/cpu.yaml"
+        MEASURE_ENV
     shell:
         "moesd acceptance --config {input.config} --run-dir {params.run} --prompts {params.prompts} "
         "--out {params.out} > {log} 2>&1"
@@ -44,7 +44,7 @@ rule measure_acceptance_vllm:
     log:
         f"{LOGS}/acceptance_vllm.log",
     conda:
-        "../../envs/cpu.yaml"  # moesd; vLLM runs in its own environment (MOESD_VLLM_PYTHON, .venv-vllm)
+        MEASURE_ENV  # moesd; vLLM runs in its own environment (MOESD_VLLM_PYTHON, .venv-vllm)
     shell:
         "moesd acceptance-vllm --config {input.config} --run-dir {params.run} --prompts {params.prompts} "
         "--summary {input.summary} --out {params.out} > {log} 2>&1"
@@ -67,7 +67,7 @@ rule measure_routing:
     log:
         f"{LOGS}/routing.log",
     conda:
-        "../../envs/cpu.yaml"
+        MEASURE_ENV
     shell:
         "moesd routing --config {input.config} --run-dir {params.run} --prompts {params.prompts} --out {output} > {log} 2>&1"
 

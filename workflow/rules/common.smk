@@ -5,6 +5,10 @@ from moesd.figures import MEASURED_FIGURES, NOTEBOOKS, THEORY_FIGURES
 from moesd.prompts import dataset_name
 from moesd.resources import GPU_STAGES, job_resources
 
+# `--sdm conda`: the measuring rules run in the CUDA build's environment where the experiment
+# times a GPU, every other rule (and a CPU experiment's) in the CPU one.
+MEASURE_ENV = "../../envs/gpu.yaml" if config["latency"]["device"] == "cuda" else "../../envs/cpu.yaml"
+
 # What each measuring job asks a cluster for (GPUs = the tensor-parallel size of what it loads,
 # host memory, CPUs, a time limit from its grid's size): moesd.resources, from the config.
 RESOURCES = {stage: job_resources(config, stage) for stage in GPU_STAGES}

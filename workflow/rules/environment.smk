@@ -42,6 +42,6 @@ rule environment:
     log:
         f"{LOGS}/environment.log",
     conda:
-        "../../envs/cpu.yaml"
+        MEASURE_ENV
     shell:
         "moesd probe-hardware --device {params.device} --dtype {params.dtype} --out {output} > {log} 2>&1"

@@ -18,7 +18,7 @@ rule measure_latency:
     log:
         f"{LOGS}/latency.log",
     conda:
-        "../../envs/cpu.yaml"
+        MEASURE_ENV
     shell:
         "moesd latency --config {input.config} --run-dir {params.run} --prompts {params.prompts} "
         "{params.acceptance} --out {params.out} > {log} 2>&1"
@@ -44,7 +44,7 @@ rule measure_e2e_vllm:
     log:
         f"{LOGS}/e2e_vllm.log",
     conda:
-        "../../envs/cpu.yaml"  # moesd; vLLM runs in its own environment (MOESD_VLLM_PYTHON, .venv-vllm)
+        MEASURE_ENV  # moesd; vLLM runs in its own environment (MOESD_VLLM_PYTHON, .venv-vllm)
     shell:
         "moesd e2e-vllm --config {input.config} --run-dir {params.run} --prompts {params.prompts} "
         "--out {params.out} > {log} 2>&1"
