@@ -33,6 +33,7 @@ LOGS = f"logs/{EXP}"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/environment.smk"
+include: "workflow/rules/download.smk"
 include: "workflow/rules/theory.smk"
 include: "workflow/rules/engine.smk"
 include: "workflow/rules/models.smk"

@@ -1,11 +1,13 @@
 """The Snakemake workflow, run for real in a copy of the checkout."""
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from moesd.cli import main
@@ -25,9 +27,9 @@ def checkout(tmp_path_factory) -> Path:
     return root
 
 
-def snakemake(root: Path, *args: str) -> subprocess.CompletedProcess:
+def snakemake(root: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     # the rules call `moesd`: put this interpreter's scripts first, as an activated venv does
-    env = os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = (env or os.environ) | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     return subprocess.run([*SNAKEMAKE, *args], cwd=root, capture_output=True, text=True, timeout=900, env=env)
 
 
@@ -446,3 +448,49 @@ def test_the_installed_package_finds_its_schema(tmp_path):
     result = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().startswith(str(site))  # the installed copy, not the checkout
+
+
+HUB_EXPERIMENT = """
+experiment: hubtest
+pairs:
+  - {name: tiny-moe, target: "hf:tiny/target@main", draft: "hf:tiny/draft@main"}
+acceptance: {datasets: [humaneval], temperatures: [0.0, 1.0], gammas: [2, 4], batch_size: 2, max_new_tokens: 4, max_prompts: 2}
+routing: {datasets: [humaneval]}
+"""
+
+
+def test_hub_models_are_downloaded_once_then_loaded_offline(checkout, tmp_path):
+    """Issue 15, item 1, in the workflow: the download rule resolves the pair's hub specs on a
+    local hub, writes the lock beside the configs, and the acceptance stage loads the locked
+    commits with the hub offline; with the hub gone, a rerun of the stage still works."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    from .hub_server import LocalHub
+    from .tiny_models import save_tiny
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer, bpe.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    bpe.train_from_iterator(["def f(x):\n    return x + 1"] * 20, trainer)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")} | {"HF_HOME": str(tmp_path / "hf")}
+    config = tmp_path / "hubtest.yaml"
+    config.write_text(HUB_EXPERIMENT)
+    summary = checkout / "data/runs/hubtest/acceptance/summary.csv"
+    with LocalHub() as hub:
+        for name, seed in (("target", 1), ("draft", 2)):
+            folder = save_tiny("qwen2", tmp_path / name, vocab=300, seed=seed)
+            bpe.save(str(folder / "tokenizer.json"))
+            hub.publish(f"tiny/{name}", folder)
+        env["HF_ENDPOINT"] = hub.url
+        args = ["--cores", "2", str(summary.relative_to(checkout)), "--configfile", "config/smoke.yaml", str(config)]
+        result = snakemake(checkout, *args, env=env)
+        assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+        commits = {f"tiny/{n}@main": hub.repos[f"tiny/{n}"]["refs"]["main"] for n in ("target", "draft")}
+    assert json.loads((checkout / "config/hubtest.lock.json").read_text()) == commits
+    manifest = json.loads((checkout / "data/runs/hubtest/download/manifest.json").read_text())
+    assert [m["commit"] for m in manifest["models"]] == list(commits.values())
+    assert len(pd.read_csv(summary)) == 4  # 2 temperatures x 2 gammas
+    summary.unlink()  # the hub is gone: the stage reruns on the cached, locked commits
+    result = snakemake(checkout, *args, env=env)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert "rule download" not in result.stdout + result.stderr and summary.is_file()

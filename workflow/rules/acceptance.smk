@@ -1,6 +1,7 @@
 rule measure_acceptance:
     """Batched speculative decoding of real prompts: per-round accepted counts, alpha and sigma."""
     input:
+        hub=HUB,
         config=f"{RUNS}/config/acceptance.json",
         models=MODELS_MANIFEST,
         prompts=PROMPTS_STATS,
@@ -8,6 +9,7 @@ rule measure_acceptance:
         rounds=f"{RUNS}/acceptance/rounds.csv",
         summary=report(f"{RUNS}/acceptance/summary.csv", caption="../report/acceptance.rst", category="Acceptance"),
     params:
+        hub=hub_env,
         run=run_folder,
         prompts=folder_of("input.prompts"),
         out=folder_of("output.summary"),
@@ -19,7 +21,7 @@ rule measure_acceptance:
     conda:
         MEASURE_ENV
     shell:
-        "moesd acceptance --config {input.config} --run-dir {params.run} --prompts {params.prompts} "
+        "{params.hub} moesd acceptance --config {input.config} --run-dir {params.run} --prompts {params.prompts} "
         "--out {params.out} > {log} 2>&1"
 
 
@@ -27,6 +29,7 @@ rule measure_acceptance_vllm:
     """The same pairs and settings through vLLM's speculative decoding (acceptance.vllm): sigma,
     alpha and per-position acceptance from its counters, ours beside it."""
     input:
+        hub=HUB,
         config=f"{RUNS}/config/acceptance.json",
         models=MODELS_MANIFEST,
         prompts=PROMPTS_STATS,
@@ -35,6 +38,7 @@ rule measure_acceptance_vllm:
         summary=f"{RUNS}/acceptance/summary_vllm.csv",
         backends=f"{RUNS}/acceptance/backends.csv",
     params:
+        hub=hub_env,
         run=run_folder,
         prompts=folder_of("input.prompts"),
         out=folder_of("output.summary"),
@@ -46,19 +50,21 @@ rule measure_acceptance_vllm:
     conda:
         MEASURE_ENV  # moesd; vLLM runs in its own environment (MOESD_VLLM_PYTHON, .venv-vllm)
     shell:
-        "moesd acceptance-vllm --config {input.config} --run-dir {params.run} --prompts {params.prompts} "
+        "{params.hub} moesd acceptance-vllm --config {input.config} --run-dir {params.run} --prompts {params.prompts} "
         "--summary {input.summary} --out {params.out} > {log} 2>&1"
 
 
 rule measure_routing:
     """Distinct experts per layer against tokens per forward, real prompts and random ids (Fig. 1)."""
     input:
+        hub=HUB,
         config=f"{RUNS}/config/routing.json",
         models=MODELS_MANIFEST,
         prompts=PROMPTS_STATS,
     output:
         f"{RUNS}/acceptance/routing.csv",
     params:
+        hub=hub_env,
         run=run_folder,
         prompts=folder_of("input.prompts"),
     threads: 2
@@ -69,7 +75,7 @@ rule measure_routing:
     conda:
         MEASURE_ENV
     shell:
-        "moesd routing --config {input.config} --run-dir {params.run} --prompts {params.prompts} --out {output} > {log} 2>&1"
+        "{params.hub} moesd routing --config {input.config} --run-dir {params.run} --prompts {params.prompts} --out {output} > {log} 2>&1"
 
 
 rule plot_routing:

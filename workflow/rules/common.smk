@@ -3,6 +3,7 @@ from pathlib import Path
 
 from moesd.figures import MEASURED_FIGURES, NOTEBOOKS, THEORY_FIGURES
 from moesd.prompts import dataset_name
+from moesd.download import hub_specs
 from moesd.resources import GPU_STAGES, job_resources
 
 # `--sdm conda`: the measuring rules run in the CUDA build's environment where the experiment
@@ -17,6 +18,7 @@ RESOURCES = {stage: job_resources(config, stage) for stage in GPU_STAGES}
 # under --executor slurm), not as one cluster job each; the measuring and training jobs are submitted.
 localrules:
     all,
+    download,
     stage_config,
     resolved_config,
     theory_figures,
@@ -63,6 +65,11 @@ ACCEPTANCE_SUMMARY = [f"{RUNS}/acceptance/summary.csv"] if config["pairs"] else 
 ACCEPTANCE_ROUNDS = [f"{RUNS}/acceptance/rounds.csv"] if config["pairs"] else []
 ROUTING = [f"{RUNS}/acceptance/routing.csv"] if config["pairs"] else []
 ROUTING_FIGURES = [f"{FIGURES}/acceptance/routing.{ext}" for ext in ("png", "pdf")] if config["pairs"] else []
+# the download stage (rules/download.smk): only where the experiment names hf: specs
+HUB_SPECS = hub_specs(config)
+HUB_MANIFEST = f"{RUNS}/download/manifest.json"
+HUB = [HUB_MANIFEST] if HUB_SPECS else []
+HUB_LOCK = f"config/{EXP}.lock.json" if config["download"]["lock"] == "auto" else config["download"]["lock"]
 LATENCY = {name: f"{RUNS}/latency/{name}.csv" for name in ("forward", "draft", "reject", "e2e")}
 E2E_VLLM = f"{RUNS}/latency/e2e_vllm.csv"  # latency.e2e.backends: vllm (rule measure_e2e_vllm)
 E2E_VLLM_TABLE = [E2E_VLLM] if "vllm" in config["latency"]["e2e"]["backends"] else []
@@ -85,6 +92,12 @@ def write_record(path, text, log):
 
     write_text(path, f"{text}\n")
     write_text(log, f"wrote {path}\n")
+
+
+def hub_env(wildcards, input):
+    """A params function: the environment a rule that loads models runs its command in, where
+    the experiment has hub models: the download manifest to load them by, the hub offline."""
+    return f"MOESD_HF_MANIFEST={input.hub} HF_HUB_OFFLINE=1" if input.hub else ""
 
 
 def run_folder(wildcards, input):

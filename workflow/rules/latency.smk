@@ -1,6 +1,7 @@
 rule measure_latency:
     """T_T(B, s), T_D(B, 1) and T_reject(B) sweeps and end-to-end T_AR / T_SD (resumable)."""
     input:
+        hub=HUB,
         config=f"{RUNS}/config/latency.json",
         models=MODELS_MANIFEST,
         prompts=PROMPTS_STATS,
@@ -8,6 +9,7 @@ rule measure_latency:
     output:
         **LATENCY,
     params:
+        hub=hub_env,
         run=run_folder,
         prompts=folder_of("input.prompts"),
         out=folder_of("output.forward"),
@@ -20,7 +22,7 @@ rule measure_latency:
     conda:
         MEASURE_ENV
     shell:
-        "moesd latency --config {input.config} --run-dir {params.run} --prompts {params.prompts} "
+        "{params.hub} moesd latency --config {input.config} --run-dir {params.run} --prompts {params.prompts} "
         "{params.acceptance} --out {params.out} > {log} 2>&1"
 
 
@@ -28,6 +30,7 @@ rule measure_e2e_vllm:
     """End-to-end T_AR / T_SD of the real-acceptance e2e pairs through vLLM, the paper's engine
     (latency.e2e.backends: vllm), beside our engine's (resumable)."""
     input:
+        hub=HUB,
         config=f"{RUNS}/config/latency.json",
         models=MODELS_MANIFEST,
         prompts=PROMPTS_STATS,
@@ -35,6 +38,7 @@ rule measure_e2e_vllm:
     output:
         table=E2E_VLLM,
     params:
+        hub=hub_env,
         run=run_folder,
         prompts=folder_of("input.prompts"),
         out=folder_of("output.table"),
@@ -46,7 +50,7 @@ rule measure_e2e_vllm:
     conda:
         MEASURE_ENV  # moesd; vLLM runs in its own environment (MOESD_VLLM_PYTHON, .venv-vllm)
     shell:
-        "moesd e2e-vllm --config {input.config} --run-dir {params.run} --prompts {params.prompts} "
+        "{params.hub} moesd e2e-vllm --config {input.config} --run-dir {params.run} --prompts {params.prompts} "
         "--out {params.out} > {log} 2>&1"
 
 

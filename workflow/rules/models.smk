@@ -8,12 +8,14 @@ PROMPT_FILES = [
 rule train_models:
     """The tiny MoE target and its distilled dense draft, trained on CPU from stdlib source."""
     input:
+        hub=HUB,
         config=f"{RUNS}/config/models.json",
     output:
         target=directory(f"{RUNS}/models/target"),
         draft=directory(f"{RUNS}/models/draft"),
         manifest=f"{RUNS}/models/manifest.json",
     params:
+        hub=hub_env,
         out=folder_of("output.manifest"),
     threads: 2
     priority: 10  # the longest job; everything model-side waits for it
@@ -22,18 +24,20 @@ rule train_models:
     conda:
         "../../envs/cpu.yaml"
     shell:
-        "moesd train --config {input.config} --out {params.out} > {log} 2>&1"
+        "{params.hub} moesd train --config {input.config} --out {params.out} > {log} 2>&1"
 
 
 rule prompts:
     """Every prompt set encoded with each pair's target tokenizer, and prompt length statistics."""
     input:
+        hub=HUB,
         config=f"{RUNS}/config/prompts.json",
         models=MODELS_MANIFEST,
     output:
         files=PROMPT_FILES,
         stats=PROMPTS_STATS,
     params:
+        hub=hub_env,
         run=run_folder,
         out=folder_of("output.stats"),
     log:
@@ -41,7 +45,7 @@ rule prompts:
     conda:
         "../../envs/cpu.yaml"
     shell:
-        "moesd prompts --config {input.config} --run-dir {params.run} --out {params.out} > {log} 2>&1"
+        "{params.hub} moesd prompts --config {input.config} --run-dir {params.run} --out {params.out} > {log} 2>&1"
 
 
 rule models:

@@ -7,6 +7,7 @@ at module level, so that building the parser, and the light commands, import no 
     environment.py probe-hardware                         rules/environment.smk
     theory.py      theory, simulate, fit, fit-quality, plot-fit   rules/theory.smk
     engine.py      bench-forward                          rules/engine.smk
+    download.py    download                               rules/download.smk
     models.py      train, prompts                         rules/models.smk
     acceptance.py  acceptance, routing, plot-routing      rules/acceptance.smk
     latency.py     latency                                rules/latency.smk
@@ -30,6 +31,7 @@ from moesd.backends.vllm import VllmFailure
 from moesd.cli import (
     acceptance,
     claims,
+    download,
     engine,
     environment,
     figures,
@@ -42,7 +44,20 @@ from moesd.cli import (
 )
 from moesd.io import StageFailure
 
-COMMAND_MODULES = (theory, tools, environment, engine, models, acceptance, latency, fit, figures, claims, generate)
+COMMAND_MODULES = (
+    theory,
+    tools,
+    environment,
+    engine,
+    download,
+    models,
+    acceptance,
+    latency,
+    fit,
+    figures,
+    claims,
+    generate,
+)
 # every error the domain raises for bad input is a ValueError (ConfigError, ModelSpecError, ...)
 EXPECTED_ERRORS = (ValueError, FileNotFoundError, KeyError)
 

@@ -143,18 +143,36 @@ class ModelSpec:
             return folder
         from huggingface_hub import snapshot_download
 
+        from moesd.download import DownloadError, fetch, manifest_entry, resolve
+
+        try:
+            entry = manifest_entry(self)
+        except DownloadError as error:
+            raise ModelSpecError(str(error)) from None
+        if entry is not None:  # the download stage fetched it: that commit, offline
+            try:
+                return Path(
+                    snapshot_download(
+                        self.name, revision=entry["commit"], allow_patterns=entry["files"], local_files_only=True
+                    )
+                )
+            except Exception as error:
+                raise ModelSpecError(
+                    f"model spec {self}: commit {entry['commit'][:12]} of the download manifest is not in the cache "
+                    f"({type(error).__name__}); rerun the download stage with the same HF_HOME"
+                ) from None
         try:
             return Path(
                 snapshot_download(self.name, revision=self.revision, allow_patterns=ALL_PATTERNS, local_files_only=True)
             )
-        except Exception:  # not cached: try the network
+        except Exception:  # not cached: resolve and fetch (the download stage's way, without a lock)
             pass
         try:
-            return Path(snapshot_download(self.name, revision=self.revision, allow_patterns=ALL_PATTERNS))
-        except Exception as error:
+            return fetch(resolve(self.text, {}, update_lock=False, offline=False))
+        except DownloadError as error:
             raise ModelSpecError(
                 f"model spec {self}: cannot download from the Hugging Face hub and not in the local cache "
-                f"({type(error).__name__}); offline machines need the files in the cache or a dir: spec"
+                f"({error}); offline machines need the files in the cache or a dir: spec"
             ) from None
 
     def hf_config(self) -> dict:
