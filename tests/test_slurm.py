@@ -1,0 +1,98 @@
+"""The smoke experiment through a real Slurm (issue 15, item 4): a one-node cluster started here
+(tests/slurm_cluster.py: munged, MariaDB, slurmdbd, slurmctld, slurmd from Debian's packages,
+installed by workflow/scripts/setup_slurm.sh), `snakemake --executor slurm` with a copy of
+profiles/slurm that adds the partition and account as the README tells a user to, every job
+completed, and the resources each job requested read back from Slurm's accounting.
+
+Runs with `python -m pytest -m slurm`; needs root and the packages, and skips without them
+unless MOESD_REQUIRE_SLURM=1 (CI), where a missing set-up fails."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from moesd.config import load_config
+from moesd.paths import REPO_ROOT
+from moesd.resources import job_resources
+
+from .slurm_cluster import ACCOUNT, PARTITION, SlurmCluster, missing_tools
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+SUBMITTED = {  # the smoke plan's jobs that are not localrules, and the stage whose resources they take
+    "environment": "environment",
+    "bench_forward": None,
+    "train_models": None,
+    "prompts": None,
+    "measure_acceptance": "acceptance",
+    "measure_routing": "routing",
+    "measure_latency": "latency",
+}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    missing = missing_tools()
+    reason = f"Slurm is not set up here (missing {', '.join(missing)}): bash workflow/scripts/setup_slurm.sh"
+    if os.geteuid() != 0:
+        missing, reason = ["root"], "a local Slurm's daemons need root"
+    if missing:
+        if os.environ.get("MOESD_REQUIRE_SLURM") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    with SlurmCluster(tmp_path_factory.mktemp("slurm"), memory_mb=16_000) as running:
+        yield running
+    assert not running.running(), f"daemons left running: {running.running()}"
+
+
+def test_the_smoke_experiment_runs_through_slurm(cluster, tmp_path):
+    root = tmp_path / "checkout"
+    root.mkdir()
+    shutil.copy(REPO_ROOT / "Snakefile", root)
+    for folder in ("workflow", "config", "data", "profiles", "envs", "notebooks"):
+        shutil.copytree(REPO_ROOT / folder, root / folder, ignore=shutil.ignore_patterns("runs", "__pycache__"))
+    profile = yaml.safe_load((REPO_ROOT / "profiles/slurm/config.yaml").read_text())
+    profile["default-resources"] += [f"slurm_partition={PARTITION}", f"slurm_account={ACCOUNT}"]  # the user's part
+    (tmp_path / "mycluster").mkdir()
+    (tmp_path / "mycluster/config.yaml").write_text(yaml.safe_dump(profile))
+    env = cluster.env | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{cluster.env['PATH']}"}
+    args = ["--profile", str(tmp_path / "mycluster"), "--configfile", "config/smoke.yaml",
+            "--slurm-init-seconds-before-status-checks", "5"]  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", *args], cwd=root, env=env, capture_output=True, text=True, timeout=2400
+    )
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    assert (root / "figures/smoke/claims.md").is_file()
+
+    jobs = cluster.jobs()
+    assert jobs and all(j["State"] == "COMPLETED" and j["ExitCode"] == "0:0" for j in jobs), jobs
+    by_rule: dict[str, list[dict]] = {}
+    for job in jobs:
+        rule = job["Comment"].removeprefix("rule_").split("_wildcards_")[0]
+        by_rule.setdefault(rule, []).append(job)
+    assert set(by_rule) == set(SUBMITTED), sorted(by_rule)  # the light rules ran on the "login node"
+    config = load_config(root / "config/smoke.yaml")
+    for rule, stage in SUBMITTED.items():
+        for job in by_rule[rule]:
+            assert (job["Partition"], job["Account"]) == (PARTITION, ACCOUNT), job
+            want = job_resources(config, stage) if stage else {"cpus_per_task": 2, "mem_mb": 8000, "runtime": 60}
+            assert job["ReqCPUS"] == str(want["cpus_per_task"]), job
+            assert job["ReqMem"] == f"{want['mem_mb']}M", job
+            hours, minutes = divmod(want["runtime"], 60)
+            assert job["Timelimit"] == f"{hours:02d}:{minutes:02d}:00", job
+            assert "gres/gpu" not in job["ReqTRES"]  # a CPU experiment asks for no GPU
+
+
+def test_the_cluster_allocates_its_gpu(cluster, tmp_path):
+    """The node's GPU generic resource is one the scheduler allocates: what a GPU rule's
+    `gpu: N` becomes (--gpus=N) reaches a job."""
+    out = tmp_path / "gpu.out"
+    submit = ["sbatch", "--parsable", "--wait", "--gpus=1", "-p", PARTITION, "-A", ACCOUNT, "-o", str(out),
+              "--comment", "gpu_check", "--wrap", "echo $SLURM_JOB_GPUS"]  # fmt: skip
+    result = subprocess.run(submit, env=cluster.env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    job = next(j for j in cluster.jobs() if j["JobID"] == result.stdout.strip())
+    assert "gres/gpu=1" in job["AllocTRES"] and job["State"] == "COMPLETED"
