@@ -97,7 +97,9 @@ def _forwards(config: dict, stage: str) -> int:
     if stage in ("acceptance", "acceptance_vllm"):
         prompts = acc["max_prompts"] or 250  # HumanEval 164, MT-bench 80
         batches = len(acc["datasets"]) * math.ceil(prompts / acc["batch_size"])
-        rounds = sum(math.ceil(acc["max_new_tokens"] / 2) * (g + 1) for g in acc["gammas"])  # AR-like worst case
+        # per gamma: rounds of gamma draft forwards and one target forward, each round keeping
+        # (gamma + 1) / 2 tokens (acceptance halfway between none and all)
+        rounds = sum(math.ceil(2 * acc["max_new_tokens"] / (g + 1)) * (g + 1) for g in acc["gammas"])
         pairs = len(_models(config, stage)[0]) // 2
         return pairs * batches * len(acc["temperatures"]) * rounds
     if stage == "routing":
