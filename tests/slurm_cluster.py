@@ -167,12 +167,20 @@ class SlurmCluster:
         return state.startswith("idle")
 
     # ---- use --------------------------------------------------------------------------------------
-    def jobs(self) -> list[dict]:
-        """Accounting records of every job (allocations only): the fields a test checks."""
+    def jobs(self, include: str | None = None, timeout: float = 60) -> list[dict]:
+        """Accounting records of every job (allocations only): the fields a test checks. slurmctld
+        passes records to slurmdbd asynchronously, so this waits (up to TIMEOUT seconds) until
+        every job has ended there and job INCLUDE, if given, is among them."""
         fields = ["JobID", "JobName", "State", "ExitCode", "ReqCPUS", "ReqMem", "Timelimit", "ReqTRES", "AllocTRES",
                   "Partition", "Account", "Comment"]  # fmt: skip
-        out = self._run("sacct", "-X", "-a", "-n", "-P", "-S", "2000-01-01", f"--format={','.join(fields)}").stdout
-        return [dict(zip(fields, line.split("|"), strict=False)) for line in out.splitlines() if line.strip()]
+        deadline = time.time() + timeout
+        while True:
+            out = self._run("sacct", "-X", "-a", "-n", "-P", "-S", "2000-01-01", f"--format={','.join(fields)}").stdout
+            jobs = [dict(zip(fields, line.split("|"), strict=False)) for line in out.splitlines() if line.strip()]
+            ended = all(j["State"] not in ("PENDING", "RUNNING", "COMPLETING", "REQUEUED") for j in jobs)
+            if (ended and (include is None or any(j["JobID"] == include for j in jobs))) or time.time() > deadline:
+                return jobs
+            time.sleep(1)
 
     # ---- tear-down --------------------------------------------------------------------------------
     def __exit__(self, *exc):

@@ -94,5 +94,6 @@ def test_the_cluster_allocates_its_gpu(cluster, tmp_path):
               "--comment", "gpu_check", "--wrap", "echo $SLURM_JOB_GPUS"]  # fmt: skip
     result = subprocess.run(submit, env=cluster.env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    job = next(j for j in cluster.jobs() if j["JobID"] == result.stdout.strip())
+    job_id = result.stdout.strip()
+    job = next(j for j in cluster.jobs(include=job_id) if j["JobID"] == job_id)
     assert "gres/gpu=1" in job["AllocTRES"] and job["State"] == "COMPLETED"
