@@ -368,3 +368,15 @@ def test_fit_setting_auto_follows_what_acceptance_measures(tmp_path):
     assert validate_config(copy.deepcopy(config))["analysis"]["fit_dataset"] == "mine"  # idempotent
     config = validate_config({"pairs": []})
     assert (config["analysis"]["fit_dataset"], config["analysis"]["fit_temperature"]) == ("humaneval", 0.0)
+
+
+def test_a_lock_file_that_is_no_lock_stops_at_validation(tmp_path):
+    lock = tmp_path / "x.lock.json"
+    lock.write_text("{not json")
+    with pytest.raises(ConfigError, match=f"config error: download.lock: {lock}: not a JSON lock file"):
+        validate_config({"download": {"lock": str(lock)}})
+    lock.write_text('{"org/name@main": "abc"}')
+    with pytest.raises(ConfigError, match="download.lock: .* maps ORG/NAME@REVISION to 40-hex commits"):
+        validate_config({"download": {"lock": str(lock)}})
+    lock.write_text('{"org/name@main": "%s"}' % ("a" * 40))
+    assert validate_config({"download": {"lock": str(lock)}})["download"]["lock"] == str(lock)

@@ -56,6 +56,12 @@ _SIZES = (  # positive integers wherever a config has them
 )  # fmt: skip
 
 
+def expert_count(config: dict) -> int | None:
+    """E of a Hugging Face config (Qwen2-MoE's num_experts, Mixtral's num_local_experts,
+    DeepSeek's n_routed_experts); None for a dense model."""
+    return next((config[k] for k in ("num_experts", "num_local_experts", "n_routed_experts") if config.get(k)), None)
+
+
 def check_shape(name: str, config: dict) -> None:
     """The rules a config (with its overrides) must obey for the counts and the engine to mean
     anything: sizes are positive integers, top-k within the experts, heads dividing the width
@@ -69,7 +75,7 @@ def check_shape(name: str, config: dict) -> None:
         raise ArchitectureError(
             f"architecture {name!r}: shared_expert_intermediate_size={shared!r} must be an integer >= 0"
         )
-    experts = next((config[k] for k in ("num_experts", "num_local_experts", "n_routed_experts") if k in config), None)
+    experts = expert_count(config)
     top_k = config.get("num_experts_per_tok")
     if experts is not None and top_k is not None and top_k > experts:
         raise ArchitectureError(f"architecture {name!r}: num_experts_per_tok={top_k} exceeds the {experts} experts")

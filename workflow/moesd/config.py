@@ -278,6 +278,7 @@ def _check_analysis(config: dict) -> None:
             "measures; name a draft-model pair"
         )
     _resolve_fit_setting(config)
+    _check_lock(config)
     for i, (name, table) in enumerate(zip(config["analysis"]["compare_runs"], compare_tables(config), strict=True)):
         if name == config["experiment"]:
             raise ConfigError(f"config error: analysis.compare_runs.{i}: {name!r} is this experiment")
@@ -319,6 +320,22 @@ def _resolve_fit_setting(config: dict) -> None:
             f"config error: analysis.fit_temperature: {analysis['fit_temperature']} is not measured by {where[1]} "
             f"({', '.join(str(t) for t in temperatures)}); name one of them or auto"
         )
+
+
+def lock_path(config: dict) -> Path:
+    """download.lock: the lock file of resolved hub commits (auto: config/<experiment>.lock.json)."""
+    lock = config["download"]["lock"]
+    return Path(f"config/{config['experiment']}.lock.json" if lock == "auto" else lock)
+
+
+def _check_lock(config: dict) -> None:
+    """An existing lock file must be one (read before any job, not when the download runs)."""
+    from moesd.download import DownloadError, read_lock
+
+    try:
+        read_lock(lock_path(config))
+    except DownloadError as error:
+        raise ConfigError(f"config error: download.lock: {error}") from None
 
 
 def prompt_sources(config: dict) -> list[str]:

@@ -99,15 +99,13 @@ def _hub_error(spec, error: Exception) -> DownloadError:
     return DownloadError(f"{spec}: cannot reach the Hugging Face hub ({type(error).__name__})")
 
 
-def resolve(
-    spec_text: str, lock: dict, *, update_lock: bool, offline: bool, api=None, lock_name="the lock"
-) -> Resolved:
+def resolve(spec_text: str, lock: dict, *, update_lock: bool, offline: bool, lock_name="the lock") -> Resolved:
     """SPEC_TEXT's commit (from the hub, checked against LOCK) and the files to fetch."""
     from huggingface_hub import HfApi, constants, snapshot_download
     from huggingface_hub.file_download import repo_folder_name
 
     spec = parse_spec(spec_text)
-    api = api or HfApi()
+    api = HfApi()
     locked = lock.get(lock_key(spec))
     try:
         if COMMIT.match(spec.revision):

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from moesd.architectures import ParamCount, count_parameters
+from moesd.columns import TABLES, missing_columns
 from moesd.fit import PARAM_NAMES, auto_stride, fit_quality, model_curves, run_fit
 from moesd.hardware import BYTES_PER_PARAM, Hardware
 from moesd.models.spec import parse_spec
@@ -64,10 +65,9 @@ def table3_strides(n: int) -> list[int]:
 def fit_families(composed: pd.DataFrame, hardware: Hardware, analysis: dict, fit: dict, log=print) -> FamilyFits:
     """Every model family of COMPOSED at analysis.fit_dataset / fit_temperature, on its
     sigma-adjusted speedups (Fig. 4), in every configured variant, plus its Table 3 analog."""
-    needed = ["family", "model", "dataset", "temperature", "K", "E", "B", "gamma", "sigma", "speedup_sigma_adjusted"]
-    missing = [c for c in [*needed, "draft_spec"] if c not in composed]
+    missing = missing_columns(composed.columns, "composed")
     if missing:
-        raise ValueError(f"missing column(s) {', '.join(missing)} (a composed speedups table of `moesd speedup`)")
+        raise ValueError(f"missing column(s) {', '.join(missing)} ({TABLES['composed'][0]})")
     measurements = fit_measurements(composed, analysis["fit_dataset"], analysis["fit_temperature"])
     if not measurements:
         raise ValueError(

@@ -3,6 +3,7 @@ from pathlib import Path
 
 from moesd.figures import MEASURED_FIGURES, NOTEBOOKS, THEORY_FIGURES
 from moesd.prompts import dataset_name
+from moesd.config import lock_path
 from moesd.download import hub_specs
 from moesd.resources import GPU_STAGES, job_resources
 
@@ -69,7 +70,7 @@ ROUTING_FIGURES = [f"{FIGURES}/acceptance/routing.{ext}" for ext in ("png", "pdf
 HUB_SPECS = hub_specs(config)
 HUB_MANIFEST = f"{RUNS}/download/manifest.json"
 HUB = [HUB_MANIFEST] if HUB_SPECS else []
-HUB_LOCK = f"config/{EXP}.lock.json" if config["download"]["lock"] == "auto" else config["download"]["lock"]
+HUB_LOCK = str(lock_path(config))
 LATENCY = {name: f"{RUNS}/latency/{name}.csv" for name in ("forward", "draft", "reject", "e2e")}
 E2E_VLLM = f"{RUNS}/latency/e2e_vllm.csv"  # latency.e2e.backends: vllm (rule measure_e2e_vllm)
 E2E_VLLM_TABLE = [E2E_VLLM] if "vllm" in config["latency"]["e2e"]["backends"] else []

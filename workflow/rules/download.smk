@@ -8,7 +8,7 @@ rule download:
     output:
         HUB_MANIFEST,
     params:
-        specs=" ".join(f"'{spec}'" for spec in HUB_SPECS),  # validated specs: no quote inside
+        specs=HUB_SPECS,
         lock=HUB_LOCK,
         update_lock="--update-lock" if config["download"]["update_lock"] else "",
     log:
@@ -16,4 +16,4 @@ rule download:
     conda:
         "../../envs/cpu.yaml"
     shell:
-        "moesd download {params.specs} --manifest {output} --lock {params.lock} {params.update_lock} > {log} 2>&1"
+        "moesd download {params.specs:q} --manifest {output} --lock {params.lock} {params.update_lock} > {log} 2>&1"

@@ -33,6 +33,7 @@ def vllm_pairs(config: dict, run_dir: Path) -> list[tuple[dict, dict, dict]]:
     """(e2e entry, pair, {role: checkpoint folder}) of every real-acceptance e2e pair; a pair vLLM
     cannot load (an arch: spec has no files), or a K sweep beyond the target's experts, is a
     one-line error."""
+    from moesd.architectures import expert_count
     from moesd.backends.vllm import VllmError, hf_config
 
     pairs = {p["name"]: p for p in config["pairs"]}
@@ -45,8 +46,7 @@ def vllm_pairs(config: dict, run_dir: Path) -> list[tuple[dict, dict, dict]]:
         for role, folder in folders.items():
             if folder is None:
                 raise VllmError(f"latency.e2e.pairs.{i}: vLLM loads checkpoint folders; {role} is {pair[role]}")
-        experts = hf_config(folders["target"], "target")
-        experts = experts.get("num_experts") or experts.get("num_local_experts") or experts.get("n_routed_experts")
+        experts = expert_count(hf_config(folders["target"], "target"))
         for k in entry.get("k_values") or []:
             if not experts or k > experts:
                 what = f"{experts} experts" if experts else "a dense model"
