@@ -45,6 +45,14 @@ def synthetic_measurements(qwen_setup, paper_grid):
     return frame.assign(speedup=clean * (1 + 0.01 * rng.standard_normal(len(frame))), speedup_clean=clean)
 
 
+@pytest.fixture(scope="module")
+def checkout(tmp_path_factory):
+    """A copy of the checkout to run Snakemake in (one per test module)."""
+    from .snakemake_run import copy_checkout
+
+    return copy_checkout(tmp_path_factory.mktemp("checkout"))
+
+
 @pytest.fixture(scope="session")
 def tiny_dirs(tmp_path_factory):
     """family -> folder of a tiny random model saved by transformers."""
@@ -52,6 +60,15 @@ def tiny_dirs(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("tiny")
     return {family: save_tiny(family, root / family, seed=i) for i, family in enumerate(FAMILIES)}
+
+
+def pytest_collection_modifyitems(items):
+    """A test that decodes through vLLM (it takes the vllm_env fixture) is marked `vllm` and
+    `slow`: each starts vLLM engines for about a minute, so the edit-test loop leaves them out."""
+    for item in items:
+        if "vllm_env" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.vllm)
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture

@@ -333,29 +333,40 @@ def _bad_values(sub) -> list:
     return bad
 
 
-def test_every_mutated_scalar_key_stops_in_one_line_naming_it():
-    """Property: the default config with any one scalar key set to a value its schema refuses
-    (a wrong type, a float for an integer, one past either end of its range) is a ConfigError
-    whose one line names that key."""
+def _mutations() -> list[tuple[tuple, object]]:
+    """(key path, refused value) for every scalar key of the schema."""
     schema = yaml.safe_load(SCHEMA_FILE.read_text())
-    cases = 0
+    cases = []
     for path, sub in _scalar_keys(schema):
         if path == ("experiment",) or sub.get("type") == "string" and "enum" not in sub and "pattern" not in sub:
             values = [7] if path != ("experiment",) else [7, "..", "a/b"]
         else:
             values = _bad_values(sub)
-        for value in values:
-            config: dict = {}
-            node = config
-            for key in path[:-1]:
-                node = node.setdefault(key, {})
-            node[path[-1]] = value
-            with pytest.raises(ConfigError) as info:
-                validate_config(config)
-            message = str(info.value)
-            assert message.startswith(f"config error: {'.'.join(path)}") and "\n" not in message, (path, value)
-            cases += 1
-    assert cases > 150
+        cases += [(path, value) for value in values]
+    return cases
+
+
+MUTATION_SAMPLE = 8  # the edit-test loop checks every 8th mutation; `slow` checks the rest
+
+
+@pytest.mark.parametrize("part", [pytest.param(0, id="sample"), pytest.param(1, id="rest", marks=pytest.mark.slow)])
+def test_every_mutated_scalar_key_stops_in_one_line_naming_it(part):
+    """Property: the default config with any one scalar key set to a value its schema refuses
+    (a wrong type, a float for an integer, one past either end of its range) is a ConfigError
+    whose one line names that key."""
+    mutations = _mutations()
+    assert len(mutations) > 150
+    chosen = [m for i, m in enumerate(mutations) if (i % MUTATION_SAMPLE == 0) == (part == 0)]
+    for path, value in chosen:
+        config: dict = {}
+        node = config
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = value
+        with pytest.raises(ConfigError) as info:
+            validate_config(config)
+        message = str(info.value)
+        assert message.startswith(f"config error: {'.'.join(path)}") and "\n" not in message, (path, value)
 
 
 def test_fit_setting_auto_follows_what_acceptance_measures(tmp_path):

@@ -1,42 +1,21 @@
-"""The Snakemake workflow, run for real in a copy of the checkout."""
+"""The Snakemake workflow, run for real in a copy of the checkout (minutes; the dry-run checks are
+in test_workflow_plan.py)."""
 
 import json
 import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 from moesd.cli import main
 from moesd.figures import MEASURED_FIGURES, NOTEBOOKS
 from moesd.paths import REPO_ROOT
 
-pytestmark = pytest.mark.slow  # every test here runs Snakemake (`python -m pytest -m "not slow"` skips them)
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+from .snakemake_run import snakemake
 
-
-@pytest.fixture(scope="module")
-def checkout(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("checkout")
-    shutil.copy(REPO_ROOT / "Snakefile", root)
-    for folder in ("workflow", "config", "data", "profiles", "envs", "notebooks"):
-        shutil.copytree(REPO_ROOT / folder, root / folder, ignore=shutil.ignore_patterns("runs", "__pycache__"))
-    return root
-
-
-def snakemake(root: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    # the rules call `moesd`: put this interpreter's scripts first, as an activated venv does
-    env = (env or os.environ) | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    return subprocess.run([*SNAKEMAKE, *args], cwd=root, capture_output=True, text=True, timeout=900, env=env)
-
-
-def test_lint_is_clean(checkout):
-    result = snakemake(checkout, "--lint")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "Congratulations" in result.stdout + result.stderr
+pytestmark = pytest.mark.slow  # every test here runs jobs (`python -m pytest -m "not slow"` skips them)
 
 
 SMOKE_OUTPUTS = {
@@ -276,36 +255,6 @@ def test_acceptance_stage_is_deterministic(smoke_run, tmp_path):
     assert (tmp_path / "summary.csv").read_text() == (run / "acceptance/summary.csv").read_text()
 
 
-def test_the_plan_imports_no_torch(checkout):
-    result = subprocess.run(
-        [sys.executable, "-X", "importtime", *SNAKEMAKE[1:], "-n"], cwd=checkout, capture_output=True, text=True
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    imported = {
-        line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")
-    }
-    assert "moesd.config" in imported and "moesd.figures" in imported  # the trace covers the Snakefile's parse
-    assert not {name for name in imported if name == "torch" or name.startswith("torch.")}
-
-
-def test_bad_config_stops_before_any_job(checkout, tmp_path):
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("fit:\n  stride: 0\n")
-    result = snakemake(checkout, "-n", "--configfile", str(bad))
-    assert result.returncode != 0
-    assert "config error: fit.stride: 0 is less than the minimum of 1" in result.stdout + result.stderr
-
-
-@pytest.mark.parametrize("name", ["..", ".", "../notebooks", "a/b", "-n"])
-def test_an_experiment_name_is_one_safe_folder(checkout, tmp_path, name):
-    """experiment ".." once made the notebook rule's output the tracked notebook itself, which
-    Snakemake deletes before running the job."""
-    config = tmp_path / "c.yaml"
-    config.write_text(f"experiment: {name!r}\n")
-    result = snakemake(checkout, "-n", "--configfile", str(config))
-    assert result.returncode != 0 and "config error: experiment:" in result.stdout + result.stderr
-
-
 @pytest.mark.parametrize("config", sorted(p.name for p in (REPO_ROOT / "config").glob("*.yaml")))
 def test_no_rule_writes_a_tracked_file(checkout, config):
     tracked = subprocess.run(["git", "ls-files"], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
@@ -313,98 +262,6 @@ def test_no_rule_writes_a_tracked_file(checkout, config):
     assert result.returncode == 0, result.stderr[-2000:]
     outputs = {line.split("\t", 1)[0] for line in result.stdout.splitlines()[1:] if line.strip()}
     assert len(outputs) > 10 and not outputs & set(tracked.stdout.splitlines())
-
-
-def _planned_resources(result) -> dict[str, dict[str, str]]:
-    """rule -> its resources, from a dry run's job blocks (the last job of a rule)."""
-    text = result.stdout + result.stderr
-    plans = {}
-    for block in text.split("\nrule ")[1:]:
-        line = next((x for x in block.splitlines() if x.strip().startswith("resources:")), "")
-        items = [item.strip().split("=", 1) for item in line.split(":", 1)[-1].split(",") if "=" in item]
-        plans[block.split(":", 1)[0]] = dict(items)
-    return plans
-
-
-@pytest.mark.parametrize("experiment", ["paper", "synthetic"])
-def test_gpu_experiments_plan_their_jobs_with_a_gpu(checkout, experiment):
-    result = snakemake(checkout, "-n", "--configfile", f"config/{experiment}.yaml")
-    assert result.returncode == 0, result.stderr[-2000:]
-    plans = _planned_resources(result)
-    assert plans["measure_latency"]["gpu"] == "1" and plans["environment"]["gpu"] == "1"  # the probe times the GPU
-    for stage in ("speedup", "fit_run", "measured_figures", "claims_report"):
-        assert plans[stage].get("gpu", "0") == "0", stage  # the analysis runs anywhere, from the tables
-
-
-def test_the_slurm_profile_resources_arrive(checkout):
-    """Issue 15, item 3: with the Slurm profile, the measuring jobs of config/paper.yaml request
-    what the config needs (GPUs = the tensor-parallel size of what they load), every other
-    submitted job the profile's defaults; the workflow profile (profiles/default, read on every
-    run) replaces none of them."""
-    from moesd.config import load_config
-    from moesd.resources import job_resources
-
-    result = snakemake(checkout, "-n", "--profile", "profiles/slurm", "--configfile", "config/paper.yaml")
-    assert result.returncode == 0, result.stderr[-2000:]
-    plans = _planned_resources(result)
-    config = load_config(checkout / "config/paper.yaml")
-    expected = {"measure_latency": "latency", "measure_acceptance": "acceptance", "measure_routing": "routing",
-                "measure_acceptance_vllm": "acceptance_vllm", "measure_e2e_vllm": "e2e_vllm",
-                "environment": "environment"}  # fmt: skip
-    for rule, stage in expected.items():
-        wanted = {key: str(value) for key, value in job_resources(config, stage).items()}
-        assert {key: plans[rule][key] for key in wanted} == wanted, rule
-    assert (
-        plans["measure_e2e_vllm"]["gpu"] == plans["measure_acceptance_vllm"]["gpu"] == "2"
-    )  # TP 2, as the paper's 2xH800
-    assert plans["measure_latency"]["gpu"] == "1" and int(plans["measure_latency"]["runtime"]) > 120
-    assert int(plans["measure_latency"]["mem_mb"]) > 115_000  # Qwen2-57B-A14B's bf16 weights pass through host memory
-    assert plans["measure_latency"]["cpus_per_task"] == "8"
-    for rule in ("prompts", "bench_forward"):  # submitted, with the Slurm profile's defaults
-        assert (plans[rule]["mem_mb"], plans[rule]["runtime"], plans[rule]["cpus_per_task"]) == ("8000", "60", "2")
-        assert plans[rule].get("gpu", "0") == "0"
-
-
-def test_every_rule_is_submitted_or_local_by_decision(checkout):
-    """The light rules are localrules (no sbatch job per stage config or figure); the measuring
-    and training rules are submitted; a new rule must be put in one group or the other."""
-    import re
-
-    text = "\n".join(
-        p.read_text() for p in [checkout / "Snakefile", *sorted((checkout / "workflow/rules").glob("*.smk"))]
-    )
-    rules = set(re.findall(r"^rule (\w+):", text, re.M))
-    local = set(re.findall(r"^    (\w+),$", text.split("localrules:")[1].split("\n\n")[0], re.M))
-    submitted = {"environment", "bench_forward", "train_models", "prompts", "measure_acceptance",
-                 "measure_acceptance_vllm", "measure_routing", "measure_latency", "measure_e2e_vllm"}  # fmt: skip
-    assert local | submitted == rules and not local & submitted, (rules - local - submitted, local & submitted)
-    profile = yaml.safe_load((checkout / "profiles/default/config.yaml").read_text())
-    assert not {"default-resources", "set-resources", "resources", "cores", "executor", "jobs"} & set(profile)
-
-
-def test_gpu_check_script_plans_its_jobs(checkout):
-    script = (checkout / "workflow/scripts/gpu_check.sh").read_text()
-    command = next(line for line in script.splitlines() if line.strip().startswith("snakemake "))
-    args = command.split("||")[0].split()[1:]
-    result = snakemake(checkout, "-n", *args)
-    assert result.returncode == 0, result.stderr[-2000:]
-    stats = (result.stdout + result.stderr).split("Job stats:")[1].split("total")[0]
-    planned = {line.split()[0] for line in stats.splitlines()[3:] if line.strip()}
-    assert {"environment", "measure_latency", "speedup"} <= planned, planned
-
-
-def test_compared_runs_reach_the_claims(checkout, tmp_path):
-    table = checkout / "data/runs/other-gpu/speedup/composed.csv"
-    table.parent.mkdir(parents=True)
-    table.write_text("model,family,spec,K,E,B,dataset,temperature,gamma,speedup,hardware,ridge_point\n")
-    extra = tmp_path / "compare.yaml"
-    extra.write_text("analysis:\n  compare_runs: [other-gpu]\n")
-    try:
-        result = snakemake(checkout, "claims", "-n", "--configfile", str(extra))
-    finally:
-        shutil.rmtree(checkout / "data/runs")
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "--compare data/runs/other-gpu/speedup/composed.csv" in result.stdout + result.stderr
 
 
 def test_rule_files_stand_alone_in_any_include_order(checkout, tmp_path):

@@ -1,0 +1,36 @@
+"""Snakemake run on a copy of the checkout, as a user runs it (shared by the workflow tests)."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from moesd.paths import REPO_ROOT
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def copy_checkout(root: Path) -> Path:
+    """The tracked parts of the checkout the workflow reads, copied into ROOT (no runs)."""
+    shutil.copy(REPO_ROOT / "Snakefile", root)
+    for folder in ("workflow", "config", "data", "profiles", "envs", "notebooks"):
+        shutil.copytree(REPO_ROOT / folder, root / folder, ignore=shutil.ignore_patterns("runs", "__pycache__"))
+    return root
+
+
+def snakemake(root: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    # the rules call `moesd`: put this interpreter's scripts first, as an activated venv does
+    env = (env or os.environ) | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return subprocess.run([*SNAKEMAKE, *args], cwd=root, capture_output=True, text=True, timeout=900, env=env)
+
+
+def planned_resources(result) -> dict[str, dict[str, str]]:
+    """rule -> its resources, from a dry run's job blocks (the last job of a rule)."""
+    text = result.stdout + result.stderr
+    plans = {}
+    for block in text.split("\nrule ")[1:]:
+        line = next((x for x in block.splitlines() if x.strip().startswith("resources:")), "")
+        items = [item.strip().split("=", 1) for item in line.split(":", 1)[-1].split(",") if "=" in item]
+        plans[block.split(":", 1)[0]] = dict(items)
+    return plans

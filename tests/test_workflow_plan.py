@@ -1,0 +1,128 @@
+"""The workflow's plan: lint, dry runs and the rule files, each in a second or two (no job runs;
+the runs themselves are in test_workflow.py, marked slow)."""
+
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from .snakemake_run import SNAKEMAKE, planned_resources, snakemake
+
+
+def test_lint_is_clean(checkout):
+    result = snakemake(checkout, "--lint")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Congratulations" in result.stdout + result.stderr
+
+
+def test_the_plan_imports_no_torch(checkout):
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", *SNAKEMAKE[1:], "-n"], cwd=checkout, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    imported = {
+        line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")
+    }
+    assert "moesd.config" in imported and "moesd.figures" in imported  # the trace covers the Snakefile's parse
+    assert not {name for name in imported if name == "torch" or name.startswith("torch.")}
+
+
+def test_bad_config_stops_before_any_job(checkout, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("fit:\n  stride: 0\n")
+    result = snakemake(checkout, "-n", "--configfile", str(bad))
+    assert result.returncode != 0
+    assert "config error: fit.stride: 0 is less than the minimum of 1" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("name", ["..", ".", "../notebooks", "a/b", "-n"])
+def test_an_experiment_name_is_one_safe_folder(checkout, tmp_path, name):
+    """experiment ".." once made the notebook rule's output the tracked notebook itself, which
+    Snakemake deletes before running the job."""
+    config = tmp_path / "c.yaml"
+    config.write_text(f"experiment: {name!r}\n")
+    result = snakemake(checkout, "-n", "--configfile", str(config))
+    assert result.returncode != 0 and "config error: experiment:" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("experiment", ["paper", "synthetic"])
+def test_gpu_experiments_plan_their_jobs_with_a_gpu(checkout, experiment):
+    result = snakemake(checkout, "-n", "--configfile", f"config/{experiment}.yaml")
+    assert result.returncode == 0, result.stderr[-2000:]
+    plans = planned_resources(result)
+    assert plans["measure_latency"]["gpu"] == "1" and plans["environment"]["gpu"] == "1"  # the probe times the GPU
+    for stage in ("speedup", "fit_run", "measured_figures", "claims_report"):
+        assert plans[stage].get("gpu", "0") == "0", stage  # the analysis runs anywhere, from the tables
+
+
+def test_the_slurm_profile_resources_arrive(checkout):
+    """Issue 15, item 3: with the Slurm profile, the measuring jobs of config/paper.yaml request
+    what the config needs (GPUs = the tensor-parallel size of what they load), every other
+    submitted job the profile's defaults; the workflow profile (profiles/default, read on every
+    run) replaces none of them."""
+    from moesd.config import load_config
+    from moesd.resources import job_resources
+
+    result = snakemake(checkout, "-n", "--profile", "profiles/slurm", "--configfile", "config/paper.yaml")
+    assert result.returncode == 0, result.stderr[-2000:]
+    plans = planned_resources(result)
+    config = load_config(checkout / "config/paper.yaml")
+    expected = {"measure_latency": "latency", "measure_acceptance": "acceptance", "measure_routing": "routing",
+                "measure_acceptance_vllm": "acceptance_vllm", "measure_e2e_vllm": "e2e_vllm",
+                "environment": "environment"}  # fmt: skip
+    for rule, stage in expected.items():
+        wanted = {key: str(value) for key, value in job_resources(config, stage).items()}
+        assert {key: plans[rule][key] for key in wanted} == wanted, rule
+    assert (
+        plans["measure_e2e_vllm"]["gpu"] == plans["measure_acceptance_vllm"]["gpu"] == "2"
+    )  # TP 2, as the paper's 2xH800
+    assert plans["measure_latency"]["gpu"] == "1" and int(plans["measure_latency"]["runtime"]) > 120
+    assert int(plans["measure_latency"]["mem_mb"]) > 115_000  # Qwen2-57B-A14B's bf16 weights pass through host memory
+    assert plans["measure_latency"]["cpus_per_task"] == "8"
+    for rule in ("prompts", "bench_forward"):  # submitted, with the Slurm profile's defaults
+        assert (plans[rule]["mem_mb"], plans[rule]["runtime"], plans[rule]["cpus_per_task"]) == ("8000", "60", "2")
+        assert plans[rule].get("gpu", "0") == "0"
+
+
+def test_every_rule_is_submitted_or_local_by_decision(checkout):
+    """The light rules are localrules (no sbatch job per stage config or figure); the measuring
+    and training rules are submitted; a new rule must be put in one group or the other."""
+
+    text = "\n".join(
+        p.read_text() for p in [checkout / "Snakefile", *sorted((checkout / "workflow/rules").glob("*.smk"))]
+    )
+    rules = set(re.findall(r"^rule (\w+):", text, re.M))
+    local = set(re.findall(r"^    (\w+),$", text.split("localrules:")[1].split("\n\n")[0], re.M))
+    submitted = {"environment", "bench_forward", "train_models", "prompts", "measure_acceptance",
+                 "measure_acceptance_vllm", "measure_routing", "measure_latency", "measure_e2e_vllm"}  # fmt: skip
+    assert local | submitted == rules and not local & submitted, (rules - local - submitted, local & submitted)
+    profile = yaml.safe_load((checkout / "profiles/default/config.yaml").read_text())
+    assert not {"default-resources", "set-resources", "resources", "cores", "executor", "jobs"} & set(profile)
+
+
+def test_gpu_check_script_plans_its_jobs(checkout):
+    script = (checkout / "workflow/scripts/gpu_check.sh").read_text()
+    command = next(line for line in script.splitlines() if line.strip().startswith("snakemake "))
+    args = command.split("||")[0].split()[1:]
+    result = snakemake(checkout, "-n", *args)
+    assert result.returncode == 0, result.stderr[-2000:]
+    stats = (result.stdout + result.stderr).split("Job stats:")[1].split("total")[0]
+    planned = {line.split()[0] for line in stats.splitlines()[3:] if line.strip()}
+    assert {"environment", "measure_latency", "speedup"} <= planned, planned
+
+
+def test_compared_runs_reach_the_claims(checkout, tmp_path):
+    table = checkout / "data/runs/other-gpu/speedup/composed.csv"
+    table.parent.mkdir(parents=True)
+    table.write_text("model,family,spec,K,E,B,dataset,temperature,gamma,speedup,hardware,ridge_point\n")
+    extra = tmp_path / "compare.yaml"
+    extra.write_text("analysis:\n  compare_runs: [other-gpu]\n")
+    try:
+        result = snakemake(checkout, "claims", "-n", "--configfile", str(extra))
+    finally:
+        shutil.rmtree(checkout / "data/runs")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "--compare data/runs/other-gpu/speedup/composed.csv" in result.stdout + result.stderr
