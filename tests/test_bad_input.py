@@ -162,11 +162,11 @@ def test_a_second_timed_measurement_on_the_same_cores_waits(tmp_path, monkeypatc
     import tempfile
     import threading
 
-    from moesd.latency.lock import exclusive_timing, lock_path
+    from moesd.timing import exclusive_timing, lock_path
 
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     monkeypatch.setattr(tempfile, "tempdir", None)  # gettempdir() reads TMPDIR again
-    code = "from moesd.latency.lock import exclusive_timing\nimport time\nwith exclusive_timing('cpu'):\n"
+    code = "from moesd.timing import exclusive_timing\nimport time\nwith exclusive_timing('cpu'):\n"
     code += "    print('held', flush=True); time.sleep(60)"
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=dict(os.environ))
     done = threading.Event()

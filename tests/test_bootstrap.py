@@ -63,7 +63,8 @@ def test_no_resamples_no_replicates():
 def test_sigma_resamples_draw_whole_prompts():
     from moesd.acceptance import summarise
     from moesd.bootstrap import sigma_replicates
-    from moesd.speedup import SETTING, sigma_resampled
+    from moesd.families import SETTING
+    from moesd.speedup import sigma_resampled
 
     rng = np.random.default_rng(2)
     rows = []

@@ -10,9 +10,9 @@ from moesd.latency.points import (
     run_point,
     summarise_repeats,
 )
-from moesd.latency.timing import timed_interleaved
 from moesd.models import load_model
 from moesd.theory import expected_active_experts
+from moesd.timing import timed_interleaved
 
 MOE = (
     "arch:qwen2-57b-a14b:num_hidden_layers=4,hidden_size=64,num_attention_heads=2,num_key_value_heads=1,"

@@ -4,9 +4,10 @@ import math
 
 import pandas as pd
 import pytest
+from moesd.families import native
 from moesd.fit import PARAM_NAMES, auto_stride, compute_speedup, model_curves
 from moesd.models.spec import parse_spec
-from moesd.speedup import compose, e2e_speedups, fit_measurements, native, peak_table, sigma_adjusted, sigma_table
+from moesd.speedup import compose, e2e_speedups, fit_measurements, peak_table, sigma_adjusted, sigma_table
 
 SPEC = "arch:qwen2-57b-a14b:num_hidden_layers=2"
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from moesd.latency.timing import interleaved_medians
 from moesd.models.loading import load_model
 from moesd.models.spec import parse_spec
+from moesd.timing import interleaved_medians
 
 
 def ours_contender(model, batch: int, s: int, context: int, seed: int = 0):

@@ -27,11 +27,12 @@ import numpy as np
 import pandas as pd
 
 from moesd.columns import COMPOSED, E2E, TABLES
+from moesd.families import native, sweep_family
 from moesd.fit import knee_tokens
 from moesd.hardware import BYTES_PER_PARAM
 from moesd.models.spec import ModelSpecError, parse_spec
 from moesd.paper import PAPER_FIT_SECONDS, paper_cell, paper_table3
-from moesd.speedup import fit_measurements, native, sweep_family
+from moesd.speedup import fit_measurements
 from moesd.theory import saturation_tokens
 
 REPRODUCED, NOT_REPRODUCED, NOT_MEASURABLE = "reproduced", "not reproduced", "not measurable"

@@ -104,7 +104,7 @@ def probe_hardware(
     device: str = "cpu", dtype: str = "auto", buffer_mib: int = 512, matmul_n: int = 2048, repeats: int = 10
 ) -> dict:
     """Measure memory bandwidth and matrix-product throughput (2 n^3 FLOP over the median time) on
-    DEVICE in DTYPE (auto: the timed models' dtype there, `moesd.models.loading.timing_dtype`).
+    DEVICE in DTYPE (auto: the timed models' dtype there, `moesd.devices.timing_dtype`).
 
     The roofline's bandwidth (Eq. 1) is the read bandwidth: a sum over a BUFFER_MIB buffer, bytes
     read over the median time. A forward streams its weights, it reads them and writes little;
@@ -114,8 +114,8 @@ def probe_hardware(
     """
     import torch
 
-    from moesd.latency.timing import timed_repeats
-    from moesd.models.loading import timing_dtype
+    from moesd.devices import timing_dtype
+    from moesd.timing import timed_repeats
 
     dev = torch.device(device)
     dtype = timing_dtype(dtype, dev)

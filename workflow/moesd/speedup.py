@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from moesd.bootstrap import point_keys
+from moesd.families import SETTING, reference_ks
 from moesd.models.spec import parse_spec
 from moesd.paper import HEADLINE_DEVICE, HEADLINE_MODEL, headline_cells
 from moesd.theory import verified_tokens
@@ -24,7 +25,6 @@ from moesd.theory import verified_tokens
 STATISTICS = ("median", "mean_last5")
 COMPOSED_KEYS = ["model", "spec", "K", "draft", "dataset", "temperature", "gamma", "B"]  # one composed row
 COMPOSED_VALUES = ["speedup", "target_efficiency", "speedup_sigma_adjusted"]  # what a resample changes
-SETTING = ["dataset", "temperature", "gamma"]
 
 
 def point_times(frame: pd.DataFrame, statistic: str, column: str = "seconds") -> pd.DataFrame:
@@ -165,14 +165,6 @@ def peak_table(table: pd.DataFrame, group: list[str]) -> pd.DataFrame:
     return peaks.rename(columns={"B": "B_peak"}).reset_index(drop=True)
 
 
-def reference_ks(table: pd.DataFrame, reference_k: int) -> pd.Series:
-    """Per model family, the K it is shown and compared at: the K of its rows measured without a
-    K override (spec == family: Mixtral's 2, Qwen2-57B-A14B's 8), or REFERENCE_K
-    (analysis.reference_k) for a family measured only through its K sweep."""
-    own = table[table["spec"] == table["family"]].groupby("family")["K"].first()
-    return pd.Series({family: int(own.get(family, reference_k)) for family in table["family"].unique()}, dtype=int)
-
-
 def sigma_adjusted(table: pd.DataFrame, reference_k: int) -> pd.Series:
     """Fig. 4's sigma adjustment: speedup x sigma_(K=reference) / sigma_K per family and setting,
     so that the sparsity sweep compares K at one acceptance (a factor of 1 where every K shares
@@ -183,20 +175,6 @@ def sigma_adjusted(table: pd.DataFrame, reference_k: int) -> pd.Series:
     ref = table[at_reference].groupby(keys)["sigma"].first().rename("sigma_ref")
     joined = table.join(ref, on=keys)
     return table["speedup"] * (joined["sigma_ref"].fillna(table["sigma"]) / table["sigma"])
-
-
-def native(composed: pd.DataFrame, reference_k: int) -> pd.DataFrame:
-    """Dense targets, and each MoE family at its own reference K (reference_ks; the sparsity
-    sweep's other K left out), one model per family."""
-    at_reference = composed["K"] == composed["family"].map(reference_ks(composed, reference_k))
-    rows = composed[(composed["E"] == 1) | at_reference]
-    first = rows.drop_duplicates("family")[["family", "model"]]
-    return rows.merge(first, on=["family", "model"])
-
-
-def sweep_family(table: pd.DataFrame) -> str:
-    """The model family of the sparsity sweep: the one measured at the most K values."""
-    return table.groupby("family")["K"].nunique().idxmax()
 
 
 def fit_measurements(composed: pd.DataFrame, dataset: str, temperature: float) -> dict[str, pd.DataFrame]:

@@ -16,8 +16,8 @@ import argparse
 
 import torch
 import torch.nn.functional as F
-from moesd.latency.timing import interleaved_medians
 from moesd.models.linear import weight_major_product
+from moesd.timing import interleaved_medians
 
 # the default latency models' largest matrices: OPT-30B-shaped fc1 / fc2, Qwen2-57B-shaped
 # shared expert and attention, one routed expert's gate_up

@@ -57,8 +57,8 @@ def main() -> None:
 
     import torch
     from moesd.decode import GenerationConfig, decode
-    from moesd.latency.timing import interleaved_medians
     from moesd.models.loading import load_model
+    from moesd.timing import interleaved_medians
     from vllm import LLM, SamplingParams
     from vllm.inputs import TokensPrompt
 

@@ -13,7 +13,7 @@ def cmd_bench_forward(args) -> int:
 
     from moesd.bench import bench_forward
     from moesd.io import write_csv
-    from moesd.latency.lock import exclusive_timing
+    from moesd.timing import exclusive_timing
 
     torch.set_num_threads(args.threads)
     with exclusive_timing("cpu"):

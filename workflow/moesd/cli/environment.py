@@ -10,10 +10,10 @@ from moesd.cli.args import check_cuda, device_option, positive_int
 
 
 def cmd_probe(args) -> int:
+    from moesd.devices import default_device
     from moesd.hardware import probe_hardware
     from moesd.io import environment, update_json
-    from moesd.latency.lock import exclusive_timing
-    from moesd.models.loading import default_device
+    from moesd.timing import exclusive_timing
 
     device = default_device() if args.device == "auto" else args.device
     check_cuda(device)

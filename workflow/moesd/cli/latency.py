@@ -14,9 +14,9 @@ def cmd_latency(args) -> int:
 
     from moesd.config import load_config
     from moesd.io import read_table
-    from moesd.latency.lock import exclusive_timing
     from moesd.latency.points import PointStore, device_of, report_failures, write_tables
     from moesd.latency.sweeps import run_sweeps
+    from moesd.timing import exclusive_timing
 
     config = load_config(args.config)
     device_of(config["latency"])  # a missing GPU stops here, before any work
@@ -38,8 +38,8 @@ def cmd_e2e_vllm(args) -> int:
     from moesd.config import load_config
     from moesd.io import write_csv
     from moesd.latency.e2e_vllm import sweep_e2e_vllm
-    from moesd.latency.lock import exclusive_timing
     from moesd.latency.points import PointStore, device_of, long_table, report_failures
+    from moesd.timing import exclusive_timing
 
     config = load_config(args.config)
     vllm_python()  # before any work (the sweep checks every pair's folders before its first engine)

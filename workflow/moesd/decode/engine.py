@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 import torch
 
 from moesd.decode.sampling import sample, verify
-from moesd.latency.timing import Timer
 from moesd.models import KVCache, Transformer
+from moesd.timing import Timer
 
 BATCHING = ("static", "continuous")
 

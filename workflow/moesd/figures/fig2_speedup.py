@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from moesd.families import native
 from moesd.figures.style import band, error_bars, models_label, plt, save_figure, sns, style
 from moesd.paper import HEADLINE_LABEL
-from moesd.speedup import native
 
 
 def paper_peak(gamma: int) -> float | None:

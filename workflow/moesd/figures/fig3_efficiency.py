@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from moesd.families import native
 from moesd.figures.style import band, models_label, plt, save_figure, sns, style
-from moesd.speedup import native
 
 
 def target_efficiency_figure(composed: pd.DataFrame, stem: Path | None, device: str, reference_k: int):

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from moesd.families import sweep_family
 from moesd.figures.style import plt, save_figure, style
-from moesd.speedup import sweep_family
 
 
 def sparsity_fit_figure(

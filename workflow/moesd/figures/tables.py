@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import pandas as pd
 
+from moesd.families import SETTING, native
 from moesd.figures.style import E2E_TIME
 from moesd.paper import HEADLINE_LABEL, headline_cells
-from moesd.speedup import SETTING, native, peak_table
+from moesd.speedup import peak_table
 
 
 def _cell(row) -> str:

@@ -1,4 +1,4 @@
-"""The latency stage's domain code (nothing is imported here, so that `moesd.latency.timing`
+"""The latency stage's domain code (nothing is imported here, so that `moesd.timing`
 stays as light as its own imports):
 
     timing   how one call is timed: device syncs, warm-up outside the timed region, repeats

@@ -12,8 +12,8 @@ import pandas as pd
 import torch
 
 from moesd.config import engine_pairs
+from moesd.devices import timing_dtype
 from moesd.latency.points import Fingerprints, PointStore, device_of, e2e_point, run_point
-from moesd.models.loading import timing_dtype
 from moesd.models.spec import parse_spec
 from moesd.prompts import read_token_ids
 

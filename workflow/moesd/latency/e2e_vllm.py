@@ -22,9 +22,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from moesd.devices import timing_dtype
 from moesd.latency.e2e import batches_of, describe, native_k, settings
 from moesd.latency.points import Fingerprints, PointStore, device_of, run_point
-from moesd.models.loading import timing_dtype
 from moesd.models.spec import parse_spec
 from moesd.prompts import read_token_ids
 

@@ -32,8 +32,8 @@ import torch
 from moesd.decode.engine import forward_ragged
 from moesd.decode.sampling import verify
 from moesd.io import StageFailure, fingerprint, write_csv
-from moesd.latency.timing import timed_interleaved, timed_repeats
 from moesd.models.spec import parse_spec
+from moesd.timing import timed_interleaved, timed_repeats
 
 
 def device_of(lat: dict) -> str:

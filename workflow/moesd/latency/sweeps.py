@@ -11,6 +11,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from moesd.devices import timing_dtype
 from moesd.latency.e2e import sweep_e2e
 from moesd.latency.points import (
     Fingerprints,
@@ -23,7 +24,6 @@ from moesd.latency.points import (
     reject_point,
     run_point,
 )
-from moesd.models.loading import timing_dtype
 from moesd.models.spec import parse_spec
 from moesd.prompts import dataset_name, read_token_ids
 

@@ -1,17 +1,76 @@
-"""Timing of device work, shared by the decode loop, the latency stage and the hardware probe."""
+"""Timing, for every stage that times: the decode loop (stage times), the engine check, the
+hardware probe and the latency stage import it, so no stage reaches into another for its clock.
+
+- Timer, timed_repeats, timed_interleaved: device work timed with syncs (CUDA events on a GPU,
+  the host clock after a synchronisation elsewhere), warm-up outside the timed region, and the
+  contenders of one measurement taking turns within each round so that their ratios are
+  measured side by side. torch is imported where a call needs it, so the lock below stays light.
+- exclusive_timing: one timed measurement on a machine's CPU cores at a time.
+
+Two timed jobs on the same cores measure each other: after a killed Snakemake (SIGKILL leaves
+its running job behind) and `--unlock`, a rerun would time a second latency stage beside the
+orphaned one (and `snakemake --cores 8` would run four 2-thread timed jobs at once). Every
+command that times CPU work holds an exclusive lock on a file in the machine's temporary folder
+(TMPDIR) for as long as it measures; the operating system releases it when the process ends,
+however it ends. A second one finds it held, says so in one line naming the holder, and waits
+for it. GPU measurements take no lock: a scheduler gives each job its own GPUs.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import statistics
+import sys
+import tempfile
 import time
+from pathlib import Path
 
-import torch
+LOCK_NAME = "moesd-cpu-timing.lock"
+
+
+def lock_path() -> Path:
+    return Path(tempfile.gettempdir()) / LOCK_NAME
+
+
+@contextlib.contextmanager
+def exclusive_timing(device: str = "cpu"):
+    """Hold the machine's CPU timing lock while the block runs (nothing on a GPU device)."""
+    if str(device).startswith("cuda"):
+        yield
+        return
+    path = lock_path()
+    handle = open(path, "a+")  # noqa: SIM115 (held open for the block's life)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown process"
+            print(
+                f"moesd: waiting: another measurement is timing on these CPU cores ({holder}; lock {path}); "
+                "two would time each other (a Snakemake killed with SIGKILL leaves its job running: stop it "
+                "to go on)",
+                file=sys.stderr,
+                flush=True,
+            )
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}: {' '.join(sys.argv)[:200]}")
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # closing releases the lock
 
 
 class Timer:
     """Wall time of device work: synchronises before reading the clock when enabled."""
 
     def __init__(self, device, enabled: bool):
+        import torch
+
         self.enabled = enabled
         self.cuda = torch.device(device).type == "cuda"
 
@@ -19,6 +78,8 @@ class Timer:
         if not self.enabled:
             return None
         if self.cuda:
+            import torch
+
             torch.cuda.synchronize()
         return time.perf_counter()
 
@@ -36,6 +97,8 @@ def timed_interleaved(calls: dict, device, warmup: int, repeats: int) -> dict:
     """Seconds of each of REPEATS rounds of CALLS (a dict of callables), the calls taking turns
     within a round so that their ratios are measured side by side, after WARMUP untimed rounds:
     CUDA events on a GPU, the host clock after a synchronisation elsewhere."""
+    import torch
+
     for _ in range(warmup):
         for call in calls.values():
             call()
