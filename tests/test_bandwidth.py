@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 from moesd.architectures import count_parameters
 from moesd.bandwidth import ar_bandwidth, weight_bytes
+from moesd.models import checkpoint
 from moesd.models.spec import parse_spec
 
 MOE = (
@@ -16,7 +17,7 @@ DENSE = "arch:opt-30b:num_hidden_layers=2,hidden_size=64,ffn_dim=128,num_attenti
 
 
 def _counts(spec):
-    return count_parameters(parse_spec(spec).hf_config())
+    return count_parameters(checkpoint.hf_config(parse_spec(spec)))
 
 
 def test_every_expert_read_means_every_weight_but_the_embedding_lookup():

@@ -4,6 +4,7 @@ pipeline needs (K override, family, display name, resolving trained: against a r
 from pathlib import Path
 
 import pytest
+from moesd.models import checkpoint
 from moesd.models.spec import ModelSpec, ModelSpecError, parse_spec, parse_value
 
 
@@ -66,13 +67,13 @@ def test_trained_specs_resolve_against_the_run(tmp_path: Path):
     assert resolved.kind == "dir" and Path(resolved.name) == tmp_path / "models" / "target"
     assert parse_spec("arch:qwen2-0.5b").resolve(tmp_path).text == "arch:qwen2-0.5b"
     with pytest.raises(ModelSpecError, match="resolve trained: specs"):
-        parse_spec("trained:target").folder()
+        checkpoint.folder(parse_spec("trained:target"))
 
 
 def test_configs_without_weights_and_the_cli_form():
-    config = ModelSpec.of_architecture("qwen2-57b-a14b:num_experts_per_tok=4").hf_config()
+    config = checkpoint.hf_config(ModelSpec.of_architecture("qwen2-57b-a14b:num_experts_per_tok=4"))
     assert config["num_experts_per_tok"] == 4 and config["model_type"] == "qwen2_moe"
     assert ModelSpec.of_architecture("arch:qwen2-0.5b").name == "qwen2-0.5b"
-    assert parse_spec("arch:qwen2-0.5b").folder() is None
+    assert checkpoint.folder(parse_spec("arch:qwen2-0.5b")) is None
     with pytest.raises(ModelSpecError, match="no config.json"):
-        parse_spec("dir:/no/such/folder").hf_config()
+        checkpoint.hf_config(parse_spec("dir:/no/such/folder"))

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from moesd.decode import GenerationConfig, decode
+from moesd.models import checkpoint
 from moesd.theory import alpha_from_sigma
 
 ROUND_COLUMNS = ["target", "draft", "dataset", "temperature", "gamma", "prompt_index", "round", "accepted"]
@@ -154,9 +155,9 @@ def measure_pairs(config: dict, run_dir: Path, prompts_dir: Path, points_dir: Pa
     frames, resolved = [], {}
     for pair in engine_pairs(config):  # an EAGLE head's pair: vLLM's (measure_pairs_vllm)
         specs = {role: parse_spec(pair[role]).resolve(run_dir) for role in ("target", "draft")}
-        keys = {role: spec.fingerprint() for role, spec in specs.items()}  # read once per pair
+        keys = {role: checkpoint.fingerprint(spec) for role, spec in specs.items()}  # read once per pair
         for role, spec in specs.items():  # where each spec resolved to
-            resolved[pair[role]] = {"folder": str(spec.folder()), "fingerprint": keys[role]}
+            resolved[pair[role]] = {"folder": str(checkpoint.folder(spec)), "fingerprint": keys[role]}
         models = None
         for source in acc["datasets"]:
             dataset = dataset_name(source)
@@ -210,8 +211,8 @@ def measure_pairs_vllm(config: dict, run_dir: Path, prompts_dir: Path, points_di
     rows = []
     for pair in config["pairs"]:
         specs = {role: parse_spec(pair[role]).resolve(run_dir) for role in ("target", "draft")}
-        folders = {role: spec.folder() for role, spec in specs.items()}
-        fingerprints = [spec.fingerprint() for spec in specs.values()]
+        folders = {role: checkpoint.folder(spec) for role, spec in specs.items()}
+        fingerprints = [checkpoint.fingerprint(spec) for spec in specs.values()]
         for role, folder in folders.items():
             if folder is None:
                 raise VllmError(f"pairs {pair['name']}.{role}: vLLM loads a checkpoint folder, not {pair[role]}")

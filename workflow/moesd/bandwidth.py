@@ -20,6 +20,7 @@ import pandas as pd
 
 from moesd.architectures import count_parameters
 from moesd.hardware import BYTES_PER_PARAM
+from moesd.models import checkpoint
 from moesd.models.spec import parse_spec
 from moesd.speedup import point_times
 
@@ -27,7 +28,7 @@ from moesd.speedup import point_times
 @functools.cache
 def _counts(spec: str):
     """Parameter counts of SPEC's config (read once per spec: every batch size asks)."""
-    return count_parameters(parse_spec(spec).hf_config())
+    return count_parameters(checkpoint.hf_config(parse_spec(spec)))
 
 
 def weight_bytes(spec: str, distinct_experts: float, dtype: str) -> float:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from moesd.models import checkpoint
 from moesd.models.loading import load_model
 from moesd.models.spec import parse_spec
 from moesd.timing import interleaved_medians
@@ -49,10 +50,10 @@ def reference_folder(spec_text: str, workdir: Path) -> Path:
     a transformers-initialised random model saved to WORKDIR for arch:."""
     spec = parse_spec(spec_text)
     if spec.kind != "arch":
-        return spec.folder()
+        return checkpoint.folder(spec)
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    raw = dict(spec.hf_config())
+    raw = dict(checkpoint.hf_config(spec))
     model_type = raw.pop("model_type")
     for key in ("architectures", "auto_map", "transformers_version", "torch_dtype", "dtype"):
         raw.pop(key, None)

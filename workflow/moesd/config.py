@@ -3,6 +3,7 @@ project's data (architecture and hardware names). Every failure is one line nami
 
 from __future__ import annotations
 
+import json
 from importlib import resources
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import yaml
 
 from moesd.architectures import ArchitectureError, load_architecture
 from moesd.hardware import HardwareError, load_hardware
+from moesd.hub_lock import LockFileError, read_lock
 from moesd.models.spec import ModelSpecError, parse_spec
 from moesd.prompts import PROMPT_SETS
 
@@ -171,7 +173,7 @@ def _check_model_shapes(config: dict) -> None:
         spec = parse_spec(entry["spec"])
         if spec.kind != "arch":
             continue
-        hf = spec.hf_config()
+        hf = spec.architecture_config()
         for k in entry.get("k_values") or []:
             key = f"config error: latency.models.{i}.k_values"
             if not hf.get("num_experts_per_tok"):
@@ -190,7 +192,7 @@ def _check_model_shapes(config: dict) -> None:
             continue
         for role in ("target", "draft"):
             spec = parse_spec(entry[role])
-            positions = spec.hf_config().get("max_position_embeddings") if spec.kind == "arch" else None
+            positions = spec.architecture_config().get("max_position_embeddings") if spec.kind == "arch" else None
             needed = e2e["context_length"] + e2e["max_new_tokens"] + e2e["gamma"] + 1
             if positions and needed > positions:
                 raise ConfigError(
@@ -250,8 +252,10 @@ def spec_kind(text: str, key: str) -> str:
     experts, heads not dividing the width) stops here, before any job."""
     try:
         spec = parse_spec(text)
-        if spec.kind in ("arch", "dir"):  # a shape no model can have, a folder with no model
-            spec.hf_config()
+        if spec.kind == "arch":  # a shape no model can have
+            spec.architecture_config()
+        elif spec.kind == "dir":  # a folder with no model, or a config that is no JSON
+            json.loads((spec.local_folder() / "config.json").read_text())
         return spec.kind
     except ModelSpecError as error:
         raise ConfigError(f"config error: {key}: {error}") from None
@@ -330,11 +334,9 @@ def lock_path(config: dict) -> Path:
 
 def _check_lock(config: dict) -> None:
     """An existing lock file must be one (read before any job, not when the download runs)."""
-    from moesd.download import DownloadError, read_lock
-
     try:
         read_lock(lock_path(config))
-    except DownloadError as error:
+    except LockFileError as error:
         raise ConfigError(f"config error: download.lock: {error}") from None
 
 

@@ -10,7 +10,7 @@ Hugging Face cache once, where the internet is (the login node), before any GPU 
   the weights of one format); their bytes, and how many are not cached yet, are printed before
   anything is fetched.
 - The manifest (spec, repository, requested revision, resolved commit, files, bytes) is what
-  every later rule loads by: ModelSpec.folder() reads it (MOESD_HF_MANIFEST) and opens the
+  every later rule loads by: hub_folder() (through moesd.models.checkpoint.folder) reads it (MOESD_HF_MANIFEST) and opens the
   resolved commit's snapshot with the hub offline (HF_HUB_OFFLINE=1), so a compute node without
   internet never tries the network and a moved branch never changes a later job's weights.
 - The cache is huggingface_hub's: HF_HOME (or HF_HUB_CACHE) says where; HF_TOKEN is the token
@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from moesd.models.files import CheckpointFilesError, checkpoint_files
+from moesd.hub_lock import COMMIT, LockFileError, lock_key, read_lock
+from moesd.models.files import ALL_PATTERNS, CheckpointFilesError, checkpoint_files
 from moesd.models.spec import parse_spec
 
-COMMIT = re.compile(r"^[0-9a-f]{40}$")
 MANIFEST_ENV = "MOESD_HF_MANIFEST"
 UPDATE_HINT = "rerun with --update-lock (Snakemake: --config download='{update_lock: true}') to measure the new commit"
 
@@ -56,22 +55,6 @@ def hub_specs(config: dict) -> list[str]:
     specs += [m["spec"] for m in config["latency"]["models"]]
     specs += list(config["routing"]["hf_models"]) + list(config["engine"]["bench_models"])
     return list(dict.fromkeys(s for s in specs if str(s).startswith("hf:")))
-
-
-def lock_key(spec) -> str:
-    return f"{spec.name}@{spec.revision}"
-
-
-def read_lock(path: Path | None) -> dict:
-    if path is None or not Path(path).is_file():
-        return {}
-    try:
-        lock = json.loads(Path(path).read_text())
-    except json.JSONDecodeError as error:
-        raise DownloadError(f"{path}: not a JSON lock file ({error.msg}, line {error.lineno})") from None
-    if not isinstance(lock, dict) or not all(isinstance(v, str) and COMMIT.match(v) for v in lock.values()):
-        raise DownloadError(f"{path}: a lock file maps ORG/NAME@REVISION to 40-hex commits")
-    return lock
 
 
 def _hub_error(spec, error: Exception) -> DownloadError:
@@ -184,7 +167,10 @@ def download(
         if parse_spec(text).kind != "hf":
             raise DownloadError(f"{text}: the download stage takes hf:ORG/NAME@REVISION specs")
     offline = bool(constants.HF_HUB_OFFLINE)
-    lock = read_lock(lock_path)
+    try:
+        lock = read_lock(lock_path)
+    except LockFileError as error:
+        raise DownloadError(str(error)) from None
     name = str(lock_path) if lock_path else "the lock"
     resolved = [resolve(s, lock, update_lock=update_lock, offline=offline, lock_name=name) for s in specs]
     for item in resolved:
@@ -219,3 +205,37 @@ def manifest_entry(spec) -> dict | None:
     if entry is None:
         raise DownloadError(f"{spec}: not in the download manifest {path} (rerun the download stage)")
     return entry
+
+
+def hub_folder(spec) -> Path:
+    """An hf: SPEC's snapshot folder: the download manifest's commit, offline, where the download
+    stage ran; else the revision if the cache has it; else resolved and fetched (the download
+    stage's way, without a lock)."""
+    from huggingface_hub import snapshot_download
+
+    entry = manifest_entry(spec)
+    if entry is not None:  # the download stage fetched it: that commit, offline
+        try:
+            return Path(
+                snapshot_download(
+                    spec.name, revision=entry["commit"], allow_patterns=entry["files"], local_files_only=True
+                )
+            )
+        except Exception as error:
+            raise DownloadError(
+                f"model spec {spec}: commit {entry['commit'][:12]} of the download manifest is not in the cache "
+                f"({type(error).__name__}); rerun the download stage with the same HF_HOME"
+            ) from None
+    try:
+        return Path(
+            snapshot_download(spec.name, revision=spec.revision, allow_patterns=ALL_PATTERNS, local_files_only=True)
+        )
+    except Exception:  # not cached: resolve and fetch
+        pass
+    try:
+        return fetch(resolve(spec.text, {}, update_lock=False, offline=False))
+    except DownloadError as error:
+        raise DownloadError(
+            f"model spec {spec}: cannot download from the Hugging Face hub and not in the local cache "
+            f"({error}); offline machines need the files in the cache or a dir: spec"
+        ) from None

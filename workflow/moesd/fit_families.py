@@ -13,6 +13,7 @@ from moesd.architectures import ParamCount, count_parameters
 from moesd.columns import TABLES, missing_columns
 from moesd.fit import PARAM_NAMES, auto_stride, fit_quality, model_curves, run_fit
 from moesd.hardware import BYTES_PER_PARAM, Hardware
+from moesd.models import checkpoint
 from moesd.models.spec import parse_spec
 from moesd.paper import TABLE3_STRIDES
 from moesd.speedup import fit_measurements
@@ -40,7 +41,7 @@ class FamilyFits:
 
 def family_models(family: str, draft_spec: str) -> tuple[ParamCount, ParamCount]:
     """Parameter counts of a family's target (its base spec) and of its draft, from their configs."""
-    return tuple(count_parameters(parse_spec(spec).hf_config()) for spec in (family, draft_spec))
+    return tuple(count_parameters(checkpoint.hf_config(parse_spec(spec))) for spec in (family, draft_spec))
 
 
 def fit_options(table: pd.DataFrame, analysis: dict, fit: dict) -> dict:

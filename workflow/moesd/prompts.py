@@ -9,6 +9,8 @@ import json
 import random
 from pathlib import Path
 
+from moesd.models import checkpoint
+
 
 class PromptError(ValueError):
     """A prompt source that cannot be read."""
@@ -228,7 +230,7 @@ def encode_prompt_sets(sources: list[str], pairs: list[dict], run_dir: Path, out
     rows_by_source = {source: prompt_rows(source) for source in sources}
     stats = []
     for pair in pairs:
-        encoder = PromptEncoder(parse_spec(pair["target"]).resolve(run_dir).folder())
+        encoder = PromptEncoder(checkpoint.folder(parse_spec(pair["target"]).resolve(run_dir)))
         for source, rows in rows_by_source.items():
             encoded = encode_rows(rows, encoder)
             name = dataset_name(source)

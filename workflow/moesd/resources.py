@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import math
 
+from moesd.models import checkpoint
+
 CPUS_PER_GPU = 8
 HOST_BASE_MB = {"cuda": 16_000, "cpu": 2_000}  # the Python process, torch, CUDA context, tokenizers
 UNKNOWN_MODEL_GB = 30.0
@@ -46,11 +48,13 @@ def model_gb(spec_text: str, bytes_per_param: int = 2) -> float:
     spec = parse_spec(spec_text)
     try:
         if spec.kind == "arch":
-            return count_parameters(spec.hf_config()).total * bytes_per_param / 1e9
+            return count_parameters(checkpoint.hf_config(spec)).total * bytes_per_param / 1e9
         if spec.kind == "hf":
             for name in available_architectures():
                 if spec.is_architecture(name):
-                    return count_parameters(parse_spec(f"arch:{name}").hf_config()).total * bytes_per_param / 1e9
+                    return (
+                        count_parameters(checkpoint.hf_config(parse_spec(f"arch:{name}"))).total * bytes_per_param / 1e9
+                    )
     except (ModelSpecError, ValueError, KeyError):
         pass
     return UNKNOWN_MODEL_GB

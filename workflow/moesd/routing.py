@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from moesd.models import checkpoint
 from moesd.theory import expected_active_experts
 
 
@@ -202,7 +203,7 @@ def routing_table(config: dict, run_dir: Path, prompts_dir: Path) -> pd.DataFram
     for spec in rt["hf_models"]:
         from transformers import AutoModelForCausalLM
 
-        model = AutoModelForCausalLM.from_pretrained(parse_spec(spec).folder(), dtype=torch.float32).eval()
+        model = AutoModelForCausalLM.from_pretrained(checkpoint.folder(parse_spec(spec)), dtype=torch.float32).eval()
         prompts = random_prompts(max(rt["batch_sizes"]), longest, model.config.vocab_size, 0)
         table = hf_routing_stats(model, prompts, "random", rt["batch_sizes"], rt["sequence_tokens"], rt["n_sequences"])
         frames.append(table.assign(model=spec, implementation="transformers hooks"))

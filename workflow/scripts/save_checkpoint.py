@@ -8,6 +8,7 @@ folders, vLLM (workflow/scripts/gpu_check.sh):
 import sys
 
 import torch
+from moesd.models import checkpoint
 from moesd.models.spec import parse_spec
 from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -16,7 +17,7 @@ def main(text: str, folder: str) -> None:
     spec = parse_spec(text)
     if spec.kind != "arch":
         raise SystemExit(f"save_checkpoint: {text} is no arch: spec")
-    config = dict(spec.hf_config())
+    config = dict(checkpoint.hf_config(spec))
     config = AutoConfig.for_model(config.pop("model_type"), **config)
     torch.manual_seed(spec.seed)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from moesd.models import checkpoint
 from moesd.paper import FIT_VARIANTS
 from moesd.theory import VERIFY_TOKENS
 
@@ -18,7 +19,7 @@ def architecture_counts(text: str):
     from moesd.architectures import count_parameters
     from moesd.models.spec import ModelSpec
 
-    return count_parameters(ModelSpec.of_architecture(text).hf_config())
+    return count_parameters(checkpoint.hf_config(ModelSpec.of_architecture(text)))
 
 
 def _int_at_least(least: int, what: str):

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from moesd.cli.args import check_cuda, device_option, positive_int
+from moesd.models import checkpoint
 
 
 def tokenizer_for(spec_text: str):
@@ -16,7 +17,7 @@ def tokenizer_for(spec_text: str):
     from moesd.models.spec import parse_spec
     from moesd.prompts import TextTokenizer
 
-    return TextTokenizer.of(parse_spec(spec_text).folder())
+    return TextTokenizer.of(checkpoint.folder(parse_spec(spec_text)))
 
 
 def _write_rows(out: Path, rows: list[dict], tokenizer) -> None:
@@ -91,7 +92,7 @@ def _generate_vllm(args, prompts_of) -> tuple[list[dict], dict | None]:
         raise VllmError("--acceptance forced: vLLM decides acceptance with the target (use --backend ours)")
     folders = {}
     for role in ("target", "draft") if args.mode == "sd" else ("target",):
-        folder = parse_spec(getattr(args, role)).folder()
+        folder = checkpoint.folder(parse_spec(getattr(args, role)))
         if folder is None:
             raise VllmError(f"--{role} {getattr(args, role)}: vLLM loads a checkpoint folder (hf: or dir:), not arch:")
         folders[role] = folder

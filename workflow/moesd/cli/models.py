@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from moesd.cli.args import RUN_DIR, add_command
+from moesd.models import checkpoint
 
 
 def check_pair_specs(pairs: list[dict]) -> None:
@@ -18,7 +19,7 @@ def check_pair_specs(pairs: list[dict]) -> None:
         for role in ("target", "draft"):
             spec = parse_spec(pair[role])
             if spec.kind in ("hf", "dir"):
-                spec.folder()
+                checkpoint.folder(spec)
 
 
 def cmd_train(args) -> int:

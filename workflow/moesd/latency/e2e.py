@@ -14,6 +14,7 @@ import torch
 from moesd.config import engine_pairs
 from moesd.devices import timing_dtype
 from moesd.latency.points import Fingerprints, PointStore, device_of, e2e_point, run_point
+from moesd.models import checkpoint
 from moesd.models.spec import parse_spec
 from moesd.prompts import read_token_ids
 
@@ -112,7 +113,7 @@ def sweep_e2e(config: dict, store: PointStore, run_dir: Path, prompts_dir: Path,
             target_spec, draft_spec, alpha, source, prompts = _e2e_pair(
                 entry, setting, pairs, summary, run_dir, prompts_dir
             )
-            k = native_k(parse_spec(target_spec).hf_config())
+            k = native_k(checkpoint.hf_config(parse_spec(target_spec)))
             for batch in setting["batch_sizes"]:
                 for mode in ("ar", "sd"):
                     key = (

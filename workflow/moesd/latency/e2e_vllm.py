@@ -25,6 +25,7 @@ import numpy as np
 from moesd.devices import timing_dtype
 from moesd.latency.e2e import batches_of, describe, native_k, settings
 from moesd.latency.points import Fingerprints, PointStore, device_of, run_point
+from moesd.models import checkpoint
 from moesd.models.spec import parse_spec
 from moesd.prompts import read_token_ids
 
@@ -42,7 +43,7 @@ def vllm_pairs(config: dict, run_dir: Path) -> list[tuple[dict, dict, dict]]:
         if entry["acceptance"] != "real":
             continue
         pair = pairs[entry["pair"]]
-        folders = {role: parse_spec(pair[role]).resolve(run_dir).folder() for role in ("target", "draft")}
+        folders = {role: checkpoint.folder(parse_spec(pair[role]).resolve(run_dir)) for role in ("target", "draft")}
         for role, folder in folders.items():
             if folder is None:
                 raise VllmError(f"latency.e2e.pairs.{i}: vLLM loads checkpoint folders; {role} is {pair[role]}")
@@ -84,7 +85,7 @@ def _points(entry: dict, models: tuple[str, str], prompts: list, config: dict, m
     pair = next(p for p in config["pairs"] if p["name"] == entry["pair"])
     tp, method, sampling = pair["tensor_parallel_size"], pair["speculative_method"], pair["draft_sampling"]
     target, draft = models
-    native = native_k(parse_spec(target).hf_config())
+    native = native_k(checkpoint.hf_config(parse_spec(target)))
     points = []
     for setting in settings(e2e):
         for batch in setting["batch_sizes"]:

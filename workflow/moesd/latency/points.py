@@ -32,6 +32,7 @@ import torch
 from moesd.decode.engine import forward_ragged
 from moesd.decode.sampling import verify
 from moesd.io import StageFailure, fingerprint, write_csv
+from moesd.models import checkpoint
 from moesd.models.spec import parse_spec
 from moesd.timing import timed_interleaved, timed_repeats
 
@@ -163,7 +164,7 @@ class Fingerprints(dict):
     a retrained or re-downloaded model gets new point keys."""
 
     def __missing__(self, text: str) -> str:
-        self[text] = parse_spec(text).fingerprint()
+        self[text] = checkpoint.fingerprint(parse_spec(text))
         return self[text]
 
 

@@ -24,6 +24,7 @@ from moesd.latency.points import (
     reject_point,
     run_point,
 )
+from moesd.models import checkpoint
 from moesd.models.spec import parse_spec
 from moesd.prompts import dataset_name, read_token_ids
 
@@ -142,7 +143,7 @@ def run_sweeps(config: dict, run_dir: Path, prompts_dir: Path, summary: pd.DataF
     lat = config["latency"]
     lengths = prompt_lengths(prompts_dir, lat["context"]["source"])
     forward, draft = sweep_forward(lat, store, lengths, run_dir, config["pairs"], prompts_dir)
-    vocab = parse_spec(lat["models"][0]["spec"]).resolve(run_dir).hf_config()["vocab_size"]
+    vocab = checkpoint.hf_config(parse_spec(lat["models"][0]["spec"]).resolve(run_dir))["vocab_size"]
     reject = sweep_reject(lat, store, vocab, device_of(lat))
     e2e = sweep_e2e(config, store, run_dir, prompts_dir, summary)
     return {

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from moesd.devices import default_device, default_dtype
+from moesd.models import checkpoint
 from moesd.models.config import ModelConfigError, from_hf
 from moesd.models.moe import MoE
 from moesd.models.spec import ModelSpecError, parse_spec
@@ -25,7 +26,7 @@ def load_model(
     spec = parse_spec(spec_text)
     device = device or default_device()
     dtype = dtype or default_dtype(device)
-    raw = spec.hf_config()
+    raw = checkpoint.hf_config(spec)
     try:
         cfg = from_hf(raw)
     except ModelConfigError as error:
@@ -36,7 +37,7 @@ def load_model(
     if spec.kind == "arch":
         init_random(model, spec.seed, raw.get("initializer_range", 0.02))
     else:
-        load_checkpoint(model, spec.folder())
+        load_checkpoint(model, checkpoint.folder(spec))
     model.spec = spec_text
     model.cuda_graphs = cuda_graphs
     return model.finalize()

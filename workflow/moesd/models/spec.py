@@ -8,8 +8,9 @@
     trained:target|draft      the pair the models stage trains into <run>/models/ (ModelSpec.resolve)
 
 Values of overrides are JSON where they parse as JSON (numbers, lists, true/false/null) and
-strings otherwise. Nothing here imports torch: the light commands (`moesd params`, the Snakefile
-parse) read specs too.
+strings otherwise. A spec is a value: nothing here reaches the network or imports torch (the
+light commands and the Snakefile's parse read specs too). Where an hf: spec's files are, and a
+spec's config and fingerprint, is moesd.models.checkpoint's work, through moesd.download.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from moesd.architectures import ArchitectureError, load_architecture
-from moesd.models.files import ALL_PATTERNS, CheckpointFilesError, weight_files
+from moesd.models.files import CheckpointFilesError, weight_files
 
 KINDS = ("hf", "dir", "arch", "trained")
 TRAINED_NAMES = ("target", "draft")
@@ -124,76 +125,37 @@ class ModelSpec:
             return self
         return ModelSpec.parse(f"dir:{Path(run_dir) / 'models' / self.name}")
 
-    # ---- files and configs (no weights) ------------------------------------------------------
-    def folder(self) -> Path | None:
-        """The local folder of an hf: or dir: spec (hf: downloaded into the cache if needed);
-        None for arch: specs, which have no files."""
+    # ---- what a value can tell without the hub ----------------------------------------------
+    def architecture_config(self) -> dict:
+        """An arch: spec's Hugging Face config (the architecture with its overrides; no weights)."""
+        if self.kind != "arch":
+            raise ModelSpecError(f"model spec {self}: only arch: specs carry their config (moesd.models.checkpoint)")
+        try:
+            return load_architecture(self.name, self.overrides)
+        except ArchitectureError as error:
+            raise ModelSpecError(f"model spec {self}: {error}") from None
+
+    def local_folder(self) -> Path | None:
+        """A dir: spec's folder, checked to hold a model (config.json and one weight format); None
+        for arch: specs, which have no files. An hf: spec's folder is the download stage's to find
+        (moesd.models.checkpoint.folder), a trained: spec's the run's (resolve first)."""
         if self.kind == "arch":
             return None
-        if self.kind == "trained":
-            raise ModelSpecError(f"model spec {self}: resolve trained: specs against the run folder first")
-        if self.kind == "dir":
-            folder = Path(self.name)
-            if not (folder / "config.json").is_file():
-                raise ModelSpecError(f"model spec {self}: no config.json in {folder}")
-            try:
-                weight_files(folder)
-            except CheckpointFilesError as error:
-                raise ModelSpecError(f"model spec {self}: {error}") from None
-            return folder
-        from huggingface_hub import snapshot_download
-
-        from moesd.download import DownloadError, fetch, manifest_entry, resolve
-
-        try:
-            entry = manifest_entry(self)
-        except DownloadError as error:
-            raise ModelSpecError(str(error)) from None
-        if entry is not None:  # the download stage fetched it: that commit, offline
-            try:
-                return Path(
-                    snapshot_download(
-                        self.name, revision=entry["commit"], allow_patterns=entry["files"], local_files_only=True
-                    )
-                )
-            except Exception as error:
-                raise ModelSpecError(
-                    f"model spec {self}: commit {entry['commit'][:12]} of the download manifest is not in the cache "
-                    f"({type(error).__name__}); rerun the download stage with the same HF_HOME"
-                ) from None
-        try:
-            return Path(
-                snapshot_download(self.name, revision=self.revision, allow_patterns=ALL_PATTERNS, local_files_only=True)
+        if self.kind != "dir":
+            where = (
+                "resolve trained: specs against the run folder first"
+                if self.kind == "trained"
+                else "moesd.download finds it"
             )
-        except Exception:  # not cached: resolve and fetch (the download stage's way, without a lock)
-            pass
+            raise ModelSpecError(f"model spec {self}: not a local folder ({where})")
+        folder = Path(self.name)
+        if not (folder / "config.json").is_file():
+            raise ModelSpecError(f"model spec {self}: no config.json in {folder}")
         try:
-            return fetch(resolve(self.text, {}, update_lock=False, offline=False))
-        except DownloadError as error:
-            raise ModelSpecError(
-                f"model spec {self}: cannot download from the Hugging Face hub and not in the local cache "
-                f"({error}); offline machines need the files in the cache or a dir: spec"
-            ) from None
-
-    def hf_config(self) -> dict:
-        """The Hugging Face config dict (without loading weights)."""
-        if self.kind == "arch":
-            try:
-                return load_architecture(self.name, self.overrides)
-            except ArchitectureError as error:
-                raise ModelSpecError(f"model spec {self}: {error}") from None
-        return json.loads((self.folder() / "config.json").read_text())
-
-    def fingerprint(self) -> str:
-        """What a measurement of this model depends on: the spec, and for a folder its config and
-        weight files (name, size, mtime): a retrained pair gets new keys."""
-        from moesd.io import fingerprint
-
-        folder = self.folder()
-        if folder is None:
-            return self.text
-        files = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in weight_files(folder))
-        return fingerprint(self.text, (folder / "config.json").read_text(), files)
+            weight_files(folder)
+        except CheckpointFilesError as error:
+            raise ModelSpecError(f"model spec {self}: {error}") from None
+        return folder
 
 
 def parse_spec(text: str | ModelSpec) -> ModelSpec:
