@@ -1,15 +1,8 @@
 import numpy as np
 import pytest
-from moesd.latency.points import (
-    PointStore,
-    TokenDraw,
-    forward_point,
-    long_table,
-    per_s_records,
-    reject_point,
-    run_point,
-    summarise_repeats,
-)
+from moesd.latency.measure import TokenDraw, forward_point, per_s_records, reject_point
+from moesd.latency.store import PointStore, run_point
+from moesd.latency.tables import long_table, summarise_repeats
 from moesd.models import load_model
 from moesd.theory import expected_active_experts
 from moesd.timing import timed_interleaved
@@ -90,7 +83,7 @@ def test_e2e_point_decodes_its_batches_in_turn_with_their_own_seeds():
     another: its time, prefill, tokens and sigma cover all of them, and each batch draws its own
     forced acceptances (one seed for all would repeat the first batch's luck)."""
     from moesd.decode import GenerationConfig, decode
-    from moesd.latency.points import e2e_point
+    from moesd.latency.measure import e2e_point
 
     target = load_model(MOE, device="cpu")
     draft = load_model(
@@ -286,7 +279,7 @@ def test_vllm_e2e_sweep_passes_resumes_and_records_failures(tmp_path, monkeypatc
 def test_a_model_whose_every_point_failed_fails_the_stage(capsys):
     import pandas as pd
     from moesd.io import StageFailure
-    from moesd.latency.points import failures, report_failures
+    from moesd.latency.tables import failures, report_failures
 
     ok = [{"model": "a", "k_override": None, "B": b, "repeat": r, "status": "ok"} for b in (1, 4) for r in (0, 1)]
     oom = "error: RuntimeError: out of memory"

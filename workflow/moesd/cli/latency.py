@@ -14,8 +14,10 @@ def cmd_latency(args) -> int:
 
     from moesd.config import load_config
     from moesd.io import read_table
-    from moesd.latency.points import PointStore, device_of, report_failures, write_tables
+    from moesd.latency.measure import device_of
+    from moesd.latency.store import PointStore
     from moesd.latency.sweeps import run_sweeps
+    from moesd.latency.tables import report_failures, write_tables
     from moesd.timing import exclusive_timing
 
     config = load_config(args.config)
@@ -38,7 +40,9 @@ def cmd_e2e_vllm(args) -> int:
     from moesd.config import load_config
     from moesd.io import write_csv
     from moesd.latency.e2e_vllm import sweep_e2e_vllm
-    from moesd.latency.points import PointStore, device_of, long_table, report_failures
+    from moesd.latency.measure import device_of
+    from moesd.latency.store import PointStore
+    from moesd.latency.tables import long_table, report_failures
     from moesd.timing import exclusive_timing
 
     config = load_config(args.config)

@@ -1,8 +1,11 @@
-"""The latency stage's domain code (nothing is imported here, so that `moesd.timing`
-stays as light as its own imports):
+"""The latency stage's domain code (the clock itself is moesd.timing, shared with every stage
+that times):
 
-    timing   how one call is timed: device syncs, warm-up outside the timed region, repeats
-    points   one measured point each (T_T(B, s), T_D(B, 1), T_reject(B), an end-to-end run) and
-             the PointStore that keeps every point once, so a killed sweep resumes
-    sweeps   the sweeps over models, K, B, temperatures and e2e settings of the config
+    measure    one measurement each: T_T(B, s), T_D(B, 1), T_reject(B), an end-to-end run
+    store      the PointStore that keeps every point once, so a killed sweep resumes and a
+               failed point is measured again
+    tables     points laid out as tidy tables, failed points reported, tables written
+    sweeps     the sweeps over models, K, B and temperatures of the config
+    e2e        our engine's end-to-end AR and SD points
+    e2e_vllm   vLLM's end-to-end points on the same prompts
 """

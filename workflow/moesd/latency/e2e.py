@@ -13,7 +13,8 @@ import torch
 
 from moesd.config import engine_pairs
 from moesd.devices import timing_dtype
-from moesd.latency.points import Fingerprints, PointStore, device_of, e2e_point, run_point
+from moesd.latency.measure import device_of, e2e_point
+from moesd.latency.store import Fingerprints, PointStore, run_point
 from moesd.models import checkpoint
 from moesd.models.spec import parse_spec
 from moesd.prompts import read_token_ids

@@ -24,7 +24,8 @@ import numpy as np
 
 from moesd.devices import timing_dtype
 from moesd.latency.e2e import batches_of, describe, native_k, settings
-from moesd.latency.points import Fingerprints, PointStore, device_of, run_point
+from moesd.latency.measure import device_of
+from moesd.latency.store import Fingerprints, PointStore, run_point
 from moesd.models import checkpoint
 from moesd.models.spec import parse_spec
 from moesd.prompts import read_token_ids

@@ -1,7 +1,7 @@
 """The latency stage's sweeps: every model (and K of the sparsity sweep) at every batch size
 timing T_T(B, s) and T_D(B, 1), T_reject(B) per temperature, and the end-to-end AR and SD runs
 per pair, setting and batch size (moesd.latency.e2e); each point stored once
-(moesd.latency.points.PointStore)."""
+(moesd.latency.store.PointStore)."""
 
 from __future__ import annotations
 
@@ -13,17 +13,9 @@ from tqdm import tqdm
 
 from moesd.devices import timing_dtype
 from moesd.latency.e2e import sweep_e2e
-from moesd.latency.points import (
-    Fingerprints,
-    PointStore,
-    context_lengths,
-    device_of,
-    forward_point,
-    long_table,
-    per_s_records,
-    reject_point,
-    run_point,
-)
+from moesd.latency.measure import context_lengths, device_of, forward_point, per_s_records, reject_point
+from moesd.latency.store import Fingerprints, PointStore, run_point
+from moesd.latency.tables import long_table
 from moesd.models import checkpoint
 from moesd.models.spec import parse_spec
 from moesd.prompts import dataset_name, read_token_ids

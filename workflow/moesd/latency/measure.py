@@ -1,4 +1,5 @@
-"""One measured point of the latency stage: T_T(B, s), T_D(B, 1), T_reject(B) of Eq. 2-4, and end-to-end T_AR / T_SD.
+"""One measurement of the latency stage: T_T(B, s), T_D(B, 1), T_reject(B) of Eq. 2-4 of arXiv
+2505.19645, and end-to-end T_AR / T_SD.
 
     T_T(B, s)     target forward of s new tokens for each of B sequences, over a KV cache that
                   already holds a context (lengths drawn from a prompt set, or fixed; ids from the
@@ -11,29 +12,19 @@ Protocol (the paper's: 10 runs, last 5 averaged; here every repeat is recorded a
 carry mean-of-last-5, median and spread): warm-up calls, then timed repeats, each bracketed by a
 device synchronisation; nothing else in the timed region; a fixed CPU thread count. The s of
 one (model, B) take turns within each repeat, each call on fresh tokens. The distinct
-experts per MoE layer at each point come from extra, untimed, instrumented calls.
-
-Every point is one file in a points folder named by a fingerprint of everything it depends on:
-a killed sweep resumes without redoing finished points, and a failure (out of memory, say) is
-recorded as that point's status while the sweep goes on.
+experts per MoE layer at each point come from extra, untimed, instrumented calls. Each point is
+stored once by moesd.latency.store and laid out as tables by moesd.latency.tables.
 """
 
 from __future__ import annotations
 
-import json
 import random
-import traceback
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
 from moesd.decode.engine import forward_ragged
 from moesd.decode.sampling import verify
-from moesd.io import StageFailure, fingerprint, write_csv
-from moesd.models import checkpoint
-from moesd.models.spec import parse_spec
 from moesd.timing import timed_interleaved, timed_repeats
 
 
@@ -137,107 +128,6 @@ def reject_point(batch: int, gamma: int, vocab: int, temperature: float, device,
     return {"seconds": timed_repeats(lambda: verify(target, draft, drafts, temperature, gen), device, warmup, repeats)}
 
 
-def summarise_repeats(seconds: list[float]) -> dict:
-    """The paper's statistic (mean of the last 5 repeats) and robust ones."""
-    values = np.asarray(seconds, float)
-    return {
-        "mean_last5": float(values[-5:].mean()),
-        "median": float(np.median(values)),
-        "q25": float(np.quantile(values, 0.25)),
-        "q75": float(np.quantile(values, 0.75)),
-    }
-
-
-# The timing protocol's version, part of every point's key: a point measured under an older
-# protocol is measured again, never mixed with newer ones in one table. 1: fresh random ids in
-# every timed call (a repeated input timed its experts from a warm cache); 2: forced drafts drawn
-# uniformly (a random draft copies its input); 3: weight-major fp32 linears and the expert loop
-# on a CPU (moesd.models.linear); 4: e2e points of several batches, continuous batching; 5: every
-# input that changes a measurement in its key (the device and CUDA graphs of forward and e2e
-# points, the seed of e2e points); 6: checkpoint folders keyed by their weight files (a retrained
-# pair is measured anew), e2e points by backend.
-PROTOCOL = 6
-
-
-class Fingerprints(dict):
-    """A model spec's fingerprint (its folder's weight files for checkpoints), read once per spec:
-    a retrained or re-downloaded model gets new point keys."""
-
-    def __missing__(self, text: str) -> str:
-        self[text] = checkpoint.fingerprint(parse_spec(text))
-        return self[text]
-
-
-class PointStore:
-    """One JSON file per finished point, named by its kind, PROTOCOL and key parts; atomic, so a
-    kill never leaves half a point."""
-
-    def __init__(self, folder: Path):
-        self.folder = folder
-        folder.mkdir(parents=True, exist_ok=True)
-
-    def path(self, kind: str, key: str) -> Path:
-        return self.folder / f"{kind}_{key}.json"
-
-    def has(self, kind: str, key_parts) -> bool:
-        return self.path(kind, fingerprint(kind, PROTOCOL, key_parts)).is_file()
-
-    def ok(self, kind: str, key_parts) -> bool:
-        """Whether the point is stored and was measured (a failed one is measured again)."""
-        found = self.get(kind, fingerprint(kind, PROTOCOL, key_parts))
-        return found is not None and found.get("status") == "ok"
-
-    def get(self, kind: str, key: str) -> dict | None:
-        path = self.path(kind, key)
-        return json.loads(path.read_text()) if path.is_file() else None
-
-    def put(self, kind: str, key: str, record: dict) -> None:
-        from moesd.io import write_json
-
-        write_json(self.path(kind, key), record)
-
-
-def run_point(store: PointStore, kind: str, key_parts, measure, describe: dict) -> dict:
-    """Measure a point unless stored whole; a failure is stored as the point's status and
-    measured again on the next run (a transient out-of-memory, say), `attempts` counting the tries."""
-    key = fingerprint(kind, PROTOCOL, key_parts)
-    found = store.get(kind, key)
-    if found is not None and found.get("status") == "ok":
-        return found
-    attempts = {"attempts": found.get("attempts", 1) + 1 if found else 1}
-    try:
-        result = measure()
-        record = describe | result | {"status": "ok"} | attempts
-    except (RuntimeError, ValueError, MemoryError) as error:  # torch.OutOfMemoryError is a RuntimeError
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        last = traceback.format_exception_only(type(error), error)[-1].strip()
-        record = describe | {"seconds": [], "distinct_experts": [], "status": f"error: {last[:300]}"} | attempts
-    store.put(kind, key, record)
-    return record
-
-
-PER_REPEAT = ("seconds", "prefill_seconds")  # lists with one value per timed repeat
-
-
-def long_table(records: list[dict]) -> pd.DataFrame:
-    """Tidy: one row per repeat (or one row with NaN for a failed point), summary columns kept."""
-    rows = []
-    for record in records:
-        base = {k: v for k, v in record.items() if k not in (*PER_REPEAT, "distinct_experts")}
-        distinct = record.get("distinct_experts") or []
-        base["distinct_experts_mean"] = float(np.mean(distinct)) if distinct else np.nan
-        base["distinct_experts"] = ";".join(map(str, distinct))
-        seconds = record.get("seconds") or []
-        stats = summarise_repeats(seconds) if seconds else {}
-        if not seconds:
-            rows.append(base | {"repeat": -1, "seconds": np.nan})
-        for i, value in enumerate(seconds):
-            extra = {key: record[key][i] for key in PER_REPEAT[1:] if record.get(key)}
-            rows.append(base | stats | {"repeat": i, "seconds": value} | extra)
-    return pd.DataFrame(rows)
-
-
 def e2e_point(
     target,
     draft,
@@ -296,49 +186,3 @@ def e2e_point(
         "expert_impl": last[0].expert_impl,
         "distinct_experts": [],
     }
-
-
-# what one model's points share, per latency table: a stage fails when every point of one failed
-POINT_GROUPS = {"forward": ["model", "k_override"], "draft": ["model"], "reject": ["temperature"],
-                "e2e": ["name", "backend", "K"]}  # fmt: skip
-
-
-def failures(tables: dict[str, pd.DataFrame]) -> tuple[list[str], list[str]]:
-    """(a line per model, K or engine with failed points: how many of how many, the first error;
-    the labels of those whose every point failed)."""
-    lines, whole = [], []
-    for name, table in tables.items():
-        if table.empty or "status" not in table:
-            continue
-        columns = [c for c in POINT_GROUPS.get(name, []) if c in table]
-        groups = table.groupby(columns, dropna=False, sort=False) if columns else [((), table)]
-        for key, part in groups:
-            failed = part["status"] != "ok"
-            n_failed, n_ok = int(failed.sum()), int((~failed & (part["repeat"] == 0)).sum())
-            if not n_failed:
-                continue
-            values = key if isinstance(key, tuple) else (key,)
-            shown = [
-                (c, int(v) if isinstance(v, float) and v.is_integer() else v)
-                for c, v in zip(columns, values, strict=True)
-            ]
-            label = " ".join([name] + [f"{c}={v}" for c, v in shown if pd.notna(v)])
-            first = part.loc[failed, "status"].iloc[0]
-            lines.append(f"{label}: {n_failed} of {n_failed + n_ok} points failed (first: {first})")
-            whole += [label] if not n_ok else []
-    return lines, whole
-
-
-def report_failures(tables: dict[str, pd.DataFrame], stage: str) -> None:
-    """Print every model's failed points; raise where all of one model's points failed (the
-    tables and points stay, and the next run measures the failed points again)."""
-    lines, whole = failures(tables)
-    for line in lines:
-        print(f"{stage}: {line}")
-    if whole:
-        raise StageFailure(f"{stage}: every point of {whole[0]} failed ({len(whole)} such); see the log")
-
-
-def write_tables(out: Path, tables: dict[str, pd.DataFrame]) -> None:
-    for name, table in tables.items():
-        write_csv(out / f"{name}.csv", table)

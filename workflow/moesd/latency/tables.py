@@ -1,0 +1,90 @@
+"""The latency stage's tables: stored points laid out tidy (one row per timed repeat, the
+summary of the repeats beside them), failed points reported per model, the tables written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from moesd.io import StageFailure, write_csv
+
+
+def summarise_repeats(seconds: list[float]) -> dict:
+    """The paper's statistic (mean of the last 5 repeats) and robust ones."""
+    values = np.asarray(seconds, float)
+    return {
+        "mean_last5": float(values[-5:].mean()),
+        "median": float(np.median(values)),
+        "q25": float(np.quantile(values, 0.25)),
+        "q75": float(np.quantile(values, 0.75)),
+    }
+
+
+PER_REPEAT = ("seconds", "prefill_seconds")  # lists with one value per timed repeat
+
+
+def long_table(records: list[dict]) -> pd.DataFrame:
+    """Tidy: one row per repeat (or one row with NaN for a failed point), summary columns kept."""
+    rows = []
+    for record in records:
+        base = {k: v for k, v in record.items() if k not in (*PER_REPEAT, "distinct_experts")}
+        distinct = record.get("distinct_experts") or []
+        base["distinct_experts_mean"] = float(np.mean(distinct)) if distinct else np.nan
+        base["distinct_experts"] = ";".join(map(str, distinct))
+        seconds = record.get("seconds") or []
+        stats = summarise_repeats(seconds) if seconds else {}
+        if not seconds:
+            rows.append(base | {"repeat": -1, "seconds": np.nan})
+        for i, value in enumerate(seconds):
+            extra = {key: record[key][i] for key in PER_REPEAT[1:] if record.get(key)}
+            rows.append(base | stats | {"repeat": i, "seconds": value} | extra)
+    return pd.DataFrame(rows)
+
+
+# what one model's points share, per latency table: a stage fails when every point of one failed
+POINT_GROUPS = {"forward": ["model", "k_override"], "draft": ["model"], "reject": ["temperature"],
+                "e2e": ["name", "backend", "K"]}  # fmt: skip
+
+
+def failures(tables: dict[str, pd.DataFrame]) -> tuple[list[str], list[str]]:
+    """(a line per model, K or engine with failed points: how many of how many, the first error;
+    the labels of those whose every point failed)."""
+    lines, whole = [], []
+    for name, table in tables.items():
+        if table.empty or "status" not in table:
+            continue
+        columns = [c for c in POINT_GROUPS.get(name, []) if c in table]
+        groups = table.groupby(columns, dropna=False, sort=False) if columns else [((), table)]
+        for key, part in groups:
+            failed = part["status"] != "ok"
+            n_failed, n_ok = int(failed.sum()), int((~failed & (part["repeat"] == 0)).sum())
+            if not n_failed:
+                continue
+            values = key if isinstance(key, tuple) else (key,)
+            shown = [
+                (c, int(v) if isinstance(v, float) and v.is_integer() else v)
+                for c, v in zip(columns, values, strict=True)
+            ]
+            label = " ".join([name] + [f"{c}={v}" for c, v in shown if pd.notna(v)])
+            first = part.loc[failed, "status"].iloc[0]
+            lines.append(f"{label}: {n_failed} of {n_failed + n_ok} points failed (first: {first})")
+            whole += [label] if not n_ok else []
+    return lines, whole
+
+
+def report_failures(tables: dict[str, pd.DataFrame], stage: str) -> None:
+    """Print every model's failed points; raise where all of one model's points failed (the
+    tables and points stay, and the next run measures the failed points again)."""
+    lines, whole = failures(tables)
+    for line in lines:
+        print(f"{stage}: {line}")
+    if whole:
+        raise StageFailure(f"{stage}: every point of {whole[0]} failed ({len(whole)} such); see the log")
+
+
+def write_tables(out: Path, tables: dict[str, pd.DataFrame]) -> None:
+    for name, table in tables.items():
+        write_csv(out / f"{name}.csv", table)
