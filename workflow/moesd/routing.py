@@ -170,7 +170,8 @@ def routing_table(config: dict, run_dir: Path, prompts_dir: Path) -> pd.DataFram
     models run through transformers' hooks; one table."""
     from moesd.models.loading import load_model
     from moesd.models.spec import parse_spec
-    from moesd.prompts import dataset_name, random_prompts, read_token_ids
+    from moesd.prompt_sets import dataset_name
+    from moesd.prompts import random_prompts, read_token_ids
 
     rt = config["routing"]
     frames, seen = [], set()

@@ -2,7 +2,7 @@ import json
 from pathlib import Path
 
 from moesd.figures import MEASURED_FIGURES, NOTEBOOKS, THEORY_FIGURES
-from moesd.prompts import dataset_name
+from moesd.prompt_sets import dataset_name
 from moesd.config import lock_path
 from moesd.download import hub_specs
 from moesd.resources import GPU_STAGES, job_resources

@@ -18,7 +18,8 @@ from moesd.latency.store import Fingerprints, PointStore, run_point
 from moesd.latency.tables import long_table
 from moesd.models import checkpoint
 from moesd.models.spec import parse_spec
-from moesd.prompts import dataset_name, read_token_ids
+from moesd.prompt_sets import dataset_name
+from moesd.prompts import read_token_ids
 
 
 def _describe(model, spec, name, role, k) -> dict:

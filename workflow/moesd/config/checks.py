@@ -1,81 +1,19 @@
-"""Experiment configuration: schema validation with defaults, then checks that need the
-project's data (architecture and hardware names). Every failure is one line naming the key."""
+"""Checks across keys that the schema cannot state: names of architectures and platforms,
+model specs, what the latency and e2e sections ask of their models, what the analysis reads,
+the lock file. Each failure is one ConfigError naming the key, before any job.
+"""
 
 from __future__ import annotations
 
-import json
-from importlib import resources
 from pathlib import Path
 
-import jsonschema
-import yaml
-
 from moesd.architectures import ArchitectureError, load_architecture
+from moesd.config.errors import ConfigError
+from moesd.config.queries import compare_tables, declared_drafts, engine_pairs, lock_path, sigma_pair, spec_kind
 from moesd.hardware import HardwareError, load_hardware
 from moesd.hub_lock import LockFileError, read_lock
-from moesd.models.spec import ModelSpecError, parse_spec
-from moesd.prompts import PROMPT_SETS
-
-# package data (pyproject.toml), so an installed moesd finds it as an editable one does
-SCHEMA_FILE = resources.files("moesd") / "schemas" / "config.schema.yaml"
-
-
-class ConfigError(ValueError):
-    """A configuration value that cannot be used; the message names the key."""
-
-
-def _fill_defaults(schema: dict, instance):
-    """Fill missing keys from the schema's defaults, recursively (objects and arrays' items)."""
-    if isinstance(instance, list) and schema.get("type") == "array" and isinstance(schema.get("items"), dict):
-        for item in instance:
-            _fill_defaults(schema["items"], item)
-        return instance
-    if not isinstance(instance, dict) or schema.get("type") != "object":
-        return instance
-    for key, sub in schema.get("properties", {}).items():
-        if key not in instance and "default" in sub:
-            instance[key] = yaml.safe_load(yaml.safe_dump(sub["default"]))  # a deep copy
-        if key in instance:
-            _fill_defaults(sub, instance[key])
-    return instance
-
-
-def _key(path) -> str:
-    return ".".join(str(p) for p in path) or "<top level>"
-
-
-def _strict_integer(checker, instance) -> bool:
-    """An integer is an int, never a float (8.0 validated as an integer and then crashed a stage
-    that took range(8.0)) and never a bool."""
-    return isinstance(instance, int) and not isinstance(instance, bool)
-
-
-# JSON Schema counts 8.0 as an integer; a config key typed integer takes ints only
-_TYPES = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _strict_integer)
-_VALIDATOR = jsonschema.validators.extend(jsonschema.Draft202012Validator, type_checker=_TYPES)
-
-
-def validate_config(config: dict, schema_file=SCHEMA_FILE) -> dict:
-    """Validate CONFIG (filled with defaults in place) and return it; raise ConfigError."""
-    schema = yaml.safe_load(schema_file.read_text())
-    if config is None:
-        config = {}
-    if not isinstance(config, dict):
-        raise ConfigError("config error: <top level>: must be a mapping")
-    _fill_defaults(schema, config)
-    validator = _VALIDATOR(schema)
-    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
-    if error is not None:
-        if error.validator == "additionalProperties":
-            extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
-            key = _key([*error.absolute_path, extra[0]]) if extra else _key(error.absolute_path)
-            raise ConfigError(f"config error: {key}: unknown key")
-        raise ConfigError(f"config error: {_key(error.absolute_path)}: {error.message}")
-    _check_names(config)
-    _check_specs(config)
-    _check_latency(config)
-    _check_analysis(config)
-    return config
+from moesd.models.spec import parse_spec
+from moesd.prompt_sets import PROMPT_SETS
 
 
 def _check_names(config: dict) -> None:
@@ -204,7 +142,7 @@ def _check_model_shapes(config: dict) -> None:
 def _check_forced_settings(config: dict) -> None:
     """An e2e pair that forces the alpha measured for a pair (alpha_from) needs the acceptance
     stage to measure that setting: the e2e dataset, every e2e temperature, the e2e gamma."""
-    from moesd.prompts import dataset_name
+    from moesd.prompt_sets import dataset_name
 
     e2e, acc = config["latency"]["e2e"], config["acceptance"]
     if not any("alpha_from" in entry for entry in e2e["pairs"]):
@@ -224,52 +162,6 @@ def _check_forced_settings(config: dict) -> None:
 
 def _is_prompt_set(source: str) -> bool:
     return source in PROMPT_SETS or Path(source).is_file()
-
-
-def declared_drafts(models: list[dict]) -> dict[str, str]:
-    """latency.models: each target's name -> the name of the draft it is composed with (its
-    `draft` key; the one draft where the config times one)."""
-    drafts = [entry["name"] for entry in models if entry["role"] == "draft"]
-    pairing = {}
-    for i, entry in enumerate(models):
-        key = f"config error: latency.models.{i}.draft"
-        if entry["role"] == "draft":
-            if "draft" in entry:
-                raise ConfigError(f"{key}: a draft entry takes no draft")
-            continue
-        name = entry.get("draft", drafts[0] if len(drafts) == 1 else None)
-        if name is None:
-            raise ConfigError(f"{key}: required: the config times {len(drafts)} drafts ({', '.join(drafts) or 'none'})")
-        if name not in drafts:
-            raise ConfigError(f"{key}: {name!r} is not the name of a draft entry ({', '.join(drafts)})")
-        pairing[entry["name"]] = name
-    return pairing
-
-
-def spec_kind(text: str, key: str) -> str:
-    """The kind of model spec TEXT (hf, dir, arch, trained), or a ConfigError naming KEY; an arch:
-    spec's config is built too (no weights), so a shape no model can have (top-k above the
-    experts, heads not dividing the width) stops here, before any job."""
-    try:
-        spec = parse_spec(text)
-        if spec.kind == "arch":  # a shape no model can have
-            spec.architecture_config()
-        elif spec.kind == "dir":  # a folder with no model, or a config that is no JSON
-            json.loads((spec.local_folder() / "config.json").read_text())
-        return spec.kind
-    except ModelSpecError as error:
-        raise ConfigError(f"config error: {key}: {error}") from None
-
-
-def uses_trained_pair(config: dict) -> bool:
-    """Whether a pair names the models stage's trained: target or draft (then the run trains them)."""
-    pairs = config["pairs"]
-    return any(spec_kind(p[r], f"pairs.{i}.{r}") == "trained" for i, p in enumerate(pairs) for r in ("target", "draft"))
-
-
-def compare_tables(config: dict) -> list[Path]:
-    """The composed speedups of analysis.compare_runs (relative to the working directory)."""
-    return [Path("data/runs") / name / "speedup/composed.csv" for name in config["analysis"]["compare_runs"]]
 
 
 def _check_analysis(config: dict) -> None:
@@ -294,7 +186,7 @@ def _resolve_fit_setting(config: dict) -> None:
     """analysis.fit_dataset / fit_temperature: auto resolved in place, and either one checked
     against what the sigma pair's acceptance measures (or, with no pairs, the paper's Table 2
     sigma), so that a fit at an unmeasured setting stops here, not after the whole run."""
-    from moesd.prompts import dataset_name
+    from moesd.prompt_sets import dataset_name
 
     analysis = config["analysis"]
     if sigma_pair(config) is not None:
@@ -326,12 +218,6 @@ def _resolve_fit_setting(config: dict) -> None:
         )
 
 
-def lock_path(config: dict) -> Path:
-    """download.lock: the lock file of resolved hub commits (auto: config/<experiment>.lock.json)."""
-    lock = config["download"]["lock"]
-    return Path(f"config/{config['experiment']}.lock.json" if lock == "auto" else lock)
-
-
 def _check_lock(config: dict) -> None:
     """An existing lock file must be one (read before any job, not when the download runs)."""
     try:
@@ -340,53 +226,9 @@ def _check_lock(config: dict) -> None:
         raise ConfigError(f"config error: download.lock: {error}") from None
 
 
-def prompt_sources(config: dict) -> list[str]:
-    """The prompt sets the prompts stage encodes for every pair: the acceptance and routing sets,
-    the latency stage's context lengths (unless fixed) and the latency forwards' token ids."""
-    context = config["latency"]["context"]  # validated: defaults filled
-    lengths = [context["source"]] if context["source"] != "fixed" else []
-    ids = [context["ids_dataset"]] if context["ids"] != "random" else []
-    return list(dict.fromkeys(config["acceptance"]["datasets"] + config["routing"]["datasets"] + lengths + ids))
-
-
-def config_part(config: dict, keys: list[str]) -> dict:
-    """The part of CONFIG under KEYS, each a section ("pairs") or a dotted path into one
-    ("latency.context"), nested as in the config."""
-    part: dict = {}
-    for key in keys:
-        *parents, leaf = key.split(".")
-        source, target = config, part
-        for name in parents:
-            source, target = source[name], target.setdefault(name, {})
-        target[leaf] = source[leaf]
-    return part
-
-
-def engine_pairs(config: dict) -> list[dict]:
-    """The pairs our engine decodes: a draft model's (an EAGLE head's pair runs through vLLM only)."""
-    return [pair for pair in config["pairs"] if pair["speculative_method"] == "draft_model"]
-
-
-def sigma_pair(config: dict) -> dict | None:
-    """The pair whose measured sigma composes the run's speedups (None: the paper's Table 2)."""
-    name = config["analysis"]["sigma_pair"]
-    pairs = engine_pairs(config)
-    if name is None:
-        return pairs[0] if pairs else None
-    return next(p for p in pairs if p["name"] == name)
-
-
-def load_config(path: str | Path) -> dict:
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as error:
-        raise ConfigError(f"config error: {path}: cannot read ({error.strerror or type(error).__name__})") from None
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(error, "problem", None) or type(error).__name__
-        raise ConfigError(f"config error: {path}{where}: not YAML ({problem})") from None
-    if data is None:  # an empty file is no experiment: all defaults would run the default one
-        raise ConfigError(f"config error: {path}: empty (no keys); a config with every default is {{}}")
-    return validate_config(data)
+def check_config(config: dict) -> None:
+    """Every cross-key check of a CONFIG the schema has validated (defaults filled)."""
+    _check_names(config)
+    _check_specs(config)
+    _check_latency(config)
+    _check_analysis(config)

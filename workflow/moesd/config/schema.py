@@ -1,0 +1,87 @@
+"""The experiment config's schema (package data: schemas/config.schema.yaml, every key with its
+meaning and default): defaults filled in place, types and ranges checked, then the cross-key
+checks of moesd.config.checks. Every failure is one line naming the key.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from moesd.config.checks import check_config
+from moesd.config.errors import ConfigError
+
+# package data (pyproject.toml), so an installed moesd finds it as an editable one does
+SCHEMA_FILE = resources.files("moesd") / "schemas" / "config.schema.yaml"
+
+
+def _fill_defaults(schema: dict, instance):
+    """Fill missing keys from the schema's defaults, recursively (objects and arrays' items)."""
+    if isinstance(instance, list) and schema.get("type") == "array" and isinstance(schema.get("items"), dict):
+        for item in instance:
+            _fill_defaults(schema["items"], item)
+        return instance
+    if not isinstance(instance, dict) or schema.get("type") != "object":
+        return instance
+    for key, sub in schema.get("properties", {}).items():
+        if key not in instance and "default" in sub:
+            instance[key] = yaml.safe_load(yaml.safe_dump(sub["default"]))  # a deep copy
+        if key in instance:
+            _fill_defaults(sub, instance[key])
+    return instance
+
+
+def _key(path) -> str:
+    return ".".join(str(p) for p in path) or "<top level>"
+
+
+def _strict_integer(checker, instance) -> bool:
+    """An integer is an int, never a float (8.0 validated as an integer and then crashed a stage
+    that took range(8.0)) and never a bool."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+# JSON Schema counts 8.0 as an integer; a config key typed integer takes ints only
+_TYPES = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _strict_integer)
+
+
+_VALIDATOR = jsonschema.validators.extend(jsonschema.Draft202012Validator, type_checker=_TYPES)
+
+
+def validate_config(config: dict, schema_file=SCHEMA_FILE) -> dict:
+    """Validate CONFIG (filled with defaults in place) and return it; raise ConfigError."""
+    schema = yaml.safe_load(schema_file.read_text())
+    if config is None:
+        config = {}
+    if not isinstance(config, dict):
+        raise ConfigError("config error: <top level>: must be a mapping")
+    _fill_defaults(schema, config)
+    validator = _VALIDATOR(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
+    if error is not None:
+        if error.validator == "additionalProperties":
+            extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+            key = _key([*error.absolute_path, extra[0]]) if extra else _key(error.absolute_path)
+            raise ConfigError(f"config error: {key}: unknown key")
+        raise ConfigError(f"config error: {_key(error.absolute_path)}: {error.message}")
+    check_config(config)
+    return config
+
+
+def load_config(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as error:
+        raise ConfigError(f"config error: {path}: cannot read ({error.strerror or type(error).__name__})") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or type(error).__name__
+        raise ConfigError(f"config error: {path}{where}: not YAML ({problem})") from None
+    if data is None:  # an empty file is no experiment: all defaults would run the default one
+        raise ConfigError(f"config error: {path}: empty (no keys); a config with every default is {{}}")
+    return validate_config(data)
