@@ -7,7 +7,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from moesd.claims import (
-    ANALYSIS_KEYS,
     NOT_MEASURABLE,
     NOT_REPRODUCED,
     REPRODUCED,
@@ -23,6 +22,7 @@ BATCHES = [1, 2, 4, 8, 16, 32, 64]
 SETTINGS = [(d, t, g) for d in ("humaneval", "mtbench") for t in (0.0, 1.0) for g in (2, 4)]
 CENTRE = {4: 4.5, 8: 3.0, 16: 2.0}  # log2 B of the peak: later for sparser K (C6)
 WIDTH = {4: 2.5, 8: 1.5, 16: 1.0}
+ANALYSIS = validate_config({})["analysis"]  # the thresholds' defaults, from the schema
 
 
 def _bump(k: int, b: np.ndarray) -> np.ndarray:
@@ -136,7 +136,7 @@ def paper_like() -> Evidence:
             ),
         ]
     ).assign(mode="batch", tokens=np.tile(tokens, 2), eq8=np.tile(eq8, 2))
-    return Evidence(composed, e2e, metrics, predictions, routing, reference_k=8)
+    return Evidence(composed, e2e, metrics, predictions, routing, analysis=ANALYSIS)
 
 
 def test_sparsity_widths_count_over_the_batch_sizes_every_k_shares():
@@ -377,7 +377,7 @@ def test_c9_reads_the_other_device_from_a_compared_run(faster_on_higher_ridge, e
 
 def test_empty_tables_are_not_measurable_and_render():
     empty = pd.DataFrame()
-    claims = evaluate_claims(Evidence(empty, empty, empty, empty, empty, reference_k=8))
+    claims = evaluate_claims(Evidence(empty, empty, empty, empty, empty, analysis=ANALYSIS))
     assert {c.verdict for c in claims} == {NOT_MEASURABLE}
     text = render(claims, "empty")
     assert text.count("## ") == 11 and "not measurable" in text
@@ -449,8 +449,7 @@ def test_thresholds_are_analysis_keys():
     ev = paper_like()
     break_eq8(ev)  # 20 % fewer distinct experts than Eq. 8
     assert verdicts(ev)["Eq. 8"] == NOT_REPRODUCED
-    assert verdicts(dataclasses.replace(ev, eq8_tolerance=0.25))["Eq. 8"] == REPRODUCED
-    assert verdicts(dataclasses.replace(paper_like(), track_correlation=1.01))["C7"] == NOT_REPRODUCED
-    assert verdicts(dataclasses.replace(paper_like(), sigma_spread=1e-9))["C7"] == REPRODUCED  # spreads are 0
-    config = validate_config({"analysis": {"eq8_tolerance": 0.25}})
-    assert {name: config["analysis"][key] for name, key in ANALYSIS_KEYS.items()}["eq8_tolerance"] == 0.25
+    config = validate_config({"analysis": {"eq8_tolerance": 0.25}})  # a threshold set in the config decides
+    assert verdicts(dataclasses.replace(ev, analysis=config["analysis"]))["Eq. 8"] == REPRODUCED
+    for key, value, verdict in (("track_correlation", 1.01, NOT_REPRODUCED), ("sigma_spread", 1e-9, REPRODUCED)):
+        assert verdicts(dataclasses.replace(paper_like(), analysis=ANALYSIS | {key: value}))["C7"] == verdict, key

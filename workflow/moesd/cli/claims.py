@@ -28,7 +28,7 @@ def cmd_claims(args) -> int:
 
     import pandas as pd
 
-    from moesd.claims import ANALYSIS_KEYS, Evidence, add_support, evaluate_claims, render
+    from moesd.claims import Evidence, add_support, evaluate_claims, render
     from moesd.config import load_config
     from moesd.io import write_csv, write_text
 
@@ -43,7 +43,7 @@ def cmd_claims(args) -> int:
         compare=pd.concat([_csv(p, "composed") for p in args.compare], ignore_index=True)
         if args.compare
         else pd.DataFrame(),
-        **{name: analysis[key] for name, key in ANALYSIS_KEYS.items()},
+        analysis=analysis,
     )
     reps = {name: _csv(args.speedup / f"{name}_bootstrap.csv") for name in ("composed", "e2e")}
     claims = add_support(evaluate_claims(ev), ev, reps["composed"], reps["e2e"], analysis["min_support"])

@@ -1,224 +1,26 @@
-"""The claims report: for each claim C1-C10 of the paper (arXiv 2505.19645, Sec. 1 and 4) and Eq. 8, the paper's
-statement and number, this run's numbers and a verdict computed from the run's tables:
-reproduced, not reproduced, or not measurable in this experiment (with the reason).
-
-Every verdict is a function of the tables alone (composed and end-to-end speedups, the fit's
-metrics, routing counts), so a test can feed synthetic tables that should and should not
-reproduce each claim. Shape verdicts allow a relative margin (`analysis.tolerance`) for noise.
-
-Each verdict carries its margin, how far the deciding comparison lies from its threshold: above
-zero by how much the weakest part holds, below zero how far the failing part misses. Between two
-measured values it is their ratio over (1 + tolerance) minus one; against a fixed threshold (a
-correlation, a relative error, a tolerance) the difference; both are fractions. A timing
-verdict also carries its support (the share of resamples of the raw repeats that give the same
-verdict, `add_support`). A shape holds "beyond the intervals" when it holds in at least
-`analysis.min_support` of the resamples; a call below that is inconclusive.
+"""The claims of the paper (arXiv 2505.19645, Sec. 1 and 4), kept together: C1-C10 and Eq. 8,
+each the paper's statement and number, this run's numbers and a verdict computed from the
+evidence alone (moesd.claims.evidence), so that a test can feed synthetic tables that should and
+should not reproduce each claim. Shape verdicts allow a relative margin (analysis.tolerance)
+for noise.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import re
-from dataclasses import dataclass, field
-from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from moesd.columns import COMPOSED, E2E, TABLES
+from moesd.claims.evidence import Evidence, fmt_curve
+from moesd.claims.predicates import at_least, at_most, grows, is_full_size, on_platform, only_falls, rises_then_falls
+from moesd.claims.verdicts import Check, Claim, conclude
 from moesd.families import native, sweep_family
 from moesd.fit import knee_tokens
 from moesd.hardware import BYTES_PER_PARAM
-from moesd.models.spec import ModelSpecError, parse_spec
 from moesd.paper import PAPER_FIT_SECONDS, paper_cell, paper_table3
 from moesd.speedup import fit_measurements
 from moesd.theory import saturation_tokens
-
-REPRODUCED, NOT_REPRODUCED, NOT_MEASURABLE = "reproduced", "not reproduced", "not measurable"
-INCONCLUSIVE = "inconclusive"  # the call changes when the raw repeats are resampled (support below min_support)
-# claims whose evidence the resampling changes (composed and end-to-end speedups); C8 and Eq. 8
-# read the fit and the routing counts, which are not resampled
-RESAMPLED = ("C1", "C2", "C3", "C4", "C5", "C6", "C7", "C9", "C10")
-
-
-@dataclass
-class Claim:
-    claim: str
-    statement: str
-    paper: str
-    run: str = ""
-    verdict: str = NOT_MEASURABLE
-    reason: str = ""
-    figures: list[str] = field(default_factory=list)
-    support: float = float("nan")  # share of resamples of the raw repeats giving this verdict
-    margin: float = float("nan")  # slack of the deciding comparison (> 0 holds, < 0 fails; a fraction)
-
-
-class Check(NamedTuple):
-    """One part of a verdict: whether it holds and by what margin (> 0 holds, < 0 fails, 0 a tie;
-    see the module docstring)."""
-
-    ok: bool
-    margin: float
-
-
-# Evidence's settings and the analysis config keys they come from
-ANALYSIS_KEYS = {
-    "dataset": "fit_dataset",
-    "temperature": "fit_temperature",
-    "reference_k": "reference_k",
-    "tolerance": "tolerance",
-    "number_tolerance": "number_tolerance",
-    "mape_threshold": "mape_threshold",
-    "track_correlation": "track_correlation",
-    "sigma_spread": "sigma_spread",
-    "eq8_tolerance": "eq8_tolerance",
-}
-
-
-@dataclass
-class Evidence:
-    """The run's tables the verdicts read (any may be empty) and the analysis settings."""
-
-    composed: pd.DataFrame
-    e2e: pd.DataFrame
-    metrics: pd.DataFrame
-    predictions: pd.DataFrame
-    routing: pd.DataFrame
-    reference_k: int  # analysis.reference_k: the native K of the MoE family
-    compare: pd.DataFrame = field(default_factory=pd.DataFrame)  # other runs' composed speedups (C9)
-    dataset: str = "humaneval"
-    temperature: float = 0.0
-    tolerance: float = 0.05
-    number_tolerance: float = 0.10
-    mape_threshold: float = 10.0
-    track_correlation: float = 0.6  # C7: Spearman correlation of speedup and target efficiency over B
-    sigma_spread: float = 0.2  # C7: (max - min) / mean of the measured sigma over B ("a small range")
-    eq8_tolerance: float = 0.05  # Eq. 8: largest relative error at t >= 4 of trained routers on the datasets
-
-    COLUMNS = {  # what the verdicts read; an absent table is an empty one with these columns
-        "composed": COMPOSED,
-        "compare": COMPOSED,  # other runs' composed speedups
-        "e2e": E2E,
-        **{name: TABLES[name][1] for name in ("metrics", "predictions", "routing")},
-    }
-
-    def __post_init__(self):
-        for name, columns in self.COLUMNS.items():
-            if getattr(self, name).empty:
-                setattr(self, name, pd.DataFrame(columns=columns))
-
-    def measured_acceptance(self, table: pd.DataFrame, source: str) -> pd.DataFrame:
-        """The rows whose acceptance was measured in this run: composed rows whose sigma is not the
-        paper's (sigma_source), end-to-end rows decoded with the target's own acceptance rule (not
-        forced). A claim about acceptance, or about the paper's numbers, rests on these alone."""
-        if source == "e2e":
-            return table[table["acceptance_source"] == "real"]
-        return table[~table["sigma_source"].fillna("").str.startswith("paper")]
-
-    def ours_e2e(self) -> pd.DataFrame:
-        """End-to-end rows of our engine, the one whose components the composed speedups rest on
-        (a claim that sets e2e beside them compares like with like)."""
-        return self.e2e[self.e2e["backend"] == "ours"]
-
-    def _first(self, moe: bool) -> pd.DataFrame:
-        rows = native(self.composed, self.reference_k)
-        rows = rows[(rows["E"] > 1) == moe]
-        return rows[rows["model"] == rows["model"].iloc[0]] if len(rows) else rows
-
-    def moe(self) -> pd.DataFrame:
-        """The first MoE family at its reference K (the paper's MoE curve)."""
-        return self._first(moe=True)
-
-    def dense(self) -> pd.DataFrame:
-        return self._first(moe=False)
-
-    def curve(self, table: pd.DataFrame, column: str = "speedup") -> pd.Series:
-        """COLUMN against B at the fit setting (dataset, temperature) and its largest gamma."""
-        rows = table[(table["dataset"] == self.dataset) & (table["temperature"] == self.temperature)]
-        if rows.empty:
-            return pd.Series(dtype=float)
-        rows = rows[rows["gamma"] == rows["gamma"].max()]
-        return rows.drop_duplicates("B").set_index("B")[column].sort_index()
-
-
-def _fmt(series: pd.Series) -> str:
-    return ", ".join(f"B={int(b)}: {v:.2f}" for b, v in series.items())
-
-
-def _conclude(claim: Claim, parts: dict[str, Check]) -> None:
-    """A claim of several parts is reproduced when every part holds; the reason lists them with
-    their margins, and the claim's margin is the weakest holding part's (reproduced) or the worst
-    failing part's (not reproduced)."""
-    ok = all(part.ok for part in parts.values())
-    claim.verdict = REPRODUCED if ok else NOT_REPRODUCED
-    claim.margin = min(part.margin for part in parts.values() if part.ok == ok)
-    claim.reason = "; ".join(
-        f"{name}: {'yes' if part.ok else 'no'} (margin {part.margin:+.0%})" for name, part in parts.items()
-    )
-
-
-def rises_then_falls(series: pd.Series, tol: float) -> Check:
-    """The maximum lies inside the grid: above both ends by more than the tolerance."""
-    if len(series) < 3:
-        return Check(False, float("nan"))
-    peak = series.max()
-    margin = float(min(peak / series.iloc[0], peak / series.iloc[-1]) / (1 + tol) - 1)
-    return Check(margin > 0, margin)
-
-
-def only_falls(series: pd.Series, tol: float) -> Check:
-    """Never above the first value by more than the tolerance, and below it at the end by more
-    than the tolerance (a rise of 22 % and then a fall is no "only falls")."""
-    if len(series) < 2:
-        return Check(False, float("nan"))
-    first = series.iloc[0]
-    never_above = float(1 - series.max() / ((1 + tol) * first))  # >= 0 holds
-    falls = float(first / ((1 + tol) * series.iloc[-1]) - 1)  # > 0 holds
-    return Check(never_above >= 0 and falls > 0, min(never_above, falls))
-
-
-def grows(values: pd.Series, tol: float) -> Check:
-    """VALUES (in their order) never fall by more than the tolerance from one to the next, and the
-    last exceeds the first by more than it: a change larger than the noise, so that ties and flat
-    curves are no growth."""
-    values = values.astype(float).to_numpy()
-    if len(values) < 2:
-        return Check(False, float("nan"))
-    steps = float((values[1:] / values[:-1]).min() * (1 + tol) - 1)  # >= 0 holds
-    end = float(values[-1] / ((1 + tol) * values[0]) - 1)  # > 0 holds
-    return Check(steps >= 0 and end > 0, end if steps >= 0 else steps)
-
-
-def at_least(value: float, threshold: float) -> Check:
-    """VALUE >= THRESHOLD (both fractions: a correlation, a relative error); the margin is their
-    difference."""
-    return Check(bool(value >= threshold), float(value - threshold))
-
-
-def at_most(value: float, threshold: float) -> Check:
-    return Check(bool(value <= threshold), float(threshold - value))
-
-
-def is_full_size(spec: str, architecture: str) -> bool:
-    """SPEC is the paper's model: a hub checkpoint of that name or the unmodified architecture
-    (a table's label that is no model spec is not)."""
-    try:
-        return parse_spec(spec).is_architecture(architecture)
-    except ModelSpecError:
-        return False
-
-
-def on_platform(hardware: str, gpus: int, platform: str) -> bool:
-    """A run's device HARDWARE (a name) with GPUS devices is the paper's PLATFORM (2xH800): the
-    same count and the GPU's name as a whole word ("L40" is not "L40S")."""
-    count, _, gpu = platform.partition("x")
-    return (
-        int(gpus) == int(count)
-        and re.search(rf"(?<![A-Za-z0-9]){re.escape(gpu)}(?![A-Za-z0-9])", hardware, re.I) is not None
-    )
-
 
 PEAK_SOURCES = ("e2e vllm", "e2e ours", "composed")  # C1-C3's evidence, most like the paper's first
 
@@ -255,13 +57,15 @@ def _paper_peak(ev: Evidence, claim: Claim, architecture: str, model: str, devic
             continue
         source, _, _, _, _, value, batch = found[0]
         paper = float(cell["speedup"])
-        compared.append((device, source, value, batch, paper, at_most(abs(value / paper - 1), ev.number_tolerance)))
+        compared.append(
+            (device, source, value, batch, paper, at_most(abs(value / paper - 1), ev.analysis["number_tolerance"]))
+        )
     texts = [
-        f"{d}: {s} peak {v:.2f}x (B={b}) against {p:.2f}x, {'within' if c.ok else 'outside'} {ev.number_tolerance:.0%}"
+        f"{d}: {s} peak {v:.2f}x (B={b}) against {p:.2f}x, {'within' if c.ok else 'outside'} {ev.analysis['number_tolerance']:.0%}"
         for d, s, v, b, p, c in compared
     ]
     if compared and (not all(c.ok for *_, c in compared) or not missing):
-        _conclude(claim, {text: c for text, (*_, c) in zip(texts, compared, strict=True)})
+        conclude(claim, {text: c for text, (*_, c) in zip(texts, compared, strict=True)})
     else:
         claim.reason = (
             f"needs {architecture} (hf: checkpoint or the unmodified architecture) on {' and '.join(devices)} "
@@ -335,13 +139,17 @@ def claim_c4(ev: Evidence) -> Claim:
     if curve.empty:
         claim.reason = "no MoE target at the reference K in the latency tables"
         return claim
-    claim.run = f"composed speedup of {ev.moe()['model'].iloc[0]} ({ev.dataset}, T={ev.temperature:g}): {_fmt(curve)}"
+    claim.run = (
+        f"composed speedup of {ev.moe()['model'].iloc[0]} ({ev.dataset}, T={ev.temperature:g}): {fmt_curve(curve)}"
+    )
     claim.run += bound_context(ev.moe())
-    check = rises_then_falls(curve, ev.tolerance)
+    check = rises_then_falls(curve, ev.analysis["tolerance"])
     inside = "inside" if check.ok else "not inside"
-    _conclude(
+    conclude(
         claim,
-        {f"peak at B={int(curve.idxmax())} {inside} the grid, above both ends by more than {ev.tolerance:.0%}": check},
+        {
+            f"peak at B={int(curve.idxmax())} {inside} the grid, above both ends by more than {ev.analysis['tolerance']:.0%}": check
+        },
     )
     return claim
 
@@ -386,15 +194,15 @@ def claim_c5(ev: Evidence) -> Claim:
         claim.reason = "needs both a MoE and a dense target in the latency tables"
         return claim
     parts = {
-        "MoE efficiency rises then falls": rises_then_falls(moe, ev.tolerance),
-        "dense efficiency only falls": only_falls(dense, ev.tolerance),
+        "MoE efficiency rises then falls": rises_then_falls(moe, ev.analysis["tolerance"]),
+        "dense efficiency only falls": only_falls(dense, ev.analysis["tolerance"]),
     }
     gap_text, gap = _e2e_gap(ev)
-    lines = [f"MoE efficiency: {_fmt(moe)}", f"dense efficiency: {_fmt(dense)}", gap_text]
+    lines = [f"MoE efficiency: {fmt_curve(moe)}", f"dense efficiency: {fmt_curve(dense)}", gap_text]
     if gap is not None:
         parts["e2e MoE above dense at B > 16"] = gap
     claim.run = "; ".join(lines)
-    _conclude(claim, parts)
+    conclude(claim, parts)
     if gap is None:
         claim.reason += f"; end-to-end part not measurable ({gap_text})"
     return claim
@@ -425,8 +233,8 @@ def sweep_shape(ev: Evidence) -> pd.DataFrame:
                 "gamma": int(gamma),
                 "B_peak": int(curve.idxmax()),
                 "width": int((curve >= peak / math.sqrt(2)).sum()),
-                "falls_from_start": bool(curve.iloc[0] >= peak / (1 + ev.tolerance)),
-                "start_margin": float(curve.iloc[0] * (1 + ev.tolerance) / peak - 1),
+                "falls_from_start": bool(curve.iloc[0] >= peak / (1 + ev.analysis["tolerance"])),
+                "start_margin": float(curve.iloc[0] * (1 + ev.analysis["tolerance"]) / peak - 1),
                 "batch_sizes": len(curve),
             }
         )
@@ -461,7 +269,7 @@ def claim_c6(ev: Evidence) -> Claim:
         )
         + f" (gamma={int(shape['gamma'].iloc[0])}, sigma-adjusted composed speedups)"
     )
-    _conclude(claim, parts)
+    conclude(claim, parts)
     return claim
 
 
@@ -488,12 +296,18 @@ def claim_c7(ev: Evidence) -> Claim:
     # sigma's spread only where the acceptance was the target's own: a forced one is set, not measured
     real = ev.measured_acceptance(ours, "e2e")
     spread = real.groupby(["name", "temperature"])["sigma"].agg(lambda s: (s.max() - s.min()) / s.mean())
-    parts = {f"Spearman(speedup, efficiency) >= {ev.track_correlation}": at_least(rho.min(), ev.track_correlation)}
+    parts = {
+        f"Spearman(speedup, efficiency) >= {ev.analysis['track_correlation']}": at_least(
+            rho.min(), ev.analysis["track_correlation"]
+        )
+    }
     claim.run = "Spearman correlation over B: " + ", ".join(f"T={t:g}: {r:.2f}" for t, r in rho.items())
     if len(spread):
-        parts[f"sigma spread over B <= {ev.sigma_spread:.0%}"] = at_most(spread.max(), ev.sigma_spread)
+        parts[f"sigma spread over B <= {ev.analysis['sigma_spread']:.0%}"] = at_most(
+            spread.max(), ev.analysis["sigma_spread"]
+        )
         claim.run += "; sigma spread: " + ", ".join(f"{n} T={t:g}: {v:.0%}" for (n, t), v in spread.items())
-    _conclude(claim, parts)
+    conclude(claim, parts)
     if not len(spread):
         claim.reason += "; sigma part not measurable (every end-to-end row forces its acceptance)"
     return claim
@@ -526,8 +340,8 @@ def claim_c8(ev: Evidence) -> Claim:
     if not np.isfinite(row["mape_heldout"]):
         claim.reason = "every measurement was fitted on: no held-out point"
         return claim
-    check = at_most(row["mape_heldout"] / 100, ev.mape_threshold / 100)  # percent as fractions
-    _conclude(claim, {f"held-out MAPE <= {ev.mape_threshold:g} % (analysis.mape_threshold)": check})
+    check = at_most(row["mape_heldout"] / 100, ev.analysis["mape_threshold"] / 100)  # percent as fractions
+    conclude(claim, {f"held-out MAPE <= {ev.analysis['mape_threshold']:g} % (analysis.mape_threshold)": check})
     claim.reason += (
         "; Algorithm 1 fitted on this run's composed speedups (Eq. 4 from the measured components), "
         "not on end-to-end ones"
@@ -568,7 +382,7 @@ def claim_c9(ev: Evidence) -> Claim:
         peaks = (
             rows.groupby("hardware").agg(peak=("speedup", "max"), ridge=("ridge_point", "first")).sort_values("ridge")
         )
-        growth = grows(peaks["peak"], ev.tolerance)
+        growth = grows(peaks["peak"], ev.analysis["tolerance"])
         values = peaks["peak"].to_numpy()
         rising = float((values[1:] / values[:-1]).min() - 1)  # every step up, strictly (> 0 holds)
         ok = growth.ok and rising > 0
@@ -577,7 +391,7 @@ def claim_c9(ev: Evidence) -> Claim:
         )
         runs.append(", ".join(f"{h} (ridge {r.ridge:.0f} FLOP/B): {r.peak:.2f}x" for h, r in peaks.iterrows()))
     claim.run = "; ".join(runs)
-    _conclude(claim, parts)
+    conclude(claim, parts)
     return claim
 
 
@@ -616,15 +430,17 @@ def claim_c10(ev: Evidence) -> Claim:
         return claim
     he0_lo, he0_hi, he1, mt0 = (peaks[k] for k in needed)
     parts = {  # a gain larger than the noise: above by more than the tolerance
-        f"HumanEval T=0: gamma {gammas[-1]} above gamma {gammas[0]}": grows(pd.Series([he0_lo, he0_hi]), ev.tolerance),
-        "T=0 above T=1": grows(pd.Series([he1, he0_hi]), ev.tolerance),
-        "HumanEval above MT-bench": grows(pd.Series([mt0, he0_hi]), ev.tolerance),
+        f"HumanEval T=0: gamma {gammas[-1]} above gamma {gammas[0]}": grows(
+            pd.Series([he0_lo, he0_hi]), ev.analysis["tolerance"]
+        ),
+        "T=0 above T=1": grows(pd.Series([he1, he0_hi]), ev.analysis["tolerance"]),
+        "HumanEval above MT-bench": grows(pd.Series([mt0, he0_hi]), ev.analysis["tolerance"]),
     }
     claim.run = (
         f"MoE peak speedups: HumanEval T=0 gamma {gammas[0]} {he0_lo:.2f}, gamma {gammas[-1]} {he0_hi:.2f}; "
         f"HumanEval T=1 {he1:.2f}; MT-bench T=0 {mt0:.2f} (sigma: {', '.join(sorted(set(moe['sigma_source'])))})"
     )
-    _conclude(claim, parts)
+    conclude(claim, parts)
     return claim
 
 
@@ -666,9 +482,9 @@ def claim_eq8(ev: Evidence) -> Claim:
         )
         return claim
     worst = error.abs().max()
-    check = at_most(worst, ev.eq8_tolerance)
+    check = at_most(worst, ev.analysis["eq8_tolerance"])
     within = "within" if check.ok else "not within"
-    _conclude(claim, {f"trained routers {within} {ev.eq8_tolerance:.0%} of Eq. 8 at every t >= 4": check})
+    conclude(claim, {f"trained routers {within} {ev.analysis['eq8_tolerance']:.0%} of Eq. 8 at every t >= 4": check})
     if not check.ok and (error < 0).all():
         claim.reason += (
             f" (largest deviation {worst:.0%}, every one below Eq. 8: correlated routing activates fewer "
@@ -694,83 +510,3 @@ CLAIMS = (
 
 def evaluate_claims(ev: Evidence) -> list[Claim]:
     return [check(ev) for check in CLAIMS]
-
-
-def add_support(claims: list[Claim], ev: Evidence, composed_reps, e2e_reps, min_support: float) -> list[Claim]:
-    """Each verdict's support: the share of resamples of the raw repeats (moesd.bootstrap) whose
-    composed and end-to-end speedups give the same verdict. A reproduced or not-reproduced call
-    with support below MIN_SUPPORT becomes inconclusive: it is inside the timing noise."""
-    from moesd.bootstrap import replicate_tables
-    from moesd.speedup import COMPOSED_KEYS, E2E_KEYS
-
-    if composed_reps is None or composed_reps.empty:
-        return claims
-    e2e_by_replicate = (
-        dict(replicate_tables(ev.e2e, e2e_reps, E2E_KEYS)) if e2e_reps is not None and len(e2e_reps) else {}
-    )
-    agree, n = dict.fromkeys((c.claim for c in claims), 0), 0
-    for replicate, composed in replicate_tables(ev.composed, composed_reps, COMPOSED_KEYS):
-        resampled = dataclasses.replace(ev, composed=composed, e2e=e2e_by_replicate.get(replicate, ev.e2e))
-        verdicts = {c.claim: c.verdict for c in evaluate_claims(resampled)}
-        for c in claims:
-            agree[c.claim] += verdicts[c.claim] == c.verdict
-        n += 1
-    for c in claims:
-        if c.claim not in RESAMPLED or c.verdict not in (REPRODUCED, NOT_REPRODUCED):
-            continue
-        c.support = agree[c.claim] / n
-        if c.support < min_support:
-            c.reason += (
-                f"; inconclusive: {c.verdict} in {c.support:.0%} of {n} resamples of the raw repeats, "
-                f"below analysis.min_support {min_support:.0%}"
-            )
-            c.verdict = INCONCLUSIVE
-    return claims
-
-
-def _support(claim: Claim) -> str:
-    return "-" if math.isnan(claim.support) else f"{claim.support:.2f}"
-
-
-def _margin(claim: Claim) -> str:
-    return "-" if math.isnan(claim.margin) else f"{claim.margin:+.1%}"
-
-
-def render(claims: list[Claim], title: str) -> str:
-    lines = [
-        f"# Claims report: {title}",
-        "",
-        "Computed from this run's tables by `moesd claims`; not edited by hand.",
-        "",
-    ]
-    counts = pd.Series([c.verdict for c in claims]).value_counts()
-    lines += [
-        ", ".join(f"{n} {v}" for v, n in counts.items()),
-        "",
-        "Margin: how far the deciding comparison lies from its threshold, above zero by how much the "
-        "weakest part holds, below zero how far the failing part misses (between two measured values: "
-        "their ratio over 1 + analysis.tolerance, minus one; against a fixed threshold: the difference). "
-        "Support: the share of resamples of the latency stage's raw repeats that give the same verdict "
-        "(- where the verdict does not rest on resampled timings); a verdict with support below "
-        "analysis.min_support reads inconclusive, its margin inside the noise.",
-        "",
-        "| claim | verdict | margin | support | this run |",
-        "|---|---|---|---|---|",
-    ]
-    lines += [
-        f"| {c.claim} | **{c.verdict}** | {_margin(c)} | {_support(c)} | {c.run.replace('|', '/')} |" for c in claims
-    ]
-    for c in claims:
-        links = ", ".join(f"[{f}]({f})" for f in c.figures)
-        lines += [
-            "",
-            f"## {c.claim}: {c.verdict}",
-            "",
-            f"- Paper: {c.statement} ({c.paper})",
-            f"- This run: {c.run or '-'}",
-            f"- Why: {c.reason}",
-            f"- Margin: {_margin(c)}",
-            f"- Support: {_support(c)}",
-            f"- Figures: {links}",
-        ]
-    return "\n".join(lines) + "\n"

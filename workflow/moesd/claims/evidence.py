@@ -1,0 +1,93 @@
+"""The evidence the claims read: the run's tables (composed and end-to-end speedups, the fit's
+metrics and predictions, routing counts, other runs' composed speedups) and the validated
+analysis settings, with the selections every claim shares (measured acceptance only, our
+engine's end-to-end rows, a family at its reference K, a curve over B at the fit setting).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from moesd.columns import COMPOSED, E2E, TABLES
+from moesd.families import native
+
+
+@dataclass
+class Evidence:
+    """The run's tables the verdicts read (any may be empty) and the validated config's analysis
+    section, where every setting and threshold a verdict reads is defined once (its keys and
+    defaults: the schema)."""
+
+    composed: pd.DataFrame
+    e2e: pd.DataFrame
+    metrics: pd.DataFrame
+    predictions: pd.DataFrame
+    routing: pd.DataFrame
+    analysis: dict  # config["analysis"], validated: fit_dataset and fit_temperature resolved
+    compare: pd.DataFrame = field(default_factory=pd.DataFrame)  # other runs' composed speedups (C9)
+
+    COLUMNS = {  # what the verdicts read; an absent table is an empty one with these columns
+        "composed": COMPOSED,
+        "compare": COMPOSED,  # other runs' composed speedups
+        "e2e": E2E,
+        **{name: TABLES[name][1] for name in ("metrics", "predictions", "routing")},
+    }
+
+    def __post_init__(self):
+        for name, columns in self.COLUMNS.items():
+            if getattr(self, name).empty:
+                setattr(self, name, pd.DataFrame(columns=columns))
+
+    @property
+    def dataset(self) -> str:
+        """analysis.fit_dataset: the acceptance setting the shape claims read."""
+        return self.analysis["fit_dataset"]
+
+    @property
+    def temperature(self) -> float:
+        """analysis.fit_temperature."""
+        return self.analysis["fit_temperature"]
+
+    @property
+    def reference_k(self) -> int:
+        """analysis.reference_k: the K a MoE family measured only through its sweep is shown at."""
+        return self.analysis["reference_k"]
+
+    def measured_acceptance(self, table: pd.DataFrame, source: str) -> pd.DataFrame:
+        """The rows whose acceptance was measured in this run: composed rows whose sigma is not the
+        paper's (sigma_source), end-to-end rows decoded with the target's own acceptance rule (not
+        forced). A claim about acceptance, or about the paper's numbers, rests on these alone."""
+        if source == "e2e":
+            return table[table["acceptance_source"] == "real"]
+        return table[~table["sigma_source"].fillna("").str.startswith("paper")]
+
+    def ours_e2e(self) -> pd.DataFrame:
+        """End-to-end rows of our engine, the one whose components the composed speedups rest on
+        (a claim that sets e2e beside them compares like with like)."""
+        return self.e2e[self.e2e["backend"] == "ours"]
+
+    def _first(self, moe: bool) -> pd.DataFrame:
+        rows = native(self.composed, self.reference_k)
+        rows = rows[(rows["E"] > 1) == moe]
+        return rows[rows["model"] == rows["model"].iloc[0]] if len(rows) else rows
+
+    def moe(self) -> pd.DataFrame:
+        """The first MoE family at its reference K (the paper's MoE curve)."""
+        return self._first(moe=True)
+
+    def dense(self) -> pd.DataFrame:
+        return self._first(moe=False)
+
+    def curve(self, table: pd.DataFrame, column: str = "speedup") -> pd.Series:
+        """COLUMN against B at the fit setting (dataset, temperature) and its largest gamma."""
+        rows = table[(table["dataset"] == self.dataset) & (table["temperature"] == self.temperature)]
+        if rows.empty:
+            return pd.Series(dtype=float)
+        rows = rows[rows["gamma"] == rows["gamma"].max()]
+        return rows.drop_duplicates("B").set_index("B")[column].sort_index()
+
+
+def fmt_curve(series: pd.Series) -> str:
+    return ", ".join(f"B={int(b)}: {v:.2f}" for b, v in series.items())
