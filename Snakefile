@@ -1,18 +1,18 @@
 # moesd: regenerate the MoESD paper's figures and claims from raw runs.
 # `snakemake --cores 2` runs the default experiment (config/config.yaml); another experiment:
-# `snakemake --cores 2 --configfile config/<name>.yaml`.
+# `snakemake --cores 2 --configfile config/<name>.yaml`. The package must be installed
+# (`pip install -e ".[test]"`): the rules call `moesd`, and the parse imports moesd.config.
 import os
 import sys
-import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))  # the package, even if not installed
-os.environ.setdefault("MOESD_CHECKOUT", workflow.basedir)  # where envs/*.post-deploy.sh installs it from
+from snakemake.utils import min_version
 
 from moesd.config import ConfigError, compare_tables, config_part, prompt_sources, uses_trained_pair, validate_config
 
 
-START = time.time()
+min_version("9.0")
+
+os.environ.setdefault("MOESD_CHECKOUT", workflow.basedir)  # where envs/*.post-deploy.sh installs it from
 
 
 configfile: "config/config.yaml"
@@ -23,19 +23,16 @@ try:
 except ConfigError as error:
     sys.exit(str(error))
 
-EXP = config["experiment"]
-FIGURES = f"figures/{EXP}"
-RUNS = f"data/runs/{EXP}"
-LOGS = f"logs/{EXP}"
 
-# common.smk first: the paths that several rule files share; the rest in any order
+# common.smk first: the paths, globals and input functions every rule file shares; the rest in
+# any order
 
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/environment.smk"
 include: "workflow/rules/download.smk"
 include: "workflow/rules/theory.smk"
-include: "workflow/rules/engine.smk"
+include: "workflow/rules/engine_check.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/acceptance.smk"
 include: "workflow/rules/latency.smk"
@@ -50,7 +47,7 @@ rule all:
     input:
         f"{RUNS}/config.json",
         rules.theory.input,
-        rules.engine.input,
+        rules.engine_check.input,
         rules.acceptance.input,
         rules.latency.input,
         rules.fit.input,

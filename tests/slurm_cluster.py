@@ -1,5 +1,5 @@
 """A one-node Slurm cluster on this machine, for the test that runs the smoke experiment through
-`--executor slurm` (issue 15, item 4): munged, MariaDB, slurmdbd (the executor plugin polls job
+`--executor slurm`: munged, MariaDB, slurmdbd (the executor plugin polls job
 states with sacct, so accounting must work), slurmctld and slurmd, from Debian's packages
 (slurm-wlm 22.05, slurmdbd, munge, mariadb-server: workflow/scripts/setup_slurm.sh installs
 them). Everything lives in one temporary folder (SLURM_CONF points there: nothing under /etc is

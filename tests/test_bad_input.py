@@ -1,4 +1,4 @@
-"""Bad input stops early in one line (issue 16): every integer option of every command takes a
+"""Bad input stops early in one line: every integer option of every command takes a
 positive integer (a warm-up count: >= 0), each named in its one-line error; the fit's tables hold
 what Eq. 2-5's quantities can be; nothing is written where a run stopped."""
 
@@ -10,7 +10,7 @@ import pytest
 from moesd.cli import main
 
 BASE = {
-    "bench-forward": ["bench-forward", "--model", "arch:qwen2-0.5b"],
+    "engine-check": ["engine-check", "--model", "arch:qwen2-0.5b"],
     "generate": ["generate", "--target", "arch:qwen2-0.5b", "--prompts", "random:2:4", "--out", "OUT"],
     "predict": ["predict", "--target", "opt-30b", "--draft", "opt-350m", "--hardware", "A800", "--sigma", "0.9"],
     "fit": ["fit", "TABLE", "--target", "opt-30b", "--draft", "opt-350m", "--hardware", "A800", "--out", "OUT"],
@@ -29,11 +29,11 @@ BASE = {
     "probe-hardware": ["probe-hardware", "--out", "OUT"],
 }
 POSITIVE = [
-    ("bench-forward", "--batch-sizes"),
-    ("bench-forward", "--tokens"),
-    ("bench-forward", "--context"),
-    ("bench-forward", "--repeats"),
-    ("bench-forward", "--threads"),
+    ("engine-check", "--batch-sizes"),
+    ("engine-check", "--tokens"),
+    ("engine-check", "--context"),
+    ("engine-check", "--repeats"),
+    ("engine-check", "--threads"),
     ("generate", "--gamma"),
     ("generate", "--batch-size"),
     ("generate", "--max-new-tokens"),
@@ -77,7 +77,7 @@ def test_integer_options_take_positive_integers(capsys, tmp_path, command, optio
 
 @pytest.mark.parametrize("value", ["-1", "1.5", "x"])
 def test_warmup_takes_a_count(capsys, tmp_path, value):
-    code, err = run(capsys, tmp_path, [*BASE["bench-forward"], "--warmup", value])
+    code, err = run(capsys, tmp_path, [*BASE["engine-check"], "--warmup", value])
     one_line(code, err, "argument --warmup", "integer >= 0")
 
 

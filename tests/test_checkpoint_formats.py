@@ -1,4 +1,4 @@
-"""Every format the paper's checkpoints come in loads (issue 15, item 2): safetensors single and
+"""Every format the paper's checkpoints come in loads: safetensors single and
 indexed (Qwen2, Mixtral), pytorch_model*.bin single and indexed (OPT-30B, OPT-350M, the EAGLE
 heads), fast tokenizers (tokenizer.json) and slow ones (vocab.json + merges.txt, OPT's)."""
 

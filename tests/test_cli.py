@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 import torch
 from moesd.cli import main
+from moesd.models.spec import ModelSpec
 
 
 def run_cli(capsys, *argv):
@@ -251,16 +252,19 @@ def test_params_and_module_entry_point_import_no_torch():
     assert not {name for name in imported if name == "torch" or name.startswith("torch.")}
 
 
-@pytest.mark.parametrize(
-    "argv",
-    [
-        ["params", "qwen2-57b-a14b:torch_dtype=float16"],  # "float16" is no JSON: kept a string, as specs keep it
-        ["params", "arch:qwen2-57b-a14b:num_experts_per_tok=4"],  # the full spec form
-    ],
-)
-def test_params_reads_specs_with_the_one_parser(capsys, argv):
-    code, out, _ = run_cli(capsys, *argv)
-    assert code == 0 and "total" in out
+def test_params_applies_the_spec_overrides(capsys):
+    """One parser for every spec form: an override reaches the counts (K = 4 activates fewer
+    parameters than the native 8), and the short and full forms agree."""
+    counts = {}
+    for spec in ("qwen2-57b-a14b", "qwen2-57b-a14b:num_experts_per_tok=4", "arch:qwen2-57b-a14b:num_experts_per_tok=4"):
+        code, out, _ = run_cli(capsys, "params", spec)
+        assert code == 0, spec
+        counts[spec] = {line.split()[0]: line.split(None, 1)[1].strip() for line in out.splitlines() if line.strip()}
+    native, k4, full = counts.values()
+    assert native["active"] == "14,249,270,784" and k4["active"] == "11,166,457,344" and k4 == full
+    assert native["total"] == k4["total"] and (native["E,"], k4["E,"]) == ("K 64, 8", "K 64, 4")
+    # a value that is no JSON stays a string, as specs keep it
+    assert ModelSpec.of_architecture("qwen2-57b-a14b:torch_dtype=float16").overrides == {"torch_dtype": "float16"}
 
 
 def test_probe_hardware_writes_env(tmp_path, capsys):

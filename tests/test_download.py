@@ -1,4 +1,4 @@
-"""The download stage against a local hub (tests/hub_server.py, 127.0.0.1; issue 15, item 1):
+"""The download stage against a local hub (tests/hub_server.py, 127.0.0.1):
 a branch resolves to a commit, only the files the pipeline reads are fetched (one weight format),
 their bytes are printed before the fetch, the lock is written and honoured, an offline rerun
 needs no hub, later loads read the manifest's commit offline, a moved branch stops the run

@@ -1,4 +1,4 @@
-"""The conda environments a cluster user gets with `--sdm conda` (issue 15, item 5), checked
+"""The conda environments a cluster user gets with `--sdm conda`, checked
 statically: conda is not on these machines, so no environment is created here. What is checked:
 each env file pins what pyproject.toml pins and names no path (Snakemake creates it from a copy
 under .snakemake/conda/), the post-deploy script installs this checkout and MT-bench's questions

@@ -14,9 +14,25 @@ from moesd.fit import (
 from moesd.paths import PAPER_DIR
 
 
-def test_known_parameters_lie_inside_bounds(qwen_setup):
-    for name in PARAM_NAMES:
-        lo, hi = qwen_setup["bounds"][name]
+def test_bounds_follow_app_c2(qwen_setup):
+    """App. C.2: bias from V_dense b / BW, k2 from one routed expert's b / BW, draft_bias from the
+    draft's weights over one GPU's bandwidth, each up to 5x; the target's over the group's
+    aggregate bandwidth (2 GPUs: half of one GPU's time) or one GPU's, the draft's on one GPU in
+    both scopes."""
+    target, draft, hardware = qwen_setup["target"], qwen_setup["draft"], qwen_setup["hardware"]
+    bounds = qwen_setup["bounds"]
+    one_gpu = hardware.bandwidth
+    assert bounds["bias"][0] == pytest.approx(target.dense_params("non_routed") * 2 / (2 * one_gpu))
+    assert bounds["k2"][0] == pytest.approx(target.routed_expert_one * 2 / (2 * one_gpu))
+    assert bounds["draft_bias"][0] == pytest.approx(draft.dense_params("non_routed") * 2 / one_gpu)
+    for name in ("bias", "k2", "draft_bias"):
+        assert bounds[name][1] == pytest.approx(5 * bounds[name][0]), name
+    per_gpu = parameter_bounds(target, draft, hardware, bandwidth_scope="per_gpu")
+    assert per_gpu["bias"][0] == pytest.approx(2 * bounds["bias"][0]) and per_gpu["draft_bias"] == bounds["draft_bias"]
+    assert (bounds["lam"], bounds["s"]) == ((0.2, 1.0), (1.0, 2.0))
+    assert parameter_bounds(target, draft, hardware, t_reject_max=0.003)["reject_k"] == (0.0, 0.003)
+    for name in PARAM_NAMES:  # the synthetic fits below start from a point inside them
+        lo, hi = bounds[name]
         assert lo <= qwen_setup["true"][name] <= hi, name
 
 

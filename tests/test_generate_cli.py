@@ -118,10 +118,10 @@ def test_random_prompts_are_seeded():
     assert [len(p) for p in a] == [4, 4, 4]
 
 
-def test_bench_forward_runs_side_by_side(tmp_path, capsys, tiny_dirs):
+def test_engine_check_runs_side_by_side(tmp_path, capsys, tiny_dirs):
     code, out, _ = run(
         capsys,
-        "bench-forward",
+        "engine-check",
         "--model",
         f"dir:{tiny_dirs['qwen2_moe']}",
         "--batch-sizes",
@@ -145,7 +145,7 @@ def test_bench_forward_runs_side_by_side(tmp_path, capsys, tiny_dirs):
 
 def test_bench_reference_for_arch_specs_is_the_same_model(tmp_path):
     import torch
-    from moesd.bench import reference_folder
+    from moesd.engine_check import reference_folder
     from moesd.models import load_model
     from transformers import AutoModelForCausalLM
 

@@ -55,9 +55,14 @@ def test_distinct_experts_follow_eq8_on_random_inputs():
         assert abs(np.mean(measured) - predicted) / predicted < 0.05, (batch, np.mean(measured), predicted)
 
 
-def test_reject_timing_runs_on_cpu():
-    point = reject_point(8, 4, 512, 1.0, "cpu", warmup=1, repeats=3, seed=0)
-    assert len(point["seconds"]) == 3 and min(point["seconds"]) > 0
+def test_reject_time_grows_with_the_logits_it_reads():
+    """T_reject(B) times the acceptance rule on B x (gamma + 1) x V logits: a point 256x larger
+    (B 1 -> 16, V 512 -> 8192) takes longer (medians of 5 repeats; far enough apart that noise
+    cannot swap them)."""
+    small = reject_point(1, 4, 512, 1.0, "cpu", warmup=1, repeats=5, seed=0)["seconds"]
+    large = reject_point(16, 4, 8192, 1.0, "cpu", warmup=1, repeats=5, seed=0)["seconds"]
+    assert len(small) == len(large) == 5 and min(small) > 0
+    assert np.median(large) > 4 * np.median(small), (np.median(small), np.median(large))
 
 
 def test_calls_take_turns_within_each_repeat():

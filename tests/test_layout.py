@@ -1,7 +1,10 @@
-"""The package's layout: command-line glue in moesd.cli, one module per rule file; figure names
-defined once; no module named for its role instead of its content."""
+"""The package's layout: data flows one way (config -> models -> acceptance -> latency -> speedup
+-> fit -> figures -> claims), with no import cycle; command-line glue in moesd.cli, each module
+named for its main command; figure names defined once; no module named for its role instead of
+its content."""
 
 import argparse
+import ast
 import re
 
 from moesd.cli import COMMAND_MODULES
@@ -9,6 +12,115 @@ from moesd.figures import MEASURED_FIGURES, NOTEBOOKS, THEORY_FIGURES
 from moesd.paths import REPO_ROOT
 
 PACKAGE = REPO_ROOT / "workflow" / "moesd"
+
+# Each module's place in the stage order (the longest matching prefix decides). A module may
+# import its own stage's and earlier stages' modules, never a later stage's.
+STAGES = [
+    (  # what every stage reads: paths, files, the paper's numbers, equations, values, the clock
+        "foundation",
+        ["paths", "io", "columns", "paper", "theory", "architectures", "hardware", "bootstrap", "timing",
+         "devices", "families", "hub_lock", "prompt_sets", "models.spec", "models.files"],
+    ),
+    ("config", ["config"]),
+    ("download", ["download"]),
+    (  # the instrument: models, decoding, vLLM, prompts, training, the engine check, job sizes
+        "models",
+        ["models", "decode", "backends", "prompts", "corpus", "train", "engine_check", "resources"],
+    ),
+    ("acceptance", ["acceptance", "routing"]),
+    ("latency", ["latency"]),
+    ("speedup", ["speedup", "bandwidth"]),
+    ("fit", ["fit", "fit_families", "predict", "simulate"]),
+    ("figures", ["figures"]),
+    ("claims", ["claims"]),
+    ("cli", ["cli", "__main__"]),
+]  # fmt: skip
+
+
+def module_names() -> list[str]:
+    names = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE).with_suffix("").parts
+        names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return [name for name in names if name]
+
+
+MODULES = module_names()
+
+
+def stage_of(module: str) -> int:
+    """The index in STAGES of MODULE (a name relative to moesd)."""
+    best, where = -1, None
+    for index, (_, prefixes) in enumerate(STAGES):
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best:
+                best, where = len(prefix), index
+    assert where is not None, f"moesd.{module} has no stage in STAGES: place it"
+    return where
+
+
+def imports() -> dict[str, set[str]]:
+    """module -> the moesd modules it imports, at module level or inside a function."""
+    edges = {}
+    for module in MODULES:
+        path = PACKAGE / (module.replace(".", "/") + ".py")
+        if not path.is_file():
+            path = PACKAGE / module.replace(".", "/") / "__init__.py"
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("moesd"):
+                base = node.module.removeprefix("moesd").lstrip(".")
+                # `from moesd.models import checkpoint` imports the module moesd.models.checkpoint
+                names = [
+                    f"{base}.{a.name}".lstrip(".") for a in node.names if f"{base}.{a.name}".lstrip(".") in MODULES
+                ]
+                names = names or [base]
+            elif isinstance(node, ast.Import):
+                names = [a.name.removeprefix("moesd").lstrip(".") for a in node.names if a.name.startswith("moesd")]
+            found |= {name for name in names if name and name != module}
+        edges[module] = found
+    return edges
+
+
+def test_every_module_has_a_stage():
+    for module in MODULES:
+        stage_of(module)
+
+
+def test_no_module_imports_a_later_stage():
+    against = [
+        f"moesd.{module} ({STAGES[stage_of(module)][0]}) imports moesd.{other} ({STAGES[stage_of(other)][0]})"
+        for module, others in imports().items()
+        for other in others
+        if stage_of(other) > stage_of(module)
+    ]
+    assert not against, "\n".join(against)
+
+
+def test_no_import_cycle():
+    edges = imports()
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for other in sorted(edges.get(module, ())):
+            if state.get(other) == 1:
+                cycle = path[path.index(other) :] + [other]
+                raise AssertionError("import cycle: " + " -> ".join(f"moesd.{m}" for m in cycle))
+            if other not in state:
+                visit(other, [*path, other])
+        state[module] = 2
+
+    for module in MODULES:
+        if module not in state:
+            visit(module, [module])
+
+
+def test_a_broken_order_is_caught():
+    """The checks above can fail: a foundation module importing a claim is against the order."""
+    assert stage_of("theory") < stage_of("claims.catalogue")
+    assert stage_of("config.checks") < stage_of("download") < stage_of("models.checkpoint")
 
 
 def command_modules() -> dict[str, str]:
@@ -23,19 +135,27 @@ def command_modules() -> dict[str, str]:
     return owners
 
 
-def test_each_rule_file_calls_commands_of_its_own_cli_module():
+def test_each_cli_module_is_named_for_its_main_command():
+    owners = command_modules()
+    assert len(owners) >= 24
+    for module in set(owners.values()):
+        assert module.replace("_", "-") in owners and owners[module.replace("_", "-")] == module, module
+
+
+def test_each_command_a_rule_calls_exists():
     owners = command_modules()
     called = 0
     for rules in sorted((REPO_ROOT / "workflow" / "rules").glob("*.smk")):
-        for command in re.findall(r"\"moesd ([a-z0-9-]+)", rules.read_text()):
-            assert owners[command] == rules.stem, f"{rules.name} calls `moesd {command}` of cli/{owners[command]}.py"
+        for command in re.findall(r"\"(?:\{params\.hub\} )?moesd ([a-z0-9-]+)", rules.read_text()):
+            assert command in owners, f"{rules.name} calls `moesd {command}`, which no cli module defines"
             called += 1
-    assert called >= 12
+    assert called >= 15
 
 
 def test_no_module_is_named_for_its_role():
     names = [p.stem for p in PACKAGE.rglob("*.py")]
-    assert not [n for n in names if n.endswith(("_stage", "_cli")) or n == "stages"]
+    assert not [n for n in names if n.endswith(("_stage", "_cli")) or n in ("stages", "utils", "helpers", "misc")]
+    assert "config" not in [p.stem for p in (PACKAGE / "models").glob("*.py")]  # one `config` in the package
 
 
 def test_figure_names_are_defined_once_and_match_the_notebooks():
@@ -45,7 +165,16 @@ def test_figure_names_are_defined_once_and_match_the_notebooks():
         assert "fig2_speedup" not in rules.read_text() and "active_experts" not in rules.read_text(), rules.name
 
 
-def test_the_code_cites_the_paper_not_a_file_it_does_not_have():
-    for path in [*PACKAGE.rglob("*.py"), *PACKAGE.rglob("*.yaml"), *(REPO_ROOT / "tests").glob("*.py")]:
-        if path.name != "test_layout.py":
-            assert "PAPER.md" not in path.read_text(), path
+def test_the_repository_cites_the_paper_not_a_file_it_does_not_have():
+    """Code, configs, tests and docs cite arXiv 2505.19645 itself, never the specification files
+    of the project's steering, and no test docstring cites an issue instead of saying what it checks."""
+    roots = [PACKAGE, REPO_ROOT / "tests", REPO_ROOT / "config", REPO_ROOT / "docs", REPO_ROOT / "workflow"]
+    files = {p for root in roots for p in root.rglob("*") if p.suffix in (".py", ".yaml", ".md", ".smk", ".rst")}
+    files |= {REPO_ROOT / "README.md", REPO_ROOT / "Snakefile"}
+    for path in sorted(files):
+        if path.name == "test_layout.py":
+            continue
+        text = path.read_text()
+        assert "PAPER.md" not in text and "DESIGN.md" not in text, path
+        if path.parent.name == "tests":
+            assert not re.search(r"[Ii]ssue \d+, item", text), path

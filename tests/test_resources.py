@@ -1,4 +1,4 @@
-"""What each measuring job asks a cluster for (moesd.resources, issue 15 item 3), from the config."""
+"""What each measuring job asks a cluster for (moesd.resources), from the config."""
 
 import copy
 

@@ -1,4 +1,4 @@
-"""The smoke experiment through a real Slurm (issue 15, item 4): a one-node cluster started here
+"""The smoke experiment through a real Slurm: a one-node cluster started here
 (tests/slurm_cluster.py: munged, MariaDB, slurmdbd, slurmctld, slurmd from Debian's packages,
 installed by workflow/scripts/setup_slurm.sh), `snakemake --executor slurm` with a copy of
 profiles/slurm that adds the partition and account as the README tells a user to, every job
@@ -24,7 +24,7 @@ from .slurm_cluster import ACCOUNT, PARTITION, SlurmCluster, missing_tools
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 SUBMITTED = {  # the smoke plan's jobs that are not localrules, and the stage whose resources they take
     "environment": "environment",
-    "bench_forward": None,
+    "engine_check_model": None,
     "train_models": None,
     "prompts": None,
     "measure_acceptance": "acceptance",

@@ -32,7 +32,7 @@ SMOKE_OUTPUTS = {
         "sparsity_fit.png",
         "sparsity_fit.pdf",
     ],
-    "figures/smoke/engine": ["bench_forward_0.csv"],
+    "figures/smoke/engine_check": ["model_0.csv"],
     "figures/smoke": [
         *(f"{name}.{ext}" for name in MEASURED_FIGURES for ext in ("png", "pdf", "caption.md")),
         "tables_1_2.csv",
@@ -317,7 +317,7 @@ routing: {datasets: [humaneval]}
 
 
 def test_hub_models_are_downloaded_once_then_loaded_offline(checkout, tmp_path):
-    """Issue 15, item 1, in the workflow: the download rule resolves the pair's hub specs on a
+    """The download stage in the workflow: the download rule resolves the pair's hub specs on a
     local hub, writes the lock beside the configs, and the acceptance stage loads the locked
     commits with the hub offline; with the hub gone, a rerun of the stage still works."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers

@@ -38,7 +38,9 @@ def test_bad_config_stops_before_any_job(checkout, tmp_path):
     assert "config error: fit.stride: 0 is less than the minimum of 1" in result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("name", ["..", ".", "../notebooks", "a/b", "-n"])
+@pytest.mark.parametrize(
+    "name", ["..", *(pytest.param(n, marks=pytest.mark.slow) for n in (".", "../notebooks", "a/b", "-n"))]
+)  # the schema's pattern refuses each (test_config's mutations); one dry run shows the workflow stops
 def test_an_experiment_name_is_one_safe_folder(checkout, tmp_path, name):
     """experiment ".." once made the notebook rule's output the tracked notebook itself, which
     Snakemake deletes before running the job."""
@@ -59,7 +61,7 @@ def test_gpu_experiments_plan_their_jobs_with_a_gpu(checkout, experiment):
 
 
 def test_the_slurm_profile_resources_arrive(checkout):
-    """Issue 15, item 3: with the Slurm profile, the measuring jobs of config/paper.yaml request
+    """With the Slurm profile, the measuring jobs of config/paper.yaml request
     what the config needs (GPUs = the tensor-parallel size of what they load), every other
     submitted job the profile's defaults; the workflow profile (profiles/default, read on every
     run) replaces none of them."""
@@ -82,7 +84,7 @@ def test_the_slurm_profile_resources_arrive(checkout):
     assert plans["measure_latency"]["gpu"] == "1" and int(plans["measure_latency"]["runtime"]) > 120
     assert int(plans["measure_latency"]["mem_mb"]) > 115_000  # Qwen2-57B-A14B's bf16 weights pass through host memory
     assert plans["measure_latency"]["cpus_per_task"] == "8"
-    for rule in ("prompts", "bench_forward"):  # submitted, with the Slurm profile's defaults
+    for rule in ("prompts", "engine_check_model"):  # submitted, with the Slurm profile's defaults
         assert (plans[rule]["mem_mb"], plans[rule]["runtime"], plans[rule]["cpus_per_task"]) == ("8000", "60", "2")
         assert plans[rule].get("gpu", "0") == "0"
 
@@ -96,11 +98,26 @@ def test_every_rule_is_submitted_or_local_by_decision(checkout):
     )
     rules = set(re.findall(r"^rule (\w+):", text, re.M))
     local = set(re.findall(r"^    (\w+),$", text.split("localrules:")[1].split("\n\n")[0], re.M))
-    submitted = {"environment", "bench_forward", "train_models", "prompts", "measure_acceptance",
+    submitted = {"environment", "engine_check_model", "train_models", "prompts", "measure_acceptance",
                  "measure_acceptance_vllm", "measure_routing", "measure_latency", "measure_e2e_vllm"}  # fmt: skip
     assert local | submitted == rules and not local & submitted, (rules - local - submitted, local & submitted)
     profile = yaml.safe_load((checkout / "profiles/default/config.yaml").read_text())
-    assert not {"default-resources", "set-resources", "resources", "cores", "executor", "jobs"} & set(profile)
+    assert not {"default-resources", "set-resources", "cores", "executor", "jobs"} & set(profile)
+    assert profile["resources"] == ["cpu_timing=1"]  # the one global limit: timed jobs take turns
+
+
+def test_timed_jobs_take_turns_through_a_resource(checkout):
+    """Every job that times on the CPU cores asks for cpu_timing, which the workflow profile
+    allows once: vLLM's e2e job waits for our engine's sweep without reading its table."""
+    result = snakemake(checkout, "-n", "--configfile", "config/smoke.yaml", "config/engines.yaml")
+    assert result.returncode == 0, result.stderr[-2000:]
+    plans = planned_resources(result)
+    for rule in ("measure_latency", "measure_e2e_vllm", "environment", "engine_check_model"):
+        assert plans[rule].get("cpu_timing") == "1", rule
+    for rule in ("measure_acceptance", "prompts", "train_models"):
+        assert "cpu_timing" not in plans[rule], rule
+    e2e_vllm = (result.stdout + result.stderr).split("rule measure_e2e_vllm:")[1].split("\n\n")[0]
+    assert "latency/e2e.csv" not in e2e_vllm.split("output:")[0]
 
 
 def test_gpu_check_script_plans_its_jobs(checkout):

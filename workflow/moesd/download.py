@@ -53,7 +53,7 @@ def hub_specs(config: dict) -> list[str]:
     specs = [pair[role] for pair in config["pairs"] for role in ("target", "draft")]
     specs += [e[role] for e in config["latency"]["e2e"]["pairs"] for role in ("target", "draft") if e.get(role)]
     specs += [m["spec"] for m in config["latency"]["models"]]
-    specs += list(config["routing"]["hf_models"]) + list(config["engine"]["bench_models"])
+    specs += list(config["routing"]["hf_models"]) + list(config["engine_check"]["models"])
     return list(dict.fromkeys(s for s in specs if str(s).startswith("hf:")))
 
 

@@ -8,7 +8,11 @@ user's (their profile); a profile's `set-resources` still overrides any of these
 - gpu: our engine runs on one device; a vLLM job takes the largest tensor_parallel_size of the
   pairs it loads (the paper's 2xH800); 0 where the experiment runs on the CPU.
 - cpus_per_task: CPUS_PER_GPU per GPU (tokenisation, the engine's host thread, vLLM's workers),
-  or the rule's threads on the CPU.
+  or the stage's threads on the CPU (stage_threads: the config's acceptance.threads,
+  latency.threads or models.threads, which the rules' `threads:` read too).
+- cpu_timing: 1 for a job that times work on CPU cores (TIMED_STAGES on a CPU experiment): the
+  workflow profile allows one at a time (`resources: [cpu_timing=1]`), so two timed jobs never
+  share the cores and time each other.
 - mem_mb: host memory, HOST_BASE_MB plus the largest checkpoint the job loads at its dtype's
   bytes (its shards pass through host memory; its size from its architecture's parameter count,
   data/architectures; an unknown hub repository counts as UNKNOWN_MODEL_GB). On a GPU, arch:
@@ -37,6 +41,21 @@ VLLM_CPU_MB = 3_000  # vLLM's CPU workers and their KV cache (VLLM_CPU_KVCACHE_S
 MIN_RUNTIME, MAX_RUNTIME = 30, 24 * 60
 SAFETY = 2.0
 GPU_STAGES = ("acceptance", "acceptance_vllm", "routing", "latency", "e2e_vllm", "environment")
+TIMED_STAGES = ("latency", "e2e_vllm", "environment", "engine_check")  # they hold moesd.timing's CPU lock
+# the config section whose `threads` each job's stage runs with (timed work: the latency stage's)
+THREADS_FROM = {"acceptance": "acceptance", "acceptance_vllm": "acceptance", "routing": "acceptance",
+                "latency": "latency", "e2e_vllm": "latency", "environment": "latency", "engine_check": "latency",
+                "models": "models"}  # fmt: skip
+
+
+def stage_threads(config: dict, stage: str) -> int:
+    """The CPU threads STAGE's job runs with (its rule's `threads:`), from the config."""
+    return config[THREADS_FROM[stage]]["threads"]
+
+
+def timing_resources(config: dict, stage: str) -> dict:
+    """{"cpu_timing": 1} for a job that times on CPU cores, {} otherwise (a GPU job's device is its own)."""
+    return {"cpu_timing": 1} if stage in TIMED_STAGES and config["latency"]["device"] != "cuda" else {}
 
 
 def model_gb(spec_text: str, bytes_per_param: int = 2) -> float:
@@ -134,7 +153,7 @@ def _e2e_forwards(config: dict, backend: str) -> int:
     return entries * len(e2e["batch_sizes"]) * len(e2e["temperatures"]) * 2 * runs * per_run
 
 
-def job_resources(config: dict, stage: str, threads: int = 2) -> dict:
+def job_resources(config: dict, stage: str) -> dict:
     """Slurm resources of STAGE's job (one of GPU_STAGES) for CONFIG (validated)."""
     if stage not in GPU_STAGES:
         raise ValueError(f"no resources for stage {stage!r} (known: {', '.join(GPU_STAGES)})")
@@ -151,7 +170,7 @@ def job_resources(config: dict, stage: str, threads: int = 2) -> dict:
     )
     return {
         "gpu": gpus,
-        "cpus_per_task": CPUS_PER_GPU * gpus if gpus else threads,
+        "cpus_per_task": CPUS_PER_GPU * gpus if gpus else stage_threads(config, stage),
         "mem_mb": int(HOST_BASE_MB[device] + math.ceil(largest * 1000) + VLLM_CPU_MB * (via_vllm and device == "cpu")),
         "runtime": int(min(MAX_RUNTIME, max(MIN_RUNTIME, math.ceil(SAFETY * minutes)))),
-    }
+    } | timing_resources(config, stage)

@@ -13,7 +13,7 @@ rule measure_acceptance:
         run=run_folder,
         prompts=folder_of("input.prompts"),
         out=folder_of("output.summary"),
-    threads: 2
+    threads: THREADS["acceptance"]
     resources:
         **RESOURCES["acceptance"],
     log:
@@ -42,7 +42,7 @@ rule measure_acceptance_vllm:
         run=run_folder,
         prompts=folder_of("input.prompts"),
         out=folder_of("output.summary"),
-    threads: 2
+    threads: THREADS["acceptance_vllm"]
     resources:
         **RESOURCES["acceptance_vllm"],
     log:
@@ -67,7 +67,7 @@ rule measure_routing:
         hub=hub_env,
         run=run_folder,
         prompts=folder_of("input.prompts"),
-    threads: 2
+    threads: THREADS["routing"]
     resources:
         **RESOURCES["routing"],
     log:
@@ -88,7 +88,7 @@ rule plot_routing:
             for ext in ("png", "pdf")
         ],
     params:
-        stem=stem_of,
+        stem=stem_of(),
     log:
         f"{LOGS}/plot_routing.log",
     conda:

@@ -12,8 +12,8 @@ rule claims_report:
     params:
         speedup=folder_of("input.speedup"),
         fit=folder_of("input.fit"),
-        routing=lambda wildcards, input: f"--routing {input.routing}" if input.routing else "",
-        compare=lambda wildcards, input: f"--compare {input.compare}" if input.compare else "",
+        routing=option_of("--routing", "routing"),
+        compare=option_of("--compare", "compare"),
     log:
         f"{LOGS}/claims.log",
     conda:

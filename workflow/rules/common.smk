@@ -1,11 +1,21 @@
+# Shared by every file of rules. The run's folders, the files one stage writes and another reads,
+# the config values rules read, and the input and params functions. Every global of the workflow
+# is defined here, so that no rule file depends on another's (the include order does not matter).
 import json
+import time
 from pathlib import Path
 
-from moesd.figures import MEASURED_FIGURES, NOTEBOOKS, THEORY_FIGURES
-from moesd.prompt_sets import dataset_name
 from moesd.config import lock_path
 from moesd.download import hub_specs
-from moesd.resources import GPU_STAGES, job_resources
+from moesd.figures import MEASURED_FIGURES, NOTEBOOKS, THEORY_FIGURES
+from moesd.prompt_sets import dataset_name
+from moesd.resources import GPU_STAGES, job_resources, stage_threads, timing_resources
+
+START = time.time()  # the invocation's wall time, printed on success
+EXP = config["experiment"]
+FIGURES = f"figures/{EXP}"
+RUNS = f"data/runs/{EXP}"
+LOGS = f"logs/{EXP}"
 
 # `--sdm conda`: the measuring rules run in the CUDA build's environment where the experiment
 # times a GPU, every other rule (and a CPU experiment's) in the CPU one.
@@ -14,6 +24,10 @@ MEASURE_ENV = "../../envs/gpu.yaml" if config["latency"]["device"] == "cuda" els
 # What each measuring job asks a cluster for (GPUs = the tensor-parallel size of what it loads,
 # host memory, CPUs, a time limit from its grid's size): moesd.resources, from the config.
 RESOURCES = {stage: job_resources(config, stage) for stage in GPU_STAGES}
+RESOURCES["engine_check"] = timing_resources(config, "engine_check")  # the profile's defaults, one timed job at a time
+
+# Each job's CPU threads, from the config section of its stage (moesd.resources.stage_threads).
+THREADS = {stage: stage_threads(config, stage) for stage in (*GPU_STAGES, "engine_check", "models")}
 
 # Jobs that only write a record, plot or fit small tables run where Snakemake runs (the login node
 # under --executor slurm), not as one cluster job each; the measuring and training jobs are submitted.
@@ -28,7 +42,7 @@ localrules:
     fit_quality_simulated,
     plot_fit_simulated,
     theory,
-    engine,
+    engine_check,
     models,
     plot_routing,
     acceptance,
@@ -85,6 +99,31 @@ ENV = f"{RUNS}/env.json"
 THEORY_TABLES = ("saturation.csv", "roofline_speedup.csv", "fit_quality.csv", "fit_quality.md")
 THEORY_OUTPUTS = [f"{FIGURES}/theory/{name}.{ext}" for name in (*THEORY_FIGURES, "sparsity_fit") for ext in ("png", "pdf")]
 THEORY_OUTPUTS += [f"{FIGURES}/theory/{name}" for name in THEORY_TABLES]
+PROMPT_FILES = [
+    f"{RUNS}/prompts/{pair['name']}/{dataset_name(source)}.jsonl"
+    for pair in config["pairs"]
+    for source in prompt_sources(config)
+]
+ENGINE_CHECK = config["engine_check"]
+ENGINE_CHECK_TABLES = [f"{FIGURES}/engine_check/model_{i}.csv" for i in range(len(ENGINE_CHECK["models"]))]
+# one notebook per measured figure; Fig. 1's where a trained or hub pair gave routing counts
+NOTEBOOK_NAMES = [name for name in NOTEBOOKS if config["pairs"] or name in MEASURED_FIGURES]
+
+# The theory stage's simulated sweep and its fit (the `simulation` and `fit` sections)
+SIM = config["simulation"]
+FIT_CONFIG = config["fit"]
+FIT_FLAGS = (
+    f"--variant {FIT_CONFIG['variant']} --verify-tokens {FIT_CONFIG['verify_tokens']} "
+    f"--dense-convention {FIT_CONFIG['dense_convention']} --bandwidth-scope {FIT_CONFIG['bandwidth_scope']} "
+    f"--bytes-per-param {FIT_CONFIG['bytes_per_param']} --n-starts {FIT_CONFIG['n_starts']} --seed {FIT_CONFIG['seed']}"
+)
+SIM_MODELS = f"--target {SIM['target']} --draft {SIM['draft']} --hardware {SIM['platform']}"
+SIM_CAPTION = (
+    f"Roofline-simulated sparsity sweep (not measured): {SIM['target']} with num_experts_per_tok = K, "
+    f"draft {SIM['draft']}, {SIM['platform']} datasheet peaks, sigma = {SIM['sigma']} for every K. "
+    f"Line: Algorithm 1 ({FIT_CONFIG['variant']}) fitted on the stride-{FIT_CONFIG['stride']} subset (filled dots); "
+    "dashed: each panel's peak / sqrt(2)."
+)
 
 
 def write_record(path, text, log):
@@ -120,6 +159,33 @@ def folder_of(name):
     return infer
 
 
-def stem_of(wildcards, output):
-    """A params function: the first output without its extension (a figure's PNG + PDF stem)."""
-    return str(Path(output[0]).with_suffix(""))
+def stem_of(name=None):
+    """A params function: the rule's output NAME (its first output where None) without its
+    extension: a figure's PNG + PDF stem."""
+
+    def stem(wildcards, output):
+        return str(Path(getattr(output, name) if name else output[0]).with_suffix(""))
+
+    return stem
+
+
+def option_of(flag, name):
+    """A params function: FLAG and the rule's input NAME ("--routing routing.csv"), or nothing
+    where that input is an empty list (the stage that writes it does not run in this experiment)."""
+
+    def option(wildcards, input):
+        files = getattr(input, name)
+        return f"{flag} {files}" if files else ""
+
+    return option
+
+
+def engine_check_model(wildcards):
+    """A params function: the model spec of the engine check's job INDEX (engine_check.models)."""
+    return ENGINE_CHECK["models"][int(wildcards.index)]
+
+
+def stage_config_text(wildcards):
+    """A params function: one stage's part of the validated config (STAGE_SECTIONS), as JSON."""
+    part = config_part(config, STAGE_SECTIONS[wildcards.stage])
+    return json.dumps({"experiment": EXP} | part, indent=2, sort_keys=True)

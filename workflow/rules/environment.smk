@@ -5,9 +5,7 @@ rule stage_config:
     output:
         f"{RUNS}/config/{{stage}}.json",
     params:
-        text=lambda wildcards: json.dumps(
-            {"experiment": EXP} | config_part(config, STAGE_SECTIONS[wildcards.stage]), indent=2, sort_keys=True
-        ),
+        text=stage_config_text,
     wildcard_constraints:
         stage="|".join(STAGE_SECTIONS),
     log:
@@ -36,7 +34,7 @@ rule environment:
     params:
         device=config["latency"]["device"],  # the device and dtype the latency stage times on
         dtype=config["latency"]["dtype"],
-    threads: 2  # the probe's thread count is recorded; the CPU experiments run with 2
+    threads: THREADS["environment"]  # the latency stage's threads: the probe measures the machine as it times
     resources:
         **RESOURCES["environment"],
     log:
@@ -44,4 +42,4 @@ rule environment:
     conda:
         MEASURE_ENV
     shell:
-        "moesd probe-hardware --device {params.device} --dtype {params.dtype} --out {output} > {log} 2>&1"
+        "moesd probe-hardware --device {params.device} --dtype {params.dtype} --threads {threads} --out {output} > {log} 2>&1"

@@ -40,7 +40,7 @@ rule engines_figure:
         table=f"{FIGURES}/engines.csv",
         markdown=f"{FIGURES}/engines.md",
     params:
-        stem=lambda wildcards, output: str(Path(output.table).with_suffix("")),
+        stem=stem_of("table"),
     log:
         f"{LOGS}/engines_figure.log",
     conda:

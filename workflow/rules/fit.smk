@@ -13,9 +13,9 @@ rule speedup:
     params:
         latency=folder_of("input.latency"),
         out=folder_of("output.composed"),
-        acceptance=lambda wildcards, input: f"--acceptance {input.acceptance}" if input.acceptance else "",
-        rounds=lambda wildcards, input: f"--rounds {input.rounds}" if input.rounds else "",
-        e2e_vllm=lambda wildcards, input: f"--e2e-vllm {input.e2e_vllm}" if input.e2e_vllm else "",
+        acceptance=option_of("--acceptance", "acceptance"),
+        rounds=option_of("--rounds", "rounds"),
+        e2e_vllm=option_of("--e2e-vllm", "e2e_vllm"),
     log:
         f"{LOGS}/speedup.log",
     conda:

@@ -13,8 +13,8 @@ rule measure_latency:
         run=run_folder,
         prompts=folder_of("input.prompts"),
         out=folder_of("output.forward"),
-        acceptance=lambda wildcards, input: f"--acceptance {input.acceptance}" if input.acceptance else "",
-    threads: 2
+        acceptance=option_of("--acceptance", "acceptance"),
+    threads: THREADS["latency"]
     resources:
         **RESOURCES["latency"],
     log:
@@ -34,7 +34,6 @@ rule measure_e2e_vllm:
         config=f"{RUNS}/config/latency.json",
         models=MODELS_MANIFEST,
         prompts=PROMPTS_STATS,
-        ours=LATENCY["e2e"],  # after our engine's sweep: two timed jobs never share the cores
     output:
         table=E2E_VLLM,
     params:
@@ -42,7 +41,7 @@ rule measure_e2e_vllm:
         run=run_folder,
         prompts=folder_of("input.prompts"),
         out=folder_of("output.table"),
-    threads: 2
+    threads: THREADS["e2e_vllm"]
     resources:
         **RESOURCES["e2e_vllm"],
     log:

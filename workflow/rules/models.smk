@@ -1,10 +1,3 @@
-PROMPT_FILES = [
-    f"{RUNS}/prompts/{pair['name']}/{dataset_name(source)}.jsonl"
-    for pair in config["pairs"]
-    for source in prompt_sources(config)
-]
-
-
 rule train_models:
     """The tiny MoE target and its distilled dense draft, trained on CPU from stdlib source."""
     input:
@@ -17,7 +10,7 @@ rule train_models:
     params:
         hub=hub_env,
         out=folder_of("output.manifest"),
-    threads: 2
+    threads: THREADS["models"]
     priority: 10  # the longest job; everything model-side waits for it
     log:
         f"{LOGS}/train_models.log",

@@ -1,7 +1,3 @@
-# one notebook per measured figure; Fig. 1's where a trained or hub pair gave routing counts
-NOTEBOOK_NAMES = [name for name in NOTEBOOKS if config["pairs"] or name in MEASURED_FIGURES]
-
-
 rule notebook:
     """One figure's notebook executed against this run's tables (papermill, experiment as parameter)."""
     input:

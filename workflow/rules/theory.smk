@@ -26,16 +26,6 @@ rule theory_figures:
         "moesd theory --config {input.config} --out {params.out} > {log} 2>&1"
 
 
-SIM = config["simulation"]
-FIT_CONFIG = config["fit"]
-FIT_FLAGS = (
-    f"--variant {FIT_CONFIG['variant']} --verify-tokens {FIT_CONFIG['verify_tokens']} "
-    f"--dense-convention {FIT_CONFIG['dense_convention']} --bandwidth-scope {FIT_CONFIG['bandwidth_scope']} "
-    f"--bytes-per-param {FIT_CONFIG['bytes_per_param']} --n-starts {FIT_CONFIG['n_starts']} --seed {FIT_CONFIG['seed']}"
-)
-SIM_MODELS = f"--target {SIM['target']} --draft {SIM['draft']} --hardware {SIM['platform']}"
-
-
 rule simulate_sweep:
     """The paper's sparsity-sweep design with roofline-simulated speedups (labelled as such)."""
     input:
@@ -98,13 +88,8 @@ rule plot_fit_simulated:
             for ext in ("png", "pdf")
         ],
     params:
-        stem=stem_of,
-        caption=(
-            f"Roofline-simulated sparsity sweep (not measured): {SIM['target']} with num_experts_per_tok = K, "
-            f"draft {SIM['draft']}, {SIM['platform']} datasheet peaks, sigma = {SIM['sigma']} for every K. "
-            f"Line: Algorithm 1 ({FIT_CONFIG['variant']}) fitted on the stride-{FIT_CONFIG['stride']} subset (filled dots); "
-            "dashed: each panel's peak / sqrt(2)."
-        ),
+        stem=stem_of(),
+        caption=SIM_CAPTION,
     log:
         f"{LOGS}/plot_fit_simulated.log",
     conda:

@@ -1,21 +1,11 @@
 """The `moesd` command line: one subcommand per stage or tool.
 
-Command-line glue only: each module here serves one rule file of workflow/rules (its commands
-read files and arguments, call the domain modules, write the outputs) and imports nothing heavy
-at module level, so that building the parser, and the light commands, import no torch.
-
-    environment.py probe-hardware                         rules/environment.smk
-    theory.py      theory, simulate, fit, fit-quality, plot-fit   rules/theory.smk
-    engine.py      bench-forward                          rules/engine.smk
-    download.py    download                               rules/download.smk
-    models.py      train, prompts                         rules/models.smk
-    acceptance.py  acceptance, routing, plot-routing      rules/acceptance.smk
-    latency.py     latency                                rules/latency.smk
-    fit.py         speedup, fit-run                       rules/fit.smk
-    figures.py     figures                                rules/figures.smk
-    claims.py      claims                                 rules/claims.smk
-    tools.py       params, predict                        (tools, no rule)
-    generate.py    generate                               (tool, no rule)
+Command-line glue only: each module here is named for its main command (`moesd fit` in fit.py,
+`moesd engine-check` in engine_check.py) and may hold a few commands of the same work; it reads
+files and arguments, calls the domain modules and writes the outputs. Nothing heavy is imported
+at module level, so that building the parser, and the light commands, import no torch. The
+modules are found, not listed: every module here with an `add_parsers` adds its commands
+(`moesd --help` lists them; docs/architecture.md maps each to its rule, which a test checks).
 
 Bad input (a missing file, an unknown architecture or hardware, a malformed table or config)
 ends with one line, `moesd: error: ...`, and exit status 2, before any long work starts; a
@@ -28,36 +18,19 @@ import argparse
 import sys
 
 from moesd.backends.vllm import VllmFailure
-from moesd.cli import (
-    acceptance,
-    claims,
-    download,
-    engine,
-    environment,
-    figures,
-    fit,
-    generate,
-    latency,
-    models,
-    theory,
-    tools,
-)
 from moesd.io import StageFailure
 
-COMMAND_MODULES = (
-    theory,
-    tools,
-    environment,
-    engine,
-    download,
-    models,
-    acceptance,
-    latency,
-    fit,
-    figures,
-    claims,
-    generate,
-)
+
+def _command_modules() -> tuple:
+    """Every module of this package that adds commands (add_parsers), in name order."""
+    import importlib
+    import pkgutil
+
+    modules = (importlib.import_module(f"{__name__}.{info.name}") for info in pkgutil.iter_modules(__path__))
+    return tuple(module for module in modules if hasattr(module, "add_parsers"))
+
+
+COMMAND_MODULES = _command_modules()
 # every error the domain raises for bad input is a ValueError (ConfigError, ModelSpecError, ...)
 EXPECTED_ERRORS = (ValueError, FileNotFoundError, KeyError)
 

@@ -1,69 +1,88 @@
-"""Commands of the fit stage (workflow/rules/fit.smk): `moesd speedup` composes speedups from the
-latency tables (Eq. 4) and reads the measured end-to-end ones; `moesd fit-run` fits Algorithm 1
-on them per model family (moesd.fit_families)."""
+"""Commands of Algorithm 1 (moesd.fit):
+
+    moesd fit           Algorithm 1 fitted on any tidy speedup table
+    moesd fit-quality   the Table 3 analog on such a table: fit quality against m
+    moesd plot-fit      the Fig. 4 grid of a table against a fit's predictions
+    moesd fit-run       Algorithm 1 on a run's composed speedups, per model family
+                        (moesd.fit_families; rule fit_run)
+
+`fit`, `fit-quality` and `plot-fit` fit the theory stage's simulated sweep and are also the tools
+for a user's own measurements.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from moesd.cli.args import ANALYSIS, add_command
+from moesd.cli.args import (
+    ANALYSIS,
+    add_command,
+    add_fit_options,
+    add_model_options,
+    architecture_counts,
+    fit_options,
+    positive_int,
+)
+from moesd.cli.speedup import read_input
+from moesd.paper import TABLE3_STRIDES
 
 
-def _read(path: Path, what: str, kind: str | None = None):
+def _inputs(args):
+    """The table and the target, draft and hardware of a fit command."""
+
+    from moesd.fit import check_table
+    from moesd.hardware import load_hardware
     from moesd.io import read_table
 
-    if not path.is_file():
-        raise FileNotFoundError(f"{what}: {path} does not exist")
-    return read_table(path, kind)
+    table = read_table(args.table)
+    check_table(table, str(args.table))
+    target, draft = architecture_counts(args.target), architecture_counts(args.draft)
+    return table, target, draft, load_hardware(args.hardware, args.gpus)
 
 
-def cmd_speedup(args) -> int:
-    import pandas as pd
+def cmd_fit(args) -> int:
+    from moesd.fit import run_fit
+    from moesd.io import write_csv, write_json
 
-    from moesd.bandwidth import ar_bandwidth
-    from moesd.config import declared_drafts, load_config, sigma_pair
-    from moesd.hardware import load_hardware
-    from moesd.io import write_csv
-    from moesd.speedup import sigma_table, speedup_tables
+    table, target, draft, hardware = _inputs(args)
+    record, predictions, metrics = run_fit(table, target, draft, hardware, stride=args.stride, **fit_options(args))
+    record |= {"target": args.target, "draft": args.draft, "table": str(args.table)}
+    out = Path(args.out)
+    write_json(out / "params.json", record, strict=True)
+    write_csv(out / "predictions.csv", predictions)
+    write_json(out / "metrics.json", metrics, strict=True)
+    print(
+        f"fit {args.variant} on m={metrics['m']} of {metrics['n']} rows in {record['seconds']:.2f} s: "
+        f"mse_fit={metrics['mse_fit']:.4g} mse_all={metrics['mse_all']:.4g} "
+        f"mape_heldout={metrics['mape_heldout']:.3g}% -> {out}"
+    )
+    return 0
 
-    config = load_config(args.config)
-    analysis = config["analysis"]
-    latency = {
-        name: _read(args.latency / f"{name}.csv", f"latency {name} table")
-        for name in ("forward", "draft", "reject", "e2e")
-    }
-    if args.e2e_vllm:  # vLLM's end-to-end points beside ours: one table, told apart by `backend`
-        vllm = _read(args.e2e_vllm, "vLLM's e2e table")
-        latency["e2e"] = pd.concat([t for t in (latency["e2e"], vllm) if len(t)], ignore_index=True)
-    for name, table in latency.items():  # failed points stay in the latency tables, not here
-        failed = int((table["status"] != "ok").sum()) if "status" in table else 0
-        if failed:
-            print(f"speedup: {failed} failed points of the latency {name} table left out (their status is there)")
-    pair = sigma_pair(config)
-    summary = _read(args.acceptance, "acceptance summary") if args.acceptance else None
-    if pair is not None and summary is None:
-        raise ValueError(f"analysis.sigma_pair {pair['name']!r}: the acceptance summary (--acceptance) is needed")
-    sigmas = sigma_table(summary, *(pair["target"], pair["draft"]) if pair else (None, None))
-    rounds = _read(args.rounds, "acceptance rounds") if args.rounds and pair is not None else None
-    drafts_of = declared_drafts(config["latency"]["models"])
-    hardware = load_hardware(f"probe:{args.env}")  # the device every row was measured on (C9); before long work
-    composed, e2e, composed_reps, e2e_reps = speedup_tables(latency, sigmas, pair, rounds, drafts_of, analysis)
-    write_csv(args.out / "composed_bootstrap.csv", composed_reps)
-    write_csv(args.out / "e2e_bootstrap.csv", e2e_reps)
-    for table in (composed, e2e):
-        table["hardware"], table["ridge_point"] = hardware.name, hardware.ridge_point
-    bandwidth = ar_bandwidth(latency["forward"], hardware.bandwidth, hardware.copy_bandwidth, analysis["statistic"])
-    write_csv(args.out / "composed.csv", composed)
-    write_csv(args.out / "e2e.csv", e2e)
-    write_csv(args.out / "bandwidth.csv", bandwidth)
-    n = analysis["bootstrap_resamples"]
-    print(f"{len(composed)} composed speedups, {len(e2e)} end-to-end speedups ({n} resamples) -> {args.out}")
-    for row in bandwidth.itertuples():
-        print(
-            f"AR step {row.model} K={row.K} B={row.B}: {row.weight_bytes / 1e6:.0f} MB of weights in "
-            f"{row.seconds * 1e3:.1f} ms = {row.bandwidth_fraction:.0%} of the read "
-            f"bandwidth ({row.copy_fraction:.0%} of the copy bandwidth)"
-        )
+
+def cmd_fit_quality(args) -> int:
+    from moesd.figures.tables import TABLE3_COLUMNS, table3_markdown
+    from moesd.fit import fit_quality
+    from moesd.io import write_csv, write_text
+
+    table, target, draft, hardware = _inputs(args)
+    quality = fit_quality(table, target, draft, hardware, strides=args.strides, **fit_options(args))
+    quality = quality.assign(target=args.target, draft=args.draft, hardware=hardware.label, variant=args.variant)
+    out = Path(args.out)
+    write_csv(out / "fit_quality.csv", quality)
+    write_text(out / "fit_quality.md", table3_markdown(quality, f"{hardware.label}, {args.table}"))
+    print(quality[TABLE3_COLUMNS[:-1]].to_string(index=False, float_format="%.4g"))
+    return 0
+
+
+def cmd_plot_fit(args) -> int:
+    from moesd.figures.fig4_sparsity import sparsity_fit_figure
+    from moesd.io import read_table
+
+    predictions = read_table(args.predictions)
+    missing = {"B", "gamma", "K", "speedup", "speedup_pred", "in_fit"} - set(predictions.columns)
+    if missing:
+        raise ValueError(f"{args.predictions}: missing column(s) {', '.join(sorted(missing))}")
+    sparsity_fit_figure(predictions, Path(args.out), args.caption)
     return 0
 
 
@@ -75,7 +94,7 @@ def cmd_fit_run(args) -> int:
     from moesd.io import write_csv, write_json, write_text
 
     config = load_config(args.config)
-    composed = _read(args.speedup, "composed speedups", "composed")
+    composed = read_input(args.speedup, "composed speedups", "composed")
     hardware = load_hardware(f"probe:{args.env}")
     try:
         fits = fit_families(composed, hardware, config["analysis"], config["fit"])
@@ -92,19 +111,27 @@ def cmd_fit_run(args) -> int:
 
 
 def add_parsers(sub) -> None:
-    p = add_command(
-        sub,
-        "speedup",
-        cmd_speedup,
-        "speedups composed from the latency tables (Eq. 4) and measured end to end",
-        config=ANALYSIS,
-        latency="the latency stage's folder (forward/draft/reject/e2e.csv)",
-        env="the run's env.json (the device of every row)",
-        out="output folder (composed.csv, e2e.csv, bandwidth.csv)",
-    )
-    p.add_argument("--acceptance", type=Path, help="the acceptance stage's summary.csv (measured sigma)")
-    p.add_argument("--rounds", type=Path, help="the acceptance stage's rounds.csv (sigma resampled over prompts)")
-    p.add_argument("--e2e-vllm", type=Path, help="the latency stage's e2e_vllm.csv (vLLM's e2e points, beside ours)")
+    p = sub.add_parser("fit", help="fit Algorithm 1 to a tidy speedup table")
+    p.add_argument("table", type=Path, help="CSV with columns B, gamma, K, E, sigma, speedup (others kept)")
+    add_model_options(p)
+    p.add_argument("--stride", type=positive_int, default=11, help="App. C.3 stride (11 -> m = 21 of 228)")
+    add_fit_options(p)
+    p.add_argument("--out", required=True, type=Path, help="output folder (params.json, predictions.csv, metrics.json)")
+    p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("fit-quality", help="Table 3 analog: fit quality against the number m of fitting points")
+    p.add_argument("table", type=Path, help="CSV with columns B, gamma, K, E, sigma, speedup")
+    add_model_options(p)
+    add_fit_options(p)
+    p.add_argument("--strides", type=positive_int, nargs="+", default=list(TABLE3_STRIDES), help="default: Table 3's")
+    p.add_argument("--out", required=True, type=Path, help="output folder (fit_quality.csv, fit_quality.md)")
+    p.set_defaults(func=cmd_fit_quality)
+
+    p = sub.add_parser("plot-fit", help="Fig. 4-style grid of data against a fit's predictions")
+    p.add_argument("predictions", type=Path, help="predictions.csv of `moesd fit`")
+    p.add_argument("--caption", required=True, help="caption: device, models, source of the data")
+    p.add_argument("--out", required=True, type=Path, help="figure path stem (.png and .pdf are written)")
+    p.set_defaults(func=cmd_plot_fit)
 
     add_command(
         sub,

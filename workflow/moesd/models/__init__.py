@@ -8,9 +8,9 @@ import importlib
 
 _WHERE = {
     "KVCache": "moesd.models.cache",
-    "ModelConfig": "moesd.models.config",
-    "ModelConfigError": "moesd.models.config",
-    "from_hf": "moesd.models.config",
+    "ModelConfig": "moesd.models.model_config",
+    "ModelConfigError": "moesd.models.model_config",
+    "from_hf": "moesd.models.model_config",
     "ModelSpec": "moesd.models.spec",
     "ModelSpecError": "moesd.models.spec",
     "parse_spec": "moesd.models.spec",

@@ -12,7 +12,7 @@ import torch
 
 from moesd.devices import default_device, default_dtype
 from moesd.models import checkpoint
-from moesd.models.config import ModelConfigError, from_hf
+from moesd.models.model_config import ModelConfigError, from_hf
 from moesd.models.moe import MoE
 from moesd.models.spec import ModelSpecError, parse_spec
 from moesd.models.transformer import Transformer

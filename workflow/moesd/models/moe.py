@@ -10,7 +10,7 @@ tokens (64 experts of 1536 x 768: 15 ms against 28 ms at 2 tokens each, 20 again
 on 2 cores), a kernel switch that would bend T_T(B, s) at small B. From GROUPED_MIN_ROWS on the
 grouped product over the parameters as loaded: a Qwen2-57B-shaped MoE of 4 layers (hidden 512,
 64 experts of 256, top 8) forwarded B = 64 x 5 tokens in 164 ms grouped against 185 ms looped
-(transformers' own forward: 216 ms; bench-forward at B = 16, 64 and s = 1, 5 on 2 cores). The
+(transformers' own forward: 216 ms; engine-check at B = 16, 64 and s = 1, 5 on 2 cores). The
 loop's [out, in] copy doubles the routed experts' memory in this mode, a CPU's small models only.
 
 Shapes: N tokens (all sequences' new tokens flattened), H hidden, E experts, K top-k,

@@ -1,4 +1,4 @@
-"""`moesd bench-forward`: per-forward time of our decoder against transformers' on the same
+"""The engine check (`moesd engine-check`): per-forward time of our decoder against transformers' on the same
 weights, side by side in one process (same machine state), medians of repeated calls.
 
 Each timed call is one forward of s new tokens for each of B sequences on top of a KV cache that
@@ -66,7 +66,7 @@ def reference_folder(spec_text: str, workdir: Path) -> Path:
     return workdir
 
 
-def bench_forward(spec_text: str, batch_sizes, token_counts, context: int, repeats: int, warmup: int) -> pd.DataFrame:
+def engine_check(spec_text: str, batch_sizes, token_counts, context: int, repeats: int, warmup: int) -> pd.DataFrame:
     from transformers import AutoModelForCausalLM
 
     with tempfile.TemporaryDirectory() as tmp:

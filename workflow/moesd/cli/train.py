@@ -1,13 +1,12 @@
-"""Commands of the models stage (workflow/rules/models.smk): `moesd train` trains the tiny MoE
-target and distils its dense draft (moesd.train); `moesd prompts` encodes every prompt set with
-each pair's target tokenizer (moesd.prompts). Cheap checks (prompt sets, model specs) run before
-any long work."""
+"""Command of the models stage's training (workflow/rules/models.smk): `moesd train` trains the
+tiny MoE target and distils its dense draft (moesd.train). Cheap checks (prompt sets, model
+specs) run before any long work."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from moesd.cli.args import RUN_DIR, add_command
+from moesd.cli.args import add_command
 from moesd.models import checkpoint
 
 
@@ -38,19 +37,6 @@ def cmd_train(args) -> int:
     return 0
 
 
-def cmd_prompts(args) -> int:
-    """Every prompt set encoded with each pair's target tokenizer; length statistics."""
-    from moesd.config import load_config, prompt_sources
-    from moesd.io import write_csv
-    from moesd.prompts import encode_prompt_sets
-
-    config = load_config(args.config)
-    table = encode_prompt_sets(prompt_sources(config), config["pairs"], Path(args.run_dir), Path(args.out))
-    write_csv(Path(args.out) / "stats.csv", table)
-    print(table.to_string(index=False))
-    return 0
-
-
 def add_parsers(sub) -> None:
     add_command(
         sub,
@@ -59,14 +45,4 @@ def add_parsers(sub) -> None:
         "the models stage: train the tiny MoE target and distil the draft",
         config="the models stage's config",
         out="folder for target/, draft/ and manifest.json",
-    )
-
-    add_command(
-        sub,
-        "prompts",
-        cmd_prompts,
-        "encode the prompt sets with each pair's tokenizer",
-        config="the prompts stage's config",
-        run_dir=RUN_DIR,
-        out="folder of the encoded prompt files",
     )

@@ -22,6 +22,10 @@ def cmd_probe(args) -> int:
         raise ValueError(f"--buffer-mib must be >= 1, got {args.buffer_mib}")
     buffer_mib = args.buffer_mib or (4096 if gpu else 256)
     matmul_n = args.matmul_n or (8192 if gpu else 1024)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     with exclusive_timing(device):
         probe = probe_hardware(device, dtype=args.dtype, buffer_mib=buffer_mib, matmul_n=matmul_n, repeats=args.repeats)
     update_json(args.out, hardware_probe=probe, environment=environment())
@@ -50,5 +54,6 @@ def add_parsers(sub) -> None:
     )
     p.add_argument("--matmul-n", type=positive_int, help="square matmul size (default 1024 on a CPU, 8192 on a GPU)")
     p.add_argument("--repeats", type=positive_int, default=10)
+    p.add_argument("--threads", type=positive_int, help="CPU threads (default: torch's); the probe records them")
     p.add_argument("--out", required=True, type=Path, help="env.json to create or update")
     p.set_defaults(func=cmd_probe)
