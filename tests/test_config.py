@@ -391,3 +391,58 @@ def test_a_lock_file_that_is_no_lock_stops_at_validation(tmp_path):
         validate_config({"download": {"lock": str(lock)}})
     lock.write_text('{"org/name@main": "%s"}' % ("a" * 40))
     assert validate_config({"download": {"lock": str(lock)}})["download"]["lock"] == str(lock)
+
+
+def _schema_at(path: str) -> dict:
+    node = yaml.safe_load(SCHEMA_FILE.read_text())
+    for key in path.split("."):
+        node = node["items"] if key == "[]" else node["properties"][key]
+    return node["items"] if node.get("type") == "array" else node
+
+
+def test_the_schemas_choices_are_the_codes_constants():
+    """Each enum of the schema is the tuple the code branches on: a choice added to one and not
+    the other fails here, not in a run."""
+    from moesd.architectures import DENSE_CONVENTIONS
+    from moesd.backends import BACKENDS
+    from moesd.backends.vllm import DRAFT_SAMPLING, METHODS
+    from moesd.decode.engine import BATCHING
+    from moesd.devices import DTYPES
+    from moesd.hardware import BANDWIDTH_SCOPES
+    from moesd.paper import FIT_VARIANTS
+    from moesd.speedup import E2E_TIMES, STATISTICS
+    from moesd.theory import VERIFY_TOKENS
+
+    constants = {
+        "pairs.[].speculative_method": METHODS,
+        "pairs.[].draft_sampling": DRAFT_SAMPLING,
+        "latency.dtype": ("auto", *DTYPES),
+        "latency.e2e.backends": BACKENDS,
+        "latency.e2e.batching": BATCHING,
+        "fit.variant": FIT_VARIANTS,
+        "analysis.variants": FIT_VARIANTS,
+        "fit.verify_tokens": VERIFY_TOKENS,
+        "analysis.verify_tokens": VERIFY_TOKENS,
+        "fit.dense_convention": DENSE_CONVENTIONS,
+        "fit.bandwidth_scope": BANDWIDTH_SCOPES,
+        "analysis.statistic": STATISTICS,
+        "analysis.e2e_time": E2E_TIMES,
+    }
+    for path, constant in constants.items():
+        assert sorted(_schema_at(path)["enum"]) == sorted(constant), path
+
+
+def test_the_default_experiment_states_only_its_own_choices():
+    """config/config.yaml sets no key to the schema's default: a default is written once, in the
+    schema, and the default experiment's file shows what it chose."""
+    raw = yaml.safe_load((REPO_ROOT / "config" / "config.yaml").read_text())
+    defaults = validate_config({})
+
+    def restated(node, default, path=()):
+        for key, value in node.items():
+            if isinstance(value, dict) and isinstance(default.get(key), dict):
+                yield from restated(value, default[key], (*path, key))
+            elif key in default and default[key] == value:
+                yield ".".join((*path, key))
+
+    assert not list(restated(raw, defaults))

@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from moesd.backends import BACKENDS
 from moesd.cli.args import check_cuda, device_option, positive_int
 from moesd.models import checkpoint
 
@@ -193,7 +194,7 @@ def add_parsers(sub) -> None:
     )
     p.add_argument(
         "--backend",
-        choices=("ours", "vllm"),
+        choices=BACKENDS,
         default="ours",
         help="our engine, or vLLM (the paper's engine) in its own environment (bash workflow/scripts/setup_vllm.sh)",
     )

@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from moesd.models.cache import KVCache
-from moesd.models.model_config import ModelConfig
 from moesd.models.linear import Linear, linear
+from moesd.models.model_config import ModelConfig
 from moesd.models.moe import MLP, MoE
 
 
