@@ -178,3 +178,25 @@ def test_the_repository_cites_the_paper_not_a_file_it_does_not_have():
         assert "PAPER.md" not in text and "DESIGN.md" not in text, path
         if path.parent.name == "tests":
             assert not re.search(r"[Ii]ssue \d+, item", text), path
+
+
+def test_notebooks_and_scripts_import_names_that_exist():
+    """The notebooks and workflow/scripts import moesd's names too; a name moved between modules
+    must move there as well (their code runs only in the slow workflow tests)."""
+    import importlib
+    import json
+
+    sources = {p: p.read_text() for p in (REPO_ROOT / "workflow" / "scripts").glob("*.py")}
+    for notebook in (REPO_ROOT / "notebooks").glob("*.ipynb"):
+        cells = json.loads(notebook.read_text())["cells"]
+        sources[notebook] = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    sources[REPO_ROOT / "workflow/scripts/gpu_check.sh"] = (REPO_ROOT / "workflow/scripts/gpu_check.sh").read_text()
+    checked = 0
+    for path, text in sources.items():
+        for module, names in re.findall(r"^\s*from (moesd[\w.]*) import ([\w, ]+)$", text, re.M):
+            imported = importlib.import_module(module)
+            for name in (n.strip() for n in names.split(",")):
+                is_module = hasattr(imported, "__path__") and importlib.util.find_spec(f"{module}.{name}")
+                assert hasattr(imported, name) or is_module, f"{path.name} imports {name} from {module}, which has none"
+                checked += 1
+    assert checked >= 10
