@@ -8,6 +8,7 @@ import sys
 
 import pytest
 import yaml
+from moesd.paths import REPO_ROOT
 
 from .snakemake_run import SNAKEMAKE, planned_resources, snakemake
 
@@ -143,3 +144,17 @@ def test_compared_runs_reach_the_claims(checkout, tmp_path):
         shutil.rmtree(checkout / "data/runs")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "--compare data/runs/other-gpu/speedup/composed.csv" in result.stdout + result.stderr
+
+
+def test_the_rule_files_follow_the_houses_conventions():
+    """Globals and functions live in common.smk; rules take named params helpers, not lambdas,
+    and their threads from the config; the Snakefile states its minimum Snakemake and leaves
+    sys.path alone (the package is installed)."""
+    snakefile = (REPO_ROOT / "Snakefile").read_text()
+    assert "min_version(" in snakefile and "sys.path" not in snakefile
+    for path in [REPO_ROOT / "Snakefile", *sorted((REPO_ROOT / "workflow/rules").glob("*.smk"))]:
+        text = path.read_text()
+        assert "lambda" not in text, path.name
+        assert not re.search(r"^\s*threads: \d", text, re.M), path.name
+        if path.name != "common.smk":
+            assert not re.search(r"^(def \w+|[A-Za-z_]\w* = )", text, re.M), f"{path.name}: a global outside common.smk"
