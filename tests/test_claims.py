@@ -453,3 +453,16 @@ def test_thresholds_are_analysis_keys():
     assert verdicts(dataclasses.replace(ev, analysis=config["analysis"]))["Eq. 8"] == REPRODUCED
     for key, value, verdict in (("track_correlation", 1.01, NOT_REPRODUCED), ("sigma_spread", 1e-9, REPRODUCED)):
         assert verdicts(dataclasses.replace(paper_like(), analysis=ANALYSIS | {key: value}))["C7"] == verdict, key
+
+
+def test_c4_judges_every_moe_family_not_the_first_by_name():
+    """The paper: rise then fall for both MoE models. A second MoE family whose speedup only falls
+    (named to sort after the first) makes C4 not reproduced, and the reason names it."""
+    ev = paper_like()
+    moe = ev.composed[_moe_k8(ev)]
+    other = moe.assign(model="zz-mixtral", family="zz-mixtral-spec", spec="zz-mixtral-spec", K=2, E=8)
+    other["speedup"] = 2.0 - 0.1 * np.log2(other["B"])
+    ev = dataclasses.replace(ev, composed=pd.concat([ev.composed, other], ignore_index=True))
+    (c4,) = [c for c in evaluate_claims(ev) if c.claim == "C4"]
+    assert c4.verdict == NOT_REPRODUCED and "zz-mixtral: peak at B=1 not inside" in c4.reason
+    assert "moe: peak at B=" in c4.reason and "zz-mixtral" in c4.run

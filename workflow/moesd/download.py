@@ -10,9 +10,10 @@ Hugging Face cache once, where the internet is (the login node), before any GPU 
   the weights of one format); their bytes, and how many are not cached yet, are printed before
   anything is fetched.
 - The manifest (spec, repository, requested revision, resolved commit, files, bytes) is what
-  every later rule loads by: hub_folder() (through moesd.models.checkpoint.folder) reads it (MOESD_HF_MANIFEST) and opens the
-  resolved commit's snapshot with the hub offline (HF_HUB_OFFLINE=1), so a compute node without
-  internet never tries the network and a moved branch never changes a later job's weights.
+  every later rule loads by: hub_folder() (which moesd.models.checkpoint.folder calls for hf:
+  specs) reads it (MOESD_HF_MANIFEST) and opens the resolved commit's snapshot with the hub
+  offline (HF_HUB_OFFLINE=1), so a compute node without internet never tries the network and a
+  moved branch never changes a later job's weights.
 - The cache is huggingface_hub's: HF_HOME (or HF_HUB_CACHE) says where; HF_TOKEN is the token
   for gated repositories (Mixtral). Errors name the spec and repository, never the token.
 """

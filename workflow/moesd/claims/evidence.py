@@ -80,6 +80,12 @@ class Evidence:
     def dense(self) -> pd.DataFrame:
         return self._first(moe=False)
 
+    def moe_families(self) -> dict[str, pd.DataFrame]:
+        """Every MoE family the run measured, each at its reference K: model -> its rows."""
+        rows = native(self.composed, self.reference_k)
+        rows = rows[rows["E"] > 1]
+        return {model: part for model, part in rows.groupby("model", sort=True)}
+
     def curve(self, table: pd.DataFrame, column: str = "speedup") -> pd.Series:
         """COLUMN against B at the fit setting (dataset, temperature) and its largest gamma."""
         rows = table[(table["dataset"] == self.dataset) & (table["temperature"] == self.temperature)]
