@@ -8,7 +8,6 @@ Runs with `python -m pytest -m slurm`; needs root and the packages, and skips wi
 unless MOESD_REQUIRE_SLURM=1 (CI), where a missing set-up fails."""
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ from moesd.paths import REPO_ROOT
 from moesd.resources import job_resources
 
 from .slurm_cluster import ACCOUNT, PARTITION, SlurmCluster, missing_tools
+from .snakemake_run import copy_checkout
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 SUBMITTED = {  # the smoke plan's jobs that are not localrules, and the stage whose resources they take
@@ -51,9 +51,7 @@ def cluster(tmp_path_factory):
 def test_the_smoke_experiment_runs_through_slurm(cluster, tmp_path):
     root = tmp_path / "checkout"
     root.mkdir()
-    shutil.copy(REPO_ROOT / "Snakefile", root)
-    for folder in ("workflow", "config", "data", "profiles", "envs", "notebooks"):
-        shutil.copytree(REPO_ROOT / folder, root / folder, ignore=shutil.ignore_patterns("runs", "__pycache__"))
+    copy_checkout(root)
     profile = yaml.safe_load((REPO_ROOT / "profiles/slurm/config.yaml").read_text())
     profile["default-resources"] += [f"slurm_partition={PARTITION}", f"slurm_account={ACCOUNT}"]  # the user's part
     (tmp_path / "mycluster").mkdir()
