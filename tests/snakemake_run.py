@@ -34,3 +34,20 @@ def planned_resources(result) -> dict[str, dict[str, str]]:
         items = [item.strip().split("=", 1) for item in line.split(":", 1)[-1].split(",") if "=" in item]
         plans[block.split(":", 1)[0]] = dict(items)
     return plans
+
+
+def planned_jobs(result) -> list[dict]:
+    """Every job of a dry run: {"rule", "wildcards" (a dict), "resources" (a dict of strings)}."""
+    jobs = []
+    for block in (result.stdout + result.stderr).split("\nrule ")[1:]:
+        lines = block.splitlines()
+        fields = {line.strip().split(":", 1)[0]: line.split(":", 1)[1].strip() for line in lines[1:] if ":" in line}
+        parse = lambda text: dict(item.strip().split("=", 1) for item in text.split(",") if "=" in item)  # noqa: E731
+        jobs.append(
+            {
+                "rule": lines[0].rstrip(":"),
+                "wildcards": parse(fields.get("wildcards", "")),
+                "resources": parse(fields.get("resources", "")),
+            }
+        )
+    return jobs

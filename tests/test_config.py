@@ -446,3 +446,15 @@ def test_the_default_experiment_states_only_its_own_choices():
                 yield ".".join((*path, key))
 
     assert not list(restated(raw, defaults))
+
+
+def test_latency_models_have_unique_names_and_one_slice_each():
+    from moesd.config import latency_slices
+
+    config = load_config(REPO_ROOT / "config" / "config.yaml")
+    assert list(latency_slices(config))[-2:] == ["reject", "e2e"]
+    assert "model-moe-k-K16" in latency_slices(config)  # the K sweep: one slice per K
+    models = validate_config({})["latency"]["models"]
+    twice = [*models, dict(models[1])]  # the dense target again, under the same name
+    with pytest.raises(ConfigError, match=r"latency.models.3.name: 'dense' names two models"):
+        validate_config({"latency": {"models": twice}})

@@ -304,3 +304,60 @@ def test_a_model_whose_every_point_failed_fails_the_stage(capsys):
         report_failures({"forward": forward}, "latency")
     report_failures({"forward": forward[forward["model"] == "a"]}, "latency")  # some points failed: no error
     assert "forward model=a: 1 of 3 points failed" in capsys.readouterr().out
+
+
+@pytest.mark.slow  # times the stage twice (about 10 s)
+def test_the_slices_gathered_hold_the_whole_stages_points(tmp_path, capsys):
+    """One job per slice (a model at one K, the rejection rule, the end-to-end points), then
+    `moesd latency-gather`: the same rows, in the same order, as the stage run as one job (the
+    timings themselves differ run to run); an unknown slice stops in one line."""
+    import json
+
+    import pandas as pd
+    from moesd.cli import main
+    from moesd.config import latency_slices, validate_config
+
+    draft = "arch:qwen2-0.5b:num_hidden_layers=1,hidden_size=32,num_attention_heads=2,num_key_value_heads=1,intermediate_size=64,vocab_size=512"  # fmt: skip
+    config = {
+        "pairs": [],
+        "latency": {
+            "models": [
+                {"name": "moe", "role": "target", "spec": MOE, "tokens": [1, 2], "k_values": [2, 8]},
+                {"name": "d", "role": "draft", "spec": draft},
+            ],  # fmt: skip
+            "batch_sizes": [1, 2],
+            "warmup": 0,
+            "repeats": 1,
+            "reject_temperatures": [0.0],
+            "e2e": {
+                "pairs": [{"name": "f", "acceptance": "forced", "alpha": 0.5, "target": MOE, "draft": draft}],
+                "batch_sizes": [1],
+                "temperatures": [1.0],
+                "max_new_tokens": 2,
+                "context_length": 8,
+                "sequences": 1,
+                "warmup": 0,
+                "repeats": 1,
+            },
+        },
+    }
+    path = tmp_path / "latency.json"
+    path.write_text(json.dumps(config))
+    slices = list(latency_slices(validate_config(config)))
+    assert slices == ["model-moe-K2", "model-moe-K8", "model-d", "reject", "e2e"]
+    base = ["latency", "--config", str(path), "--run-dir", str(tmp_path), "--prompts", str(tmp_path / "prompts")]
+    assert main([*base, "--out", str(tmp_path / "whole")]) == 0
+    for name in slices:
+        assert main([*base, "--slice", name, "--out", str(tmp_path / "slices" / name)]) == 0
+    folders = [str(tmp_path / "slices" / name) for name in slices]
+    assert main(["latency-gather", *folders, "--out", str(tmp_path / "gathered")]) == 0
+    keys = {"forward": ["model", "k_override", "B", "s", "repeat"], "draft": ["model", "B", "s", "repeat"],
+            "reject": ["B", "temperature", "repeat"], "e2e": ["name", "mode", "B", "repeat"]}  # fmt: skip
+    for table, columns in keys.items():
+        whole, gathered = (pd.read_csv(tmp_path / where / f"{table}.csv") for where in ("whole", "gathered"))
+        assert len(whole) > 0 and list(whole.columns) == list(gathered.columns), table
+        pd.testing.assert_frame_equal(whole[columns], gathered[columns], obj=table)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        main([*base, "--slice", "model-nope", "--out", str(tmp_path / "nope")])
+    assert stop.value.code == 2 and "--slice model-nope: not a slice of this config" in capsys.readouterr().err

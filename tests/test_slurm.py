@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from moesd.config import load_config
+from moesd.config import latency_slices, load_config
 from moesd.paths import REPO_ROOT
 from moesd.resources import job_resources
 
@@ -72,11 +72,15 @@ def test_the_smoke_experiment_runs_through_slurm(cluster, tmp_path):
         rule = job["Comment"].removeprefix("rule_").split("_wildcards_")[0]
         by_rule.setdefault(rule, []).append(job)
     assert set(by_rule) == set(SUBMITTED), sorted(by_rule)  # the light rules ran on the "login node"
+    assert len(by_rule["measure_latency"]) == len(latency_slices(load_config(root / "config/smoke.yaml")))
     config = load_config(root / "config/smoke.yaml")
     for rule, stage in SUBMITTED.items():
         for job in by_rule[rule]:
             assert (job["Partition"], job["Account"]) == (PARTITION, ACCOUNT), job
-            want = job_resources(config, stage) if stage else {"cpus_per_task": 2, "mem_mb": 8000, "runtime": 60}
+            if rule == "measure_latency":  # one job per slice, each with its slice's resources
+                want = job_resources(config, stage, job["Comment"].split("_wildcards_", 1)[1])
+            else:
+                want = job_resources(config, stage) if stage else {"cpus_per_task": 2, "mem_mb": 8000, "runtime": 60}
             assert job["ReqCPUS"] == str(want["cpus_per_task"]), job
             assert job["ReqMem"] == f"{want['mem_mb']}M", job
             hours, minutes = divmod(want["runtime"], 60)

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from moesd.paths import REPO_ROOT
 
-from .snakemake_run import SNAKEMAKE, planned_resources, snakemake
+from .snakemake_run import SNAKEMAKE, planned_jobs, planned_resources, snakemake
 
 
 def test_lint_is_clean(checkout):
@@ -62,18 +62,18 @@ def test_gpu_experiments_plan_their_jobs_with_a_gpu(checkout, experiment):
 
 
 def test_the_slurm_profile_resources_arrive(checkout):
-    """With the Slurm profile, the measuring jobs of config/paper.yaml request
-    what the config needs (GPUs = the tensor-parallel size of what they load), every other
-    submitted job the profile's defaults; the workflow profile (profiles/default, read on every
-    run) replaces none of them."""
-    from moesd.config import load_config
+    """With the Slurm profile, the measuring jobs of config/paper.yaml request what the config
+    needs (GPUs = the tensor-parallel size of what they load), the latency stage one job per
+    slice with that slice's own memory and runtime, every other submitted job the profile's
+    defaults; the workflow profile (profiles/default, read on every run) replaces none of them."""
+    from moesd.config import latency_slices, load_config
     from moesd.resources import job_resources
 
     result = snakemake(checkout, "-n", "--profile", "profiles/slurm", "--configfile", "config/paper.yaml")
     assert result.returncode == 0, result.stderr[-2000:]
     plans = planned_resources(result)
     config = load_config(checkout / "config/paper.yaml")
-    expected = {"measure_latency": "latency", "measure_acceptance": "acceptance", "measure_routing": "routing",
+    expected = {"measure_acceptance": "acceptance", "measure_routing": "routing",
                 "measure_acceptance_vllm": "acceptance_vllm", "measure_e2e_vllm": "e2e_vllm",
                 "environment": "environment"}  # fmt: skip
     for rule, stage in expected.items():
@@ -82,9 +82,16 @@ def test_the_slurm_profile_resources_arrive(checkout):
     assert (
         plans["measure_e2e_vllm"]["gpu"] == plans["measure_acceptance_vllm"]["gpu"] == "2"
     )  # TP 2, as the paper's 2xH800
-    assert plans["measure_latency"]["gpu"] == "1" and int(plans["measure_latency"]["runtime"]) > 120
-    assert int(plans["measure_latency"]["mem_mb"]) > 115_000  # Qwen2-57B-A14B's bf16 weights pass through host memory
-    assert plans["measure_latency"]["cpus_per_task"] == "8"
+    latency = [job for job in planned_jobs(result) if job["rule"] == "measure_latency"]
+    slices = latency_slices(config)
+    assert sorted(job["wildcards"]["slice"] for job in latency) == sorted(slices)  # one job per (model, K)
+    for job in latency:
+        wanted = {key: str(value) for key, value in job_resources(config, "latency", job["wildcards"]["slice"]).items()}
+        assert {key: job["resources"][key] for key in wanted} == wanted, job["wildcards"]
+        assert job["resources"]["gpu"] == "1" and job["resources"]["cpus_per_task"] == "8"
+    memory = {job["wildcards"]["slice"]: int(job["resources"]["mem_mb"]) for job in latency}
+    assert memory["model-qwen2-57b-a14b"] > 115_000  # Qwen2-57B-A14B's bf16 weights pass through host memory
+    assert memory["model-qwen2-0.5b"] < 20_000  # the draft's job asks for the draft's memory, not the target's
     for rule in ("prompts", "engine_check_model"):  # submitted, with the Slurm profile's defaults
         assert (plans[rule]["mem_mb"], plans[rule]["runtime"], plans[rule]["cpus_per_task"]) == ("8000", "60", "2")
         assert plans[rule].get("gpu", "0") == "0"

@@ -48,6 +48,8 @@ E2E = [
     "hardware",
 ]
 
+LATENCY_TABLES = ("forward", "draft", "reject", "e2e")  # the latency stage's tables, of a slice or of all
+
 TABLES = {
     "composed": ("a composed speedups table of `moesd speedup`", COMPOSED),
     "e2e": ("an end-to-end speedups table of `moesd speedup`", E2E),

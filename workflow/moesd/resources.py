@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 
 from moesd.models import checkpoint
+from moesd.models.spec import parse_spec
 
 CPUS_PER_GPU = 8
 HOST_BASE_MB = {"cuda": 16_000, "cpu": 2_000}  # the Python process, torch, CUDA context, tokenizers
@@ -62,7 +63,7 @@ def model_gb(spec_text: str, bytes_per_param: int = 2) -> float:
     """The weights of SPEC_TEXT in GB at BYTES_PER_PARAM, from its architecture's parameter count
     (hf: specs by the architecture their repository names); UNKNOWN_MODEL_GB where unknown."""
     from moesd.architectures import available_architectures, count_parameters
-    from moesd.models.spec import ModelSpecError, parse_spec
+    from moesd.models.spec import ModelSpecError
 
     spec = parse_spec(spec_text)
     try:
@@ -153,12 +154,41 @@ def _e2e_forwards(config: dict, backend: str) -> int:
     return entries * len(e2e["batch_sizes"]) * len(e2e["temperatures"]) * 2 * runs * per_run
 
 
-def job_resources(config: dict, stage: str) -> dict:
-    """Slurm resources of STAGE's job (one of GPU_STAGES) for CONFIG (validated)."""
+def _latency_slice(config: dict, slice_id: str) -> tuple[dict, list[str]]:
+    """CONFIG narrowed to one latency slice (moesd.config.latency_slices), and the specs it loads:
+    one model at one K, the rejection rule (no model: random logits), or the e2e pairs."""
+    import copy
+
+    from moesd.config import latency_slices
+
+    part = latency_slices(config)[slice_id]
+    narrowed = copy.deepcopy(config)
+    lat = narrowed["latency"]
+    e2e_specs = [e[role] for e in lat["e2e"]["pairs"] for role in ("target", "draft") if e.get(role)]
+    e2e_specs += [
+        _pair(config, e["pair"])[role] for e in lat["e2e"]["pairs"] if e.get("pair") for role in ("target", "draft")
+    ]
+    if part["part"] != "e2e":
+        lat["e2e"]["backends"] = [b for b in lat["e2e"]["backends"] if b != "ours"]
+    if part["part"] != "reject":
+        lat["reject_temperatures"] = []
+    lat["models"] = []
+    if part["part"] == "forward":
+        entry = dict(config["latency"]["models"][part["model"]], k_values=[part["k"]] if part["k"] else None)
+        lat["models"] = [entry]
+        return narrowed, [parse_spec(entry["spec"]).with_k(part["k"]).text]
+    return narrowed, e2e_specs if part["part"] == "e2e" else []
+
+
+def job_resources(config: dict, stage: str, slice_id: str | None = None) -> dict:
+    """Slurm resources of STAGE's job (one of GPU_STAGES) for CONFIG (validated); for the latency
+    stage, of its slice SLICE_ID (one job per slice), or of the whole stage as one job."""
     if stage not in GPU_STAGES:
         raise ValueError(f"no resources for stage {stage!r} (known: {', '.join(GPU_STAGES)})")
     device = "cuda" if config["latency"]["device"] == "cuda" else "cpu"
     specs, tp = _models(config, stage)
+    if stage == "latency" and slice_id is not None:
+        config, specs = _latency_slice(config, slice_id)
     via_vllm = stage.endswith("_vllm")
     gpus = tp if device == "cuda" else 0
     per_param = 4 if config["latency"]["dtype"] == "float32" or device == "cpu" else 2

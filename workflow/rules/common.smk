@@ -2,10 +2,12 @@
 # the config values rules read, and the input and params functions. Every global of the workflow
 # is defined here, so that no rule file depends on another's (the include order does not matter).
 import json
+import re
 import time
 from pathlib import Path
 
-from moesd.config import lock_path
+from moesd.columns import LATENCY_TABLES
+from moesd.config import latency_slices, lock_path
 from moesd.download import hub_specs
 from moesd.figures import MEASURED_FIGURES, NOTEBOOKS, THEORY_FIGURES
 from moesd.prompt_sets import dataset_name
@@ -47,6 +49,7 @@ localrules:
     plot_routing,
     acceptance,
     latency,
+    gather_latency,
     speedup,
     fit_run,
     fit,
@@ -85,7 +88,12 @@ HUB_SPECS = hub_specs(config)
 HUB_MANIFEST = f"{RUNS}/download/manifest.json"
 HUB = [HUB_MANIFEST] if HUB_SPECS else []
 HUB_LOCK = str(lock_path(config))
-LATENCY = {name: f"{RUNS}/latency/{name}.csv" for name in ("forward", "draft", "reject", "e2e")}
+LATENCY = {name: f"{RUNS}/latency/{name}.csv" for name in LATENCY_TABLES}
+# The latency stage fans out: one job per slice (one model at one K, the rejection rule, our
+# engine's end-to-end points), each with its own resources, gathered into the LATENCY tables.
+LATENCY_SLICES = latency_slices(config)
+LATENCY_SLICE_TABLES = {name: f"{RUNS}/latency/slices/{{slice}}/{name}.csv" for name in LATENCY_TABLES}
+LATENCY_SLICE_RESOURCES = {s: job_resources(config, "latency", s) for s in LATENCY_SLICES}
 E2E_VLLM = f"{RUNS}/latency/e2e_vllm.csv"  # latency.e2e.backends: vllm (rule measure_e2e_vllm)
 E2E_VLLM_TABLE = [E2E_VLLM] if "vllm" in config["latency"]["e2e"]["backends"] else []
 SPEEDUP = {
@@ -178,6 +186,27 @@ def option_of(flag, name):
         return f"{flag} {files}" if files else ""
 
     return option
+
+
+def latency_slice_resource(name):
+    """A resources function: resource NAME of the latency slice job (moesd.resources.job_resources
+    of that slice: its model's memory, its grid's runtime)."""
+
+    def resource(wildcards):
+        return LATENCY_SLICE_RESOURCES[wildcards.slice].get(name, 0)
+
+    return resource
+
+
+def latency_slice_acceptance(wildcards):
+    """An input function: the acceptance summary for the slice of end-to-end points (a forced
+    pair takes its alpha from there), nothing for the others, which start before acceptance ends."""
+    return ACCEPTANCE_SUMMARY if LATENCY_SLICES[wildcards.slice]["part"] == "e2e" else []
+
+
+def slice_folders(wildcards, input):
+    """A params function: the latency slices' folders, in config order, from the rule's inputs."""
+    return " ".join(dict.fromkeys(str(Path(f).parent) for f in input))
 
 
 def engine_check_model(wildcards):

@@ -1,6 +1,9 @@
 """Commands of the latency stage (workflow/rules/latency.smk): `moesd latency` times T_T(B, s),
-T_D(B, 1), T_reject(B) and end-to-end AR against SD (moesd.latency.sweeps), `moesd e2e-vllm` the
-end-to-end points through vLLM (moesd.latency.e2e_vllm); both resumable per point."""
+T_D(B, 1), T_reject(B) and end-to-end AR against SD (moesd.latency.sweeps), the whole stage or
+one slice of it (`--slice`: one model at one K, the rejection rule, or the end-to-end points:
+one cluster job each); `moesd latency-gather` concatenates the slices' tables into the stage's;
+`moesd e2e-vllm` times the end-to-end points through vLLM (moesd.latency.e2e_vllm). Every
+measurement is resumable per point."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from moesd.cli.args import PROMPTS, RUN_DIR, add_command
 def cmd_latency(args) -> int:
     import torch
 
-    from moesd.config import load_config
+    from moesd.config import latency_slices, load_config
     from moesd.io import read_table
     from moesd.latency.measure import device_of
     from moesd.latency.store import PointStore
@@ -22,16 +25,48 @@ def cmd_latency(args) -> int:
 
     config = load_config(args.config)
     device_of(config["latency"])  # a missing GPU stops here, before any work
+    slices = latency_slices(config)
+    if args.slice is not None and args.slice not in slices:
+        raise ValueError(f"--slice {args.slice}: not a slice of this config ({', '.join(slices)})")
     torch.set_num_threads(config["latency"]["threads"])
     out = Path(args.out)
     summary_path = Path(args.acceptance) if args.acceptance else None
     summary = read_table(summary_path) if summary_path and summary_path.is_file() else None
     with exclusive_timing(device_of(config["latency"])):
-        tables = run_sweeps(config, Path(args.run_dir), Path(args.prompts), summary, PointStore(out / "points"))
+        tables = run_sweeps(
+            config, Path(args.run_dir), Path(args.prompts), summary, PointStore(out / "points"), args.slice
+        )
     write_tables(out, tables)
     failed = sum((t["status"] != "ok").sum() for t in tables.values() if len(t))
-    print(f"latency: {sum(len(t) for t in tables.values())} rows, {failed} failed points -> {out}")
-    report_failures(tables, "latency")
+    stage = "latency" if args.slice is None else f"latency slice {args.slice}"
+    print(f"{stage}: {sum(len(t) for t in tables.values())} rows, {failed} failed points -> {out}")
+    report_failures(tables, stage)
+    return 0
+
+
+def cmd_latency_gather(args) -> int:
+    """The slices' tables, concatenated in the order given, as the stage's tables."""
+    import pandas as pd
+
+    from moesd.columns import LATENCY_TABLES
+    from moesd.latency.tables import write_tables
+
+    tables = {}
+    for name in LATENCY_TABLES:
+        parts = []
+        for folder in args.slices:
+            path = Path(folder) / f"{name}.csv"
+            if not path.is_file():
+                raise FileNotFoundError(f"latency slice {folder}: {path.name} does not exist (run the slice first)")
+            if path.stat().st_size > 1:  # an empty table: the slice measures no such point
+                parts.append(pd.read_csv(path))
+        tables[name] = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    write_tables(Path(args.out), tables)
+    print(
+        "latency: "
+        + ", ".join(f"{len(t)} {name} rows" for name, t in tables.items())
+        + f" from {len(args.slices)} slices"
+    )
     return 0
 
 
@@ -75,6 +110,12 @@ def add_parsers(sub) -> None:
         out="output folder",
     )
     p.add_argument("--acceptance", type=Path, help="the acceptance stage's summary.csv (forced alpha)")
+    p.add_argument("--slice", help="one slice of the stage (moesd.config.latency_slices); default: every slice")
+
+    p = sub.add_parser("latency-gather", help="the latency slices' tables concatenated into the stage's")
+    p.add_argument("slices", type=Path, nargs="+", help="slice folders of `moesd latency --slice`, in order")
+    p.add_argument("--out", required=True, type=Path, help="folder of forward/draft/reject/e2e.csv")
+    p.set_defaults(func=cmd_latency_gather)
 
     add_command(
         sub,

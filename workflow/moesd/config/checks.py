@@ -9,7 +9,15 @@ from pathlib import Path
 
 from moesd.architectures import ArchitectureError, load_architecture
 from moesd.config.errors import ConfigError
-from moesd.config.queries import compare_tables, declared_drafts, engine_pairs, lock_path, sigma_pair, spec_kind
+from moesd.config.queries import (
+    compare_tables,
+    declared_drafts,
+    engine_pairs,
+    latency_slices,
+    lock_path,
+    sigma_pair,
+    spec_kind,
+)
 from moesd.hardware import HardwareError, load_hardware
 from moesd.hub_lock import LockFileError, read_lock
 from moesd.models.spec import parse_spec
@@ -78,6 +86,13 @@ def _check_latency(config: dict) -> None:
                 "(acceptance real, and vllm in latency.e2e.backends)"
             )
     declared_drafts(config["latency"]["models"])  # every target's draft, or a ConfigError
+    names = [entry["name"] for entry in config["latency"]["models"]]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise ConfigError(
+                f"config error: latency.models.{i}.name: {name!r} names two models (the tables key by it)"
+            )
+    latency_slices(config)  # one job per (model, K): ids that do not collide
     context = config["latency"]["context"]
     if context["ids"] != "random" and not _is_prompt_set(context["ids_dataset"]):
         raise ConfigError(

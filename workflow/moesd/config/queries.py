@@ -98,3 +98,28 @@ def sigma_pair(config: dict) -> dict | None:
     if name is None:
         return pairs[0] if pairs else None
     return next(p for p in pairs if p["name"] == name)
+
+
+def latency_slices(config: dict) -> dict[str, dict]:
+    """The latency stage's slices, one cluster job each, in config order: slice id ->
+    {"part": "forward", "model": index in latency.models, "k": the K override or None} for every
+    (model, K) of the sweep; {"part": "reject"} for T_reject(B); {"part": "e2e"} for our engine's
+    end-to-end points where it decodes any. Ids are file-name safe: model-<name>[-K<k>], reject,
+    e2e; a failed slice reruns alone, the finished ones are kept."""
+    import re
+
+    lat = config["latency"]
+    slices = {}
+    for index, entry in enumerate(lat["models"]):
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", entry["name"])
+        for k in entry.get("k_values") or [None]:
+            key = f"model-{name}" + (f"-K{k}" if k is not None else "")
+            if key in slices:
+                raise ConfigError(
+                    f"config error: latency.models.{index}.name: {entry['name']!r} repeats a model's slice {key}"
+                )
+            slices[key] = {"part": "forward", "model": index, "k": k}
+    slices["reject"] = {"part": "reject"}
+    if "ours" in lat["e2e"]["backends"] and lat["e2e"]["pairs"]:
+        slices["e2e"] = {"part": "e2e"}
+    return slices

@@ -11,6 +11,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from moesd.config import latency_slices
 from moesd.devices import timing_dtype
 from moesd.latency.e2e import sweep_e2e
 from moesd.latency.measure import context_lengths, device_of, forward_point, per_s_records, reject_point
@@ -56,15 +57,17 @@ def token_source(entry: dict, context: dict, pairs: list[dict], prompts_dir: Pat
 
 
 def sweep_forward(
-    lat: dict, store: PointStore, prompt_lengths, run_dir: Path, pairs: list[dict], prompts_dir: Path
+    lat: dict, store: PointStore, prompt_lengths, run_dir: Path, pairs: list[dict], prompts_dir: Path, only=None
 ) -> tuple[list, list]:
-    """Every model (and K) at every batch size: one point per (model, B) timing all its s."""
+    """Every model (and K) at every batch size: one point per (model, B) timing all its s; ONLY,
+    a set of (model index, K), keeps those (one slice of the stage)."""
     from moesd.models.loading import load_model
 
     forward, draft = [], []
     device = device_of(lat)
     dtype = timing_dtype(lat["dtype"], device)
     jobs = [(i, m, k) for i, m in enumerate(lat["models"]) for k in (m.get("k_values") or [None])]
+    jobs = [(i, m, k) for i, m, k in jobs if only is None or (i, k) in only]
     sources = [token_source(entry, lat["context"], pairs, prompts_dir) for entry in lat["models"]]  # read once
     fingerprints = Fingerprints()
     for i, entry, k in tqdm(jobs, desc="latency models", ascii=True, mininterval=5):
@@ -131,14 +134,29 @@ def prompt_lengths(prompts_dir: Path, dataset: str) -> list[int]:
     return [len(ids) for ids in read_token_ids(files[0])] if files else []
 
 
-def run_sweeps(config: dict, run_dir: Path, prompts_dir: Path, summary: pd.DataFrame | None, store: PointStore) -> dict:
-    """Every sweep of the latency section: tables forward, draft, reject and e2e (long format)."""
+def run_sweeps(
+    config: dict,
+    run_dir: Path,
+    prompts_dir: Path,
+    summary: pd.DataFrame | None,
+    store: PointStore,
+    slice_id: str | None = None,
+) -> dict:
+    """The sweeps of the latency section: tables forward, draft, reject and e2e (long format);
+    all of them, or one slice's (moesd.config.latency_slices: one model at one K, the rejection
+    rule, or the end-to-end points), the other tables then empty."""
     lat = config["latency"]
-    lengths = prompt_lengths(prompts_dir, lat["context"]["source"])
-    forward, draft = sweep_forward(lat, store, lengths, run_dir, config["pairs"], prompts_dir)
-    vocab = checkpoint.hf_config(parse_spec(lat["models"][0]["spec"]).resolve(run_dir))["vocab_size"]
-    reject = sweep_reject(lat, store, vocab, device_of(lat))
-    e2e = sweep_e2e(config, store, run_dir, prompts_dir, summary)
+    part = latency_slices(config)[slice_id] if slice_id is not None else None
+    forward, draft, reject, e2e = [], [], [], []
+    if part is None or part["part"] == "forward":
+        only = {(part["model"], part["k"])} if part else None
+        lengths = prompt_lengths(prompts_dir, lat["context"]["source"])
+        forward, draft = sweep_forward(lat, store, lengths, run_dir, config["pairs"], prompts_dir, only)
+    if part is None or part["part"] == "reject":
+        vocab = checkpoint.hf_config(parse_spec(lat["models"][0]["spec"]).resolve(run_dir))["vocab_size"]
+        reject = sweep_reject(lat, store, vocab, device_of(lat))
+    if part is None or part["part"] == "e2e":
+        e2e = sweep_e2e(config, store, run_dir, prompts_dir, summary)
     return {
         "forward": long_table(forward),
         "draft": long_table(draft),
