@@ -346,7 +346,7 @@ def _mutations() -> list[tuple[tuple, object]]:
     return cases
 
 
-MUTATION_SAMPLE = 8  # the edit-test loop checks every 8th mutation; `slow` checks the rest
+MUTATION_SAMPLE = 12  # the edit-test loop checks every 12th mutation; `slow` checks the rest
 
 
 @pytest.mark.parametrize("part", [pytest.param(0, id="sample"), pytest.param(1, id="rest", marks=pytest.mark.slow)])

@@ -51,6 +51,7 @@ def test_an_experiment_name_is_one_safe_folder(checkout, tmp_path, name):
     assert result.returncode != 0 and "config error: experiment:" in result.stdout + result.stderr
 
 
+@pytest.mark.slow  # two more dry runs; the quick loop keeps the Slurm plan of paper.yaml
 @pytest.mark.parametrize("experiment", ["paper", "synthetic"])
 def test_gpu_experiments_plan_their_jobs_with_a_gpu(checkout, experiment):
     result = snakemake(checkout, "-n", "--configfile", f"config/{experiment}.yaml")
@@ -128,6 +129,7 @@ def test_timed_jobs_take_turns_through_a_resource(checkout):
     assert "latency/e2e.csv" not in e2e_vllm.split("output:")[0]
 
 
+@pytest.mark.slow
 def test_gpu_check_script_plans_its_jobs(checkout):
     script = (checkout / "workflow/scripts/gpu_check.sh").read_text()
     command = next(line for line in script.splitlines() if line.strip().startswith("snakemake "))
@@ -139,6 +141,7 @@ def test_gpu_check_script_plans_its_jobs(checkout):
     assert {"environment", "measure_latency", "speedup"} <= planned, planned
 
 
+@pytest.mark.slow
 def test_compared_runs_reach_the_claims(checkout, tmp_path):
     table = checkout / "data/runs/other-gpu/speedup/composed.csv"
     table.parent.mkdir(parents=True)
