@@ -466,3 +466,20 @@ def test_c4_judges_every_moe_family_not_the_first_by_name():
     (c4,) = [c for c in evaluate_claims(ev) if c.claim == "C4"]
     assert c4.verdict == NOT_REPRODUCED and "zz-mixtral: peak at B=1 not inside" in c4.reason
     assert "moe: peak at B=" in c4.reason and "zz-mixtral" in c4.run
+
+
+def test_the_single_model_claims_read_the_reference_target_not_the_first_by_name():
+    """analysis.reference_target (the sigma pair's target by default) decides C5, C7 and C10: a
+    second MoE family named to sort first, whose efficiency only falls, changes nothing; named
+    as the reference, it breaks C5."""
+    ev = paper_like()
+    moe = ev.composed[_moe_k8(ev)]
+    other = moe.assign(model="a-mixtral", family="a-mixtral-spec", spec="a-mixtral-spec", K=2, E=8)
+    other["target_efficiency"] = 1 - 0.1 * np.log2(other["B"])
+    ev = dataclasses.replace(ev, composed=pd.concat([ev.composed, other], ignore_index=True))
+    assert ev.analysis["reference_target"] == "moe"
+    assert {c: verdicts(ev)[c] for c in ("C5", "C7", "C10")} == dict.fromkeys(("C5", "C7", "C10"), REPRODUCED)
+    named = dataclasses.replace(ev, analysis=ev.analysis | {"reference_target": "a-mixtral"})
+    assert verdicts(named)["C5"] == NOT_REPRODUCED
+    nothing = dataclasses.replace(ev, analysis=ev.analysis | {"reference_target": None})
+    assert verdicts(nothing)["C5"] == NOT_MEASURABLE  # no reference MoE: no stand-in

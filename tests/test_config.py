@@ -458,3 +458,15 @@ def test_latency_models_have_unique_names_and_one_slice_each():
     twice = [*models, dict(models[1])]  # the dense target again, under the same name
     with pytest.raises(ConfigError, match=r"latency.models.3.name: 'dense' names two models"):
         validate_config({"latency": {"models": twice}})
+
+
+def test_the_reference_target_is_the_sigma_pairs_target_or_the_first_moe_in_order():
+    """Never the first by name: paper.yaml's Qwen2 pair, not Mixtral; a config without the pair's
+    target among its latency models takes its first MoE target in config order; a named one
+    must be a latency target."""
+    assert load_config(REPO_ROOT / "config" / "paper.yaml")["analysis"]["reference_target"] == "qwen2-57b-a14b"
+    models = validate_config({})["latency"]["models"]  # moe, dense, draft
+    reordered = [models[1], dict(models[0], name="zz-moe"), models[2]]
+    assert validate_config({"latency": {"models": reordered}})["analysis"]["reference_target"] == "zz-moe"
+    with pytest.raises(ConfigError, match="analysis.reference_target: 'draft' is not a target of latency.models"):
+        validate_config({"analysis": {"reference_target": "draft"}})

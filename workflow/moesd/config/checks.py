@@ -5,6 +5,7 @@ the lock file. Each failure is one ConfigError naming the key, before any job.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from moesd.architectures import ArchitectureError, load_architecture
@@ -189,12 +190,49 @@ def _check_analysis(config: dict) -> None:
             "measures; name a draft-model pair"
         )
     _resolve_fit_setting(config)
+    _resolve_reference_target(config)
     _check_lock(config)
     for i, (name, table) in enumerate(zip(config["analysis"]["compare_runs"], compare_tables(config), strict=True)):
         if name == config["experiment"]:
             raise ConfigError(f"config error: analysis.compare_runs.{i}: {name!r} is this experiment")
         if not table.is_file():
             raise ConfigError(f"config error: analysis.compare_runs.{i}: {table} does not exist (run {name!r} first)")
+
+
+def _is_moe(text: str) -> bool:
+    """Whether SPEC TEXT is a MoE, from its config without weights (an hf: spec by the paper's
+    architecture it names; the models stage's trained target is one)."""
+    from moesd.architectures import available_architectures, expert_count
+
+    spec = parse_spec(text)
+    if spec.kind == "trained":
+        return spec.name == "target"
+    if spec.kind == "arch":
+        return bool(expert_count(spec.architecture_config()))
+    if spec.kind == "dir":
+        return bool(expert_count(json.loads((spec.local_folder() / "config.json").read_text())))
+    named = [name for name in available_architectures() if spec.is_architecture(name)]
+    return any(expert_count(load_architecture(name)) for name in named)
+
+
+def _resolve_reference_target(config: dict) -> None:
+    """analysis.reference_target: a named latency target checked, or null resolved in place to
+    the latency target that is the sigma pair's target, else the first MoE target in
+    latency.models order (None where the run times no MoE)."""
+    analysis = config["analysis"]
+    targets = [entry for entry in config["latency"]["models"] if entry["role"] == "target"]
+    name = analysis["reference_target"]
+    if name is not None:
+        if name not in {entry["name"] for entry in targets}:
+            raise ConfigError(
+                f"config error: analysis.reference_target: {name!r} is not a target of latency.models "
+                f"({', '.join(entry['name'] for entry in targets) or 'none'})"
+            )
+        return
+    pair = sigma_pair(config)
+    same = [entry["name"] for entry in targets if pair is not None and entry["spec"] == pair["target"]]
+    moe = [entry["name"] for entry in targets if _is_moe(entry["spec"])]
+    analysis["reference_target"] = (same or moe or [None])[0]
 
 
 def _resolve_fit_setting(config: dict) -> None:
