@@ -15,7 +15,12 @@ min_version("9.0")
 os.environ.setdefault("MOESD_CHECKOUT", workflow.basedir)  # where envs/*.post-deploy.sh installs it from
 
 
-configfile: "config/config.yaml"
+# The default experiment, unless the command line names an experiment's own files: those replace
+# it rather than being merged over it, so a key an experiment leaves out takes the schema's
+# default, never the default experiment's choice (`--config key=value` alone still overrides it).
+if not workflow.config_settings.configfiles:
+
+    configfile: "config/config.yaml"
 
 
 try:

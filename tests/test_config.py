@@ -7,7 +7,7 @@ from moesd.config import SCHEMA_FILE, ConfigError, engine_pairs, load_config, si
 from moesd.paths import REPO_ROOT
 
 CONFIGS = sorted((REPO_ROOT / "config").glob("*.yaml"))
-RESOLVED = {("analysis", "fit_dataset"), ("analysis", "fit_temperature")}  # auto, resolved at validation
+RESOLVED = {("analysis", "fit_dataset"), ("analysis", "fit_temperature"), ("analysis", "reference_target")}  # auto
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
@@ -452,7 +452,7 @@ def test_latency_models_have_unique_names_and_one_slice_each():
     from moesd.config import latency_slices
 
     config = load_config(REPO_ROOT / "config" / "config.yaml")
-    assert list(latency_slices(config))[-2:] == ["reject", "e2e"]
+    assert list(latency_slices(config))[-4:] == ["reject", "e2e-tiny-moe", "e2e-synthetic-moe", "e2e-synthetic-dense"]
     assert "model-moe-k-K16" in latency_slices(config)  # the K sweep: one slice per K
     models = validate_config({})["latency"]["models"]
     twice = [*models, dict(models[1])]  # the dense target again, under the same name

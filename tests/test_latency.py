@@ -344,7 +344,7 @@ def test_the_slices_gathered_hold_the_whole_stages_points(tmp_path, capsys):
     path = tmp_path / "latency.json"
     path.write_text(json.dumps(config))
     slices = list(latency_slices(validate_config(config)))
-    assert slices == ["model-moe-K2", "model-moe-K8", "model-d", "reject", "e2e"]
+    assert slices == ["model-moe-K2", "model-moe-K8", "model-d", "reject", "e2e-f"]
     base = ["latency", "--config", str(path), "--run-dir", str(tmp_path), "--prompts", str(tmp_path / "prompts")]
     assert main([*base, "--out", str(tmp_path / "whole")]) == 0
     for name in slices:

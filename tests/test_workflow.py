@@ -351,3 +351,19 @@ def test_hub_models_are_downloaded_once_then_loaded_offline(checkout, tmp_path):
     result = snakemake(checkout, *args, env=env)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     assert "rule download" not in result.stdout + result.stderr and summary.is_file()
+
+
+def test_an_experiments_files_replace_the_default_experiment(checkout, tmp_path):
+    """--configfile replaces config/config.yaml instead of being merged over it: a key the
+    experiment leaves out takes the schema's default, never the default experiment's choice;
+    without a config file the default experiment runs, and --config still overrides it."""
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("experiment: mine\n")
+    runs = {}
+    for name, args in (("mine", ["--configfile", str(mine)]), ("default", [])):
+        result = snakemake(checkout, "--cores", "1", f"data/runs/{name}/config.json", *args)
+        assert result.returncode == 0, result.stderr[-2000:]
+        runs[name] = json.loads((checkout / f"data/runs/{name}/config.json").read_text())
+    shutil.rmtree(checkout / "data/runs")
+    assert runs["default"]["routing"]["random_models"] and runs["default"]["engine_check"]["repeats"] == 5
+    assert runs["mine"]["routing"]["random_models"] == [] and runs["mine"]["engine_check"]["repeats"] == 20

@@ -156,7 +156,7 @@ def _e2e_forwards(config: dict, backend: str) -> int:
 
 def _latency_slice(config: dict, slice_id: str) -> tuple[dict, list[str]]:
     """CONFIG narrowed to one latency slice (moesd.config.latency_slices), and the specs it loads:
-    one model at one K, the rejection rule (no model: random logits), or the e2e pairs."""
+    one model at one K, the rejection rule (no model: random logits), or one end-to-end pair."""
     import copy
 
     from moesd.config import latency_slices
@@ -164,6 +164,7 @@ def _latency_slice(config: dict, slice_id: str) -> tuple[dict, list[str]]:
     part = latency_slices(config)[slice_id]
     narrowed = copy.deepcopy(config)
     lat = narrowed["latency"]
+    lat["e2e"]["pairs"] = [e for e in lat["e2e"]["pairs"] if e["name"] == part.get("entry")]  # one pair's slice
     e2e_specs = [e[role] for e in lat["e2e"]["pairs"] for role in ("target", "draft") if e.get(role)]
     e2e_specs += [
         _pair(config, e["pair"])[role] for e in lat["e2e"]["pairs"] if e.get("pair") for role in ("target", "draft")

@@ -90,7 +90,7 @@ HUB = [HUB_MANIFEST] if HUB_SPECS else []
 HUB_LOCK = str(lock_path(config))
 LATENCY = {name: f"{RUNS}/latency/{name}.csv" for name in LATENCY_TABLES}
 # The latency stage fans out: one job per slice (one model at one K, the rejection rule, our
-# engine's end-to-end points), each with its own resources, gathered into the LATENCY tables.
+# engine's end-to-end pairs, one each), each with its own resources, gathered into the LATENCY tables.
 LATENCY_SLICES = latency_slices(config)
 LATENCY_SLICE_TABLES = {name: f"{RUNS}/latency/slices/{{slice}}/{name}.csv" for name in LATENCY_TABLES}
 LATENCY_SLICE_RESOURCES = {s: job_resources(config, "latency", s) for s in LATENCY_SLICES}
@@ -199,7 +199,7 @@ def latency_slice_resource(name):
 
 
 def latency_slice_acceptance(wildcards):
-    """An input function: the acceptance summary for the slice of end-to-end points (a forced
+    """An input function: the acceptance summary for a slice of end-to-end points (a forced
     pair takes its alpha from there), nothing for the others, which start before acceptance ends."""
     return ACCEPTANCE_SUMMARY if LATENCY_SLICES[wildcards.slice]["part"] == "e2e" else []
 

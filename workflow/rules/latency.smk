@@ -1,6 +1,6 @@
 rule measure_latency:
     """One slice of the latency stage (moesd.config.latency_slices): T_T(B, s) or T_D(B, 1) of one
-    model at one K, T_reject(B), or our engine's end-to-end T_AR / T_SD; one job each, with its
+    model at one K, T_reject(B), or our engine's end-to-end T_AR / T_SD of one pair; one job each, with its
     own resources, resumable point by point, rerun alone when it fails."""
     input:
         hub=HUB,

@@ -1,6 +1,6 @@
 """Commands of the latency stage (workflow/rules/latency.smk): `moesd latency` times T_T(B, s),
 T_D(B, 1), T_reject(B) and end-to-end AR against SD (moesd.latency.sweeps), the whole stage or
-one slice of it (`--slice`: one model at one K, the rejection rule, or the end-to-end points:
+one slice of it (`--slice`: one model at one K, the rejection rule, or one end-to-end pair:
 one cluster job each); `moesd latency-gather` concatenates the slices' tables into the stage's;
 `moesd e2e-vllm` times the end-to-end points through vLLM (moesd.latency.e2e_vllm). Every
 measurement is resumable per point."""

@@ -216,13 +216,13 @@ def _is_moe(text: str) -> bool:
 
 
 def _resolve_reference_target(config: dict) -> None:
-    """analysis.reference_target: a named latency target checked, or null resolved in place to
+    """analysis.reference_target: a named latency target checked, or auto resolved in place to
     the latency target that is the sigma pair's target, else the first MoE target in
     latency.models order (None where the run times no MoE)."""
     analysis = config["analysis"]
     targets = [entry for entry in config["latency"]["models"] if entry["role"] == "target"]
     name = analysis["reference_target"]
-    if name is not None:
+    if name not in ("auto", None):
         if name not in {entry["name"] for entry in targets}:
             raise ConfigError(
                 f"config error: analysis.reference_target: {name!r} is not a target of latency.models "

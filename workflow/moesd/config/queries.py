@@ -103,9 +103,9 @@ def sigma_pair(config: dict) -> dict | None:
 def latency_slices(config: dict) -> dict[str, dict]:
     """The latency stage's slices, one cluster job each, in config order: slice id ->
     {"part": "forward", "model": index in latency.models, "k": the K override or None} for every
-    (model, K) of the sweep; {"part": "reject"} for T_reject(B); {"part": "e2e"} for our engine's
-    end-to-end points where it decodes any. Ids are file-name safe: model-<name>[-K<k>], reject,
-    e2e; a failed slice reruns alone, the finished ones are kept."""
+    (model, K) of the sweep; {"part": "reject"} for T_reject(B); {"part": "e2e", "entry": name}
+    for each end-to-end pair our engine decodes. Ids are file-name safe: model-<name>[-K<k>], reject,
+    e2e-<name>; a failed slice reruns alone, the finished ones are kept."""
     import re
 
     lat = config["latency"]
@@ -120,6 +120,20 @@ def latency_slices(config: dict) -> dict[str, dict]:
                 )
             slices[key] = {"part": "forward", "model": index, "k": k}
     slices["reject"] = {"part": "reject"}
-    if "ours" in lat["e2e"]["backends"] and lat["e2e"]["pairs"]:
-        slices["e2e"] = {"part": "e2e"}
+    for entry in ours_e2e_entries(config):
+        slices["e2e-" + re.sub(r"[^A-Za-z0-9_.-]+", "_", entry["name"])] = {"part": "e2e", "entry": entry["name"]}
     return slices
+
+
+def ours_e2e_entries(config: dict) -> list[dict]:
+    """The latency.e2e.pairs our engine decodes: forced ones, and real ones of a draft-model pair
+    (an EAGLE head's pair, and a checkpoint's K sweep through hf_overrides, are vLLM's only); none
+    unless `ours` is among latency.e2e.backends."""
+    e2e = config["latency"]["e2e"]
+    if "ours" not in e2e["backends"]:
+        return []
+    ours = {pair["name"] for pair in engine_pairs(config)}
+    real = [entry for entry in e2e["pairs"] if entry["acceptance"] == "real" and not entry.get("k_values")]
+    return [
+        entry for entry in e2e["pairs"] if entry["acceptance"] == "forced" or entry in real and entry["pair"] in ours
+    ]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from moesd.config import engine_pairs
+from moesd.config import ours_e2e_entries
 from moesd.devices import timing_dtype
 from moesd.latency.measure import device_of, e2e_point
 from moesd.latency.store import Fingerprints, PointStore, run_point
@@ -94,8 +94,9 @@ def _e2e_pair(entry: dict, setting: dict, pairs: dict, summary, run_dir: Path, p
     return entry["target"], entry["draft"], alpha, f"forced alpha={alpha:.4f} ({note})", None
 
 
-def sweep_e2e(config: dict, store: PointStore, run_dir: Path, prompts_dir: Path, summary) -> list:
-    """Our engine's e2e points (nothing unless `ours` is among latency.e2e.backends)."""
+def sweep_e2e(config: dict, store: PointStore, run_dir: Path, prompts_dir: Path, summary, only=None) -> list:
+    """Our engine's e2e points (nothing unless `ours` is among latency.e2e.backends); ONLY, a set
+    of e2e pair names, keeps those (one slice each)."""
     from moesd.models.loading import load_model
     from moesd.prompts import random_prompts
 
@@ -106,10 +107,9 @@ def sweep_e2e(config: dict, store: PointStore, run_dir: Path, prompts_dir: Path,
     dtype = timing_dtype(lat["dtype"], device)
     graphs = lat["cuda_graphs"] and device.startswith("cuda")
     pairs = {p["name"]: p for p in config["pairs"]}
-    ours = {p["name"] for p in engine_pairs(config)}
     fingerprints, records = Fingerprints(), []
     models, loaded = None, None
-    for entry in (e for e in e2e["pairs"] if e["acceptance"] == "forced" or e["pair"] in ours):  # EAGLE: vLLM's
+    for entry in (e for e in ours_e2e_entries(config) if only is None or e["name"] in only):
         for setting in settings(e2e):
             target_spec, draft_spec, alpha, source, prompts = _e2e_pair(
                 entry, setting, pairs, summary, run_dir, prompts_dir

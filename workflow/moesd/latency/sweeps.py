@@ -156,7 +156,7 @@ def run_sweeps(
         vocab = checkpoint.hf_config(parse_spec(lat["models"][0]["spec"]).resolve(run_dir))["vocab_size"]
         reject = sweep_reject(lat, store, vocab, device_of(lat))
     if part is None or part["part"] == "e2e":
-        e2e = sweep_e2e(config, store, run_dir, prompts_dir, summary)
+        e2e = sweep_e2e(config, store, run_dir, prompts_dir, summary, {part["entry"]} if part else None)
     return {
         "forward": long_table(forward),
         "draft": long_table(draft),
