@@ -208,7 +208,7 @@ def _sampled_outputs(target, draft, n, temperature=1.0, seed=0):
 P_THRESHOLD = 1e-4
 
 
-@pytest.mark.parametrize("temperature", [1.0, 0.7])
+@pytest.mark.parametrize("temperature", [1.0, pytest.param(0.7, marks=pytest.mark.slow)])
 def test_sampled_sd_follows_target_distribution(small_vocab_pair, temperature):
     target, draft = small_vocab_pair
     n = 12000

@@ -84,6 +84,7 @@ def test_branches_resolve_to_commits_and_one_format_is_fetched(hub, tmp_path):
     assert code == 0 and "(0.00 GB to fetch)" in out
 
 
+@pytest.mark.slow  # loads both checkpoints twice (about 4 s)
 def test_later_loads_read_the_manifest_commit_offline(hub, checkpoints, tmp_path):
     assert download(tmp_path, f"hf:{QWEN}@main", f"hf:{OPT}@main", hub=hub)[0] == 0
     hub.publish(QWEN, {**checkpoints["qwen_files"], "config.json": b"{}"})  # main moves after the download

@@ -37,6 +37,7 @@ def test_train_refuses_bad_input_before_training(tmp_path, capsys, config_text, 
     assert not (tmp_path / "models").exists()
 
 
+@pytest.mark.slow  # waits for huggingface_hub's connection error (about 2 s)
 def test_an_unreachable_hub_model_stops_training_in_one_line(tmp_path):
     # a fresh interpreter: huggingface_hub reads HF_HUB_OFFLINE when it is imported
     config = tmp_path / "c.yaml"

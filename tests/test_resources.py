@@ -33,10 +33,21 @@ def test_host_memory_holds_the_largest_checkpoint(paper):
 
 
 def test_runtime_grows_with_the_grid_within_bounds(paper):
+    """Each latency slice's time limit follows its own grid (the e2e pair's batch sizes here),
+    within [MIN_RUNTIME, MAX_RUNTIME]; a model's slice takes far less than the whole stage as one
+    job, which hits the 24 h bound."""
+    from moesd.config import latency_slices
+
     small = copy.deepcopy(paper)
-    small["latency"]["batch_sizes"] = [1, 2]
     small["latency"]["e2e"]["batch_sizes"] = [1]
-    assert MIN_RUNTIME <= job_resources(small, "latency")["runtime"] < job_resources(paper, "latency")["runtime"]
+    assert (
+        MIN_RUNTIME
+        <= job_resources(small, "latency", "e2e-qwen2")["runtime"]
+        < job_resources(paper, "latency", "e2e-qwen2")["runtime"]
+    )
+    runtimes = {s: job_resources(paper, "latency", s)["runtime"] for s in latency_slices(paper)}
+    assert all(MIN_RUNTIME <= r <= MAX_RUNTIME for r in runtimes.values())
+    assert runtimes["model-qwen2-57b-a14b"] < job_resources(paper, "latency")["runtime"] == MAX_RUNTIME
     assert all(job_resources(paper, s)["runtime"] <= MAX_RUNTIME for s in GPU_STAGES)
 
 
