@@ -13,6 +13,36 @@ MOE = (
 )
 
 
+TINY_DRAFT = "arch:qwen2-0.5b:num_hidden_layers=1,hidden_size=32,num_attention_heads=2,num_key_value_heads=1,intermediate_size=64,vocab_size=512"  # fmt: skip
+
+
+def tiny_latency_config(tokens=(1,), k_values=None, batch_sizes=(1,), max_new_tokens=4) -> dict:
+    """A latency section of the tiny MoE and a tiny draft, one repeat each, with a forced e2e pair."""
+    target = {"name": "moe", "role": "target", "spec": MOE, "tokens": list(tokens)}
+    target |= {"k_values": list(k_values)} if k_values else {}
+    e2e_pair = {"name": "f", "acceptance": "forced", "alpha": 0.5, "target": MOE, "draft": TINY_DRAFT}
+    return {
+        "pairs": [],
+        "latency": {
+            "models": [target, {"name": "d", "role": "draft", "spec": TINY_DRAFT}],
+            "batch_sizes": list(batch_sizes),
+            "warmup": 0,
+            "repeats": 1,
+            "reject_temperatures": [0.0],
+            "e2e": {
+                "pairs": [e2e_pair],
+                "batch_sizes": [1],
+                "temperatures": [1.0],
+                "max_new_tokens": max_new_tokens,
+                "context_length": 8,
+                "sequences": 1,
+                "warmup": 0,
+                "repeats": 1,
+            },  # fmt: skip
+        },
+    }
+
+
 def test_points_resume_and_failures_are_recorded(tmp_path):
     store = PointStore(tmp_path)
     calls = []
@@ -166,30 +196,7 @@ def test_every_input_that_changes_a_measurement_is_in_its_key(tmp_path):
     from moesd.config import validate_config
     from moesd.latency.sweeps import run_sweeps
 
-    draft = "arch:qwen2-0.5b:num_hidden_layers=1,hidden_size=32,num_attention_heads=2,num_key_value_heads=1,intermediate_size=64,vocab_size=512"  # fmt: skip
-    config = {
-        "pairs": [],
-        "latency": {
-            "models": [
-                {"name": "moe", "role": "target", "spec": MOE, "tokens": [1]},
-                {"name": "d", "role": "draft", "spec": draft},
-            ],  # fmt: skip
-            "batch_sizes": [1],
-            "warmup": 0,
-            "repeats": 1,
-            "reject_temperatures": [0.0],
-            "e2e": {
-                "pairs": [{"name": "f", "acceptance": "forced", "alpha": 0.5, "target": MOE, "draft": draft}],
-                "batch_sizes": [1],
-                "temperatures": [1.0],
-                "max_new_tokens": 4,
-                "context_length": 8,
-                "sequences": 1,
-                "warmup": 0,
-                "repeats": 1,
-            },
-        },
-    }
+    config = tiny_latency_config()
     store = PointStore(tmp_path / "points")
 
     def kinds():
@@ -317,30 +324,7 @@ def test_the_slices_gathered_hold_the_whole_stages_points(tmp_path, capsys):
     from moesd.cli import main
     from moesd.config import latency_slices, validate_config
 
-    draft = "arch:qwen2-0.5b:num_hidden_layers=1,hidden_size=32,num_attention_heads=2,num_key_value_heads=1,intermediate_size=64,vocab_size=512"  # fmt: skip
-    config = {
-        "pairs": [],
-        "latency": {
-            "models": [
-                {"name": "moe", "role": "target", "spec": MOE, "tokens": [1, 2], "k_values": [2, 8]},
-                {"name": "d", "role": "draft", "spec": draft},
-            ],  # fmt: skip
-            "batch_sizes": [1, 2],
-            "warmup": 0,
-            "repeats": 1,
-            "reject_temperatures": [0.0],
-            "e2e": {
-                "pairs": [{"name": "f", "acceptance": "forced", "alpha": 0.5, "target": MOE, "draft": draft}],
-                "batch_sizes": [1],
-                "temperatures": [1.0],
-                "max_new_tokens": 2,
-                "context_length": 8,
-                "sequences": 1,
-                "warmup": 0,
-                "repeats": 1,
-            },
-        },
-    }
+    config = tiny_latency_config(tokens=[1, 2], k_values=[2, 8], batch_sizes=[1, 2], max_new_tokens=2)
     path = tmp_path / "latency.json"
     path.write_text(json.dumps(config))
     slices = list(latency_slices(validate_config(config)))
