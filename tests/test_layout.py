@@ -88,39 +88,54 @@ def test_every_module_has_a_stage():
         stage_of(module)
 
 
-def test_no_module_imports_a_later_stage():
-    against = [
+def imports_against_the_order(edges: dict[str, set[str]]) -> list[str]:
+    """One line per import of a later stage's module in EDGES (module -> modules it imports)."""
+    return [
         f"moesd.{module} ({STAGES[stage_of(module)][0]}) imports moesd.{other} ({STAGES[stage_of(other)][0]})"
-        for module, others in imports().items()
+        for module, others in edges.items()
         for other in others
         if stage_of(other) > stage_of(module)
     ]
+
+
+def import_cycle(edges: dict[str, set[str]]) -> list[str] | None:
+    """A cycle of EDGES (its modules, the first repeated at the end), or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(module: str, path: list[str]) -> list[str] | None:
+        state[module] = 1
+        for other in sorted(edges.get(module, ())):
+            if state.get(other) == 1:
+                return path[path.index(other) :] + [other]
+            if other not in state and (cycle := visit(other, [*path, other])):
+                return cycle
+        state[module] = 2
+        return None
+
+    for module in sorted(edges):
+        if module not in state and (cycle := visit(module, [module])):
+            return cycle
+    return None
+
+
+def test_no_module_imports_a_later_stage():
+    against = imports_against_the_order(imports())
     assert not against, "\n".join(against)
 
 
 def test_no_import_cycle():
+    cycle = import_cycle(imports())
+    assert cycle is None, "import cycle: " + " -> ".join(f"moesd.{m}" for m in cycle)
+
+
+def test_a_broken_order_and_a_cycle_are_caught():
+    """The checks above can fail: the package's imports plus one of a claim from a foundation
+    module are against the order, and plus the old spec <-> download pair form a cycle."""
     edges = imports()
-    state: dict[str, int] = {}  # 1: on the current path, 2: done
-
-    def visit(module: str, path: list[str]) -> None:
-        state[module] = 1
-        for other in sorted(edges.get(module, ())):
-            if state.get(other) == 1:
-                cycle = path[path.index(other) :] + [other]
-                raise AssertionError("import cycle: " + " -> ".join(f"moesd.{m}" for m in cycle))
-            if other not in state:
-                visit(other, [*path, other])
-        state[module] = 2
-
-    for module in MODULES:
-        if module not in state:
-            visit(module, [module])
-
-
-def test_a_broken_order_is_caught():
-    """The checks above can fail: a foundation module importing a claim is against the order."""
-    assert stage_of("theory") < stage_of("claims.catalogue")
-    assert stage_of("config.checks") < stage_of("download") < stage_of("models.checkpoint")
+    broken = edges | {"theory": edges["theory"] | {"claims.catalogue"}}
+    assert imports_against_the_order(broken) == ["moesd.theory (foundation) imports moesd.claims.catalogue (claims)"]
+    cyclic = edges | {"models.spec": edges["models.spec"] | {"download"}}
+    assert import_cycle(cyclic) is not None and "download" in import_cycle(cyclic)
 
 
 def command_modules() -> dict[str, str]:

@@ -73,14 +73,13 @@ class Timer:
 
         self.enabled = enabled
         self.cuda = torch.device(device).type == "cuda"
+        self._synchronize = torch.cuda.synchronize if self.cuda else None  # resolved once, not at each clock read
 
     def now(self) -> float | None:
         if not self.enabled:
             return None
-        if self.cuda:
-            import torch
-
-            torch.cuda.synchronize()
+        if self._synchronize is not None:
+            self._synchronize()
         return time.perf_counter()
 
     @staticmethod

@@ -6,6 +6,7 @@ lock file, a part of the config for one stage.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from moesd.config.errors import ConfigError
@@ -106,12 +107,10 @@ def latency_slices(config: dict) -> dict[str, dict]:
     (model, K) of the sweep; {"part": "reject"} for T_reject(B); {"part": "e2e", "entry": name}
     for each end-to-end pair our engine decodes. Ids are file-name safe: model-<name>[-K<k>], reject,
     e2e-<name>; a failed slice reruns alone, the finished ones are kept."""
-    import re
-
     lat = config["latency"]
     slices = {}
     for index, entry in enumerate(lat["models"]):
-        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", entry["name"])
+        name = _file_safe(entry["name"])
         for k in entry.get("k_values") or [None]:
             key = f"model-{name}" + (f"-K{k}" if k is not None else "")
             if key in slices:
@@ -121,8 +120,13 @@ def latency_slices(config: dict) -> dict[str, dict]:
             slices[key] = {"part": "forward", "model": index, "k": k}
     slices["reject"] = {"part": "reject"}
     for entry in ours_e2e_entries(config):
-        slices["e2e-" + re.sub(r"[^A-Za-z0-9_.-]+", "_", entry["name"])] = {"part": "e2e", "entry": entry["name"]}
+        slices[f"e2e-{_file_safe(entry['name'])}"] = {"part": "e2e", "entry": entry["name"]}
     return slices
+
+
+def _file_safe(name: str) -> str:
+    """NAME with every run of characters a file or wildcard name should not hold replaced by _."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
 def ours_e2e_entries(config: dict) -> list[dict]:
