@@ -30,3 +30,14 @@ def native(composed: pd.DataFrame, reference_k: int) -> pd.DataFrame:
 def sweep_family(table: pd.DataFrame) -> str:
     """The model family of the sparsity sweep: the one measured at the most K values."""
     return table.groupby("family")["K"].nunique().idxmax()
+
+
+def one_platform(table: pd.DataFrame, preferred: str | None = None) -> pd.DataFrame:
+    """TABLE's rows of one platform, for a reader of one device's curves (the fit, the figures,
+    the claims about one model): PREFERRED (analysis.reference_platform) where it has rows, else
+    the first platform in the table's order (the config's). A table without platforms is whole."""
+    if "platform" not in table or table.empty:
+        return table
+    names = list(dict.fromkeys(table["platform"]))
+    name = preferred if preferred in names else names[0]
+    return table[table["platform"] == name]

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import math
 
-from moesd.models import checkpoint
 from moesd.models.spec import parse_spec
 
 CPUS_PER_GPU = 8
@@ -61,23 +60,14 @@ def timing_resources(config: dict, stage: str) -> dict:
 
 def model_gb(spec_text: str, bytes_per_param: int = 2) -> float:
     """The weights of SPEC_TEXT in GB at BYTES_PER_PARAM, from its architecture's parameter count
-    (hf: specs by the architecture their repository names); UNKNOWN_MODEL_GB where unknown."""
-    from moesd.architectures import available_architectures, count_parameters
+    (ModelSpec.weights_gb); UNKNOWN_MODEL_GB where unknown."""
     from moesd.models.spec import ModelSpecError
 
-    spec = parse_spec(spec_text)
     try:
-        if spec.kind == "arch":
-            return count_parameters(checkpoint.hf_config(spec)).total * bytes_per_param / 1e9
-        if spec.kind == "hf":
-            for name in available_architectures():
-                if spec.is_architecture(name):
-                    return (
-                        count_parameters(checkpoint.hf_config(parse_spec(f"arch:{name}"))).total * bytes_per_param / 1e9
-                    )
-    except (ModelSpecError, ValueError, KeyError):
-        pass
-    return UNKNOWN_MODEL_GB
+        size = parse_spec(spec_text).weights_gb(bytes_per_param)
+    except ModelSpecError:
+        size = None
+    return UNKNOWN_MODEL_GB if size is None else size
 
 
 def _pair(config: dict, name: str) -> dict:
@@ -181,15 +171,30 @@ def _latency_slice(config: dict, slice_id: str) -> tuple[dict, list[str]]:
     return narrowed, e2e_specs if part["part"] == "e2e" else []
 
 
-def job_resources(config: dict, stage: str, slice_id: str | None = None) -> dict:
+def platform_resources(platform: dict | None) -> dict:
+    """Where PLATFORM's jobs run on a Slurm cluster (its `slurm` section: the executor plugin's
+    slurm_partition, slurm_account, gpu_model and constraint), the unset ones left to the profile."""
+    names = {"partition": "slurm_partition", "account": "slurm_account", "gpu_model": "gpu_model"}
+    names["constraint"] = "constraint"
+    slurm = (platform or {}).get("slurm") or {}
+    return {names[key]: value for key, value in slurm.items() if value is not None}
+
+
+def job_resources(config: dict, stage: str, slice_id: str | None = None, platform: str | None = None) -> dict:
     """Slurm resources of STAGE's job (one of GPU_STAGES) for CONFIG (validated); for the latency
-    stage, of its slice SLICE_ID (one job per slice), or of the whole stage as one job."""
+    stage, of its slice SLICE_ID (one job per slice, on the slice's platform), or of the whole
+    stage as one job; a job on PLATFORM (a name in platforms) asks for that platform's partition,
+    GPU model and threads."""
+    from moesd.config.platforms import platform_of
+
     if stage not in GPU_STAGES:
         raise ValueError(f"no resources for stage {stage!r} (known: {', '.join(GPU_STAGES)})")
     device = "cuda" if config["latency"]["device"] == "cuda" else "cpu"
     specs, tp = _models(config, stage)
     if stage == "latency" and slice_id is not None:
+        platform = slice_id.partition("/")[0]
         config, specs = _latency_slice(config, slice_id)
+    where = platform_of(config, platform) if platform is not None else None
     via_vllm = stage.endswith("_vllm")
     gpus = tp if device == "cuda" else 0
     per_param = 4 if config["latency"]["dtype"] == "float32" or device == "cpu" else 2
@@ -199,9 +204,16 @@ def job_resources(config: dict, stage: str, slice_id: str | None = None) -> dict
     minutes = (
         loads * LOAD_MINUTES_PER_100GB * largest / 100 + _forwards(config, stage) * SECONDS_PER_FORWARD[device] / 60
     )
-    return {
-        "gpu": gpus,
-        "cpus_per_task": CPUS_PER_GPU * gpus if gpus else stage_threads(config, stage),
-        "mem_mb": int(HOST_BASE_MB[device] + math.ceil(largest * 1000) + VLLM_CPU_MB * (via_vllm and device == "cpu")),
-        "runtime": int(min(MAX_RUNTIME, max(MIN_RUNTIME, math.ceil(SAFETY * minutes)))),
-    } | timing_resources(config, stage)
+    threads = where["threads"] if where is not None else stage_threads(config, stage)
+    return (
+        {
+            "gpu": gpus,
+            "cpus_per_task": CPUS_PER_GPU * gpus if gpus else threads,
+            "mem_mb": int(
+                HOST_BASE_MB[device] + math.ceil(largest * 1000) + VLLM_CPU_MB * (via_vllm and device == "cpu")
+            ),
+            "runtime": int(min(MAX_RUNTIME, max(MIN_RUNTIME, math.ceil(SAFETY * minutes)))),
+        }
+        | timing_resources(config, stage)
+        | platform_resources(where)
+    )

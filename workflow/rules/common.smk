@@ -8,6 +8,7 @@ from pathlib import Path
 
 from moesd.columns import LATENCY_TABLES
 from moesd.config import latency_slices, lock_path
+from moesd.config.platforms import platform_names, platform_of
 from moesd.download import hub_specs
 from moesd.figures import MEASURED_FIGURES, NOTEBOOKS, THEORY_FIGURES
 from moesd.prompt_sets import dataset_name
@@ -35,6 +36,7 @@ THREADS = {stage: stage_threads(config, stage) for stage in (*GPU_STAGES, "engin
 # under --executor slurm), not as one cluster job each; the measuring and training jobs are submitted.
 localrules:
     all,
+    reference_environment,
     download,
     stage_config,
     resolved_config,
@@ -68,10 +70,10 @@ STAGE_SECTIONS = {
     "simulation": ["simulation", "fit"],
     "models": ["models", "pairs", "acceptance"],  # acceptance: its prompt sets are checked before training
     "prompts": ["pairs", "acceptance", "routing", "latency.context"],
-    "acceptance": ["pairs", "acceptance"],
+    "acceptance": ["platforms", "pairs", "acceptance"],  # platforms: vLLM's tensor-parallel size on each
     "routing": ["pairs", "routing"],
-    "latency": ["pairs", "latency"],
-    "analysis": ["pairs", "latency", "analysis", "fit"],  # latency: the declared target/draft pairs
+    "latency": ["platforms", "pairs", "latency"],
+    "analysis": ["platforms", "pairs", "latency", "analysis", "fit"],  # latency: the declared target/draft pairs
 }
 
 
@@ -91,9 +93,12 @@ HUB_LOCK = str(lock_path(config))
 LATENCY = {name: f"{RUNS}/latency/{name}.csv" for name in LATENCY_TABLES}
 # The latency stage fans out: one job per slice (one model at one K, the rejection rule, our
 # engine's end-to-end pairs, one each), each with its own resources, gathered into the LATENCY tables.
+# Each slice runs on its platform (moesd.config.latency_slices: ids "<platform>/<part>", one
+# folder each under latency/slices/).
 LATENCY_SLICES = latency_slices(config)
-LATENCY_SLICE_TABLES = {name: f"{RUNS}/latency/slices/{{slice}}/{name}.csv" for name in LATENCY_TABLES}
+LATENCY_SLICE_TABLES = {name: f"{RUNS}/latency/slices/{{platform}}/{{slice}}/{name}.csv" for name in LATENCY_TABLES}
 LATENCY_SLICE_RESOURCES = {s: job_resources(config, "latency", s) for s in LATENCY_SLICES}
+LATENCY_PARTS = sorted({part["local"] for part in LATENCY_SLICES.values()})
 E2E_VLLM = f"{RUNS}/latency/e2e_vllm.csv"  # latency.e2e.backends: vllm (rule measure_e2e_vllm)
 E2E_VLLM_TABLE = [E2E_VLLM] if "vllm" in config["latency"]["e2e"]["backends"] else []
 SPEEDUP = {
@@ -103,7 +108,13 @@ FIT = {name: f"{RUNS}/fit/{name}" for name in ("params.json", "predictions.csv",
 FIT_QUALITY = {ext: f"{FIGURES}/fit_quality.{ext}" for ext in ("csv", "md")}
 MEASURED_TABLES = {ext: f"{FIGURES}/tables_1_2.{ext}" for ext in ("csv", "md")}
 CLAIMS = {ext: f"{FIGURES}/claims.{ext}" for ext in ("md", "csv")}
+# The platforms the run measures on (moesd.config.platforms): the hardware probe runs once on
+# each; env.json is the reference platform's (analysis.reference_platform), the run's record.
+PLATFORMS = platform_names(config)
+REFERENCE_PLATFORM = config["analysis"]["reference_platform"]
+ENVS = {name: f"{RUNS}/env/{name}.json" for name in PLATFORMS}
 ENV = f"{RUNS}/env.json"
+ENV_RESOURCES = {name: job_resources(config, "environment", platform=name) for name in PLATFORMS}
 THEORY_TABLES = ("saturation.csv", "roofline_speedup.csv", "fit_quality.csv", "fit_quality.md")
 THEORY_OUTPUTS = [f"{FIGURES}/theory/{name}.{ext}" for name in (*THEORY_FIGURES, "sparsity_fit") for ext in ("png", "pdf")]
 THEORY_OUTPUTS += [f"{FIGURES}/theory/{name}" for name in THEORY_TABLES]
@@ -188,20 +199,44 @@ def option_of(flag, name):
     return option
 
 
-def latency_slice_resource(name):
-    """A resources function: resource NAME of the latency slice job (moesd.resources.job_resources
-    of that slice: its model's memory, its grid's runtime)."""
+def slice_id(wildcards):
+    """The latency slice of a job's platform and slice wildcards (moesd.config.latency_slices)."""
+    return f"{wildcards.platform}/{wildcards.slice}"
+
+
+def slice_tables(key):
+    """The tables of latency slice KEY ("<platform>/<part>")."""
+    platform, _, part = key.partition("/")
+    return [LATENCY_SLICE_TABLES[name].format(platform=platform, slice=part) for name in LATENCY_TABLES]
+
+
+def per_job(table, name, key):
+    """A resources function: resource NAME of the job whose KEY(wildcards) indexes TABLE (the
+    jobs' moesd.resources.job_resources: its model's memory, its grid's runtime, its platform's
+    partition); 0 where the job asks for none of it (validation has checked that a platform's
+    Slurm settings are set on every platform or on none)."""
 
     def resource(wildcards):
-        return LATENCY_SLICE_RESOURCES[wildcards.slice].get(name, 0)
+        return table[key(wildcards)].get(name, 0)
 
     return resource
+
+
+def job_resource_set(table, key):
+    """The resources block of a job per slice or platform: every resource any of TABLE's jobs asks for."""
+    names = dict.fromkeys(name for job in table.values() for name in job)
+    return {name: per_job(table, name, key) for name in names}
+
+
+def platform_threads(wildcards):
+    """A threads function: the CPU threads of the job's platform (platforms.N.threads)."""
+    return platform_of(config, wildcards.platform)["threads"]
 
 
 def latency_slice_acceptance(wildcards):
     """An input function: the acceptance summary for a slice of end-to-end points (a forced
     pair takes its alpha from there), nothing for the others, which start before acceptance ends."""
-    return ACCEPTANCE_SUMMARY if LATENCY_SLICES[wildcards.slice]["part"] == "e2e" else []
+    return ACCEPTANCE_SUMMARY if LATENCY_SLICES[slice_id(wildcards)]["part"] == "e2e" else []
 
 
 def slice_folders(wildcards, input):

@@ -27,19 +27,34 @@ rule resolved_config:
 
 
 rule environment:
-    """The run's env.json: package versions, git commit, and this machine's measured memory
-    bandwidth and matmul throughput (`moesd probe-hardware`)."""
+    """A platform's env/<platform>.json: package versions, git commit, and that platform's measured
+    memory bandwidth and matmul throughput (`moesd probe-hardware`), with its threads, on its nodes."""
     output:
-        ENV,
+        f"{RUNS}/env/{{platform}}.json",
     params:
         device=config["latency"]["device"],  # the device and dtype the latency stage times on
         dtype=config["latency"]["dtype"],
-    threads: THREADS["environment"]  # the latency stage's threads: the probe measures the machine as it times
+    wildcard_constraints:
+        platform="|".join(re.escape(p) for p in PLATFORMS),
+    threads: platform_threads  # the platform's threads: the probe measures the machine as it times
     resources:
-        **RESOURCES["environment"],
+        **job_resource_set(ENV_RESOURCES, lambda wildcards: wildcards.platform),
     log:
-        f"{LOGS}/environment.log",
+        f"{LOGS}/environment_{{platform}}.log",
     conda:
         MEASURE_ENV
     shell:
         "moesd probe-hardware --device {params.device} --dtype {params.dtype} --threads {threads} --out {output} > {log} 2>&1"
+
+
+rule reference_environment:
+    """The run's env.json: the reference platform's (analysis.reference_platform), which the
+    single-platform readers (the fit, the figures, the notebooks) take."""
+    input:
+        ENVS[REFERENCE_PLATFORM],
+    output:
+        ENV,
+    log:
+        f"{LOGS}/reference_environment.log",
+    run:
+        write_record(output[0], Path(input[0]).read_text().rstrip("\n"), log[0])

@@ -7,7 +7,7 @@ rule speedup:
         acceptance=ACCEPTANCE_SUMMARY,
         rounds=ACCEPTANCE_ROUNDS,
         e2e_vllm=E2E_VLLM_TABLE,
-        env=ENV,
+        env=list(ENVS.values()),  # each platform's device (C9 reads their ridge points)
     output:
         **SPEEDUP,
     params:

@@ -1,7 +1,8 @@
 rule measure_latency:
-    """One slice of the latency stage (moesd.config.latency_slices): T_T(B, s) or T_D(B, 1) of one
-    model at one K, T_reject(B), or our engine's end-to-end T_AR / T_SD of one pair; one job each, with its
-    own resources, resumable point by point, rerun alone when it fails."""
+    """One slice of the latency stage (moesd.config.latency_slices) on one platform: T_T(B, s) or
+    T_D(B, 1) of one model at one K, T_reject(B), or our engine's end-to-end T_AR / T_SD of one
+    pair; one job each, with its own resources on its platform's nodes, resumable point by point,
+    rerun alone when it fails."""
     input:
         hub=HUB,
         config=f"{RUNS}/config/latency.json",
@@ -17,27 +18,24 @@ rule measure_latency:
         out=folder_of("output.forward"),
         acceptance=option_of("--acceptance", "acceptance"),
     wildcard_constraints:
-        slice="|".join(re.escape(s) for s in LATENCY_SLICES),
-    threads: THREADS["latency"]
+        platform="|".join(re.escape(p) for p in PLATFORMS),
+        slice="|".join(re.escape(s) for s in LATENCY_PARTS),
+    threads: platform_threads
     resources:
-        gpu=latency_slice_resource("gpu"),
-        cpus_per_task=latency_slice_resource("cpus_per_task"),
-        mem_mb=latency_slice_resource("mem_mb"),
-        runtime=latency_slice_resource("runtime"),
-        cpu_timing=latency_slice_resource("cpu_timing"),
+        **job_resource_set(LATENCY_SLICE_RESOURCES, slice_id),
     log:
-        f"{LOGS}/latency_{{slice}}.log",
+        f"{LOGS}/latency_{{platform}}_{{slice}}.log",
     conda:
         MEASURE_ENV
     shell:
         "{params.hub} moesd latency --config {input.config} --run-dir {params.run} --prompts {params.prompts} "
-        "--slice {wildcards.slice} {params.acceptance} --out {params.out} > {log} 2>&1"
+        "--slice {wildcards.platform}/{wildcards.slice} {params.acceptance} --out {params.out} > {log} 2>&1"
 
 
 rule gather_latency:
     """The slices' tables concatenated, in config order, into the stage's tables."""
     input:
-        [LATENCY_SLICE_TABLES[name].format(slice=s) for s in LATENCY_SLICES for name in LATENCY_TABLES],
+        [table for key in LATENCY_SLICES for table in slice_tables(key)],
     output:
         **LATENCY,
     params:

@@ -1,7 +1,9 @@
 """The evidence the claims read: the run's tables (composed and end-to-end speedups, the fit's
 metrics and predictions, routing counts, other runs' composed speedups) and the validated
 analysis settings, with the selections every claim shares (measured acceptance only, our
-engine's end-to-end rows, a family at its reference K, a curve over B at the fit setting).
+engine's end-to-end rows, a family at its reference K, a curve over B at the fit setting). A run
+on several platforms keeps each table whole (all_composed, all_e2e: C1-C3 and C9 compare the
+platforms) and the reference platform's rows for the claims about one device's curves.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from moesd.columns import COMPOSED, E2E, TABLES
-from moesd.families import native
+from moesd.families import native, one_platform
 
 
 @dataclass
@@ -27,6 +29,9 @@ class Evidence:
     routing: pd.DataFrame
     analysis: dict  # config["analysis"], validated: fit_dataset and fit_temperature resolved
     compare: pd.DataFrame = field(default_factory=pd.DataFrame)  # other runs' composed speedups (C9)
+    # every platform's rows (C1-C3, C9); composed and e2e keep the reference platform's (one_platform)
+    all_composed: pd.DataFrame = field(init=False)
+    all_e2e: pd.DataFrame = field(init=False)
 
     COLUMNS = {  # what the verdicts read; an absent table is an empty one with these columns
         "composed": COMPOSED,
@@ -39,6 +44,9 @@ class Evidence:
         for name, columns in self.COLUMNS.items():
             if getattr(self, name).empty:
                 setattr(self, name, pd.DataFrame(columns=columns))
+        self.all_composed, self.all_e2e = self.composed, self.e2e
+        reference = self.analysis.get("reference_platform")
+        self.composed, self.e2e = one_platform(self.composed, reference), one_platform(self.e2e, reference)
 
     @property
     def dataset(self) -> str:
@@ -68,11 +76,12 @@ class Evidence:
         (a claim that sets e2e beside them compares like with like)."""
         return self.e2e[self.e2e["backend"] == "ours"]
 
-    def moe(self) -> pd.DataFrame:
+    def moe(self, every_platform: bool = False) -> pd.DataFrame:
         """The reference MoE target at its reference K (analysis.reference_target: the paper's
-        Qwen2 pair where the run times it), the curve the single-model claims read; empty where
-        the run timed none (its claims then read not measurable)."""
-        rows = native(self.composed, self.reference_k)
+        Qwen2 pair where the run times it), the curve the single-model claims read, on the
+        reference platform (EVERY_PLATFORM: on each); empty where the run timed none (its claims
+        then read not measurable)."""
+        rows = native(self.all_composed if every_platform else self.composed, self.reference_k)
         return rows[(rows["model"] == self.analysis.get("reference_target")) & (rows["E"] > 1)]
 
     def dense(self) -> pd.DataFrame:

@@ -10,27 +10,40 @@ import dataclasses
 from moesd.claims.catalogue import evaluate_claims
 from moesd.claims.evidence import Evidence
 from moesd.claims.verdicts import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, RESAMPLED, Claim
+from moesd.speedup import COMPOSED_KEYS, E2E_KEYS
 
 
-def add_support(claims: list[Claim], ev: Evidence, composed_reps, e2e_reps, min_support: float) -> list[Claim]:
+def add_support(
+    claims: list[Claim], ev: Evidence, composed_reps, e2e_reps, min_support: float, compare_reps=None
+) -> list[Claim]:
     """Each verdict's support: the share of resamples of the raw repeats (moesd.bootstrap) whose
-    composed and end-to-end speedups give the same verdict. A reproduced or not-reproduced call
-    with support below MIN_SUPPORT becomes inconclusive: it is inside the timing noise."""
+    composed and end-to-end speedups give the same verdict, every platform's resampled together,
+    and analysis.compare_runs' composed speedups with their own replicates (COMPARE_REPS) beside
+    them. A reproduced or not-reproduced call with support below MIN_SUPPORT becomes
+    inconclusive: it is inside the timing noise."""
     from moesd.bootstrap import replicate_tables
-    from moesd.speedup import COMPOSED_KEYS, E2E_KEYS
 
     if composed_reps is None or composed_reps.empty:
         return claims
-    e2e_by_replicate = (
-        dict(replicate_tables(ev.e2e, e2e_reps, E2E_KEYS)) if e2e_reps is not None and len(e2e_reps) else {}
-    )
+
+    def resampled(table, reps, keys):
+        keys = keys + ["platform"] if "platform" in table and "platform" in reps else keys
+        return dict(replicate_tables(table, reps, keys)) if reps is not None and len(reps) and len(table) else {}
+
+    e2e_by_replicate = resampled(ev.all_e2e, e2e_reps, E2E_KEYS)
+    compare_by_replicate = resampled(ev.compare, compare_reps, COMPOSED_KEYS)
     agree, n = dict.fromkeys((c.claim for c in claims), 0), 0
-    for replicate, composed in replicate_tables(ev.composed, composed_reps, COMPOSED_KEYS):
-        resampled = dataclasses.replace(ev, composed=composed, e2e=e2e_by_replicate.get(replicate, ev.e2e))
-        verdicts = {c.claim: c.verdict for c in evaluate_claims(resampled)}
+    for replicate, composed in resampled(ev.all_composed, composed_reps, COMPOSED_KEYS).items():
+        tables = {
+            "e2e": e2e_by_replicate.get(replicate, ev.all_e2e),
+            "compare": compare_by_replicate.get(replicate, ev.compare),
+        }
+        verdicts = {c.claim: c.verdict for c in evaluate_claims(dataclasses.replace(ev, composed=composed, **tables))}
         for c in claims:
             agree[c.claim] += verdicts[c.claim] == c.verdict
         n += 1
+    if not n:
+        return claims
     for c in claims:
         if c.claim not in RESAMPLED or c.verdict not in (REPRODUCED, NOT_REPRODUCED):
             continue

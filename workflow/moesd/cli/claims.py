@@ -23,6 +23,22 @@ def _csv(path: Path | None, kind: str | None = None):
     return read_table(path, kind) if Path(path).stat().st_size > 1 else pd.DataFrame()
 
 
+def _compared(paths: list[Path], stem: str, kind: str | None = None):
+    """Other runs' tables STEM.csv beside their composed.csv PATHS, concatenated; each row's
+    platform named "<run>/<platform>" (its hardware where the run named none), so that a platform
+    of another run is never taken for one of this run's."""
+    import pandas as pd
+
+    tables = []
+    for path in paths:
+        table = _csv(path.with_name(f"{stem}.csv"), kind)
+        if len(table):
+            run = path.parent.parent.name  # data/runs/<run>/speedup/composed.csv
+            where = next((table[c] for c in ("platform", "hardware") if c in table), None)
+            tables.append(table if where is None else table.assign(platform=run + "/" + where.astype(str)))
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+
+
 def cmd_claims(args) -> int:
     from dataclasses import asdict
 
@@ -40,13 +56,12 @@ def cmd_claims(args) -> int:
         metrics=_csv(args.fit / "metrics.csv", "metrics"),
         predictions=_csv(args.fit / "predictions.csv", "predictions"),
         routing=_csv(args.routing, "routing"),
-        compare=pd.concat([_csv(p, "composed") for p in args.compare], ignore_index=True)
-        if args.compare
-        else pd.DataFrame(),
+        compare=_compared(args.compare, "composed", "composed"),
         analysis=analysis,
     )
     reps = {name: _csv(args.speedup / f"{name}_bootstrap.csv") for name in ("composed", "e2e")}
-    claims = add_support(evaluate_claims(ev), ev, reps["composed"], reps["e2e"], analysis["min_support"])
+    compare_reps = _compared(args.compare, "composed_bootstrap")  # resampled with this run's
+    claims = add_support(evaluate_claims(ev), ev, reps["composed"], reps["e2e"], analysis["min_support"], compare_reps)
     write_csv(args.out.with_suffix(".csv"), pd.DataFrame([asdict(c) for c in claims]))
     write_text(args.out, render(claims, f"experiment {config['experiment']}"))
     for c in claims:

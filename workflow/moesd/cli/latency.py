@@ -1,7 +1,7 @@
 """Commands of the latency stage (workflow/rules/latency.smk): `moesd latency` times T_T(B, s),
 T_D(B, 1), T_reject(B) and end-to-end AR against SD (moesd.latency.sweeps), the whole stage or
-one slice of it (`--slice`: one model at one K, the rejection rule, or one end-to-end pair:
-one cluster job each); `moesd latency-gather` concatenates the slices' tables into the stage's;
+one slice of it (`--slice PLATFORM/PART`: one model at one K, the rejection rule, or one
+end-to-end pair, on one platform: one cluster job each); `moesd latency-gather` concatenates the slices' tables into the stage's;
 `moesd e2e-vllm` times the end-to-end points through vLLM (moesd.latency.e2e_vllm). Every
 measurement is resumable per point."""
 
@@ -16,6 +16,7 @@ def cmd_latency(args) -> int:
     import torch
 
     from moesd.config import latency_slices, load_config
+    from moesd.config.platforms import platform_of
     from moesd.io import read_table
     from moesd.latency.measure import device_of
     from moesd.latency.store import PointStore
@@ -28,7 +29,11 @@ def cmd_latency(args) -> int:
     slices = latency_slices(config)
     if args.slice is not None and args.slice not in slices:
         raise ValueError(f"--slice {args.slice}: not a slice of this config ({', '.join(slices)})")
-    torch.set_num_threads(config["latency"]["threads"])
+    # the slice's platform (the whole stage: the reference platform's), its threads and its name on every row
+    platform = platform_of(
+        config, slices[args.slice]["platform"] if args.slice else config["analysis"]["reference_platform"]
+    )
+    torch.set_num_threads(platform["threads"])
     out = Path(args.out)
     summary_path = Path(args.acceptance) if args.acceptance else None
     summary = read_table(summary_path) if summary_path and summary_path.is_file() else None
@@ -36,6 +41,7 @@ def cmd_latency(args) -> int:
         tables = run_sweeps(
             config, Path(args.run_dir), Path(args.prompts), summary, PointStore(out / "points"), args.slice
         )
+    tables = {name: table.assign(platform=platform["name"]) if len(table) else table for name, table in tables.items()}
     write_tables(out, tables)
     failed = sum((t["status"] != "ok").sum() for t in tables.values() if len(t))
     stage = "latency" if args.slice is None else f"latency slice {args.slice}"

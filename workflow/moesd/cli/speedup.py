@@ -17,12 +17,44 @@ def read_input(path: Path, what: str, kind: str | None = None):
     return read_table(path, kind)
 
 
+def platform_envs(paths: list[Path], latency: dict) -> dict:
+    """platform -> its Hardware, from the env files PATHS (<platform>.json, as the workflow names
+    them), in the order given. Latency tables without a platform column (an older run, or tables
+    made by hand) are one platform: the one env file's."""
+    from moesd.hardware import load_hardware
+
+    rows = [set(t["platform"]) for t in latency.values() if len(t) and "platform" in t]
+    if not rows:
+        if len(paths) != 1:
+            raise ValueError(f"--env: {len(paths)} env files, but the latency tables name no platform (give one)")
+        for table in latency.values():
+            table["platform"] = paths[0].stem
+    envs = {path.stem: load_hardware(f"probe:{path}") for path in paths}
+    missing = sorted(set().union(*rows) - set(envs)) if rows else []
+    if missing:
+        raise ValueError(f"--env: no env file for platform {', '.join(missing)} (give <platform>.json for each)")
+    return envs
+
+
+def on_platform(table, platform: str):
+    """TABLE's rows measured on PLATFORM, without the column (the composition reads one platform)."""
+    if table.empty:
+        return table
+    return table[table["platform"] == platform].drop(columns="platform").reset_index(drop=True)
+
+
+def _concat(tables):
+    import pandas as pd
+
+    tables = [t for t in tables if len(t)]
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+
+
 def cmd_speedup(args) -> int:
     import pandas as pd
 
     from moesd.bandwidth import ar_bandwidth
     from moesd.config import declared_drafts, load_config, sigma_pair
-    from moesd.hardware import load_hardware
     from moesd.io import write_csv
     from moesd.speedup import sigma_table, speedup_tables
 
@@ -46,13 +78,17 @@ def cmd_speedup(args) -> int:
     sigmas = sigma_table(summary, *(pair["target"], pair["draft"]) if pair else (None, None))
     rounds = read_input(args.rounds, "acceptance rounds") if args.rounds and pair is not None else None
     drafts_of = declared_drafts(config["latency"]["models"])
-    hardware = load_hardware(f"probe:{args.env}")  # the device every row was measured on (C9); before long work
-    composed, e2e, composed_reps, e2e_reps = speedup_tables(latency, sigmas, pair, rounds, drafts_of, analysis)
+    envs = platform_envs(args.env, latency)  # the device every row was measured on (C9); before long work
+    parts = []
+    for platform, hardware in envs.items():  # each platform's rows composed with its own components
+        rows = {name: on_platform(table, platform) for name, table in latency.items()}
+        tables = speedup_tables(rows, sigmas, pair, rounds, drafts_of, analysis)
+        tables = [t.assign(platform=platform, hardware=hardware.name, ridge_point=hardware.ridge_point) for t in tables]
+        bandwidth = ar_bandwidth(rows["forward"], hardware.bandwidth, hardware.copy_bandwidth, analysis["statistic"])
+        parts.append([*tables, bandwidth.assign(platform=platform)])
+    composed, e2e, composed_reps, e2e_reps, bandwidth = (_concat([p[i] for p in parts]) for i in range(5))
     write_csv(args.out / "composed_bootstrap.csv", composed_reps)
     write_csv(args.out / "e2e_bootstrap.csv", e2e_reps)
-    for table in (composed, e2e):
-        table["hardware"], table["ridge_point"] = hardware.name, hardware.ridge_point
-    bandwidth = ar_bandwidth(latency["forward"], hardware.bandwidth, hardware.copy_bandwidth, analysis["statistic"])
     write_csv(args.out / "composed.csv", composed)
     write_csv(args.out / "e2e.csv", e2e)
     write_csv(args.out / "bandwidth.csv", bandwidth)
@@ -75,8 +111,10 @@ def add_parsers(sub) -> None:
         "speedups composed from the latency tables (Eq. 4) and measured end to end",
         config=ANALYSIS,
         latency="the latency stage's folder (forward/draft/reject/e2e.csv)",
-        env="the run's env.json (the device of every row)",
         out="output folder (composed.csv, e2e.csv, bandwidth.csv)",
+    )
+    p.add_argument(
+        "--env", required=True, type=Path, nargs="+", help="each platform's env file, <platform>.json (its device)"
     )
     p.add_argument("--acceptance", type=Path, help="the acceptance stage's summary.csv (measured sigma)")
     p.add_argument("--rounds", type=Path, help="the acceptance stage's rounds.csv (sigma resampled over prompts)")

@@ -5,11 +5,11 @@ the lock file. Each failure is one ConfigError naming the key, before any job.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from moesd.architectures import ArchitectureError, load_architecture
 from moesd.config.errors import ConfigError
+from moesd.config.platforms import resolve_platforms
 from moesd.config.queries import (
     compare_tables,
     declared_drafts,
@@ -191,28 +191,13 @@ def _check_analysis(config: dict) -> None:
         )
     _resolve_fit_setting(config)
     _resolve_reference_target(config)
+    _resolve_reference_platform(config)
     _check_lock(config)
     for i, (name, table) in enumerate(zip(config["analysis"]["compare_runs"], compare_tables(config), strict=True)):
         if name == config["experiment"]:
             raise ConfigError(f"config error: analysis.compare_runs.{i}: {name!r} is this experiment")
         if not table.is_file():
             raise ConfigError(f"config error: analysis.compare_runs.{i}: {table} does not exist (run {name!r} first)")
-
-
-def _is_moe(text: str) -> bool:
-    """Whether SPEC TEXT is a MoE, from its config without weights (an hf: spec by the paper's
-    architecture it names; the models stage's trained target is one)."""
-    from moesd.architectures import available_architectures, expert_count
-
-    spec = parse_spec(text)
-    if spec.kind == "trained":
-        return spec.name == "target"
-    if spec.kind == "arch":
-        return bool(expert_count(spec.architecture_config()))
-    if spec.kind == "dir":
-        return bool(expert_count(json.loads((spec.local_folder() / "config.json").read_text())))
-    named = [name for name in available_architectures() if spec.is_architecture(name)]
-    return any(expert_count(load_architecture(name)) for name in named)
 
 
 def _resolve_reference_target(config: dict) -> None:
@@ -231,8 +216,26 @@ def _resolve_reference_target(config: dict) -> None:
         return
     pair = sigma_pair(config)
     same = [entry["name"] for entry in targets if pair is not None and entry["spec"] == pair["target"]]
-    moe = [entry["name"] for entry in targets if _is_moe(entry["spec"])]
+    moe = [entry["name"] for entry in targets if parse_spec(entry["spec"]).is_moe()]
     analysis["reference_target"] = (same or moe or [None])[0]
+
+
+def _resolve_reference_platform(config: dict) -> None:
+    """analysis.reference_platform: a named platform checked, or auto resolved in place to the
+    first platform that times a latency target (the first platform where none does)."""
+    from moesd.config.platforms import model_platforms, platform_names
+
+    analysis, names = config["analysis"], platform_names(config)
+    name = analysis["reference_platform"]
+    if name not in ("auto", None):
+        if name not in names:
+            raise ConfigError(
+                f"config error: analysis.reference_platform: {name!r} is not a platform ({', '.join(names)})"
+            )
+        return
+    targets = [entry for entry in config["latency"]["models"] if entry["role"] == "target"]
+    timed = {platform for entry in targets for platform in model_platforms(config, entry)}
+    analysis["reference_platform"] = next((p for p in names if p in timed), names[0])
 
 
 def _resolve_fit_setting(config: dict) -> None:
@@ -283,5 +286,6 @@ def check_config(config: dict) -> None:
     """Every cross-key check of a CONFIG the schema has validated (defaults filled)."""
     _check_names(config)
     _check_specs(config)
+    resolve_platforms(config)
     _check_latency(config)
     _check_analysis(config)

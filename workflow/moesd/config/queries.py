@@ -102,26 +102,43 @@ def sigma_pair(config: dict) -> dict | None:
 
 
 def latency_slices(config: dict) -> dict[str, dict]:
-    """The latency stage's slices, one cluster job each, in config order: slice id ->
-    {"part": "forward", "model": index in latency.models, "k": the K override or None} for every
-    (model, K) of the sweep; {"part": "reject"} for T_reject(B); {"part": "e2e", "entry": name}
-    for each end-to-end pair our engine decodes. Ids are file-name safe: model-<name>[-K<k>], reject,
-    e2e-<name>; a failed slice reruns alone, the finished ones are kept."""
+    """The latency stage's slices, one cluster job each, in config order, on every platform:
+    slice id "<platform>/<part>" -> {"platform": name, "local": part id, "part": ...}, the part one
+    of {"part": "forward", "model": index in latency.models, "k": the K override or None} for every
+    (model, K) of the sweep on each platform that times it; {"part": "reject"} for T_reject(B) on
+    each of those platforms;
+    {"part": "e2e", "entry": name} for each end-to-end pair our engine decodes there. Part ids are
+    file-name safe: model-<name>[-K<k>], reject, e2e-<name>; a failed slice reruns alone, the
+    finished ones are kept."""
+    from moesd.config.platforms import e2e_platforms, model_platforms, platform_names
+
     lat = config["latency"]
-    slices = {}
+    parts = []
     for index, entry in enumerate(lat["models"]):
         name = _file_safe(entry["name"])
         for k in entry.get("k_values") or [None]:
             key = f"model-{name}" + (f"-K{k}" if k is not None else "")
-            if key in slices:
+            if key in {local for local, _, _ in parts}:
                 raise ConfigError(
                     f"config error: latency.models.{index}.name: {entry['name']!r} repeats a model's slice {key}"
                 )
-            slices[key] = {"part": "forward", "model": index, "k": k}
-    slices["reject"] = {"part": "reject"}
+            parts.append((key, {"part": "forward", "model": index, "k": k}, model_platforms(config, entry)))
+    timed = {name for _, _, where in parts for name in where}  # T_reject composes with a target timed there
+    parts.append(("reject", {"part": "reject"}, [name for name in platform_names(config) if name in timed]))
     for entry in ours_e2e_entries(config):
-        slices[f"e2e-{_file_safe(entry['name'])}"] = {"part": "e2e", "entry": entry["name"]}
-    return slices
+        parts.append(
+            (
+                f"e2e-{_file_safe(entry['name'])}",
+                {"part": "e2e", "entry": entry["name"]},
+                e2e_platforms(config, entry, "ours"),
+            )
+        )
+    return {
+        f"{platform}/{local}": {"platform": platform, "local": local} | part
+        for platform in platform_names(config)
+        for local, part, where in parts
+        if platform in where
+    }
 
 
 def _file_safe(name: str) -> str:

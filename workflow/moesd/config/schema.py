@@ -20,11 +20,13 @@ SCHEMA_FILE = resources.files("moesd") / "schemas" / "config.schema.yaml"
 
 def _fill_defaults(schema: dict, instance):
     """Fill missing keys from the schema's defaults, recursively (objects and arrays' items)."""
-    if isinstance(instance, list) and schema.get("type") == "array" and isinstance(schema.get("items"), dict):
+    types = schema.get("type")
+    types = types if isinstance(types, list) else [types]  # a key may be an array or null
+    if isinstance(instance, list) and "array" in types and isinstance(schema.get("items"), dict):
         for item in instance:
             _fill_defaults(schema["items"], item)
         return instance
-    if not isinstance(instance, dict) or schema.get("type") != "object":
+    if not isinstance(instance, dict) or "object" not in types:
         return instance
     for key, sub in schema.get("properties", {}).items():
         if key not in instance and "default" in sub:

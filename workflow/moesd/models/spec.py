@@ -135,6 +135,41 @@ class ModelSpec:
         except ArchitectureError as error:
             raise ModelSpecError(f"model spec {self}: {error}") from None
 
+    def known_config(self) -> dict | None:
+        """The Hugging Face config this value can tell without the hub or the run: an arch:
+        spec's, a dir: spec's config.json, an hf: spec's by the paper's architecture its repository
+        names (data/architectures); None where none is known (a trained: model, another repository)."""
+        from moesd.architectures import available_architectures
+
+        if self.kind == "arch":
+            return self.architecture_config()
+        if self.kind == "dir":
+            return json.loads((Path(self.name) / "config.json").read_text())
+        if self.kind == "hf":
+            named = [name for name in available_architectures() if self.is_architecture(name)]
+            return load_architecture(named[0]) if named else None
+        return None
+
+    def is_moe(self) -> bool:
+        """Whether this is a MoE, from its config (the models stage's trained target is one)."""
+        from moesd.architectures import expert_count
+
+        if self.kind == "trained":
+            return self.name == "target"
+        config = self.known_config()
+        return bool(config and expert_count(config))
+
+    def weights_gb(self, bytes_per_param: float = 2) -> float | None:
+        """The weights in GB at BYTES_PER_PARAM, from the architecture's parameter count; None where
+        the config is unknown (known_config)."""
+        from moesd.architectures import count_parameters
+
+        try:
+            config = self.known_config()
+            return count_parameters(config).total * bytes_per_param / 1e9 if config else None
+        except (ArchitectureError, ValueError, KeyError, OSError):
+            return None
+
     def local_folder(self) -> Path | None:
         """A dir: spec's folder, checked to hold a model (config.json and one weight format); None
         for arch: specs, which have no files. An hf: spec's folder is the download stage's to find

@@ -1,0 +1,187 @@
+"""The platforms a run measures on (the config's `platforms` list): each a name, its GPUs and
+their model, its threads and where a cluster runs its jobs. Resolved in place at validation (one
+platform, `local`, this machine, where the key is absent); a model our engine times that one
+device of a platform cannot hold is refused here, in one line, before any job is submitted.
+
+One device's memory is data/hardware.yaml's memory_gb for the platform's GPU model (the table in
+docs/cluster.md), or the platform's device_memory_gb.
+"""
+
+from __future__ import annotations
+
+from moesd.config.errors import ConfigError
+from moesd.hardware import BYTES_PER_PARAM, HardwareError, datasheet, resolve_name
+from moesd.models.spec import parse_spec
+
+LOCAL = "local"  # the one platform of a config without `platforms`: this machine
+UNCHECKED_DEVICES = ("cpu", "auto")  # a CPU platform, or this machine's GPU: no memory table entry
+
+
+def platform_names(config: dict) -> list[str]:
+    """The platforms' names, in config order (the first is where a single-platform reader looks first)."""
+    return [platform["name"] for platform in config["platforms"]]
+
+
+def platform_of(config: dict, name: str) -> dict:
+    """The platform NAME of a validated config."""
+    for platform in config["platforms"]:
+        if platform["name"] == name:
+            return platform
+    raise ConfigError(f"config error: platforms: no platform {name!r} ({', '.join(platform_names(config))})")
+
+
+def device_memory_gb(platform: dict) -> float | None:
+    """One device's memory of PLATFORM in GB (its override, else data/hardware.yaml's), None for
+    a CPU platform or this machine's unnamed GPU."""
+    if platform["device_memory_gb"] is not None:
+        return float(platform["device_memory_gb"])
+    if platform["device"] in UNCHECKED_DEVICES:
+        return None
+    return float(datasheet()[resolve_name(platform["device"])]["memory_gb"])
+
+
+def vllm_tensor_parallel(pair: dict, platform: dict) -> int:
+    """vLLM's tensor-parallel size for PAIR on PLATFORM: the pair's own, else the platform's GPUs
+    (1 on a CPU platform)."""
+    return pair["tensor_parallel_size"] or max(1, platform["gpus"])
+
+
+def weight_bytes(config: dict) -> float:
+    """Bytes per parameter of the timed models (latency.dtype; auto is bf16 on a GPU)."""
+    dtype = config["latency"]["dtype"]
+    if dtype == "auto":
+        return 2.0 if config["latency"]["device"] == "cuda" else 4.0
+    return BYTES_PER_PARAM[dtype]
+
+
+def holds(platform: dict, specs: list[str], bytes_per_param: float, split: int = 1) -> tuple[bool, float, float | None]:
+    """Whether one device of PLATFORM holds SPECS (their weights at BYTES_PER_PARAM, split over
+    SPLIT devices): (fits, GB per device, device GB). Unknown sizes and memories fit."""
+    sizes = [parse_spec(spec).weights_gb(bytes_per_param) for spec in specs]
+    size = sum(s for s in sizes if s is not None) / split
+    memory = device_memory_gb(platform)
+    return memory is None or size <= memory, size, memory
+
+
+def model_platforms(config: dict, entry: dict) -> list[str]:
+    """The platforms that time latency.models ENTRY (its `platforms`, else every one)."""
+    return platform_names(config) if entry.get("platforms") is None else entry["platforms"]
+
+
+def e2e_platforms(config: dict, entry: dict, backend: str) -> list[str]:
+    """The platforms where BACKEND (ours or vllm) decodes latency.e2e.pairs ENTRY: its `platforms`
+    (else every one); our engine leaves out those whose one device cannot hold the pair (validation
+    has checked that vLLM decodes it there)."""
+    names = platform_names(config) if entry.get("platforms") is None else entry["platforms"]
+    if backend == "vllm":
+        return names
+    specs = _e2e_specs(config, entry)
+    return [name for name in names if holds(platform_of(config, name), specs, weight_bytes(config))[0]]
+
+
+def _e2e_specs(config: dict, entry: dict) -> list[str]:
+    if entry.get("pair"):
+        pair = next(p for p in config["pairs"] if p["name"] == entry["pair"])
+        return [pair["target"], pair["draft"]]
+    return [entry["target"], entry["draft"]]
+
+
+def resolve_platforms(config: dict) -> None:
+    """`platforms` checked and resolved in place: the default one, each platform's GPUs and
+    threads filled in, device names known, every name a model or pair lists declared, and every
+    model our engine times held by one device of each platform it runs on."""
+    lat = config["latency"]
+    if config["platforms"] is None:
+        config["platforms"] = [
+            {"name": LOCAL, "gpus": None, "device": "auto" if lat["device"] != "cpu" else "cpu"}
+            | {"device_memory_gb": None, "threads": None, "slurm": {}}
+        ]
+    names = []
+    for i, platform in enumerate(config["platforms"]):
+        key = f"config error: platforms.{i}"
+        if platform["name"] in names:
+            raise ConfigError(f"{key}.name: {platform['name']!r} names two platforms")
+        names.append(platform["name"])
+        if platform["gpus"] is None:
+            platform["gpus"] = 1 if lat["device"] == "cuda" else 0
+        if lat["device"] == "cuda" and platform["gpus"] == 0:
+            raise ConfigError(f"{key}.gpus: 0, but latency.device is cuda (a GPU experiment's platforms have GPUs)")
+        if lat["device"] == "cpu" and platform["gpus"] > 0:
+            raise ConfigError(f"{key}.gpus: {platform['gpus']}, but latency.device is cpu (a CPU platform has 0)")
+        if platform["device"] not in UNCHECKED_DEVICES:
+            try:
+                resolve_name(platform["device"])
+            except HardwareError as error:
+                raise ConfigError(f"{key}.device: {error}") from None
+        if platform["threads"] is None:
+            platform["threads"] = lat["threads"]
+        platform["slurm"] = {k: None for k in ("partition", "account", "gpu_model", "constraint")} | platform["slurm"]
+    for setting in ("partition", "account", "gpu_model", "constraint"):
+        given = [platform["slurm"][setting] is not None for platform in config["platforms"]]
+        if any(given) and not all(given):
+            i = given.index(False)
+            raise ConfigError(
+                f"config error: platforms.{i}.slurm.{setting}: unset here but set on another platform; set it on "
+                "every platform or on none (the profile's default-resources then)"
+            )
+    _check_listed(config, names)
+    _check_fits(config)
+
+
+def _check_listed(config: dict, names: list[str]) -> None:
+    lists = [(f"latency.models.{i}", e) for i, e in enumerate(config["latency"]["models"])]
+    lists += [(f"latency.e2e.pairs.{i}", e) for i, e in enumerate(config["latency"]["e2e"]["pairs"])]
+    for key, entry in lists:
+        for j, name in enumerate(entry.get("platforms") or []):
+            if name not in names:
+                raise ConfigError(f"config error: {key}.platforms.{j}: {name!r} is not a platform ({', '.join(names)})")
+
+
+def _too_large(what: str, size: float, platform: dict, memory: float, split: int = 1) -> str:
+    device = f"{split} {platform['device']}s" if split > 1 else f"one {platform['device']}"
+    return (
+        f"{what}: {size * split:.1f} GB of weights do not fit {device} of platform {platform['name']} "
+        f"({memory:g} GB each)"
+    )
+
+
+def _check_fits(config: dict) -> None:
+    """Every model our engine times, and every pair it decodes end to end, fits one device of the
+    platforms it runs on; every pair vLLM decodes fits the platform's GPUs (split by its
+    tensor-parallel size). One line: key, model, size, device memory."""
+    per_param = weight_bytes(config)
+    for i, entry in enumerate(config["latency"]["models"]):
+        for name in model_platforms(config, entry):
+            platform = platform_of(config, name)
+            fits, size, memory = holds(platform, [entry["spec"]], per_param)
+            if not fits:
+                raise ConfigError(
+                    f"config error: latency.models.{i}: "
+                    + _too_large(entry["name"], size, platform, memory)
+                    + f"; our engine times on one device: list the platforms that hold it in latency.models.{i}.platforms"
+                )
+    e2e = config["latency"]["e2e"]
+    pairs = {p["name"]: p for p in config["pairs"]}
+    for i, entry in enumerate(e2e["pairs"]):
+        names = platform_names(config) if entry.get("platforms") is None else entry["platforms"]
+        through_vllm = "vllm" in e2e["backends"] and entry["acceptance"] == "real"
+        for name in names:
+            platform = platform_of(config, name)
+            specs = _e2e_specs(config, entry)
+            if through_vllm:
+                split = vllm_tensor_parallel(pairs[entry["pair"]], platform)
+                fits, size, memory = holds(platform, specs[:1], per_param, split)
+                if not fits:
+                    raise ConfigError(
+                        f"config error: latency.e2e.pairs.{i}: "
+                        + _too_large(f"{entry['name']}'s target", size, platform, memory, split)
+                        + f"; leave {name} out of latency.e2e.pairs.{i}.platforms"
+                    )
+            ours = "ours" in e2e["backends"] and (entry["acceptance"] == "forced" or not entry.get("k_values"))
+            fits, size, memory = holds(platform, specs, per_param)
+            if ours and not fits and not through_vllm:
+                raise ConfigError(
+                    f"config error: latency.e2e.pairs.{i}: "
+                    + _too_large(f"{entry['name']} (target and draft)", size, platform, memory)
+                    + f"; our engine decodes on one device: leave {name} out of latency.e2e.pairs.{i}.platforms"
+                )
