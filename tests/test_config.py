@@ -7,7 +7,10 @@ from moesd.config import SCHEMA_FILE, ConfigError, engine_pairs, load_config, si
 from moesd.paths import REPO_ROOT
 
 CONFIGS = sorted((REPO_ROOT / "config").glob("*.yaml"))
-RESOLVED = {("analysis", "fit_dataset"), ("analysis", "fit_temperature"), ("analysis", "reference_target")}  # auto
+RESOLVED = {  # auto, resolved at validation
+    ("analysis", "fit_dataset"), ("analysis", "fit_temperature"), ("analysis", "reference_target"),
+    ("analysis", "reference_platform"),
+}  # fmt: skip
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
@@ -292,7 +295,7 @@ def test_prompt_ids_need_a_pair_and_their_prompt_set_is_encoded():
 def test_defaults_fill_the_items_of_arrays():
     config = validate_config({"pairs": [{"name": "p", "target": "trained:target", "draft": "trained:draft"}]})
     assert config["pairs"][0] | {} == {
-        "name": "p", "target": "trained:target", "draft": "trained:draft", "tensor_parallel_size": 1,
+        "name": "p", "target": "trained:target", "draft": "trained:draft", "tensor_parallel_size": None,
         "speculative_method": "draft_model", "draft_sampling": "probabilistic",
     }  # fmt: skip
 
@@ -452,8 +455,9 @@ def test_latency_models_have_unique_names_and_one_slice_each():
     from moesd.config import latency_slices
 
     config = load_config(REPO_ROOT / "config" / "config.yaml")
-    assert list(latency_slices(config))[-4:] == ["reject", "e2e-tiny-moe", "e2e-synthetic-moe", "e2e-synthetic-dense"]
-    assert "model-moe-k-K16" in latency_slices(config)  # the K sweep: one slice per K
+    ids = ["reject", "e2e-tiny-moe", "e2e-synthetic-moe", "e2e-synthetic-dense"]
+    assert list(latency_slices(config))[-4:] == [f"local/{part}" for part in ids]  # the one platform: this machine
+    assert "local/model-moe-k-K16" in latency_slices(config)  # the K sweep: one slice per K
     models = validate_config({})["latency"]["models"]
     twice = [*models, dict(models[1])]  # the dense target again, under the same name
     with pytest.raises(ConfigError, match=r"latency.models.3.name: 'dense' names two models"):

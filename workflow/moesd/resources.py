@@ -74,6 +74,13 @@ def _pair(config: dict, name: str) -> dict:
     return next(p for p in config["pairs"] if p["name"] == name)
 
 
+def _largest_tp(config: dict, pairs: list[dict]) -> int:
+    """The largest tensor-parallel size of PAIRS on the config's platforms (moesd.config.platforms)."""
+    from moesd.config.platforms import vllm_tensor_parallel
+
+    return max([vllm_tensor_parallel(p, where) for p in pairs for where in config["platforms"]], default=1)
+
+
 def _models(config: dict, stage: str) -> tuple[list[str], int]:
     """The specs a stage's job loads and its tensor-parallel size."""
     if stage in ("acceptance", "acceptance_vllm"):
@@ -81,15 +88,20 @@ def _models(config: dict, stage: str) -> tuple[list[str], int]:
         if stage == "acceptance":
             pairs = [p for p in pairs if p["speculative_method"] == "draft_model"]
         specs = [p[role] for p in pairs for role in ("target", "draft")]
-        return specs, max([p["tensor_parallel_size"] for p in pairs if stage == "acceptance_vllm"], default=1)
+        return specs, _largest_tp(config, pairs) if stage == "acceptance_vllm" else 1
     if stage == "routing":
         return [p["target"] for p in config["pairs"]] + list(config["routing"]["hf_models"]), 1
     if stage == "latency":
-        return [m["spec"] for m in config["latency"]["models"]], 1
+        e2e = config["latency"]["e2e"]
+        decoded = [e for e in e2e["pairs"] if e.get("target")] if "ours" in e2e["backends"] else []
+        decoded += [_pair(config, e["pair"]) for e in e2e["pairs"] if e.get("pair") and "ours" in e2e["backends"]]
+        return [m["spec"] for m in config["latency"]["models"]] + [
+            e[r] for e in decoded for r in ("target", "draft")
+        ], 1
     if stage == "e2e_vllm":
         pairs = [_pair(config, e["pair"]) for e in config["latency"]["e2e"]["pairs"] if e["acceptance"] == "real"]
         specs = [p[role] for p in pairs for role in ("target", "draft")]
-        return specs, max([p["tensor_parallel_size"] for p in pairs], default=1)
+        return specs, _largest_tp(config, pairs)
     return [], 1
 
 
@@ -144,33 +156,6 @@ def _e2e_forwards(config: dict, backend: str) -> int:
     return entries * len(e2e["batch_sizes"]) * len(e2e["temperatures"]) * 2 * runs * per_run
 
 
-def _latency_slice(config: dict, slice_id: str) -> tuple[dict, list[str]]:
-    """CONFIG narrowed to one latency slice (moesd.config.latency_slices), and the specs it loads:
-    one model at one K, the rejection rule (no model: random logits), or one end-to-end pair."""
-    import copy
-
-    from moesd.config import latency_slices
-
-    part = latency_slices(config)[slice_id]
-    narrowed = copy.deepcopy(config)
-    lat = narrowed["latency"]
-    lat["e2e"]["pairs"] = [e for e in lat["e2e"]["pairs"] if e["name"] == part.get("entry")]  # one pair's slice
-    e2e_specs = [e[role] for e in lat["e2e"]["pairs"] for role in ("target", "draft") if e.get(role)]
-    e2e_specs += [
-        _pair(config, e["pair"])[role] for e in lat["e2e"]["pairs"] if e.get("pair") for role in ("target", "draft")
-    ]
-    if part["part"] != "e2e":
-        lat["e2e"]["backends"] = [b for b in lat["e2e"]["backends"] if b != "ours"]
-    if part["part"] != "reject":
-        lat["reject_temperatures"] = []
-    lat["models"] = []
-    if part["part"] == "forward":
-        entry = dict(config["latency"]["models"][part["model"]], k_values=[part["k"]] if part["k"] else None)
-        lat["models"] = [entry]
-        return narrowed, [parse_spec(entry["spec"]).with_k(part["k"]).text]
-    return narrowed, e2e_specs if part["part"] == "e2e" else []
-
-
 def platform_resources(platform: dict | None) -> dict:
     """Where PLATFORM's jobs run on a Slurm cluster (its `slurm` section: the executor plugin's
     slurm_partition, slurm_account, gpu_model and constraint), the unset ones left to the profile."""
@@ -185,15 +170,16 @@ def job_resources(config: dict, stage: str, slice_id: str | None = None, platfor
     stage, of its slice SLICE_ID (one job per slice, on the slice's platform), or of the whole
     stage as one job; a job on PLATFORM (a name in platforms) asks for that platform's partition,
     GPU model and threads."""
+    from moesd.config import narrowed
     from moesd.config.platforms import platform_of
 
     if stage not in GPU_STAGES:
         raise ValueError(f"no resources for stage {stage!r} (known: {', '.join(GPU_STAGES)})")
     device = "cuda" if config["latency"]["device"] == "cuda" else "cpu"
+    if slice_id is not None:  # the job of one slice: its platform, what it loads
+        config, part = narrowed(config, stage, slice_id)
+        platform = part["platform"]
     specs, tp = _models(config, stage)
-    if stage == "latency" and slice_id is not None:
-        platform = slice_id.partition("/")[0]
-        config, specs = _latency_slice(config, slice_id)
     where = platform_of(config, platform) if platform is not None else None
     via_vllm = stage.endswith("_vllm")
     gpus = tp if device == "cuda" else 0

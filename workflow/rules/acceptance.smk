@@ -1,33 +1,55 @@
 rule measure_acceptance:
-    """Batched speculative decoding of real prompts: per-round accepted counts, alpha and sigma."""
+    """One pair's batched speculative decoding of real prompts (moesd.config.acceptance_slices):
+    per-round accepted counts, alpha and sigma; one job per pair, rerun alone when it fails."""
     input:
         hub=HUB,
         config=f"{RUNS}/config/acceptance.json",
         models=MODELS_MANIFEST,
         prompts=PROMPTS_STATS,
     output:
-        rounds=f"{RUNS}/acceptance/rounds.csv",
-        summary=report(f"{RUNS}/acceptance/summary.csv", caption="../report/acceptance.rst", category="Acceptance"),
+        rounds=f"{RUNS}/acceptance/pairs/{{pair}}/rounds.csv",
+        summary=f"{RUNS}/acceptance/pairs/{{pair}}/summary.csv",
     params:
         hub=hub_env,
         run=run_folder,
         prompts=folder_of("input.prompts"),
         out=folder_of("output.summary"),
+    wildcard_constraints:
+        pair=alternatives(ACCEPTANCE_SLICES),
     threads: THREADS["acceptance"]
     resources:
-        **RESOURCES["acceptance"],
+        **job_resource_set(ACCEPTANCE_SLICE_RESOURCES, pair_key),
     log:
-        f"{LOGS}/acceptance.log",
+        f"{LOGS}/acceptance_{{pair}}.log",
     conda:
         MEASURE_ENV
     shell:
         "{params.hub} moesd acceptance --config {input.config} --run-dir {params.run} --prompts {params.prompts} "
-        "--out {params.out} > {log} 2>&1"
+        "--slice {wildcards.pair} --out {params.out} > {log} 2>&1"
+
+
+rule gather_acceptance:
+    """The pairs' acceptance tables concatenated, in config order, into the stage's."""
+    input:
+        [f"{RUNS}/acceptance/pairs/{pair}/{name}.csv" for pair in ACCEPTANCE_SLICES for name in ("rounds", "summary")],
+    output:
+        rounds=f"{RUNS}/acceptance/rounds.csv",
+        summary=report(f"{RUNS}/acceptance/summary.csv", caption="../report/acceptance.rst", category="Acceptance"),
+    params:
+        slices=slice_folders,
+        out=folder_of("output.summary"),
+    log:
+        f"{LOGS}/gather_acceptance.log",
+    conda:
+        "../../envs/cpu.yaml"
+    shell:
+        "moesd gather {params.slices} --tables rounds summary --out {params.out} > {log} 2>&1"
 
 
 rule measure_acceptance_vllm:
-    """The same pairs and settings through vLLM's speculative decoding (acceptance.vllm): sigma,
-    alpha and per-position acceptance from its counters, ours beside it."""
+    """One pair's acceptance through vLLM's speculative decoding on one platform (acceptance.vllm;
+    moesd.config.acceptance_vllm_slices): sigma, alpha and per-position acceptance from its
+    counters, ours beside it; the target split over the platform's GPUs."""
     input:
         hub=HUB,
         config=f"{RUNS}/config/acceptance.json",
@@ -35,23 +57,44 @@ rule measure_acceptance_vllm:
         prompts=PROMPTS_STATS,
         summary=f"{RUNS}/acceptance/summary.csv",
     output:
-        summary=f"{RUNS}/acceptance/summary_vllm.csv",
-        backends=f"{RUNS}/acceptance/backends.csv",
+        summary=f"{RUNS}/acceptance/vllm/{{platform}}/{{slice}}/summary_vllm.csv",
+        backends=f"{RUNS}/acceptance/vllm/{{platform}}/{{slice}}/backends.csv",
     params:
         hub=hub_env,
         run=run_folder,
         prompts=folder_of("input.prompts"),
         out=folder_of("output.summary"),
+    wildcard_constraints:
+        platform=alternatives(PLATFORMS),
+        slice=alternatives(part["local"] for part in ACCEPTANCE_VLLM_SLICES.values()),
     threads: THREADS["acceptance_vllm"]
     resources:
-        **RESOURCES["acceptance_vllm"],
+        **job_resource_set(ACCEPTANCE_VLLM_SLICE_RESOURCES, slice_id),
     log:
-        f"{LOGS}/acceptance_vllm.log",
+        f"{LOGS}/acceptance_vllm_{{platform}}_{{slice}}.log",
     conda:
         MEASURE_ENV  # moesd; vLLM runs in its own environment (MOESD_VLLM_PYTHON, .venv-vllm)
     shell:
         "{params.hub} moesd acceptance-vllm --config {input.config} --run-dir {params.run} --prompts {params.prompts} "
-        "--summary {input.summary} --out {params.out} > {log} 2>&1"
+        "--summary {input.summary} --slice {wildcards.platform}/{wildcards.slice} --out {params.out} > {log} 2>&1"
+
+
+rule gather_acceptance_vllm:
+    """vLLM's acceptance slices concatenated, in config order, each row with its platform."""
+    input:
+        [table for key in ACCEPTANCE_VLLM_SLICES for table in slice_tables(key, ACCEPTANCE_VLLM_SLICE_TABLES)],
+    output:
+        summary=f"{RUNS}/acceptance/summary_vllm.csv",
+        backends=f"{RUNS}/acceptance/backends.csv",
+    params:
+        slices=slice_folders,
+        out=folder_of("output.summary"),
+    log:
+        f"{LOGS}/gather_acceptance_vllm.log",
+    conda:
+        "../../envs/cpu.yaml"
+    shell:
+        "moesd gather {params.slices} --tables summary_vllm backends --out {params.out} > {log} 2>&1"
 
 
 rule measure_routing:
@@ -99,5 +142,5 @@ rule plot_routing:
 
 rule acceptance:
     input:
-        [rules.measure_acceptance.output, rules.plot_routing.output] if config["pairs"] else [],
-        rules.measure_acceptance_vllm.output if config["pairs"] and config["acceptance"]["vllm"] else [],
+        [rules.gather_acceptance.output, rules.plot_routing.output] if config["pairs"] else [],
+        rules.gather_acceptance_vllm.output if config["pairs"] and config["acceptance"]["vllm"] else [],

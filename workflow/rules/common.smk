@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from moesd.columns import LATENCY_TABLES
-from moesd.config import latency_slices, lock_path
+from moesd.config import acceptance_slices, acceptance_vllm_slices, e2e_vllm_slices, latency_slices, lock_path
 from moesd.config.platforms import platform_names, platform_of
 from moesd.download import hub_specs
 from moesd.figures import MEASURED_FIGURES, NOTEBOOKS, THEORY_FIGURES
@@ -26,7 +26,7 @@ MEASURE_ENV = "../../envs/gpu.yaml" if config["latency"]["device"] == "cuda" els
 
 # What each measuring job asks a cluster for (GPUs = the tensor-parallel size of what it loads,
 # host memory, CPUs, a time limit from its grid's size): moesd.resources, from the config.
-RESOURCES = {stage: job_resources(config, stage) for stage in GPU_STAGES}
+RESOURCES = {stage: job_resources(config, stage) for stage in ("routing",)}
 RESOURCES["engine_check"] = timing_resources(config, "engine_check")  # the profile's defaults, one timed job at a time
 
 # Each job's CPU threads, from the config section of its stage (moesd.resources.stage_threads).
@@ -50,8 +50,11 @@ localrules:
     models,
     plot_routing,
     acceptance,
+    gather_acceptance,
+    gather_acceptance_vllm,
     latency,
     gather_latency,
+    gather_e2e_vllm,
     speedup,
     fit_run,
     fit,
@@ -101,6 +104,18 @@ LATENCY_SLICE_RESOURCES = {s: job_resources(config, "latency", s) for s in LATEN
 LATENCY_PARTS = sorted({part["local"] for part in LATENCY_SLICES.values()})
 E2E_VLLM = f"{RUNS}/latency/e2e_vllm.csv"  # latency.e2e.backends: vllm (rule measure_e2e_vllm)
 E2E_VLLM_TABLE = [E2E_VLLM] if "vllm" in config["latency"]["e2e"]["backends"] else []
+# vLLM's end-to-end points and the acceptance stage fan out too (moesd.config.slices): vLLM one job
+# per platform, pair and K; our acceptance one per pair; vLLM's acceptance one per platform and pair.
+E2E_VLLM_SLICES = e2e_vllm_slices(config)
+E2E_VLLM_SLICE_RESOURCES = {s: job_resources(config, "e2e_vllm", s) for s in E2E_VLLM_SLICES}
+ACCEPTANCE_SLICES = acceptance_slices(config)
+ACCEPTANCE_SLICE_RESOURCES = {s: job_resources(config, "acceptance", s) for s in ACCEPTANCE_SLICES}
+ACCEPTANCE_VLLM_SLICES = acceptance_vllm_slices(config)
+ACCEPTANCE_VLLM_SLICE_TABLES = {
+    name: f"{RUNS}/acceptance/vllm/{{platform}}/{{slice}}/{name}.csv" for name in ("summary_vllm", "backends")
+}
+E2E_VLLM_SLICE_TABLE = {"e2e_vllm": f"{RUNS}/latency/vllm/{{platform}}/{{slice}}/e2e_vllm.csv"}
+ACCEPTANCE_VLLM_SLICE_RESOURCES = {s: job_resources(config, "acceptance_vllm", s) for s in ACCEPTANCE_VLLM_SLICES}
 SPEEDUP = {
     name: f"{RUNS}/speedup/{name}.csv" for name in ("composed", "e2e", "bandwidth", "composed_bootstrap", "e2e_bootstrap")
 }
@@ -204,10 +219,26 @@ def slice_id(wildcards):
     return f"{wildcards.platform}/{wildcards.slice}"
 
 
-def slice_tables(key):
-    """The tables of latency slice KEY ("<platform>/<part>")."""
+def platform_key(wildcards):
+    """A job's platform wildcard (the key of its per-platform resources)."""
+    return wildcards.platform
+
+
+def slice_tables(key, tables=None):
+    """The tables of slice KEY ("<platform>/<part>") of a stage whose slice paths are TABLES
+    (name -> path pattern; the latency stage's by default)."""
     platform, _, part = key.partition("/")
-    return [LATENCY_SLICE_TABLES[name].format(platform=platform, slice=part) for name in LATENCY_TABLES]
+    return [path.format(platform=platform, slice=part) for path in (tables or LATENCY_SLICE_TABLES).values()]
+
+
+def pair_key(wildcards):
+    """A job's pair wildcard (the key of our acceptance's per-pair resources)."""
+    return wildcards.pair
+
+
+def alternatives(names):
+    """A wildcard constraint matching exactly NAMES."""
+    return "|".join(re.escape(name) for name in dict.fromkeys(names)) or "^$"
 
 
 def per_job(table, name, key):

@@ -35,10 +35,10 @@ rule environment:
         device=config["latency"]["device"],  # the device and dtype the latency stage times on
         dtype=config["latency"]["dtype"],
     wildcard_constraints:
-        platform="|".join(re.escape(p) for p in PLATFORMS),
+        platform=alternatives(PLATFORMS),
     threads: platform_threads  # the platform's threads: the probe measures the machine as it times
     resources:
-        **job_resource_set(ENV_RESOURCES, lambda wildcards: wildcards.platform),
+        **job_resource_set(ENV_RESOURCES, platform_key),
     log:
         f"{LOGS}/environment_{{platform}}.log",
     conda:

@@ -18,8 +18,8 @@ rule measure_latency:
         out=folder_of("output.forward"),
         acceptance=option_of("--acceptance", "acceptance"),
     wildcard_constraints:
-        platform="|".join(re.escape(p) for p in PLATFORMS),
-        slice="|".join(re.escape(s) for s in LATENCY_PARTS),
+        platform=alternatives(PLATFORMS),
+        slice=alternatives(LATENCY_PARTS),
     threads: platform_threads
     resources:
         **job_resource_set(LATENCY_SLICE_RESOURCES, slice_id),
@@ -46,34 +46,55 @@ rule gather_latency:
     conda:
         "../../envs/cpu.yaml"
     shell:
-        "moesd latency-gather {params.slices} --out {params.out} > {log} 2>&1"
+        "moesd gather {params.slices} --tables forward draft reject e2e --out {params.out} > {log} 2>&1"
 
 
 rule measure_e2e_vllm:
-    """End-to-end T_AR / T_SD of the real-acceptance e2e pairs through vLLM, the paper's engine
-    (latency.e2e.backends: vllm), beside our engine's (resumable)."""
+    """End-to-end T_AR / T_SD of one real-acceptance e2e pair at one K through vLLM, the paper's
+    engine (latency.e2e.backends: vllm), on one platform, the target split over its GPUs
+    (moesd.config.e2e_vllm_slices); beside our engine's, resumable point by point."""
     input:
         hub=HUB,
         config=f"{RUNS}/config/latency.json",
         models=MODELS_MANIFEST,
         prompts=PROMPTS_STATS,
     output:
-        table=E2E_VLLM,
+        **E2E_VLLM_SLICE_TABLE,
     params:
         hub=hub_env,
         run=run_folder,
         prompts=folder_of("input.prompts"),
-        out=folder_of("output.table"),
-    threads: THREADS["e2e_vllm"]
+        out=folder_of("output.e2e_vllm"),
+    wildcard_constraints:
+        platform=alternatives(PLATFORMS),
+        slice=alternatives(part["local"] for part in E2E_VLLM_SLICES.values()),
+    threads: platform_threads
     resources:
-        **RESOURCES["e2e_vllm"],
+        **job_resource_set(E2E_VLLM_SLICE_RESOURCES, slice_id),
     log:
-        f"{LOGS}/e2e_vllm.log",
+        f"{LOGS}/e2e_vllm_{{platform}}_{{slice}}.log",
     conda:
         MEASURE_ENV  # moesd; vLLM runs in its own environment (MOESD_VLLM_PYTHON, .venv-vllm)
     shell:
         "{params.hub} moesd e2e-vllm --config {input.config} --run-dir {params.run} --prompts {params.prompts} "
-        "--out {params.out} > {log} 2>&1"
+        "--slice {wildcards.platform}/{wildcards.slice} --out {params.out} > {log} 2>&1"
+
+
+rule gather_e2e_vllm:
+    """vLLM's end-to-end slices concatenated, in config order, each row with its platform."""
+    input:
+        [table for key in E2E_VLLM_SLICES for table in slice_tables(key, E2E_VLLM_SLICE_TABLE)],
+    output:
+        e2e_vllm=E2E_VLLM,
+    params:
+        slices=slice_folders,
+        out=folder_of("output.e2e_vllm"),
+    log:
+        f"{LOGS}/gather_e2e_vllm.log",
+    conda:
+        "../../envs/cpu.yaml"
+    shell:
+        "moesd gather {params.slices} --tables e2e_vllm --out {params.out} > {log} 2>&1"
 
 
 rule latency:

@@ -17,10 +17,12 @@ def cmd_acceptance(args) -> int:
     import torch
 
     from moesd.acceptance import acceptance_verdicts, measure_pairs, summarise
-    from moesd.config import load_config
+    from moesd.config import load_config, narrowed
     from moesd.io import write_csv, write_json, write_text
 
     config = load_config(args.config)
+    if args.slice is not None:  # one pair's job (moesd.config.acceptance_slices)
+        config = narrowed(config, "acceptance", args.slice)[0]
     torch.set_num_threads(config["acceptance"]["threads"])
     run_dir, out = Path(args.run_dir), Path(args.out)
     rounds, resolved = measure_pairs(config, run_dir, Path(args.prompts), out / "points", log=_log)
@@ -43,15 +45,19 @@ def cmd_acceptance_vllm(args) -> int:
 
     from moesd.acceptance import backends_table, measure_pairs_vllm
     from moesd.backends.vllm import vllm_python
-    from moesd.config import load_config
+    from moesd.config import load_config, narrowed
     from moesd.io import read_table, write_csv
 
     config = load_config(args.config)
+    platform = config["analysis"]["reference_platform"]
+    if args.slice is not None:  # one platform and pair (moesd.config.acceptance_vllm_slices)
+        config, part = narrowed(config, "acceptance_vllm", args.slice)
+        platform = part["platform"]
     ours = read_table(args.summary)  # before the engine starts: a missing table stops here
     vllm_python()
     out = Path(args.out)
     summary = measure_pairs_vllm(config, Path(args.run_dir), Path(args.prompts), out / "points", log=_log)
-    table = backends_table(ours, summary)
+    summary, table = summary.assign(platform=platform), backends_table(ours, summary).assign(platform=platform)
     write_csv(out / "summary_vllm.csv", summary)
     write_csv(out / "backends.csv", table)
     print(table.drop(columns=["target", "draft"]).to_string(index=False, float_format="%.3f"))
@@ -96,7 +102,7 @@ def add_parsers(sub) -> None:
         run_dir=RUN_DIR,
         prompts=PROMPTS,
         out="output folder",
-    )
+    ).add_argument("--slice", help="one pair's job (moesd.config.acceptance_slices: its name); default: every pair")
 
     p = add_command(
         sub,
@@ -109,6 +115,7 @@ def add_parsers(sub) -> None:
         out="output folder (summary_vllm.csv, backends.csv)",
     )
     p.add_argument("--summary", required=True, type=Path, help="our engine's summary.csv (the comparison)")
+    p.add_argument("--slice", help="one PLATFORM/PAIR job (moesd.config.acceptance_vllm_slices); default: every pair")
 
     add_command(
         sub,

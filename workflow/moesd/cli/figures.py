@@ -11,6 +11,7 @@ from moesd.cli.args import ANALYSIS, add_command
 
 def cmd_figures(args) -> int:
     from moesd.config import load_config
+    from moesd.families import one_platform
     from moesd.figures import MEASURED_FIGURES
     from moesd.figures.fig2_speedup import speedup_figure
     from moesd.figures.fig3_efficiency import target_efficiency_figure
@@ -22,8 +23,11 @@ def cmd_figures(args) -> int:
 
     analysis = load_config(args.config)["analysis"]
     ref = analysis["reference_k"]
-    composed = read_table(args.speedup / "composed.csv", "composed")
-    e2e = read_table(args.speedup / "e2e.csv", "e2e")
+    # the figures draw one device's curves (the reference platform's); Tables 1-2 hold every platform
+    all_composed = read_table(args.speedup / "composed.csv", "composed")
+    all_e2e = read_table(args.speedup / "e2e.csv", "e2e")
+    composed = one_platform(all_composed, analysis["reference_platform"])
+    e2e = one_platform(all_e2e, analysis["reference_platform"])
     predictions = read_table(args.fit / "predictions.csv", "predictions")
     device = device_label(json.loads(Path(args.env).read_text()))
     out = args.out
@@ -32,7 +36,7 @@ def cmd_figures(args) -> int:
     curves = read_table(args.fit / "curves.csv", "curves")
     sparsity_figure(predictions, out / "fig4_sparsity_fit", device, ref, curves, e2e, analysis["fit_temperature"])
     e2e_figure(e2e, out / "fig6_e2e", device)
-    peaks, markdown = peak_tables(composed, e2e, ref)
+    peaks, markdown = peak_tables(all_composed, all_e2e, ref)
     write_csv(out / "tables_1_2.csv", peaks)
     write_text(out / "tables_1_2.md", markdown + "\n")
     print(f"figures {', '.join(MEASURED_FIGURES)} and tables_1_2 -> {out}")
@@ -40,11 +44,12 @@ def cmd_figures(args) -> int:
 
 
 def cmd_plot_engines(args) -> int:
+    from moesd.families import one_platform
     from moesd.figures.engines import engines_figure, engines_markdown, engines_table
     from moesd.figures.style import device_label
     from moesd.io import read_table, write_csv, write_text
 
-    e2e = read_table(args.e2e, "e2e")
+    e2e = one_platform(read_table(args.e2e, "e2e"))  # one platform's engines side by side (the first)
     device = device_label(json.loads(Path(args.env).read_text()))
     table = engines_table(e2e)
     engines_figure(e2e, table, args.out, device)

@@ -88,13 +88,17 @@ def cmd_plot_fit(args) -> int:
 
 def cmd_fit_run(args) -> int:
     from moesd.config import load_config
+    from moesd.families import one_platform
     from moesd.figures.tables import table3_markdown
     from moesd.fit_families import fit_families
     from moesd.hardware import load_hardware
     from moesd.io import write_csv, write_json, write_text
 
     config = load_config(args.config)
-    composed = read_input(args.speedup, "composed speedups", "composed")
+    # the reference platform's speedups, whose device --env describes (analysis.reference_platform)
+    composed = one_platform(
+        read_input(args.speedup, "composed speedups", "composed"), config["analysis"]["reference_platform"]
+    )
     hardware = load_hardware(f"probe:{args.env}")
     try:
         fits = fit_families(composed, hardware, config["analysis"], config["fit"])

@@ -1,7 +1,7 @@
 """Commands of the latency stage (workflow/rules/latency.smk): `moesd latency` times T_T(B, s),
 T_D(B, 1), T_reject(B) and end-to-end AR against SD (moesd.latency.sweeps), the whole stage or
 one slice of it (`--slice PLATFORM/PART`: one model at one K, the rejection rule, or one
-end-to-end pair, on one platform: one cluster job each); `moesd latency-gather` concatenates the slices' tables into the stage's;
+end-to-end pair, on one platform: one cluster job each); `moesd gather` (moesd.cli.gather) concatenates the slices' tables;
 `moesd e2e-vllm` times the end-to-end points through vLLM (moesd.latency.e2e_vllm). Every
 measurement is resumable per point."""
 
@@ -50,35 +50,9 @@ def cmd_latency(args) -> int:
     return 0
 
 
-def cmd_latency_gather(args) -> int:
-    """The slices' tables, concatenated in the order given, as the stage's tables."""
-    import pandas as pd
-
-    from moesd.columns import LATENCY_TABLES
-    from moesd.latency.tables import write_tables
-
-    tables = {}
-    for name in LATENCY_TABLES:
-        parts = []
-        for folder in args.slices:
-            path = Path(folder) / f"{name}.csv"
-            if not path.is_file():
-                raise FileNotFoundError(f"latency slice {folder}: {path.name} does not exist (run the slice first)")
-            if path.stat().st_size > 1:  # an empty table: the slice measures no such point
-                parts.append(pd.read_csv(path))
-        tables[name] = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-    write_tables(Path(args.out), tables)
-    print(
-        "latency: "
-        + ", ".join(f"{len(t)} {name} rows" for name, t in tables.items())
-        + f" from {len(args.slices)} slices"
-    )
-    return 0
-
-
 def cmd_e2e_vllm(args) -> int:
     from moesd.backends.vllm import vllm_python
-    from moesd.config import load_config
+    from moesd.config import load_config, narrowed
     from moesd.io import write_csv
     from moesd.latency.e2e_vllm import sweep_e2e_vllm
     from moesd.latency.measure import device_of
@@ -87,12 +61,17 @@ def cmd_e2e_vllm(args) -> int:
     from moesd.timing import exclusive_timing
 
     config = load_config(args.config)
+    platform = config["analysis"]["reference_platform"]
+    if args.slice is not None:  # one platform, pair and K (moesd.config.e2e_vllm_slices)
+        config, part = narrowed(config, "e2e_vllm", args.slice)
+        platform = part["platform"]
     vllm_python()  # before any work (the sweep checks every pair's folders before its first engine)
     out = Path(args.out)
     store = PointStore(out / "points")
     with exclusive_timing(device_of(config["latency"])):
         records = sweep_e2e_vllm(config, store, Path(args.run_dir), Path(args.prompts), log=_log)
     table = long_table(records)
+    table = table.assign(platform=platform) if len(table) else table
     write_csv(out / "e2e_vllm.csv", table)
     failed = sum(r["status"] != "ok" for r in records)
     print(f"e2e through vLLM: {len(records)} points, {failed} failed -> {out / 'e2e_vllm.csv'}")
@@ -118,11 +97,6 @@ def add_parsers(sub) -> None:
     p.add_argument("--acceptance", type=Path, help="the acceptance stage's summary.csv (forced alpha)")
     p.add_argument("--slice", help="one slice of the stage (moesd.config.latency_slices); default: every slice")
 
-    p = sub.add_parser("latency-gather", help="the latency slices' tables concatenated into the stage's")
-    p.add_argument("slices", type=Path, nargs="+", help="slice folders of `moesd latency --slice`, in order")
-    p.add_argument("--out", required=True, type=Path, help="folder of forward/draft/reject/e2e.csv")
-    p.set_defaults(func=cmd_latency_gather)
-
     add_command(
         sub,
         "e2e-vllm",
@@ -132,4 +106,4 @@ def add_parsers(sub) -> None:
         run_dir=RUN_DIR,
         prompts=PROMPTS,
         out="output folder (e2e_vllm.csv, points/)",
-    )
+    ).add_argument("--slice", help="one PLATFORM/PAIR[-K<k>] job (moesd.config.e2e_vllm_slices); default: all")

@@ -1,6 +1,8 @@
 """The experiment config: `schema` validates it (types, ranges, defaults from the schema file),
-`checks` checks what the schema cannot state (across keys, against the project's data), and
-`queries` answers what the workflow and the stages ask of a validated config. The names below
+`checks` checks what the schema cannot state (across keys, against the project's data),
+`platforms` resolves the platforms and refuses what their devices cannot hold, `queries` answers
+what the workflow and the stages ask of a validated config, and `slices` fans the measuring
+stages out into one job per slice. The names below
 are the package's interface: `from moesd.config import load_config`.
 """
 
@@ -10,7 +12,6 @@ from moesd.config.queries import (
     config_part,
     declared_drafts,
     engine_pairs,
-    latency_slices,
     lock_path,
     ours_e2e_entries,
     prompt_sources,
@@ -19,17 +20,28 @@ from moesd.config.queries import (
     uses_trained_pair,
 )
 from moesd.config.schema import SCHEMA_FILE, load_config, validate_config
+from moesd.config.slices import (
+    acceptance_slices,
+    acceptance_vllm_slices,
+    e2e_vllm_slices,
+    latency_slices,
+    narrowed,
+)
 
 __all__ = [
     "SCHEMA_FILE",
     "ConfigError",
+    "acceptance_slices",
+    "acceptance_vllm_slices",
     "compare_tables",
     "config_part",
     "declared_drafts",
+    "e2e_vllm_slices",
     "engine_pairs",
     "latency_slices",
     "load_config",
     "lock_path",
+    "narrowed",
     "ours_e2e_entries",
     "prompt_sources",
     "sigma_pair",

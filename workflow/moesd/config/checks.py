@@ -14,11 +14,11 @@ from moesd.config.queries import (
     compare_tables,
     declared_drafts,
     engine_pairs,
-    latency_slices,
     lock_path,
     sigma_pair,
     spec_kind,
 )
+from moesd.config.slices import acceptance_slices, latency_slices
 from moesd.hardware import HardwareError, load_hardware
 from moesd.hub_lock import LockFileError, read_lock
 from moesd.models.spec import parse_spec
@@ -93,7 +93,8 @@ def _check_latency(config: dict) -> None:
             raise ConfigError(
                 f"config error: latency.models.{i}.name: {name!r} names two models (the tables key by it)"
             )
-    latency_slices(config)  # one job per (model, K): ids that do not collide
+    latency_slices(config)  # one job per (platform, model, K): ids that do not collide
+    acceptance_slices(config)  # every pair our engine measures fits one device of a platform
     context = config["latency"]["context"]
     if context["ids"] != "random" and not _is_prompt_set(context["ids_dataset"]):
         raise ConfigError(

@@ -6,7 +6,6 @@ lock file, a part of the config for one stage.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 from moesd.config.errors import ConfigError
@@ -99,51 +98,6 @@ def sigma_pair(config: dict) -> dict | None:
     if name is None:
         return pairs[0] if pairs else None
     return next(p for p in pairs if p["name"] == name)
-
-
-def latency_slices(config: dict) -> dict[str, dict]:
-    """The latency stage's slices, one cluster job each, in config order, on every platform:
-    slice id "<platform>/<part>" -> {"platform": name, "local": part id, "part": ...}, the part one
-    of {"part": "forward", "model": index in latency.models, "k": the K override or None} for every
-    (model, K) of the sweep on each platform that times it; {"part": "reject"} for T_reject(B) on
-    each of those platforms;
-    {"part": "e2e", "entry": name} for each end-to-end pair our engine decodes there. Part ids are
-    file-name safe: model-<name>[-K<k>], reject, e2e-<name>; a failed slice reruns alone, the
-    finished ones are kept."""
-    from moesd.config.platforms import e2e_platforms, model_platforms, platform_names
-
-    lat = config["latency"]
-    parts = []
-    for index, entry in enumerate(lat["models"]):
-        name = _file_safe(entry["name"])
-        for k in entry.get("k_values") or [None]:
-            key = f"model-{name}" + (f"-K{k}" if k is not None else "")
-            if key in {local for local, _, _ in parts}:
-                raise ConfigError(
-                    f"config error: latency.models.{index}.name: {entry['name']!r} repeats a model's slice {key}"
-                )
-            parts.append((key, {"part": "forward", "model": index, "k": k}, model_platforms(config, entry)))
-    timed = {name for _, _, where in parts for name in where}  # T_reject composes with a target timed there
-    parts.append(("reject", {"part": "reject"}, [name for name in platform_names(config) if name in timed]))
-    for entry in ours_e2e_entries(config):
-        parts.append(
-            (
-                f"e2e-{_file_safe(entry['name'])}",
-                {"part": "e2e", "entry": entry["name"]},
-                e2e_platforms(config, entry, "ours"),
-            )
-        )
-    return {
-        f"{platform}/{local}": {"platform": platform, "local": local} | part
-        for platform in platform_names(config)
-        for local, part, where in parts
-        if platform in where
-    }
-
-
-def _file_safe(name: str) -> str:
-    """NAME with every run of characters a file or wildcard name should not hold replaced by _."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
 def ours_e2e_entries(config: dict) -> list[dict]:

@@ -8,7 +8,7 @@ import pandas as pd
 
 from moesd.families import SETTING, native
 from moesd.figures.style import E2E_TIME
-from moesd.paper import HEADLINE_LABEL, headline_cells
+from moesd.paper import HEADLINE_DEVICE, HEADLINE_LABEL, HEADLINE_MODEL, paper_peaks
 from moesd.speedup import peak_table
 
 
@@ -17,12 +17,16 @@ def _cell(row) -> str:
 
 
 def peak_tables(composed: pd.DataFrame, e2e: pd.DataFrame, reference_k: int) -> tuple[pd.DataFrame, str]:
-    """Tables 1-2 analog: the peak over B per pair and setting, composed and end to end."""
-    comp = peak_table(native(composed, reference_k), ["model", "draft", *SETTING]).assign(
+    """Tables 1-2 analog: the peak over B per platform, pair and setting, composed and end to end,
+    laid out as the paper's: a row per platform, dataset and temperature, a column per gamma with
+    the paper's cell beside (the paper's own platform where the run's is named as one, else the
+    headline's)."""
+    composed, e2e = (_with_platform(t) for t in (composed, e2e))
+    comp = peak_table(native(composed, reference_k), ["platform", "model", "draft", *SETTING]).assign(
         source="composed", unit="ms per token"
     )
     native_k = e2e[e2e["K"] == e2e["K_native"]]  # a vLLM K sweep's overridden K is Fig. 4's
-    meas = peak_table(native_k.rename(columns={"name": "model"}), ["model", "backend", "draft", *SETTING])
+    meas = peak_table(native_k.rename(columns={"name": "model"}), ["platform", "model", "backend", "draft", *SETTING])
     meas = meas.assign(source="e2e " + meas["backend"], unit="ms per run").drop(columns="backend")
     peaks = pd.concat([comp, meas], ignore_index=True)
     lines = [
@@ -35,28 +39,43 @@ def peak_tables(composed: pd.DataFrame, e2e: pd.DataFrame, reference_k: int) -> 
     ]
     paper = paper_beside()
     lines += [
-        f"Beside each gamma, the paper's cell at the same dataset, temperature and gamma ({HEADLINE_LABEL}: "
-        "T_AR / T_SD in the paper's unstated units / sigma / x; the paper prints no B of the peak).",
+        "Beside each gamma, the paper's cell at the same dataset, temperature and gamma (Tables 1-2: "
+        "T_AR / T_SD in the paper's unstated units / sigma / x; the paper prints no B of the peak): the paper's own "
+        f"platform where the run's platform is named as one (2xA800, 2xH800, 4xA800, 4xL40), else {HEADLINE_LABEL}.",
         "",
     ]
     for source, part in peaks.groupby("source", sort=False):
         wide = part.assign(cell=[_cell(r) for r in part.itertuples(index=False)]).pivot_table(
-            index=["model", "dataset", "temperature"], columns="gamma", values="cell", aggfunc="first"
-        )
+            index=["platform", "model", "dataset", "temperature"], columns="gamma", values="cell", aggfunc="first",
+            sort=False,
+        )  # fmt: skip
         columns = []
         for gamma in wide.columns:
             columns += [f"gamma = {gamma}", f"paper, gamma = {gamma}"]
-            wide[f"paper, gamma = {gamma}"] = [paper.get((d, t, gamma), "") for _, d, t in wide.index]
+            wide[f"paper, gamma = {gamma}"] = [
+                paper.get((p if (p, d, t, gamma) in paper else HEADLINE_DEVICE, d, t, gamma), "")
+                for p, _, d, t in wide.index
+            ]
         wide = wide.rename(columns={g: f"gamma = {g}" for g in wide.columns if not isinstance(g, str)})[columns]
         lines += [f"## {source}", "", wide.reset_index().to_markdown(index=False), ""]
     return peaks, "\n".join(lines)
 
 
+def _with_platform(table: pd.DataFrame) -> pd.DataFrame:
+    """TABLE with a platform column (a table of an older run: its hardware)."""
+    if "platform" in table:
+        return table
+    return table.assign(platform=table["hardware"] if "hardware" in table else "")
+
+
 def paper_beside() -> dict[tuple, str]:
-    """The paper's Tables 1-2 cells of the headline pair and platform, by (dataset, temperature, gamma)."""
-    rows = headline_cells()
+    """The paper's Tables 1-2 cells of the Qwen2 pair, by (platform, dataset, temperature, gamma)."""
+    rows = paper_peaks()
+    rows = rows[rows["model"] == HEADLINE_MODEL]
     return {
-        (r.dataset, float(r.temperature), int(r.gamma)): f"{r.T_AR:g} / {r.T_SD:g} / {r.sigma:.2f} / {r.speedup:.2f}"
+        (r.device, r.dataset, float(r.temperature), int(r.gamma)): (
+            f"{r.T_AR:g} / {r.T_SD:g} / {r.sigma:.2f} / {r.speedup:.2f}"
+        )
         for r in rows.itertuples(index=False)
     }
 
