@@ -52,6 +52,7 @@ rule all:
     input:
         f"{RUNS}/config.json",
         rules.theory.input,
+        rules.environments.input,
         rules.engine_check.input,
         rules.acceptance.input,
         rules.latency.input,

@@ -14,22 +14,30 @@ def paper():
 
 
 def test_gpus_are_the_tensor_parallel_size_of_what_a_job_loads(paper):
-    assert {s: job_resources(paper, s)["gpu"] for s in GPU_STAGES} == {
-        "acceptance": 1, "acceptance_vllm": 2, "routing": 1, "latency": 1, "e2e_vllm": 2, "environment": 1,
-    }  # fmt: skip
-    four = copy.deepcopy(paper)
-    four["pairs"][1]["tensor_parallel_size"] = 4  # OPT-30B over 4 GPUs, as the paper's 4xL40
-    assert job_resources(four, "e2e_vllm")["gpu"] == job_resources(four, "acceptance_vllm")["gpu"] == 4
-    assert job_resources(four, "e2e_vllm")["cpus_per_task"] == 32
+    """A job asks for the GPUs of what it loads on its platform: vLLM's slices the platform's GPUs
+    (its tensor-parallel size), our engine's one; and for the platform's GPU model."""
+    from moesd.config import acceptance_vllm_slices, e2e_vllm_slices
+
+    gpus = {s: job_resources(paper, "e2e_vllm", s)["gpu"] for s in e2e_vllm_slices(paper)}
+    assert gpus["2xH800/qwen2"] == 2 and gpus["4xL40/mixtral-eagle"] == 4 and gpus["4xA800/opt"] == 4
+    assert {job_resources(paper, "acceptance_vllm", s)["gpu"] for s in acceptance_vllm_slices(paper)} == {2, 4}
+    assert job_resources(paper, "latency", "2xA800/e2e-opt")["gpu"] == 1  # our engine: one device of the platform
+    assert job_resources(paper, "e2e_vllm", "4xL40/qwen2")["gpu_model"] == "l40"
+    assert job_resources(paper, "e2e_vllm", "4xL40/qwen2")["cpus_per_task"] == 32
+    two = copy.deepcopy(paper)
+    two["pairs"][1]["tensor_parallel_size"] = 2  # a pair's own size holds on every platform
+    assert job_resources(two, "e2e_vllm", "4xA800/opt")["gpu"] == 2
 
 
 def test_host_memory_holds_the_largest_checkpoint(paper):
     assert 110 < model_gb("hf:Qwen/Qwen2-57B-A14B-Instruct@main") < 120  # 57.4 B parameters in bf16
     assert 55 < model_gb("hf:facebook/opt-30b@main") < 65
-    assert job_resources(paper, "latency")["mem_mb"] > 1000 * model_gb("hf:Qwen/Qwen2-57B-A14B-Instruct@main")
-    arch_only = copy.deepcopy(paper)
-    arch_only["latency"]["models"] = [m for m in paper["latency"]["models"] if m["spec"].startswith("arch:")]
-    assert job_resources(arch_only, "latency")["mem_mb"] < 20_000  # random weights start on the GPU
+    qwen2 = 1000 * model_gb("hf:Qwen/Qwen2-57B-A14B-Instruct@main")
+    assert job_resources(paper, "latency", "1xH200/model-qwen2-57b-a14b")["mem_mb"] > qwen2
+    assert (
+        job_resources(paper, "latency", "1xH200/model-qwen2-57b-a14b-sweep-K8")["mem_mb"] < 20_000
+    )  # arch: on the GPU
+    assert job_resources(paper, "latency", "1xH200/model-opt-350m")["mem_mb"] < 20_000  # a draft's job is small
 
 
 def test_runtime_grows_with_the_grid_within_bounds(paper):
@@ -42,12 +50,12 @@ def test_runtime_grows_with_the_grid_within_bounds(paper):
     small["latency"]["e2e"]["batch_sizes"] = [1]
     assert (
         MIN_RUNTIME
-        <= job_resources(small, "latency", "e2e-qwen2")["runtime"]
-        < job_resources(paper, "latency", "e2e-qwen2")["runtime"]
+        <= job_resources(small, "latency", "2xA800/e2e-opt")["runtime"]
+        < job_resources(paper, "latency", "2xA800/e2e-opt")["runtime"]
     )
     runtimes = {s: job_resources(paper, "latency", s)["runtime"] for s in latency_slices(paper)}
     assert all(MIN_RUNTIME <= r <= MAX_RUNTIME for r in runtimes.values())
-    assert runtimes["model-qwen2-57b-a14b"] < job_resources(paper, "latency")["runtime"] == MAX_RUNTIME
+    assert runtimes["1xH200/model-qwen2-57b-a14b"] < job_resources(paper, "latency")["runtime"] == MAX_RUNTIME
     assert all(job_resources(paper, s)["runtime"] <= MAX_RUNTIME for s in GPU_STAGES)
 
 

@@ -15,10 +15,18 @@ def test_peaks_stand_beside_the_papers_cells():
     e2e = pd.DataFrame(columns=[*columns, "sigma"])
     peaks, markdown = peak_tables(pd.DataFrame(rows), e2e.assign(speedup=[], e2e_time=[]), reference_k=8)
     assert list(peaks["B_peak"]) == [8, 8] and list(peaks["speedup"]) == [1.9, 1.9]
-    header = next(line for line in markdown.splitlines() if line.startswith("| model"))
-    assert header.index("gamma = 2") < header.index("paper, gamma = 2") < header.index("gamma = 4")
-    row = next(line for line in markdown.splitlines() if line.startswith("| moe"))
+    header = next(line for line in markdown.splitlines() if line.startswith("| platform"))
+    assert (
+        header.index("model") < header.index("gamma = 2") < header.index("paper, gamma = 2") < header.index("gamma = 4")
+    )
+    row = next(line for line in markdown.splitlines() if "| moe" in line)
     assert "(B=8)" in row and "/ 0.90 / 2.29" in row  # the paper's 2xH800 HumanEval T=0 gamma 4 cell, 2.29x
+    # a platform named as one of the paper's stands beside that platform's own cell, a row each
+    both = pd.concat([pd.DataFrame(rows).assign(platform=name) for name in ("4xL40", "cpu")], ignore_index=True)
+    _, markdown = peak_tables(both, e2e.assign(speedup=[], e2e_time=[], platform=[]), reference_k=8)
+    lines = [line for line in markdown.splitlines() if "| moe" in line]
+    assert len(lines) == 2 and lines[0].startswith("| 4xL40") and "/ 0.90 / 2.25" in lines[0]  # Table 2's 4xL40
+    assert lines[1].startswith("| cpu") and "/ 0.90 / 2.29" in lines[1]  # no paper platform: the headline's
 
 
 def test_each_engine_has_its_own_end_to_end_peaks():

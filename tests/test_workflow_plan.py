@@ -62,37 +62,50 @@ def test_gpu_experiments_plan_their_jobs_with_a_gpu(checkout, experiment):
         assert plans[stage].get("gpu", "0") == "0", stage  # the analysis runs anywhere, from the tables
 
 
+FANNED_OUT = ("measure_latency", "measure_e2e_vllm", "measure_acceptance", "measure_acceptance_vllm", "environment")
+
+
 def test_the_slurm_profile_resources_arrive(checkout):
-    """With the Slurm profile, the measuring jobs of config/paper.yaml request what the config
-    needs (GPUs = the tensor-parallel size of what they load), the latency stage one job per
-    slice with that slice's own memory and runtime, every other submitted job the profile's
-    defaults; the workflow profile (profiles/default, read on every run) replaces none of them."""
-    from moesd.config import latency_slices, load_config
+    """config/paper.yaml through the Slurm profile: the paper's four platforms (and the H200 of
+    the component timings) in one DAG, every measuring stage fanned out (latency per platform,
+    model and K; vLLM per platform, pair and K; our acceptance per pair), each slice's job asking
+    for its own GPUs, memory, runtime and its platform's GPU model; every other submitted job the
+    profile's defaults; the workflow profile (profiles/default, read on every run) replaces none."""
+    from moesd.config import acceptance_slices, acceptance_vllm_slices, e2e_vllm_slices, latency_slices, load_config
     from moesd.resources import job_resources
 
     result = snakemake(checkout, "-n", "--profile", "profiles/slurm", "--configfile", "config/paper.yaml")
     assert result.returncode == 0, result.stderr[-2000:]
-    plans = planned_resources(result)
     config = load_config(checkout / "config/paper.yaml")
-    expected = {"measure_acceptance": "acceptance", "measure_routing": "routing",
-                "measure_acceptance_vllm": "acceptance_vllm", "measure_e2e_vllm": "e2e_vllm",
-                "environment": "environment"}  # fmt: skip
-    for rule, stage in expected.items():
-        wanted = {key: str(value) for key, value in job_resources(config, stage).items()}
-        assert {key: plans[rule][key] for key in wanted} == wanted, rule
-    assert (
-        plans["measure_e2e_vllm"]["gpu"] == plans["measure_acceptance_vllm"]["gpu"] == "2"
-    )  # TP 2, as the paper's 2xH800
-    latency = [job for job in planned_jobs(result) if job["rule"] == "measure_latency"]
-    slices = latency_slices(config)
-    assert sorted(job["wildcards"]["slice"] for job in latency) == sorted(slices)  # one job per (model, K)
-    for job in latency:
-        wanted = {key: str(value) for key, value in job_resources(config, "latency", job["wildcards"]["slice"]).items()}
-        assert {key: job["resources"][key] for key in wanted} == wanted, job["wildcards"]
-        assert job["resources"]["gpu"] == "1" and job["resources"]["cpus_per_task"] == "8"
-    memory = {job["wildcards"]["slice"]: int(job["resources"]["mem_mb"]) for job in latency}
-    assert memory["model-qwen2-57b-a14b"] > 115_000  # Qwen2-57B-A14B's bf16 weights pass through host memory
-    assert memory["model-qwen2-0.5b"] < 20_000  # the draft's job asks for the draft's memory, not the target's
+    jobs = planned_jobs(result)
+    counts = {rule: sum(job["rule"] == rule for job in jobs) for rule in {job["rule"] for job in jobs}}
+    assert {rule: counts[rule] for rule in FANNED_OUT} == {
+        "measure_latency": 15, "measure_e2e_vllm": 18, "measure_acceptance": 2, "measure_acceptance_vllm": 12,
+        "environment": 5,
+    }  # fmt: skip
+    assert all(counts[rule] == 1 for rule in ("gather_latency", "gather_e2e_vllm", "gather_acceptance", "speedup"))
+    slices = {"measure_latency": ("latency", latency_slices(config)), "measure_e2e_vllm": ("e2e_vllm", e2e_vllm_slices(config)),
+              "measure_acceptance": ("acceptance", acceptance_slices(config)),
+              "measure_acceptance_vllm": ("acceptance_vllm", acceptance_vllm_slices(config))}  # fmt: skip
+    for rule, (stage, table) in slices.items():
+        planned = [job for job in jobs if job["rule"] == rule]
+        ids = [
+            "/".join(v for k, v in job["wildcards"].items() if k in ("platform", "slice", "pair")) for job in planned
+        ]
+        assert sorted(ids) == sorted(table), rule  # one job per slice
+        for key, job in zip(ids, planned, strict=True):
+            wanted = {k: str(v) for k, v in job_resources(config, stage, key).items()}
+            assert {k: job["resources"][k] for k in wanted} == wanted, (rule, key)
+    by_id = {"/".join(job["wildcards"].values()): job["resources"] for job in jobs if job["rule"] == "measure_e2e_vllm"}
+    assert by_id["2xH800/qwen2"]["gpu"] == "2" and by_id["4xL40/qwen2"]["gpu"] == "4"  # TP = the platform's GPUs
+    assert by_id["4xL40/qwen2"]["gpu_model"] == "l40" and by_id["2xA800/opt"]["gpu_model"] == "a800"
+    latency = {
+        "/".join(job["wildcards"].values()): job["resources"] for job in jobs if job["rule"] == "measure_latency"
+    }
+    assert int(latency["1xH200/model-qwen2-57b-a14b"]["mem_mb"]) > 115_000  # Qwen2-57B-A14B's bf16 weights
+    assert int(latency["1xH200/model-qwen2-0.5b"]["mem_mb"]) < 20_000  # the draft's job asks for the draft's memory
+    assert all(job["gpu"] == "1" for job in latency.values())  # our engine: one device
+    plans = planned_resources(result)
     for rule in ("prompts", "engine_check_model"):  # submitted, with the Slurm profile's defaults
         assert (plans[rule]["mem_mb"], plans[rule]["runtime"], plans[rule]["cpus_per_task"]) == ("8000", "60", "2")
         assert plans[rule].get("gpu", "0") == "0"

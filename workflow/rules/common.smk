@@ -37,6 +37,7 @@ THREADS = {stage: stage_threads(config, stage) for stage in (*GPU_STAGES, "engin
 localrules:
     all,
     reference_environment,
+    environments,
     download,
     stage_config,
     resolved_config,

@@ -58,3 +58,10 @@ rule reference_environment:
         f"{LOGS}/reference_environment.log",
     run:
         write_record(output[0], Path(input[0]).read_text().rstrip("\n"), log[0])
+
+
+rule environments:
+    """Every platform's probe and the run's env.json (a target: `snakemake environments`)."""
+    input:
+        list(ENVS.values()),
+        ENV,

@@ -12,7 +12,7 @@ status=0
 # stop before the caller's own limit (GPU_CHECK_SECONDS, default 8 minutes) so that the points
 # measured so far still come back; a rerun resumes from them (carry data/runs/gpu_check)
 timeout "${GPU_CHECK_SECONDS:-480}" \
-  snakemake environment speedup --cores 4 --configfile config/gpu_check.yaml --resources gpu=1 || status=$?
+  snakemake environments speedup --cores 4 --configfile config/gpu_check.yaml --resources gpu=1 || status=$?
 if [ -n "${OUT:-}" ]; then  # what was measured comes back even when a later step fails
   cp -r "$RUN" "$OUT/" 2>/dev/null || true
   cp -r logs/gpu_check "$OUT/logs" 2>/dev/null || true

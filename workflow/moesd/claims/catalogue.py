@@ -35,7 +35,7 @@ def _paper_peak(ev: Evidence, claim: Claim, architecture: str, model: str, devic
         for d, c in cells.items()
     )
     ours, set_aside = [], []
-    e2e = ev.all_e2e[ev.all_e2e["K"] == ev.all_e2e["K_native"]]  # a K sweep's overridden K is not the paper's model
+    e2e = ev.e2e[ev.e2e["K"] == ev.e2e["K_native"]]  # a K sweep's overridden K is not the paper's model
     e2e = e2e.assign(gpus=e2e["tensor_parallel_size"], source="e2e " + e2e["backend"])
     composed = ev.moe(every_platform=True).assign(source="composed")
     for kind, table, name, target in (("e2e", e2e, "name", "target"), ("composed", composed, "model", "spec")):
@@ -173,8 +173,8 @@ def _e2e_gap(ev: Evidence) -> tuple[str, Check | None]:
     e2e = ev.ours_e2e()
     if e2e.empty:
         return "no end-to-end table", None
-    moe_specs = set(ev.composed.loc[ev.composed["E"] > 1, "family"])
-    dense_specs = set(ev.composed.loc[ev.composed["E"] == 1, "family"])
+    moe_specs = set(ev.ref_composed.loc[ev.ref_composed["E"] > 1, "family"])
+    dense_specs = set(ev.ref_composed.loc[ev.ref_composed["E"] == 1, "family"])
     moe, dense = e2e[e2e["target"].isin(moe_specs)], e2e[e2e["target"].isin(dense_specs)]
     if moe.empty or dense.empty:
         return "the end-to-end table lacks a synthetic MoE or dense pair of the latency models", None
@@ -227,7 +227,7 @@ def sweep_shape(ev: Evidence) -> pd.DataFrame:
     the batch sizes every K was measured at, so that widths count over one grid): the batch size
     of the peak, the number of batch sizes with speedup >= peak / sqrt(2), and whether the curve
     only falls from its first point."""
-    moe = ev.composed[ev.composed["E"] > 1]
+    moe = ev.ref_composed[ev.ref_composed["E"] > 1]
     if moe.empty:
         return pd.DataFrame()
     rows = fit_measurements(moe, ev.dataset, ev.temperature).get(sweep_family(moe))  # the gammas of every K
@@ -369,11 +369,11 @@ def _platform_peaks(ev: Evidence) -> pd.DataFrame:
     (vLLM and our engine end to end, at the native K with measured acceptance; the composed
     speedups of this run and of analysis.compare_runs), with the platform's ridge point and GPUs."""
     peaks = []
-    e2e = ev.measured_acceptance(ev.all_e2e, "e2e")
+    e2e = ev.measured_acceptance(ev.e2e, "e2e")
     e2e = e2e[(e2e["K"] == e2e["K_native"]) & (e2e["K_native"] > 1)]  # a MoE at its own K (a dense one's is 1)
     e2e = e2e.assign(source="e2e " + e2e["backend"], family=e2e["target"], gpus=e2e["tensor_parallel_size"])
-    tables = [t for t in (ev.all_composed, ev.compare) if len(t)]
-    composed = native(pd.concat(tables, ignore_index=True), ev.reference_k) if tables else ev.all_composed
+    tables = [t for t in (ev.composed, ev.compare) if len(t)]
+    composed = native(pd.concat(tables, ignore_index=True), ev.reference_k) if tables else ev.composed
     composed = composed[composed["E"] > 1].assign(source="composed", gpus=1)
     for table in (e2e, composed):
         rows = table[(table["dataset"] == ev.dataset) & (table["temperature"] == ev.temperature)]

@@ -2,8 +2,8 @@
 metrics and predictions, routing counts, other runs' composed speedups) and the validated
 analysis settings, with the selections every claim shares (measured acceptance only, our
 engine's end-to-end rows, a family at its reference K, a curve over B at the fit setting). A run
-on several platforms keeps each table whole (all_composed, all_e2e: C1-C3 and C9 compare the
-platforms) and the reference platform's rows for the claims about one device's curves.
+on several platforms keeps each table whole (C1-C3 and C9 compare the platforms); the claims
+about one device's curves read the reference platform's rows (ref_composed, ref_e2e).
 """
 
 from __future__ import annotations
@@ -29,9 +29,6 @@ class Evidence:
     routing: pd.DataFrame
     analysis: dict  # config["analysis"], validated: fit_dataset and fit_temperature resolved
     compare: pd.DataFrame = field(default_factory=pd.DataFrame)  # other runs' composed speedups (C9)
-    # every platform's rows (C1-C3, C9); composed and e2e keep the reference platform's (one_platform)
-    all_composed: pd.DataFrame = field(init=False)
-    all_e2e: pd.DataFrame = field(init=False)
 
     COLUMNS = {  # what the verdicts read; an absent table is an empty one with these columns
         "composed": COMPOSED,
@@ -44,9 +41,16 @@ class Evidence:
         for name, columns in self.COLUMNS.items():
             if getattr(self, name).empty:
                 setattr(self, name, pd.DataFrame(columns=columns))
-        self.all_composed, self.all_e2e = self.composed, self.e2e
-        reference = self.analysis.get("reference_platform")
-        self.composed, self.e2e = one_platform(self.composed, reference), one_platform(self.e2e, reference)
+
+    @property
+    def ref_composed(self) -> pd.DataFrame:
+        """The composed speedups of the reference platform (analysis.reference_platform; one_platform)."""
+        return one_platform(self.composed, self.analysis.get("reference_platform"))
+
+    @property
+    def ref_e2e(self) -> pd.DataFrame:
+        """The end-to-end speedups of the reference platform (else of the first that has any)."""
+        return one_platform(self.e2e, self.analysis.get("reference_platform"))
 
     @property
     def dataset(self) -> str:
@@ -74,25 +78,25 @@ class Evidence:
     def ours_e2e(self) -> pd.DataFrame:
         """End-to-end rows of our engine, the one whose components the composed speedups rest on
         (a claim that sets e2e beside them compares like with like)."""
-        return self.e2e[self.e2e["backend"] == "ours"]
+        return self.ref_e2e[self.ref_e2e["backend"] == "ours"]
 
     def moe(self, every_platform: bool = False) -> pd.DataFrame:
         """The reference MoE target at its reference K (analysis.reference_target: the paper's
         Qwen2 pair where the run times it), the curve the single-model claims read, on the
         reference platform (EVERY_PLATFORM: on each); empty where the run timed none (its claims
         then read not measurable)."""
-        rows = native(self.all_composed if every_platform else self.composed, self.reference_k)
+        rows = native(self.composed if every_platform else self.ref_composed, self.reference_k)
         return rows[(rows["model"] == self.analysis.get("reference_target")) & (rows["E"] > 1)]
 
     def dense(self) -> pd.DataFrame:
         """A dense target (the first by name: the paper's claims compare the MoE with any dense one)."""
-        rows = native(self.composed, self.reference_k)
+        rows = native(self.ref_composed, self.reference_k)
         rows = rows[rows["E"] == 1]
         return rows[rows["model"] == rows["model"].iloc[0]] if len(rows) else rows
 
     def moe_families(self) -> dict[str, pd.DataFrame]:
         """Every MoE family the run measured, each at its reference K: model -> its rows."""
-        rows = native(self.composed, self.reference_k)
+        rows = native(self.ref_composed, self.reference_k)
         rows = rows[rows["E"] > 1]
         return {model: part for model, part in rows.groupby("model", sort=True)}
 

@@ -30,12 +30,12 @@ def add_support(
         keys = keys + ["platform"] if "platform" in table and "platform" in reps else keys
         return dict(replicate_tables(table, reps, keys)) if reps is not None and len(reps) and len(table) else {}
 
-    e2e_by_replicate = resampled(ev.all_e2e, e2e_reps, E2E_KEYS)
+    e2e_by_replicate = resampled(ev.e2e, e2e_reps, E2E_KEYS)
     compare_by_replicate = resampled(ev.compare, compare_reps, COMPOSED_KEYS)
     agree, n = dict.fromkeys((c.claim for c in claims), 0), 0
-    for replicate, composed in resampled(ev.all_composed, composed_reps, COMPOSED_KEYS).items():
+    for replicate, composed in resampled(ev.composed, composed_reps, COMPOSED_KEYS).items():
         tables = {
-            "e2e": e2e_by_replicate.get(replicate, ev.all_e2e),
+            "e2e": e2e_by_replicate.get(replicate, ev.e2e),
             "compare": compare_by_replicate.get(replicate, ev.compare),
         }
         verdicts = {c.claim: c.verdict for c in evaluate_claims(dataclasses.replace(ev, composed=composed, **tables))}
