@@ -138,6 +138,7 @@ def test_the_architecture_page_draws_the_workflows_rule_graph():
         "figures",
         "claims",
         "notebooks",
+        "environments",
     }:
         assert f" {rule}" in drawn, f"{rule} is missing from the drawn graph"
 
