@@ -13,7 +13,7 @@ from moesd.cli import main
 from moesd.figures import MEASURED_FIGURES, NOTEBOOKS
 from moesd.paths import REPO_ROOT
 
-from .snakemake_run import snakemake
+from .snakemake_run import copy_checkout, snakemake
 
 pytestmark = pytest.mark.slow  # every test here runs jobs (`python -m pytest -m "not slow"` skips them)
 
@@ -47,6 +47,7 @@ SMOKE_OUTPUTS = {
     "data/runs/smoke": [
         "config.json",
         "env.json",
+        "env/local.json",
         "theory/simulated_sweep.csv",
         "theory/fit/params.json",
         "models/manifest.json",
@@ -253,6 +254,36 @@ def test_acceptance_stage_is_deterministic(smoke_run, tmp_path):
     assert main([*argv, "--prompts", str(run / "prompts"), "--out", str(tmp_path)]) == 0
     assert (tmp_path / "rounds.csv").read_text() == (run / "acceptance/rounds.csv").read_text()
     assert (tmp_path / "summary.csv").read_text() == (run / "acceptance/summary.csv").read_text()
+
+
+def test_two_platforms_of_this_machine_give_c9_in_one_run(smoke_run, tmp_path):
+    """config/platforms-cpu.yaml over the smoke experiment: every latency slice and the probe run
+    once per platform (1 and 2 threads), every table row names its platform, the two probes give
+    two ridge points, and C9 is judged from them in one run (on a copy of the smoke run: its
+    trained pair and prompts are reused)."""
+    root = copy_checkout(tmp_path)
+    shutil.copytree(smoke_run / "data/runs/smoke", root / "data/runs/smoke")
+    args = ["claims", "--cores", "2", "--configfile", "config/smoke.yaml", "config/platforms-cpu.yaml"]
+    result = snakemake(root, *args)
+    assert result.returncode == 0, result.stderr[-4000:]
+    run = root / "data/runs/smoke"
+    slices = sorted(
+        p.parent.parent.name + "/" + p.parent.name for p in (run / "latency/slices").glob("*/*/forward.csv")
+    )
+    assert {s.split("/")[0] for s in slices} == {"cpu-1t", "cpu-2t"} and len(slices) == 2 * 7, slices
+    ridge = {
+        name: json.loads((run / f"env/{name}.json").read_text())["hardware_probe"]["ridge_point"]
+        for name in ("cpu-1t", "cpu-2t")
+    }
+    assert ridge["cpu-1t"] != ridge["cpu-2t"]
+    for table in ("latency/forward.csv", "latency/e2e.csv", "speedup/composed.csv", "speedup/e2e.csv"):
+        frame = pd.read_csv(run / table)
+        assert set(frame["platform"]) == {"cpu-1t", "cpu-2t"}, table
+    composed = pd.read_csv(run / "speedup/composed.csv")
+    assert dict(composed.groupby("platform")["ridge_point"].first()) == pytest.approx(ridge)
+    claims = pd.read_csv(root / "figures/smoke/claims.csv").set_index("claim")
+    assert claims.loc["C9", "verdict"] in ("reproduced", "not reproduced", "inconclusive"), claims.loc["C9", "reason"]
+    assert "cpu-1t (ridge" in claims.loc["C9", "run"] and "cpu-2t (ridge" in claims.loc["C9", "run"]
 
 
 @pytest.mark.parametrize("config", sorted(p.name for p in (REPO_ROOT / "config").glob("*.yaml")))
