@@ -6,7 +6,8 @@ them). Everything lives in one temporary folder (SLURM_CONF points there: nothin
 touched) and every daemon is stopped, and checked gone, on exit.
 
 The node has this machine's CPUs, most of its memory and one GPU generic resource (count-only:
-the scheduler allocates it, nothing is attached), in one partition, `ci`, with account `ci`.
+the scheduler allocates it, nothing is attached), in two partitions, `ci` (the default) and
+`ci2` (the same node: a second platform's partition), with account `ci`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 
 DAEMONS = ("munged", "mariadbd", "slurmdbd", "slurmctld", "slurmd")
 PARTITION = ACCOUNT = "ci"
+SECOND_PARTITION = "ci2"  # the same node under a second name: a second platform's partition
 CLUSTER = "moesdci"
 
 
@@ -139,6 +141,7 @@ class SlurmCluster:
             "SchedulerParameters=sched_interval=1\nReturnToService=2\n"
             f"NodeName={self.host} NodeAddr=127.0.0.1 CPUs={self.cpus} RealMemory={self.memory_mb} Gres=gpu:1 State=UNKNOWN\n"
             f"PartitionName={PARTITION} Nodes={self.host} Default=YES MaxTime=INFINITE State=UP\n"
+            f"PartitionName={SECOND_PARTITION} Nodes={self.host} MaxTime=INFINITE State=UP\n"
         )
         # a GPU that the scheduler counts and allocates: Slurm drops a file-less GPU, so it names /dev/null
         (r / "gres.conf").write_text(f"NodeName={self.host} Name=gpu File=/dev/null\n")
@@ -172,7 +175,7 @@ class SlurmCluster:
         passes records to slurmdbd asynchronously, so this waits (up to TIMEOUT seconds) until
         every job has ended there and job INCLUDE, if given, is among them."""
         fields = ["JobID", "JobName", "State", "ExitCode", "ReqCPUS", "ReqMem", "Timelimit", "ReqTRES", "AllocTRES",
-                  "Partition", "Account", "Comment"]  # fmt: skip
+                  "Partition", "Account", "Comment", "Start", "End"]  # fmt: skip
         deadline = time.time() + timeout
         while True:
             out = self._run("sacct", "-X", "-a", "-n", "-P", "-S", "2000-01-01", f"--format={','.join(fields)}").stdout

@@ -10,15 +10,16 @@ unless MOESD_REQUIRE_SLURM=1 (CI), where a missing set-up fails."""
 import os
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 import yaml
-from moesd.config import latency_slices, load_config
+from moesd.config import latency_slices, validate_config
 from moesd.paths import REPO_ROOT
 from moesd.resources import job_resources
 
-from .slurm_cluster import ACCOUNT, PARTITION, SlurmCluster, missing_tools
+from .slurm_cluster import ACCOUNT, PARTITION, SECOND_PARTITION, SlurmCluster, missing_tools
 from .snakemake_run import copy_checkout
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -48,7 +49,18 @@ def cluster(tmp_path_factory):
     assert not running.running(), f"daemons left running: {running.running()}"
 
 
+PLATFORMS = {  # two platforms of one threads each, one per partition (the node's two CPUs run one of each at once)
+    "platforms": [
+        {"name": "cpu-a", "threads": 1, "slurm": {"partition": PARTITION}},
+        {"name": "cpu-b", "threads": 1, "slurm": {"partition": SECOND_PARTITION}},
+    ]
+}
+
+
 def test_the_smoke_experiment_runs_through_slurm(cluster, tmp_path):
+    """The smoke experiment on two platforms, each its own partition: every job completed, each
+    asking for its own resources and its platform's partition, and slices of the two platforms
+    ran at the same time (accounting's start and end times)."""
     root = tmp_path / "checkout"
     root.mkdir()
     copy_checkout(root)
@@ -56,9 +68,12 @@ def test_the_smoke_experiment_runs_through_slurm(cluster, tmp_path):
     profile["default-resources"] += [f"slurm_partition={PARTITION}", f"slurm_account={ACCOUNT}"]  # the user's part
     (tmp_path / "mycluster").mkdir()
     (tmp_path / "mycluster/config.yaml").write_text(yaml.safe_dump(profile))
+    (root / "config/two-partitions.yaml").write_text(yaml.safe_dump(PLATFORMS))
     env = cluster.env | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{cluster.env['PATH']}"}
-    args = ["--profile", str(tmp_path / "mycluster"), "--configfile", "config/smoke.yaml",
-            "--slurm-init-seconds-before-status-checks", "5"]  # fmt: skip
+    # a cluster's CPU platforms are nodes of their own: the one-at-a-time timing lock of this machine
+    # (profiles/default's cpu_timing=1) is lifted so that the two partitions' jobs can overlap
+    args = ["--profile", str(tmp_path / "mycluster"), "--configfile", "config/smoke.yaml", "config/two-partitions.yaml",
+            "--resources", "cpu_timing=2", "--slurm-init-seconds-before-status-checks", "5"]  # fmt: skip
     result = subprocess.run(
         [sys.executable, "-m", "snakemake", *args], cwd=root, env=env, capture_output=True, text=True, timeout=2400
     )
@@ -72,20 +87,37 @@ def test_the_smoke_experiment_runs_through_slurm(cluster, tmp_path):
         rule = job["Comment"].removeprefix("rule_").split("_wildcards_")[0]
         by_rule.setdefault(rule, []).append(job)
     assert set(by_rule) == set(SUBMITTED), sorted(by_rule)  # the light rules ran on the "login node"
-    assert len(by_rule["measure_latency"]) == len(latency_slices(load_config(root / "config/smoke.yaml")))
-    config = load_config(root / "config/smoke.yaml")
+    config = validate_config(yaml.safe_load((root / "config/smoke.yaml").read_text()) | PLATFORMS)
+    slices = {key.replace("/", "_"): key for key in latency_slices(config)}  # the comment joins wildcards with _
+    assert sorted(j["Comment"].split("_wildcards_", 1)[1] for j in by_rule["measure_latency"]) == sorted(slices)
     for rule, stage in SUBMITTED.items():
         for job in by_rule[rule]:
-            assert (job["Partition"], job["Account"]) == (PARTITION, ACCOUNT), job
-            if rule == "measure_latency":  # one job per slice, each with its slice's resources
-                want = job_resources(config, stage, job["Comment"].split("_wildcards_", 1)[1])
+            wildcards = job["Comment"].split("_wildcards_", 1)[1] if "_wildcards_" in job["Comment"] else None
+            if rule == "measure_latency":  # one job per platform and slice, each with its slice's resources
+                want = job_resources(config, stage, slices[wildcards])
+            elif rule == "environment":  # one probe per platform, on it
+                want = job_resources(config, stage, platform=wildcards)
+            elif rule == "measure_acceptance":  # one job per pair
+                want = job_resources(config, stage, wildcards)
             else:
                 want = job_resources(config, stage) if stage else {"cpus_per_task": 2, "mem_mb": 8000, "runtime": 60}
+            assert (job["Partition"], job["Account"]) == (want.get("slurm_partition", PARTITION), ACCOUNT), job
             assert job["ReqCPUS"] == str(want["cpus_per_task"]), job
             assert job["ReqMem"] == f"{want['mem_mb']}M", job
             hours, minutes = divmod(want["runtime"], 60)
             assert job["Timelimit"] == f"{hours:02d}:{minutes:02d}:00", job
             assert "gres/gpu" not in job["ReqTRES"]  # a CPU experiment asks for no GPU
+    spans = {
+        partition: [
+            (datetime.fromisoformat(j["Start"]), datetime.fromisoformat(j["End"]))
+            for j in by_rule["measure_latency"]
+            if j["Partition"] == partition
+        ]
+        for partition in (PARTITION, SECOND_PARTITION)
+    }
+    assert len(spans[PARTITION]) == len(spans[SECOND_PARTITION]) == len(slices) // 2
+    overlap = [(a, b) for a in spans[PARTITION] for b in spans[SECOND_PARTITION] if a[0] < b[1] and b[0] < a[1]]
+    assert overlap, spans  # the two platforms' slices ran side by side
 
 
 def test_the_cluster_allocates_its_gpu(cluster, tmp_path):

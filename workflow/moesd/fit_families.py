@@ -30,6 +30,12 @@ class FamilyFits:
     quality: list = field(default_factory=list)
     skipped: list = field(default_factory=list)  # families with fewer measurements than parameters
 
+    def merge(self, other: FamilyFits) -> None:
+        """OTHER's fits added to these (another table's families: the end-to-end K sweep)."""
+        self.records |= other.records
+        for name in ("predictions", "curves", "metrics", "quality", "skipped"):
+            getattr(self, name).extend(getattr(other, name))
+
     def tables(self) -> dict[str, pd.DataFrame]:
         return {
             "predictions": pd.concat(self.predictions, ignore_index=True),

@@ -226,3 +226,37 @@ def speedup_tables(latency: dict, sigmas: pd.DataFrame, pair: dict | None, round
         composed = with_intervals(composed, composed_reps, COMPOSED_KEYS, COMPOSED_VALUES, level)
         e2e = with_intervals(e2e, e2e_reps, E2E_KEYS, ["speedup"], level) if len(e2e) else e2e
     return composed, e2e, composed_reps, e2e_reps
+
+
+def e2e_k_sweep(e2e: pd.DataFrame) -> pd.DataFrame:
+    """The real-weight end-to-end K sweep (Sec. 4.3: num_experts_per_tok overridden through vLLM's
+    hf_overrides), in the composed table's columns so that the fit and the claims read it as they
+    read a composed sweep: the e2e entry (on one platform, through one engine, vLLM first) measured
+    at the most K values, at least two, with its own acceptance; speedup_sigma_adjusted scales
+    each K's speedup by sigma at the target's own K over sigma at K (Fig. 4), where the sweep
+    measured its own K. model: the entry's name, family: its target; empty where the run swept no
+    K end to end."""
+    from moesd.architectures import expert_count
+
+    if e2e.empty:
+        return pd.DataFrame()
+    rows = e2e[e2e["acceptance_source"] == "real"]
+    rows = rows.assign(platform=rows["platform"] if "platform" in rows else rows["hardware"])
+    sizes = rows.groupby(["platform", "name", "backend"], sort=False)["K"].nunique()
+    sizes = sizes[sizes >= 2]
+    if sizes.empty:
+        return pd.DataFrame()
+    order = sizes.reset_index().assign(vllm=lambda t: t["backend"] == "vllm")
+    platform, name, backend = order.sort_values(["K", "vllm"], ascending=False, kind="stable").iloc[0][
+        ["platform", "name", "backend"]
+    ]
+    part = rows[(rows["platform"] == platform) & (rows["name"] == name) & (rows["backend"] == backend)]
+    config = parse_spec(part["target"].iloc[0]).known_config() or {}
+    at_own = part[part["K"] == part["K_native"]].set_index([*SETTING, "B"])["sigma"]
+    own = np.asarray(part.set_index([*SETTING, "B"]).index.map(at_own.get), dtype=float) if len(at_own) else None
+    adjusted = part["speedup"] * own / part["sigma"].to_numpy() if own is not None else part["speedup"]
+    return part.assign(
+        model=name, family=part["target"], spec=part["target"], E=expert_count(config) or 1, draft_spec=part["draft"],
+        speedup_sigma_adjusted=adjusted, sigma_source="measured", target_efficiency=np.nan,
+        ridge_point=part["ridge_point"] if "ridge_point" in part else np.nan,
+    ).reset_index(drop=True)  # fmt: skip

@@ -28,12 +28,15 @@ rule speedup:
 
 
 rule fit_run:
-    """Algorithm 1 (each configured variant) fitted on the run's composed speedups per model family,
-    on the analysis.fit_stride subset, and the Table 3 analog (fit quality against m)."""
+    """Algorithm 1 (each configured variant) fitted on the run's composed speedups per model family
+    (and on the real-weight end-to-end K sweep where the run has one), on the analysis.fit_stride
+    subset, and the Table 3 analog (fit quality against m)."""
     input:
         config=f"{RUNS}/config/analysis.json",
         composed=SPEEDUP["composed"],
+        e2e=SPEEDUP["e2e"],  # its real-weight K sweep, where the run has one, is fitted too (Fig. 4)
         env=ENV,
+        envs=list(ENVS.values()),
     output:
         params=FIT["params.json"],
         predictions=FIT["predictions.csv"],
@@ -49,8 +52,8 @@ rule fit_run:
     conda:
         "../../envs/cpu.yaml"
     shell:
-        "moesd fit-run --config {input.config} --speedup {input.composed} --env {input.env} --out {params.out} "
-        "--tables {params.tables} > {log} 2>&1"
+        "moesd fit-run --config {input.config} --speedup {input.composed} --env {input.env} --e2e {input.e2e} "
+        "--platform-envs {input.envs} --out {params.out} --tables {params.tables} > {log} 2>&1"
 
 
 rule fit:

@@ -93,6 +93,7 @@ def cmd_fit_run(args) -> int:
     from moesd.fit_families import fit_families
     from moesd.hardware import load_hardware
     from moesd.io import write_csv, write_json, write_text
+    from moesd.speedup import e2e_k_sweep
 
     config = load_config(args.config)
     # the reference platform's speedups, whose device --env describes (analysis.reference_platform)
@@ -104,6 +105,18 @@ def cmd_fit_run(args) -> int:
         fits = fit_families(composed, hardware, config["analysis"], config["fit"])
     except ValueError as error:
         raise ValueError(f"{args.speedup}: {error}") from None
+    sweep = e2e_k_sweep(read_input(args.e2e, "end-to-end speedups", "e2e")) if args.e2e else None
+    if sweep is not None and len(sweep):  # Fig. 4 as the paper fitted it: the real weights' K sweep end to end
+        envs = {path.stem: path for path in args.platform_envs}
+        platform = sweep["platform"].iloc[0]
+        if platform not in envs:
+            raise ValueError(f"--platform-envs: no env file for platform {platform} of the end-to-end K sweep")
+        gpus = int(sweep["tensor_parallel_size"].iloc[0])
+        try:
+            hardware_e2e = load_hardware(f"probe:{envs[platform]}", gpus)
+            fits.merge(fit_families(sweep, hardware_e2e, config["analysis"], config["fit"]))
+        except ValueError as error:  # too few points, or none at the fit setting: the composed fits stand
+            print(f"fit-run: the end-to-end K sweep is not fitted ({error})")
     tables = fits.tables()
     write_json(args.out / "params.json", fits.records, strict=True)
     for name in ("predictions", "curves", "metrics"):
@@ -137,7 +150,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--out", required=True, type=Path, help="figure path stem (.png and .pdf are written)")
     p.set_defaults(func=cmd_plot_fit)
 
-    add_command(
+    p = add_command(
         sub,
         "fit-run",
         cmd_fit_run,
@@ -147,4 +160,14 @@ def add_parsers(sub) -> None:
         env="the run's env.json (measured bandwidth and FLOP/s)",
         out="output folder (params.json, predictions.csv, curves.csv, metrics.csv)",
         tables="folder of the Table 3 analog (fit_quality.csv, .md)",
+    )
+    p.add_argument(
+        "--e2e", type=Path, help="e2e.csv of `moesd speedup`: its real-weight K sweep is fitted too (Fig. 4)"
+    )
+    p.add_argument(
+        "--platform-envs",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="each platform's <platform>.json (the K sweep's device)",
     )
