@@ -85,6 +85,33 @@ def test_compose_uses_the_chosen_statistic_and_drops_failed_points():
         compose(forward, draft, reject, sigmas(), statistic="mean", verify_tokens="gamma_plus_one")
 
 
+def test_each_target_composes_with_its_own_pairs_sigma():
+    """A target with a pair of its own (same target spec, its declared draft's spec) takes that
+    pair's measured sigma; every other target the sigma pair's; the sigma pair's resample leaves
+    the own pair's sigma alone."""
+    from moesd.speedup import own_pair_sigmas, sigma_resampled
+
+    forward, draft, reject = latency_tables()
+    dense = forward[forward["K"] == 8].assign(model="dense", spec="arch:opt-30b", K=1, E=1)
+    forward = pd.concat([forward, dense], ignore_index=True)
+    summary = pd.concat([sigmas().assign(target="t", draft="d"), sigmas().assign(target="arch:opt-30b",
+                         draft="arch:qwen2-0.5b", sigma=0.5)], ignore_index=True)  # fmt: skip
+    models = [{"name": "moe", "role": "target", "spec": SPEC, "draft": "draft"},
+              {"name": "dense", "role": "target", "spec": "arch:opt-30b", "draft": "draft"},
+              {"name": "draft", "role": "draft", "spec": "arch:qwen2-0.5b"}]  # fmt: skip
+    pairs = [{"name": "sigma-pair", "target": "t", "draft": "d"},
+             {"name": "dense-pair", "target": "arch:opt-30b", "draft": "arch:qwen2-0.5b"}]  # fmt: skip
+    own = own_pair_sigmas(summary, models, pairs, pairs[0])
+    assert set(own["model"]) == {"dense"} and set(own["sigma"]) == {0.5}
+    table = compose(forward, draft, reject, pd.concat([sigmas(), own]), verify_tokens="gamma_plus_one")
+    assert dict(table.groupby("model")["sigma"].agg(set)) == {"moe": {0.8}, "dense": {0.5}}
+    assert dict(table["model"].value_counts()) == {"moe": 2 * 2 * 2, "dense": 2 * 2}  # each once: (K x) B x gamma
+    resample = sigmas()[["dataset", "temperature", "gamma"]].assign(sigma=0.7)
+    resampled = sigma_resampled(pd.concat([sigmas(), own], ignore_index=True), resample)
+    assert set(resampled.loc[resampled["model"].isna(), "sigma"]) == {0.7}
+    assert set(resampled.loc[resampled["model"] == "dense", "sigma"]) == {0.5}
+
+
 def test_paper_sigma_without_acceptance_is_labelled():
     paper = sigma_table(None, None, None)
     assert set(paper["sigma_source"]) == {"paper Table 2 (Qwen2, 2xH800)"}

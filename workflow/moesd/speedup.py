@@ -44,6 +44,8 @@ def sigma_resampled(sigmas: pd.DataFrame, resample: pd.DataFrame | None) -> pd.D
     if resample is None:
         return sigmas
     merged = sigmas.merge(resample.rename(columns={"sigma": "resampled"}), on=SETTING, how="left")
+    if "model" in merged:  # a target's own pair's sigma (own_pair_sigmas) is not the resampled pair's
+        merged.loc[merged["model"].notna(), "resampled"] = np.nan
     return merged.assign(sigma=merged["resampled"].fillna(merged["sigma"])).drop(columns="resampled")
 
 
@@ -61,6 +63,26 @@ def sigma_table(summary: pd.DataFrame | None, target: str | None, draft: str | N
     out["alpha"] = np.nan
     out["sigma_source"] = f"paper Table 2 ({HEADLINE_MODEL}, {HEADLINE_DEVICE})"
     return out.reset_index(drop=True)
+
+
+def own_pair_sigmas(summary: pd.DataFrame | None, models: list[dict], pairs: list[dict], skip: dict | None):
+    """sigma per setting of each latency target that has a pair of its own (latency.models
+    MODELS; a draft-model pair of PAIRS with the target's spec and its declared draft's), other
+    than SKIP (the sigma pair, whose sigma composes every other target), as sigma_table rows with
+    a `model` column: each target's composed speedups take its own pair's measured acceptance."""
+    if summary is None:
+        return pd.DataFrame()
+    specs = {entry["name"]: entry["spec"] for entry in models}
+    tables = []
+    for entry in models:
+        draft = specs.get(entry.get("draft", ""))
+        pair = next((p for p in pairs if p["target"] == entry["spec"] and p["draft"] == draft), None)
+        if entry["role"] != "target" or pair is None or pair is skip:
+            continue
+        rows = summary[(summary["target"] == pair["target"]) & (summary["draft"] == pair["draft"])]
+        if len(rows):
+            tables.append(sigma_table(rows, pair["target"], pair["draft"]).assign(model=entry["name"]))
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
 
 
 def compose(
@@ -91,15 +113,20 @@ def compose(
         part = t1.merge(verify[verify["s"] == s].drop(columns="s"), on=["spec", "B"]).merge(drafts, on="B")
         if drafts_of is not None:  # the declared pairs only: a target's speedup needs its own draft
             part = part[part["draft"] == part["model"].map(drafts_of)]
-        for setting in settings.itertuples(index=False):
+        own = set(settings["model"].dropna()) if "model" in settings else set()
+        for setting in settings.to_dict("records"):
+            # a sigma row of one target (its own pair's, own_pair_sigmas) composes that target only;
+            # the others compose every target without one
+            model = setting.pop("model", None)
+            targets = part[part["model"] == model] if isinstance(model, str) else part[~part["model"].isin(own)]
             # T_reject was measured at gamma_max per temperature: the nearest measured gamma is
             # used (rejection sampling costs little next to a forward; an upper bound for smaller gamma).
-            at_t = rej[rej["temperature"] == setting.temperature]
-            if at_t.empty or part.empty:
+            at_t = rej[rej["temperature"] == setting["temperature"]]
+            if at_t.empty or targets.empty:
                 continue
             g_rej = at_t["gamma"].iloc[(at_t["gamma"] - gamma).abs().argmin()]
             r = at_t[at_t["gamma"] == g_rej][["B", "seconds"]].rename(columns={"seconds": "t_reject"})
-            rows.append(part.merge(r, on="B").assign(**setting._asdict(), verify_s=s))
+            rows.append(targets.merge(r, on="B").assign(**setting, verify_s=s))
     if not rows:
         raise ValueError("latency tables: no target / draft / reject point shares a batch size with another")
     table = pd.concat(rows, ignore_index=True)

@@ -54,9 +54,9 @@ def cmd_speedup(args) -> int:
     import pandas as pd
 
     from moesd.bandwidth import ar_bandwidth
-    from moesd.config import declared_drafts, load_config, sigma_pair
+    from moesd.config import declared_drafts, engine_pairs, load_config, sigma_pair
     from moesd.io import write_csv
-    from moesd.speedup import sigma_table, speedup_tables
+    from moesd.speedup import own_pair_sigmas, sigma_table, speedup_tables
 
     config = load_config(args.config)
     analysis = config["analysis"]
@@ -76,6 +76,9 @@ def cmd_speedup(args) -> int:
     if pair is not None and summary is None:
         raise ValueError(f"analysis.sigma_pair {pair['name']!r}: the acceptance summary (--acceptance) is needed")
     sigmas = sigma_table(summary, *(pair["target"], pair["draft"]) if pair else (None, None))
+    # each target with a pair of its own composes with that pair's sigma; the others with the sigma pair's
+    own = own_pair_sigmas(summary, config["latency"]["models"], engine_pairs(config), pair)
+    sigmas = pd.concat([sigmas, own], ignore_index=True) if len(own) else sigmas
     rounds = read_input(args.rounds, "acceptance rounds") if args.rounds and pair is not None else None
     drafts_of = declared_drafts(config["latency"]["models"])
     envs = platform_envs(args.env, latency)  # the device every row was measured on (C9); before long work
