@@ -474,3 +474,64 @@ def test_the_reference_target_is_the_sigma_pairs_target_or_the_first_moe_in_orde
     assert validate_config({"latency": {"models": reordered}})["analysis"]["reference_target"] == "zz-moe"
     with pytest.raises(ConfigError, match="analysis.reference_target: 'draft' is not a target of latency.models"):
         validate_config({"analysis": {"reference_target": "draft"}})
+
+
+def _paper():
+    return yaml.safe_load((REPO_ROOT / "config/paper.yaml").read_text())
+
+
+def _one_platform(name, gpus, device):
+    return [{"name": name, "gpus": gpus, "device": device}]
+
+
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        (  # our engine would time Qwen2-57B-A14B on every platform, the first an 80 GB A800
+            lambda c: c["latency"]["models"][0].pop("platforms"),
+            r"latency.models.0: qwen2-57b-a14b: 11\d\.\d GB of weights do not fit one A800 of platform 2xA800 "
+            r"\(80 GB each\); our engine times on one device: list the platforms that hold it in latency.models.0.platforms",
+        ),
+        (  # vLLM cannot split Qwen2-57B-A14B over one A800
+            lambda c: (
+                c["platforms"].append({"name": "1xA800", "gpus": 1, "device": "A800", "slurm": {"gpu_model": "a800"}})
+                or c["latency"]["e2e"]["pairs"][0].update(platforms=["1xA800"])
+            ),
+            r"latency.e2e.pairs.0: qwen2's target: 11\d\.\d GB of weights do not fit one A800 of platform 1xA800 "
+            r"\(80 GB each\); leave 1xA800 out of latency.e2e.pairs.0.platforms",
+        ),
+        (lambda c: c["platforms"][0].update(device="B300"), r"platforms.0.device: unknown hardware 'B300'"),
+        (lambda c: c["platforms"][1].update(name="2xA800"), r"platforms.1.name: '2xA800' names two platforms"),
+        (lambda c: c["platforms"][0].update(gpus=0), r"platforms.0.gpus: 0, but latency.device is cuda"),
+        (
+            lambda c: c["latency"]["models"][0].update(platforms=["8xH100"]),
+            r"latency.models.0.platforms.0: '8xH100' is not a platform",
+        ),
+        (
+            lambda c: c["platforms"][0]["slurm"].update(partition="gpu-a800"),
+            r"platforms.1.slurm.partition: unset here but set on another platform",
+        ),
+        (lambda c: c["analysis"].update(reference_platform="9xB200"), r"analysis.reference_platform: '9xB200' is not"),
+    ],
+)
+def test_platforms_refuse_what_they_cannot_hold_in_one_line(patch, message):
+    config = _paper()
+    config.setdefault("analysis", {})
+    patch(config)
+    with pytest.raises(ConfigError, match=message):
+        validate_config(config)
+
+
+def test_a_config_without_platforms_measures_on_this_machine_and_ours_skips_what_one_device_cannot_hold():
+    from moesd.config import e2e_vllm_slices, latency_slices
+
+    config = validate_config({})
+    assert [p["name"] for p in config["platforms"]] == ["local"] and config["platforms"][0]["gpus"] == 0
+    assert config["analysis"]["reference_platform"] == "local"
+    assert all(key.startswith("local/") for key in latency_slices(config))
+    paper = load_config(REPO_ROOT / "config/paper.yaml")
+    ours = {key for key in latency_slices(paper) if "/e2e-" in key}
+    assert ours == {"2xA800/e2e-opt", "2xH800/e2e-opt", "4xA800/e2e-opt"}  # Qwen2 fits no 80 GB device; OPT no L40
+    vllm = e2e_vllm_slices(paper)
+    assert {"2xA800/qwen2", "4xL40/qwen2", "4xL40/opt", "2xH800/qwen2-k-sweep-K32"} <= set(vllm)
+    assert not any(key.startswith("1xH200/") for key in vllm)  # the component platform decodes nothing end to end

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from moesd.config import latency_slices, validate_config
+from moesd.config import latency_slices, routing_platform, validate_config
 from moesd.paths import REPO_ROOT
 from moesd.resources import job_resources
 
@@ -99,6 +99,8 @@ def test_the_smoke_experiment_runs_through_slurm(cluster, tmp_path):
                 want = job_resources(config, stage, platform=wildcards)
             elif rule == "measure_acceptance":  # one job per pair
                 want = job_resources(config, stage, wildcards)
+            elif rule == "measure_routing":  # one job, on the first platform that holds its models
+                want = job_resources(config, stage, platform=routing_platform(config))
             else:
                 want = job_resources(config, stage) if stage else {"cpus_per_task": 2, "mem_mb": 8000, "runtime": 60}
             assert (job["Partition"], job["Account"]) == (want.get("slurm_partition", PARTITION), ACCOUNT), job

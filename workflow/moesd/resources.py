@@ -1,15 +1,20 @@
 """What each measuring job asks a cluster for, derived from the experiment's config.
 
-The Snakefile's GPU rules take their `resources` from job_resources(config, stage): GPUs, host
-memory, CPUs and a time limit, so that `--executor slurm` requests what the job needs and a run
-of config/paper.yaml does not go out with a laptop's defaults. Partition and account are the
-user's (their profile); a profile's `set-resources` still overrides any of these.
+The Snakefile's GPU rules take their `resources` from job_resources(config, stage, slice,
+platform): GPUs, host memory, CPUs, a time limit and the platform's Slurm settings, so that
+`--executor slurm` requests what each job (one slice of a stage, moesd.config.slices, on one
+platform) needs and a run of config/paper.yaml does not go out with a laptop's defaults. A
+platform's `slurm` section names its partition, account, GPU model and constraint; unset ones,
+and the account, are the user's profile's; a profile's `set-resources` still overrides any.
 
-- gpu: our engine runs on one device; a vLLM job takes the largest tensor_parallel_size of the
-  pairs it loads (the paper's 2xH800); 0 where the experiment runs on the CPU.
+- gpu: our engine runs on one device; a vLLM job takes the tensor-parallel size of its pair on
+  its platform (the platform's GPUs unless the pair sets its own); 0 where the experiment runs
+  on the CPU.
 - cpus_per_task: CPUS_PER_GPU per GPU (tokenisation, the engine's host thread, vLLM's workers),
-  or the stage's threads on the CPU (stage_threads: the config's acceptance.threads,
-  latency.threads or models.threads, which the rules' `threads:` read too).
+  or on the CPU a timed job's platform threads and any other job's stage threads (stage_threads:
+  the config's acceptance.threads, latency.threads or models.threads, which the rules' `threads:`
+  read too).
+- slurm_partition, slurm_account, gpu_model, constraint: the job's platform's (platform_resources).
 - cpu_timing: 1 for a job that times work on CPU cores (TIMED_STAGES on a CPU experiment): the
   workflow profile allows one at a time (`resources: [cpu_timing=1]`), so two timed jobs never
   share the cores and time each other.
@@ -190,7 +195,8 @@ def job_resources(config: dict, stage: str, slice_id: str | None = None, platfor
     minutes = (
         loads * LOAD_MINUTES_PER_100GB * largest / 100 + _forwards(config, stage) * SECONDS_PER_FORWARD[device] / 60
     )
-    threads = where["threads"] if where is not None else stage_threads(config, stage)
+    timed = where is not None and stage in TIMED_STAGES  # a timed job runs with its platform's threads
+    threads = where["threads"] if timed else stage_threads(config, stage)
     return (
         {
             "gpu": gpus,

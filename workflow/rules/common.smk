@@ -7,7 +7,14 @@ import time
 from pathlib import Path
 
 from moesd.columns import LATENCY_TABLES
-from moesd.config import acceptance_slices, acceptance_vllm_slices, e2e_vllm_slices, latency_slices, lock_path
+from moesd.config import (
+    acceptance_slices,
+    acceptance_vllm_slices,
+    e2e_vllm_slices,
+    latency_slices,
+    lock_path,
+    routing_platform,
+)
 from moesd.config.platforms import platform_names, platform_of
 from moesd.download import hub_specs
 from moesd.figures import MEASURED_FIGURES, NOTEBOOKS, THEORY_FIGURES
@@ -26,7 +33,7 @@ MEASURE_ENV = "../../envs/gpu.yaml" if config["latency"]["device"] == "cuda" els
 
 # What each measuring job asks a cluster for (GPUs = the tensor-parallel size of what it loads,
 # host memory, CPUs, a time limit from its grid's size): moesd.resources, from the config.
-RESOURCES = {stage: job_resources(config, stage) for stage in ("routing",)}
+RESOURCES = {"routing": job_resources(config, "routing", platform=routing_platform(config))}  # one job, one device
 RESOURCES["engine_check"] = timing_resources(config, "engine_check")  # the profile's defaults, one timed job at a time
 
 # Each job's CPU threads, from the config section of its stage (moesd.resources.stage_threads).

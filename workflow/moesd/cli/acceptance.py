@@ -21,12 +21,15 @@ def cmd_acceptance(args) -> int:
     from moesd.io import write_csv, write_json, write_text
 
     config = load_config(args.config)
-    if args.slice is not None:  # one pair's job (moesd.config.acceptance_slices)
-        config = narrowed(config, "acceptance", args.slice)[0]
+    platform = config["analysis"]["reference_platform"]
+    if args.slice is not None:  # one pair's job (moesd.config.acceptance_slices), on its platform
+        config, part = narrowed(config, "acceptance", args.slice)
+        platform = part["platform"]
     torch.set_num_threads(config["acceptance"]["threads"])
     run_dir, out = Path(args.run_dir), Path(args.out)
     rounds, resolved = measure_pairs(config, run_dir, Path(args.prompts), out / "points", log=_log)
-    summary = summarise(rounds)
+    rounds = rounds.assign(platform=platform)
+    summary = summarise(rounds).assign(platform=platform)
     write_json(out / "models.json", resolved)  # hub snapshots are named by their commit
     write_csv(out / "rounds.csv", rounds)
     write_csv(out / "summary.csv", summary)

@@ -26,6 +26,7 @@ from moesd.config.slices import (
     e2e_vllm_slices,
     latency_slices,
     narrowed,
+    routing_platform,
 )
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "narrowed",
     "ours_e2e_entries",
     "prompt_sources",
+    "routing_platform",
     "sigma_pair",
     "spec_kind",
     "uses_trained_pair",

@@ -18,7 +18,7 @@ from moesd.config.queries import (
     sigma_pair,
     spec_kind,
 )
-from moesd.config.slices import acceptance_slices, latency_slices
+from moesd.config.slices import acceptance_slices, latency_slices, routing_platform
 from moesd.hardware import HardwareError, load_hardware
 from moesd.hub_lock import LockFileError, read_lock
 from moesd.models.spec import parse_spec
@@ -95,6 +95,7 @@ def _check_latency(config: dict) -> None:
             )
     latency_slices(config)  # one job per (platform, model, K): ids that do not collide
     acceptance_slices(config)  # every pair our engine measures fits one device of a platform
+    routing_platform(config)  # and every model the routing job loads
     context = config["latency"]["context"]
     if context["ids"] != "random" and not _is_prompt_set(context["ids_dataset"]):
         raise ConfigError(

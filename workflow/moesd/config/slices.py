@@ -97,6 +97,22 @@ def acceptance_slices(config: dict) -> dict[str, dict]:
     return slices
 
 
+def routing_platform(config: dict) -> str | None:
+    """The platform of the routing job (one job, our engine, one model at a time): the first whose
+    one device holds the largest model it loads (the pairs' targets, routing.hf_models); None where
+    there is no pair. A ConfigError where none holds it."""
+    specs = [p["target"] for p in config["pairs"]] + list(config["routing"]["hf_models"])
+    if not config["pairs"]:
+        return None
+    for platform in config["platforms"]:
+        if all(holds(platform, [spec], weight_bytes(config))[0] for spec in specs):
+            return platform["name"]
+    raise ConfigError(
+        "config error: routing.hf_models: no platform's one device holds every model the routing job loads "
+        "(the pairs' targets and routing.hf_models; add a platform that does)"
+    )
+
+
 def acceptance_vllm_slices(config: dict) -> dict[str, dict]:
     """vLLM's acceptance, one job per platform and pair: "<platform>/<pair>" -> {"platform",
     "local", "pair"}, on acceptance.vllm_platforms (left out: every platform); none unless
