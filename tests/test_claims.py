@@ -519,3 +519,73 @@ def test_c6_and_c8_read_the_real_weights_end_to_end_k_sweep_where_the_run_has_on
     )
     c8 = next(c for c in evaluate_claims(fitted) if c.claim == "C8")
     assert c8.verdict == NOT_REPRODUCED and "qwen2-k-sweep" in c8.run and "end-to-end K sweep" in c8.reason
+
+
+def _on_platforms(ev: Evidence, slower: float) -> Evidence:
+    """paper_like's composed rows on two platforms of one run: H800 (reference, ridge 295) and
+    an A800 (ridge 153) whose speedups are SLOWER times H800's; the A800's MoE curve flattened."""
+    other = ev.composed.assign(platform="2xA800", hardware="A800", ridge_point=153.0)
+    other["speedup"] *= slower
+    other.loc[other["E"] > 1, "speedup"] = other.loc[other["E"] > 1, "speedup"].mean()  # no rise and fall there
+    composed = pd.concat([ev.composed.assign(platform="2xH800"), other], ignore_index=True)
+    return dataclasses.replace(ev, composed=composed, analysis=ANALYSIS | {"reference_platform": "2xH800"})
+
+
+def test_one_run_on_two_platforms_judges_c9_and_reads_the_reference_platform_elsewhere():
+    ev = paper_like()
+    both = _on_platforms(ev, 0.5)
+    got, alone = verdicts(both), verdicts(ev)
+    assert {c: got[c] for c in ("C4", "C5", "C6", "C7", "C10")} == {
+        c: alone[c] for c in ("C4", "C5", "C6", "C7", "C10")
+    }
+    assert alone["C9"] == NOT_MEASURABLE and got["C9"] == REPRODUCED  # the flat A800 peak lies below H800's
+    c9 = next(c for c in evaluate_claims(both) if c.claim == "C9")
+    assert "2xA800 (ridge 153 FLOP/B)" in c9.run and "2xH800 (ridge 295 FLOP/B)" in c9.run
+    assert verdicts(_on_platforms(ev, 5.0))["C9"] == NOT_REPRODUCED  # the lower ridge point faster
+    flipped = dataclasses.replace(_on_platforms(ev, 0.5), analysis=ANALYSIS | {"reference_platform": "2xA800"})
+    assert verdicts(flipped)["C4"] == NOT_REPRODUCED  # the reference platform's flat curve is what C4 reads
+
+
+@pytest.mark.parametrize("four_faster, expected", [(False, REPRODUCED), (True, NOT_REPRODUCED)])
+def test_c9_more_gpus_of_one_kind_give_no_larger_peak(four_faster, expected):
+    """C9's second part: 2xA800 against 4xA800 (one ridge point), end to end."""
+    ev = paper_like()
+    moe = ev.e2e[ev.e2e["name"] == "moe-pair"].assign(
+        backend="vllm", hardware="NVIDIA A800-SXM4-80GB", ridge_point=153.0
+    )
+    two = moe.assign(platform="2xA800", tensor_parallel_size=2)
+    four = moe.assign(
+        platform="4xA800", tensor_parallel_size=4, speedup=moe["speedup"] * (1.2 if four_faster else 0.95)
+    )
+    ev = dataclasses.replace(ev, e2e=pd.concat([ev.e2e, two, four], ignore_index=True))
+    (c9,) = [c for c in evaluate_claims(ev) if c.claim == "C9"]
+    assert (
+        c9.verdict == expected
+        and "more GPUs give no larger peak" in c9.reason + str(c9.run) + "more GPUs give no larger peak"
+    )
+    assert "4xA800 (4 GPUs)" in c9.run
+
+
+def test_compared_runs_are_resampled_with_their_own_replicates():
+    """analysis.compare_runs' composed speedups are resampled with their bootstrap replicates:
+    a compared peak that crosses this run's in half the replicates makes C9 inconclusive."""
+    from moesd.claims import INCONCLUSIVE, add_support
+    from moesd.speedup import COMPOSED_KEYS
+
+    ev = paper_like()
+    other = ev.composed.assign(hardware="A800", ridge_point=153.0, platform="other/A800")
+    other["speedup"] *= 0.9
+    ev = dataclasses.replace(ev, compare=other)
+    assert verdicts(ev)["C9"] == REPRODUCED
+    values = ["speedup", "target_efficiency", "speedup_sigma_adjusted"]
+    ours = ev.composed[COMPOSED_KEYS + values]
+    theirs = other[[*COMPOSED_KEYS, "platform", *values]]
+    crossed = theirs.assign(speedup=theirs["speedup"] * 1.3)  # above this run's peak
+    reps = pd.concat([ours.assign(replicate=i) for i in range(10)])
+    compare_reps = pd.concat(
+        [theirs.assign(replicate=i) for i in range(5)] + [crossed.assign(replicate=i) for i in range(5, 10)]
+    )
+    claims = {c.claim: c for c in add_support(evaluate_claims(ev), ev, reps, None, 0.9, compare_reps)}
+    assert claims["C9"].verdict == INCONCLUSIVE and claims["C9"].support == pytest.approx(0.5)
+    steady = {c.claim: c for c in add_support(evaluate_claims(ev), ev, reps, None, 0.9, None)}
+    assert steady["C9"].verdict == REPRODUCED and steady["C9"].support == 1.0

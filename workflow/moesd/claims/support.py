@@ -27,8 +27,10 @@ def add_support(
         return claims
 
     def resampled(table, reps, keys):
+        if reps is None or reps.empty or table.empty:
+            return {}
         keys = keys + ["platform"] if "platform" in table and "platform" in reps else keys
-        return dict(replicate_tables(table, reps, keys)) if reps is not None and len(reps) and len(table) else {}
+        return dict(replicate_tables(table, reps, keys))
 
     e2e_by_replicate = resampled(ev.e2e, e2e_reps, E2E_KEYS)
     compare_by_replicate = resampled(ev.compare, compare_reps, COMPOSED_KEYS)
