@@ -512,6 +512,7 @@ def _one_platform(name, gpus, device):
             r"platforms.1.slurm.partition: unset here but set on another platform",
         ),
         (lambda c: c["analysis"].update(reference_platform="9xB200"), r"analysis.reference_platform: '9xB200' is not"),
+        (lambda c: c["acceptance"].update(vllm_platforms=["2xA100"]), r"acceptance.vllm_platforms.0: '2xA100' is not"),
     ],
 )
 def test_platforms_refuse_what_they_cannot_hold_in_one_line(patch, message):

@@ -316,8 +316,8 @@ def test_a_model_whose_every_point_failed_fails_the_stage(capsys):
 @pytest.mark.slow  # times the stage twice (about 10 s)
 def test_the_slices_gathered_hold_the_whole_stages_points(tmp_path, capsys):
     """One job per slice (a model at one K, the rejection rule, the end-to-end points), then
-    `moesd latency-gather`: the same rows, in the same order, as the stage run as one job (the
-    timings themselves differ run to run); an unknown slice stops in one line."""
+    `moesd gather`: the same rows, in the same order, as the stage run as one job (the timings
+    themselves differ run to run), each with the slice's platform; an unknown slice stops in one line."""
     import json
 
     import pandas as pd
@@ -328,20 +328,28 @@ def test_the_slices_gathered_hold_the_whole_stages_points(tmp_path, capsys):
     path = tmp_path / "latency.json"
     path.write_text(json.dumps(config))
     slices = list(latency_slices(validate_config(config)))
-    assert slices == ["model-moe-K2", "model-moe-K8", "model-d", "reject", "e2e-f"]
+    assert slices == [f"local/{part}" for part in ("model-moe-K2", "model-moe-K8", "model-d", "reject", "e2e-f")]
     base = ["latency", "--config", str(path), "--run-dir", str(tmp_path), "--prompts", str(tmp_path / "prompts")]
     assert main([*base, "--out", str(tmp_path / "whole")]) == 0
     for name in slices:
         assert main([*base, "--slice", name, "--out", str(tmp_path / "slices" / name)]) == 0
     folders = [str(tmp_path / "slices" / name) for name in slices]
-    assert main(["latency-gather", *folders, "--out", str(tmp_path / "gathered")]) == 0
+    tables = ["--tables", "forward", "draft", "reject", "e2e"]
+    assert main(["gather", *folders, *tables, "--out", str(tmp_path / "gathered")]) == 0
     keys = {"forward": ["model", "k_override", "B", "s", "repeat"], "draft": ["model", "B", "s", "repeat"],
             "reject": ["B", "temperature", "repeat"], "e2e": ["name", "mode", "B", "repeat"]}  # fmt: skip
     for table, columns in keys.items():
         whole, gathered = (pd.read_csv(tmp_path / where / f"{table}.csv") for where in ("whole", "gathered"))
         assert len(whole) > 0 and list(whole.columns) == list(gathered.columns), table
         pd.testing.assert_frame_equal(whole[columns], gathered[columns], obj=table)
+        assert set(gathered["platform"]) == {"local"}, table
     capsys.readouterr()
     with pytest.raises(SystemExit) as stop:
         main([*base, "--slice", "model-nope", "--out", str(tmp_path / "nope")])
     assert stop.value.code == 2 and "--slice model-nope: not a slice of this config" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:  # a slice id names its platform
+        main([*base, "--slice", "model-d", "--out", str(tmp_path / "nope")])
+    assert (
+        stop.value.code == 2
+        and "--slice model-d: not a slice of this config (local/model-moe-K2" in capsys.readouterr().err
+    )

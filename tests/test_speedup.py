@@ -229,3 +229,76 @@ def test_targets_are_composed_with_their_declared_draft_only():
     assert set(every["draft"]) == {"draft", "other-draft"}  # undeclared: every draft
     declared = compose(forward, both, reject, sigmas(), verify_tokens="gamma_plus_one", drafts_of={"moe": "draft"})
     assert set(declared["draft"]) == {"draft"} and len(declared) == len(every) // 2
+
+
+def _simulated_e2e_sweep():
+    """A roofline-simulated Qwen2-57B-A14B K sweep on 2xH800 as vLLM's end-to-end rows."""
+    from moesd.simulate import roofline_sweep
+
+    sim = roofline_sweep("qwen2-57b-a14b", "qwen2-0.5b", "2xH800", 0.9, [2, 4, 8, 16], [2, 4], [1, 4, 16, 32, 64, 100])
+    return sim[["K", "gamma", "B", "speedup"]].assign(
+        name="qwen2-k-sweep", backend="vllm", K_native=8, tensor_parallel_size=2, acceptance_source="real",
+        target="hf:Qwen/Qwen2-57B-A14B-Instruct@main", draft="hf:Qwen/Qwen2-0.5B-Instruct@main", dataset="humaneval",
+        temperature=0.0, sigma=0.9, dtype="bfloat16", hardware="H800", ridge_point=295.0, platform="2xH800",
+        batching="continuous",
+    )  # fmt: skip
+
+
+@pytest.mark.slow  # two fits with their Table 3 analogs (about 5 s)
+def test_fit_run_fits_the_end_to_end_k_sweep_beside_the_composed_families(tmp_path):
+    """`moesd fit-run --e2e`: the run's composed families and, on the sweep platform's device
+    (its env file, its GPUs), the real weights' end-to-end K sweep, in one params/metrics."""
+    import json
+
+    from moesd.cli import main
+
+    e2e = _simulated_e2e_sweep()
+    composed = e2e.assign(
+        model="moe", family="arch:qwen2-57b-a14b", spec="arch:qwen2-57b-a14b", E=64, sigma_source="measured",
+        speedup_sigma_adjusted=e2e["speedup"], target_efficiency=1.0, draft_spec="arch:qwen2-0.5b", platform="local",
+    )  # fmt: skip
+    composed.to_csv(tmp_path / "composed.csv", index=False)
+    e2e.to_csv(tmp_path / "e2e.csv", index=False)
+    probe = {"hardware_probe": {"device_name": "NVIDIA H800", "flops": 989.4e12, "bandwidth": 3.35e12}}
+    for name in ("local", "2xH800"):
+        (tmp_path / f"{name}.json").write_text(json.dumps(probe))
+    (tmp_path / "analysis.json").write_text(json.dumps({"experiment": "x", "pairs": [], "fit": {"n_starts": 2}}))
+    argv = ["fit-run", "--config", str(tmp_path / "analysis.json"), "--speedup", str(tmp_path / "composed.csv"),
+            "--env", str(tmp_path / "local.json"), "--e2e", str(tmp_path / "e2e.csv"), "--platform-envs",
+            str(tmp_path / "local.json"), str(tmp_path / "2xH800.json"), "--out", str(tmp_path / "fit"),
+            "--tables", str(tmp_path / "tables")]  # fmt: skip
+    assert main(argv) == 0
+    metrics = pd.read_csv(tmp_path / "fit/metrics.csv")
+    assert set(metrics["family"]) == {"moe", "qwen2-k-sweep"}
+    params = json.loads((tmp_path / "fit/params.json").read_text())
+    assert params["qwen2-k-sweep/eq4"]["target"] == "hf:Qwen/Qwen2-57B-A14B-Instruct@main"
+
+
+def test_the_real_weights_end_to_end_k_sweep_is_fitted_as_fig4():
+    """An end-to-end K sweep (vLLM's hf_overrides) read as a composed sweep: one entry at the most
+    K values, vLLM first, sigma-adjusted at the target's own K; Algorithm 1 fits it on the
+    platform's device (a roofline-simulated sweep stands in for the measurement: the model
+    contains the roofline, so the fit is close)."""
+    from moesd.config import validate_config
+    from moesd.fit_families import fit_families
+    from moesd.hardware import load_hardware
+    from moesd.speedup import e2e_k_sweep
+
+    e2e = _simulated_e2e_sweep()
+    ours = e2e[e2e["K"] == 8].assign(backend="ours")  # one K: no sweep of our engine's
+    sweep = e2e_k_sweep(pd.concat([ours, e2e], ignore_index=True))
+    assert set(sweep["backend"]) == {"vllm"} and sorted(sweep["K"].unique()) == [2, 4, 8, 16]
+    assert set(sweep["E"]) == {64} and set(sweep["family"]) == {"hf:Qwen/Qwen2-57B-A14B-Instruct@main"}
+    assert sweep["speedup_sigma_adjusted"].to_numpy() == pytest.approx(sweep["speedup"].to_numpy())  # one sigma: none
+    analysis = validate_config({})["analysis"] | {
+        "fit_dataset": "humaneval",
+        "fit_temperature": 0.0,
+        "variants": ["eq4"],
+    }
+    fits = fit_families(
+        sweep, load_hardware("H800", 2), analysis, validate_config({})["fit"] | {"n_starts": 2}, log=str
+    )
+    metrics = fits.tables()["metrics"]
+    assert set(metrics["family"]) == {"qwen2-k-sweep"}
+    assert metrics.loc[metrics["variant"] == "eq4", "mse_all"].item() < 0.05  # the printed variant cannot reach it
+    assert e2e_k_sweep(ours).empty  # no K sweep end to end: nothing

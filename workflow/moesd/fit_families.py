@@ -46,8 +46,14 @@ class FamilyFits:
 
 
 def family_models(family: str, draft_spec: str) -> tuple[ParamCount, ParamCount]:
-    """Parameter counts of a family's target (its base spec) and of its draft, from their configs."""
-    return tuple(count_parameters(checkpoint.hf_config(parse_spec(spec))) for spec in (family, draft_spec))
+    """Parameter counts of a family's target (its base spec) and of its draft, from their configs
+    (the paper's architectures by name, data/architectures, before any download's)."""
+
+    def config(spec):
+        spec = parse_spec(spec)
+        return spec.known_config() or checkpoint.hf_config(spec)
+
+    return tuple(count_parameters(config(spec)) for spec in (family, draft_spec))
 
 
 def fit_options(table: pd.DataFrame, analysis: dict, fit: dict) -> dict:

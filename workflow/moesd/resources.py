@@ -164,8 +164,12 @@ def _e2e_forwards(config: dict, backend: str) -> int:
 def platform_resources(platform: dict | None) -> dict:
     """Where PLATFORM's jobs run on a Slurm cluster (its `slurm` section: the executor plugin's
     slurm_partition, slurm_account, gpu_model and constraint), the unset ones left to the profile."""
-    names = {"partition": "slurm_partition", "account": "slurm_account", "gpu_model": "gpu_model"}
-    names["constraint"] = "constraint"
+    names = {
+        "partition": "slurm_partition",
+        "account": "slurm_account",
+        "gpu_model": "gpu_model",
+        "constraint": "constraint",
+    }
     slurm = (platform or {}).get("slurm") or {}
     return {names[key]: value for key, value in slurm.items() if value is not None}
 

@@ -102,10 +102,10 @@ HUB_MANIFEST = f"{RUNS}/download/manifest.json"
 HUB = [HUB_MANIFEST] if HUB_SPECS else []
 HUB_LOCK = str(lock_path(config))
 LATENCY = {name: f"{RUNS}/latency/{name}.csv" for name in LATENCY_TABLES}
-# The latency stage fans out: one job per slice (one model at one K, the rejection rule, our
-# engine's end-to-end pairs, one each), each with its own resources, gathered into the LATENCY tables.
-# Each slice runs on its platform (moesd.config.latency_slices: ids "<platform>/<part>", one
-# folder each under latency/slices/).
+# The latency stage fans out: one job per platform and slice (one model at one K, the rejection
+# rule, our engine's end-to-end pairs, one each; moesd.config.latency_slices: ids
+# "<platform>/<part>", a folder each under latency/slices/), each with its own resources,
+# gathered into the LATENCY tables.
 LATENCY_SLICES = latency_slices(config)
 LATENCY_SLICE_TABLES = {name: f"{RUNS}/latency/slices/{{platform}}/{{slice}}/{name}.csv" for name in LATENCY_TABLES}
 LATENCY_SLICE_RESOURCES = {s: job_resources(config, "latency", s) for s in LATENCY_SLICES}
@@ -223,7 +223,7 @@ def option_of(flag, name):
 
 
 def slice_id(wildcards):
-    """The latency slice of a job's platform and slice wildcards (moesd.config.latency_slices)."""
+    """The slice id "<platform>/<part>" of a job's platform and slice wildcards (moesd.config.slices)."""
     return f"{wildcards.platform}/{wildcards.slice}"
 
 

@@ -15,6 +15,7 @@ from moesd.models.spec import parse_spec
 
 LOCAL = "local"  # the one platform of a config without `platforms`: this machine
 UNCHECKED_DEVICES = ("cpu", "auto")  # a CPU platform, or this machine's GPU: no memory table entry
+SLURM_SETTINGS = ("partition", "account", "gpu_model", "constraint")  # a platform's `slurm` keys
 
 
 def platform_names(config: dict) -> list[str]:
@@ -115,8 +116,8 @@ def resolve_platforms(config: dict) -> None:
                 raise ConfigError(f"{key}.device: {error}") from None
         if platform["threads"] is None:
             platform["threads"] = lat["threads"]
-        platform["slurm"] = {k: None for k in ("partition", "account", "gpu_model", "constraint")} | platform["slurm"]
-    for setting in ("partition", "account", "gpu_model", "constraint"):
+        platform["slurm"] = dict.fromkeys(SLURM_SETTINGS) | platform["slurm"]
+    for setting in SLURM_SETTINGS:
         given = [platform["slurm"][setting] is not None for platform in config["platforms"]]
         if any(given) and not all(given):
             i = given.index(False)
@@ -129,12 +130,17 @@ def resolve_platforms(config: dict) -> None:
 
 
 def _check_listed(config: dict, names: list[str]) -> None:
-    lists = [(f"latency.models.{i}", e) for i, e in enumerate(config["latency"]["models"])]
-    lists += [(f"latency.e2e.pairs.{i}", e) for i, e in enumerate(config["latency"]["e2e"]["pairs"])]
-    for key, entry in lists:
-        for j, name in enumerate(entry.get("platforms") or []):
+    """Every platform a model, a pair or vLLM's acceptance lists is one of NAMES."""
+    lists = [(f"latency.models.{i}.platforms", e.get("platforms")) for i, e in enumerate(config["latency"]["models"])]
+    lists += [
+        (f"latency.e2e.pairs.{i}.platforms", e.get("platforms"))
+        for i, e in enumerate(config["latency"]["e2e"]["pairs"])
+    ]
+    lists += [("acceptance.vllm_platforms", config["acceptance"]["vllm_platforms"])]
+    for key, listed in lists:
+        for j, name in enumerate(listed or []):
             if name not in names:
-                raise ConfigError(f"config error: {key}.platforms.{j}: {name!r} is not a platform ({', '.join(names)})")
+                raise ConfigError(f"config error: {key}.{j}: {name!r} is not a platform ({', '.join(names)})")
 
 
 def _too_large(what: str, size: float, platform: dict, memory: float, split: int = 1) -> str:
