@@ -9,6 +9,7 @@ A hardware spec string is one of
 
 from __future__ import annotations
 
+import functools
 import json
 import statistics
 from dataclasses import dataclass
@@ -59,7 +60,9 @@ class Hardware:
         return f"{self.gpus}x{self.name}" if self.gpus > 1 else self.name
 
 
+@functools.lru_cache(maxsize=1)
 def datasheet() -> dict[str, dict]:
+    """data/hardware.yaml, read once (callers read it, never change it)."""
     return yaml.safe_load(HARDWARE_FILE.read_text())
 
 

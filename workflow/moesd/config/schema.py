@@ -5,6 +5,8 @@ checks of moesd.config.checks. Every failure is one line naming the key.
 
 from __future__ import annotations
 
+import copy
+import functools
 from importlib import resources
 from pathlib import Path
 
@@ -30,7 +32,7 @@ def _fill_defaults(schema: dict, instance):
         return instance
     for key, sub in schema.get("properties", {}).items():
         if key not in instance and "default" in sub:
-            instance[key] = yaml.safe_load(yaml.safe_dump(sub["default"]))  # a deep copy
+            instance[key] = copy.deepcopy(sub["default"])
         if key in instance:
             _fill_defaults(sub, instance[key])
     return instance
@@ -53,9 +55,15 @@ _TYPES = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _stric
 _VALIDATOR = jsonschema.validators.extend(jsonschema.Draft202012Validator, type_checker=_TYPES)
 
 
+@functools.lru_cache(maxsize=4)
+def _schema(text: str) -> dict:
+    """The schema parsed from its TEXT, once per text (validation reads it, never changes it)."""
+    return yaml.safe_load(text)
+
+
 def validate_config(config: dict, schema_file=SCHEMA_FILE) -> dict:
     """Validate CONFIG (filled with defaults in place) and return it; raise ConfigError."""
-    schema = yaml.safe_load(schema_file.read_text())
+    schema = _schema(schema_file.read_text())
     if config is None:
         config = {}
     if not isinstance(config, dict):
