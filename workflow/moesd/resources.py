@@ -156,9 +156,11 @@ def _e2e_forwards(config: dict, backend: str) -> int:
     if backend not in e2e["backends"]:
         return 0
     entries = sum(len(e.get("k_values") or [None]) for e in e2e["pairs"])
-    per_run = e2e["max_new_tokens"] * e2e["sequences"]  # AR's forwards; SD's are fewer target, more draft
+    # a point decodes its `sequences` prompts B at a time: max_new_tokens forwards per batch (AR's;
+    # SD's are fewer target forwards and more draft ones)
+    per_grid = sum(e2e["max_new_tokens"] * math.ceil(e2e["sequences"] / b) for b in e2e["batch_sizes"])
     runs = e2e["warmup"] + e2e["repeats"]
-    return entries * len(e2e["batch_sizes"]) * len(e2e["temperatures"]) * 2 * runs * per_run
+    return entries * len(e2e["temperatures"]) * 2 * runs * per_grid
 
 
 def platform_resources(platform: dict | None) -> dict:
