@@ -302,3 +302,26 @@ def test_the_real_weights_end_to_end_k_sweep_is_fitted_as_fig4():
     assert set(metrics["family"]) == {"qwen2-k-sweep"}
     assert metrics.loc[metrics["variant"] == "eq4", "mse_all"].item() < 0.05  # the printed variant cannot reach it
     assert e2e_k_sweep(ours).empty  # no K sweep end to end: nothing
+
+
+def test_a_platform_of_components_only_or_of_end_to_end_only_composes_what_it_has():
+    """config/paper.yaml times the components on one platform (the H200) and decodes end to end on
+    others: each platform's speedups are what its rows allow, no error for what it lacks."""
+    from moesd.config import validate_config
+    from moesd.speedup import speedup_tables
+
+    forward, draft, reject = latency_tables()
+    e2e = _points(
+        [{"name": "p", "backend": "vllm", "K": 2, "K_native": 2, "tensor_parallel_size": 2, "target": "t", "draft": "d",
+          "acceptance_source": "real", "dataset": "humaneval", "temperature": 0.0, "gamma": 4, "batching": "static",
+          "B": 8, "mode": mode, "median": seconds, "prefill_seconds": 0.5, "tokens": 64, "sigma": 0.7}
+         for mode, seconds in (("ar", 2.0), ("sd", 1.0))]
+    )  # fmt: skip
+    analysis = validate_config({})["analysis"] | {"bootstrap_resamples": 3}
+    empty = pd.DataFrame()
+    components = {"forward": forward, "draft": draft, "reject": reject, "e2e": empty}
+    composed, none, reps, _ = speedup_tables(components, sigmas(), None, None, None, analysis)
+    assert len(composed) == 8 and none.empty and set(reps["replicate"]) == {0, 1, 2}
+    decoded = {"forward": empty, "draft": empty, "reject": empty, "e2e": e2e}
+    nothing, measured, none_reps, e2e_reps = speedup_tables(decoded, sigmas(), None, None, None, analysis)
+    assert nothing.empty and none_reps.empty and measured["speedup"].item() == pytest.approx(3.0) and len(e2e_reps) == 3

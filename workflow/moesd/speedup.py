@@ -241,16 +241,21 @@ def speedup_tables(latency: dict, sigmas: pd.DataFrame, pair: dict | None, round
         return e2e_speedups(e2e, analysis["statistic"], analysis["e2e_time"])
 
     components = {name: latency[name] for name in ("forward", "draft", "reject")}
-    composed, e2e = composed_of(**components), e2e_of(latency["e2e"])
+    # a platform may measure only components (the paper's H200) or only end to end (its 2xA800)
+    timed, decoded = len(latency["forward"]) > 0, len(latency["e2e"]) > 0
+    composed = composed_of(**components) if timed else pd.DataFrame()
+    e2e = e2e_of(latency["e2e"]) if decoded else pd.DataFrame()
     n, seed, level = analysis["bootstrap_resamples"], analysis["bootstrap_seed"], analysis["confidence"]
     if rounds is not None and pair is not None:  # sigma's own spread: this pair's prompts resampled
         rounds = rounds[(rounds["target"] == pair["target"]) & (rounds["draft"] == pair["draft"])]
     sigma_reps = sigma_replicates(rounds, SETTING, n, seed + 1) if rounds is not None and len(rounds) else None
     extra = (lambda i: {"sigma_resample": sigma_reps[i]}) if sigma_reps else None
-    composed_reps = replicates(composed_of, components, COMPOSED_KEYS, COMPOSED_VALUES, n, seed, extra)
+    composed_reps = (
+        replicates(composed_of, components, COMPOSED_KEYS, COMPOSED_VALUES, n, seed, extra) if timed else pd.DataFrame()
+    )
     e2e_reps = replicates(e2e_of, {"e2e": latency["e2e"]}, E2E_KEYS, ["speedup"], n if len(e2e) else 0, seed)
     if n:
-        composed = with_intervals(composed, composed_reps, COMPOSED_KEYS, COMPOSED_VALUES, level)
+        composed = with_intervals(composed, composed_reps, COMPOSED_KEYS, COMPOSED_VALUES, level) if timed else composed
         e2e = with_intervals(e2e, e2e_reps, E2E_KEYS, ["speedup"], level) if len(e2e) else e2e
     return composed, e2e, composed_reps, e2e_reps
 

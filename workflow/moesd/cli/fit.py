@@ -105,7 +105,8 @@ def cmd_fit_run(args) -> int:
         fits = fit_families(composed, hardware, config["analysis"], config["fit"])
     except ValueError as error:
         raise ValueError(f"{args.speedup}: {error}") from None
-    sweep = e2e_k_sweep(read_input(args.e2e, "end-to-end speedups", "e2e")) if args.e2e else None
+    measured = args.e2e is not None and args.e2e.is_file() and args.e2e.stat().st_size > 1  # empty: no e2e pair
+    sweep = e2e_k_sweep(read_input(args.e2e, "end-to-end speedups", "e2e")) if measured else None
     if sweep is not None and len(sweep):  # Fig. 4 as the paper fitted it: the real weights' K sweep end to end
         envs = {path.stem: path for path in args.platform_envs}
         platform = sweep["platform"].iloc[0]

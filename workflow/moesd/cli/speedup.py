@@ -87,7 +87,11 @@ def cmd_speedup(args) -> int:
         rows = {name: on_platform(table, platform) for name, table in latency.items()}
         tables = speedup_tables(rows, sigmas, pair, rounds, drafts_of, analysis)
         tables = [t.assign(platform=platform, hardware=hardware.name, ridge_point=hardware.ridge_point) for t in tables]
-        bandwidth = ar_bandwidth(rows["forward"], hardware.bandwidth, hardware.copy_bandwidth, analysis["statistic"])
+        bandwidth = (
+            ar_bandwidth(rows["forward"], hardware.bandwidth, hardware.copy_bandwidth, analysis["statistic"])
+            if len(rows["forward"])
+            else pd.DataFrame()
+        )
         parts.append([*tables, bandwidth.assign(platform=platform)])
     composed, e2e, composed_reps, e2e_reps, bandwidth = (_concat([p[i] for p in parts]) for i in range(5))
     write_csv(args.out / "composed_bootstrap.csv", composed_reps)
