@@ -176,3 +176,33 @@ def test_tensor_parallel_equals_one_rank(checkpoints, vllm_env, vllm_ar):
     if os.cpu_count() < 2:
         pytest.skip("tensor parallelism needs two cores")
     assert vllm(checkpoints["moe"], ragged_prompts(), 12, tensor_parallel_size=2).outputs == vllm_ar
+
+
+def test_a_model_drafting_for_itself_accepts_every_draft_at_t1(checkpoints, vllm_env):
+    """vLLM's sampled acceptance is the standard rule, min(1, p/q): a model drafting for itself
+    (p = q) accepts every draft at T = 1 as at T = 0. On vLLM's CPU build this needs moesd's plugin
+    (workflow/vllm_plugin, docs/vllm.md): without it 2.4 % of the drafts were accepted."""
+    from moesd.backends.vllm import run_passes
+
+    model, prompts = checkpoints["draft"], ragged_prompts(8)
+    request = VllmRequest(target=model, draft=model, prompts=prompts, mode="sd", gamma=4, batch_size=8,
+                          max_new_tokens=32, draft_sampling="probabilistic")  # fmt: skip
+    passes = [{"prompts": prompts, "temperature": t, "seed": 0, "max_new_tokens": 32} for t in (0.0, 1.0)]
+    for temperature, result in zip((0.0, 1.0), run_passes(request, passes, timeout=600), strict=True):
+        counts = result.acceptance()
+        assert counts["drafted"] > 0 and counts["accepted"] / counts["drafted"] >= 0.9, (temperature, counts)
+
+
+def test_the_plugins_expansion_is_vllms_per_token_expansion():
+    """workflow/vllm_plugin's expand_batch_to_tokens (it stands in for a Triton kernel that does
+    nothing on vLLM's CPU build): each request's value repeated for each of its tokens."""
+    import importlib.util
+
+    from moesd.paths import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location("plugin", REPO_ROOT / "workflow/vllm_plugin/moesd_vllm_plugin.py")
+    plugin = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plugin)
+    x, cu = torch.tensor([0.5, 0.0, 2.0]), torch.tensor([2, 5, 6])
+    assert plugin.expand_batch_to_tokens(x, cu, 6).tolist() == [0.5, 0.5, 0.0, 0.0, 0.0, 2.0]
+    assert plugin.expand_batch_to_tokens(x, cu, 6, replace_from=0.0, replace_to=1.0).tolist()[2:5] == [1.0] * 3

@@ -17,4 +17,7 @@ else
   # transformers' image utilities then fail to import; text models need none of them
   "$VENV/bin/pip" uninstall --quiet --yes torchvision torchaudio torchcodec || true
 fi
+# moesd's vLLM plugin: the rejection sampler's per-token temperatures on a build without Triton
+# (vLLM's CPU build), without which sampled (T > 0) acceptance collapses (workflow/vllm_plugin)
+"$VENV/bin/pip" install --quiet ./workflow/vllm_plugin
 "$VENV/bin/python" -c "import vllm; print('vLLM', vllm.__version__, 'in', '$VENV')"

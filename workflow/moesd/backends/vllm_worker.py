@@ -29,6 +29,23 @@ import os
 import sys
 import time
 
+PLUGIN = "moesd_cpu_rejection"  # workflow/vllm_plugin: the rejection sampler on a build without Triton
+
+
+def check_rejection_sampler() -> None:
+    """Speculative decoding at T > 0 needs the rejection sampler's per-token temperatures, which
+    vLLM's build without Triton (its CPU build) leaves uninitialised unless moesd's plugin is
+    installed in this environment: stop in one line rather than measure a collapsed acceptance."""
+    from importlib.metadata import entry_points
+
+    from vllm.triton_utils import HAS_TRITON
+
+    if not HAS_TRITON and not any(e.name == PLUGIN for e in entry_points(group="vllm.general_plugins")):
+        raise RuntimeError(
+            "this vLLM has no Triton (its CPU build) and lacks moesd's plugin, so sampled acceptance would "
+            "collapse: rerun `bash workflow/scripts/setup_vllm.sh` (it installs workflow/vllm_plugin)"
+        )
+
 
 def engine(request: dict):
     from vllm import LLM
@@ -48,6 +65,7 @@ def engine(request: dict):
     if request.get("hf_overrides"):
         kwargs["hf_overrides"] = request["hf_overrides"]
     if request["mode"] == "sd":
+        check_rejection_sampler()
         kwargs["speculative_config"] = {
             "method": request["method"],
             "model": request["draft"],
