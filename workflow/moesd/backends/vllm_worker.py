@@ -71,6 +71,7 @@ def engine(request: dict):
             "model": request["draft"],
             "num_speculative_tokens": request["gamma"],
             "draft_sample_method": request.get("draft_sampling", "probabilistic"),
+            "rejection_sample_method": "standard",  # min(1, p/q) with the draft's probabilities kept
         }
     return LLM(**kwargs)
 
