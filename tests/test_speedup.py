@@ -302,6 +302,8 @@ def test_the_real_weights_end_to_end_k_sweep_is_fitted_as_fig4():
     assert set(metrics["family"]) == {"qwen2-k-sweep"}
     assert metrics.loc[metrics["variant"] == "eq4", "mse_all"].item() < 0.05  # the printed variant cannot reach it
     assert e2e_k_sweep(ours).empty  # no K sweep end to end: nothing
+    unowned = e2e_k_sweep(e2e[e2e["K"] != 8].assign(sigma=0.8))  # never at its own K: no sigma to adjust by
+    assert unowned["speedup_sigma_adjusted"].to_numpy() == pytest.approx(unowned["speedup"].to_numpy())
 
 
 def test_a_platform_of_components_only_or_of_end_to_end_only_composes_what_it_has():

@@ -41,3 +41,12 @@ def one_platform(table: pd.DataFrame, preferred: str | None = None) -> pd.DataFr
     names = list(dict.fromkeys(table["platform"]))
     name = preferred if preferred in names else names[0]
     return table[table["platform"] == name]
+
+
+def with_platform(table: pd.DataFrame) -> pd.DataFrame:
+    """TABLE with a platform on every row: its own, else its hardware (a table of an older run,
+    or rows concatenated with one that has no platform column)."""
+    fallback = table["hardware"] if "hardware" in table else ""
+    if "platform" not in table:
+        return table.assign(platform=fallback)
+    return table.assign(platform=table["platform"].fillna(fallback)) if table["platform"].isna().any() else table

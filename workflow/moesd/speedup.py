@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from moesd.bootstrap import point_keys
-from moesd.families import SETTING, reference_ks
+from moesd.families import SETTING, reference_ks, with_platform
 from moesd.models.spec import parse_spec
 from moesd.paper import HEADLINE_DEVICE, HEADLINE_MODEL, headline_cells
 from moesd.theory import verified_tokens
@@ -273,7 +273,7 @@ def e2e_k_sweep(e2e: pd.DataFrame) -> pd.DataFrame:
     if e2e.empty:
         return pd.DataFrame()
     rows = e2e[e2e["acceptance_source"] == "real"]
-    rows = rows.assign(platform=rows["platform"] if "platform" in rows else rows["hardware"])
+    rows = with_platform(rows)
     sizes = rows.groupby(["platform", "name", "backend"], sort=False)["K"].nunique()
     sizes = sizes[sizes >= 2]
     if sizes.empty:
@@ -285,8 +285,9 @@ def e2e_k_sweep(e2e: pd.DataFrame) -> pd.DataFrame:
     part = rows[(rows["platform"] == platform) & (rows["name"] == name) & (rows["backend"] == backend)]
     config = parse_spec(part["target"].iloc[0]).known_config() or {}
     at_own = part[part["K"] == part["K_native"]].set_index([*SETTING, "B"])["sigma"]
-    own = np.asarray(part.set_index([*SETTING, "B"]).index.map(at_own.get), dtype=float) if len(at_own) else None
-    adjusted = part["speedup"] * own / part["sigma"].to_numpy() if own is not None else part["speedup"]
+    own = np.asarray(part.set_index([*SETTING, "B"]).index.map(at_own.get), dtype=float)
+    sigma = part["sigma"].to_numpy(dtype=float)
+    adjusted = part["speedup"] * np.where(np.isnan(own), sigma, own) / sigma  # unmeasured at its own K: as measured
     return part.assign(
         model=name, family=part["target"], spec=part["target"], E=expert_count(config) or 1, draft_spec=part["draft"],
         speedup_sigma_adjusted=adjusted, sigma_source="measured", target_efficiency=np.nan,

@@ -15,7 +15,7 @@ import pandas as pd
 from moesd.claims.evidence import Evidence, fmt_curve
 from moesd.claims.predicates import at_least, at_most, grows, is_full_size, on_platform, only_falls, rises_then_falls
 from moesd.claims.verdicts import Check, Claim, conclude
-from moesd.families import native, sweep_family
+from moesd.families import native, sweep_family, with_platform
 from moesd.fit import knee_tokens
 from moesd.hardware import BYTES_PER_PARAM
 from moesd.paper import PAPER_FIT_SECONDS, paper_cell, paper_table3
@@ -43,7 +43,7 @@ def _paper_peak(ev: Evidence, claim: Claim, architecture: str, model: str, devic
         set_aside += [kind] if len(measured) < len(table) else []
         rows = measured[(measured["dataset"] == "humaneval") & (measured["temperature"] == 0.0)]
         rows = rows[rows["gamma"] == gamma].assign(gpus=rows["gpus"] if "gpus" in rows else 1)
-        rows = rows.assign(platform=rows["platform"] if "platform" in rows else rows["hardware"])
+        rows = with_platform(rows)
         for (source, label, spec, platform, hardware, gpus), part in rows.groupby(
             ["source", name, target, "platform", "hardware", "gpus"], sort=False
         ):
@@ -392,9 +392,7 @@ def _platform_peaks(ev: Evidence) -> pd.DataFrame:
             continue
         if "ridge_point" not in rows:
             rows = rows.assign(ridge_point=float("nan"))
-        rows = rows.assign(
-            platform=rows["platform"].fillna(rows["hardware"]) if "platform" in rows else rows["hardware"]
-        )
+        rows = with_platform(rows)
         for (source, family, platform), part in rows.groupby(["source", "family", "platform"], sort=False):
             best = part.loc[part["speedup"].astype(float).idxmax()]
             peaks.append(
@@ -450,7 +448,7 @@ def claim_c9(ev: Evidence) -> Claim:
             if source == "composed" or rows["gpus"].nunique() < 2 or len(rows) != rows["gpus"].nunique():
                 continue
             values = rows["peak"].to_numpy()
-            margin = float(values[:-1].min() * (1 + tol) / values[1:].max() - 1) if len(values) else float("nan")
+            margin = float(values[:-1].min() * (1 + tol) / values[1:].max() - 1)
             parts[f"{source} {family} on {hardware}: more GPUs give no larger peak"] = Check(margin >= 0, margin)
             runs.append(
                 f"{source} {family} on {hardware}: "

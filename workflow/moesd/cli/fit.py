@@ -87,6 +87,8 @@ def cmd_plot_fit(args) -> int:
 
 
 def cmd_fit_run(args) -> int:
+    import pandas as pd
+
     from moesd.config import load_config
     from moesd.families import one_platform
     from moesd.figures.tables import table3_markdown
@@ -101,20 +103,20 @@ def cmd_fit_run(args) -> int:
         read_input(args.speedup, "composed speedups", "composed"), config["analysis"]["reference_platform"]
     )
     hardware = load_hardware(f"probe:{args.env}")
-    try:
-        fits = fit_families(composed, hardware, config["analysis"], config["fit"])
-    except ValueError as error:
-        raise ValueError(f"{args.speedup}: {error}") from None
     measured = args.e2e is not None and args.e2e.is_file() and args.e2e.stat().st_size > 1  # empty: no e2e pair
-    sweep = e2e_k_sweep(read_input(args.e2e, "end-to-end speedups", "e2e")) if measured else None
-    if sweep is not None and len(sweep):  # Fig. 4 as the paper fitted it: the real weights' K sweep end to end
+    sweep = e2e_k_sweep(read_input(args.e2e, "end-to-end speedups", "e2e")) if measured else pd.DataFrame()
+    if len(sweep):  # Fig. 4 as the paper fitted it: the real weights' K sweep end to end, on its device
         envs = {path.stem: path for path in args.platform_envs}
         platform = sweep["platform"].iloc[0]
         if platform not in envs:
             raise ValueError(f"--platform-envs: no env file for platform {platform} of the end-to-end K sweep")
-        gpus = int(sweep["tensor_parallel_size"].iloc[0])
+        hardware_e2e = load_hardware(f"probe:{envs[platform]}", int(sweep["tensor_parallel_size"].iloc[0]))
+    try:
+        fits = fit_families(composed, hardware, config["analysis"], config["fit"])
+    except ValueError as error:
+        raise ValueError(f"{args.speedup}: {error}") from None
+    if len(sweep):
         try:
-            hardware_e2e = load_hardware(f"probe:{envs[platform]}", gpus)
             fits.merge(fit_families(sweep, hardware_e2e, config["analysis"], config["fit"]))
         except ValueError as error:  # too few points, or none at the fit setting: the composed fits stand
             print(f"fit-run: the end-to-end K sweep is not fitted ({error})")

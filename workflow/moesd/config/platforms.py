@@ -10,6 +10,7 @@ docs/cluster.md), or the platform's device_memory_gb.
 from __future__ import annotations
 
 from moesd.config.errors import ConfigError
+from moesd.config.queries import ours_e2e_entries
 from moesd.hardware import BYTES_PER_PARAM, HardwareError, datasheet, resolve_name
 from moesd.models.spec import parse_spec
 
@@ -65,7 +66,7 @@ def holds(platform: dict, specs: list[str], bytes_per_param: float, split: int =
 
 
 def model_platforms(config: dict, entry: dict) -> list[str]:
-    """The platforms that time latency.models ENTRY (its `platforms`, else every one)."""
+    """The platforms ENTRY (of latency.models or latency.e2e.pairs) lists: its `platforms`, else every one."""
     return platform_names(config) if entry.get("platforms") is None else entry["platforms"]
 
 
@@ -73,7 +74,7 @@ def e2e_platforms(config: dict, entry: dict, backend: str) -> list[str]:
     """The platforms where BACKEND (ours or vllm) decodes latency.e2e.pairs ENTRY: its `platforms`
     (else every one); our engine leaves out those whose one device cannot hold the pair (validation
     has checked that vLLM decodes it there)."""
-    names = platform_names(config) if entry.get("platforms") is None else entry["platforms"]
+    names = model_platforms(config, entry)
     if backend == "vllm":
         return names
     specs = _e2e_specs(config, entry)
@@ -168,10 +169,10 @@ def _check_fits(config: dict) -> None:
                 )
     e2e = config["latency"]["e2e"]
     pairs = {p["name"]: p for p in config["pairs"]}
+    ours = ours_e2e_entries(config)
     for i, entry in enumerate(e2e["pairs"]):
-        names = platform_names(config) if entry.get("platforms") is None else entry["platforms"]
         through_vllm = "vllm" in e2e["backends"] and entry["acceptance"] == "real"
-        for name in names:
+        for name in model_platforms(config, entry):
             platform = platform_of(config, name)
             specs = _e2e_specs(config, entry)
             if through_vllm:
@@ -183,9 +184,8 @@ def _check_fits(config: dict) -> None:
                         + _too_large(f"{entry['name']}'s target", size, platform, memory, split)
                         + f"; leave {name} out of latency.e2e.pairs.{i}.platforms"
                     )
-            ours = "ours" in e2e["backends"] and (entry["acceptance"] == "forced" or not entry.get("k_values"))
             fits, size, memory = holds(platform, specs, per_param)
-            if ours and not fits and not through_vllm:
+            if entry in ours and not fits and not through_vllm:
                 raise ConfigError(
                     f"config error: latency.e2e.pairs.{i}: "
                     + _too_large(f"{entry['name']} (target and draft)", size, platform, memory)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from moesd.families import SETTING, native
+from moesd.families import SETTING, native, with_platform
 from moesd.figures.style import E2E_TIME
 from moesd.paper import HEADLINE_DEVICE, HEADLINE_LABEL, HEADLINE_MODEL, paper_peaks
 from moesd.speedup import peak_table
@@ -21,7 +21,7 @@ def peak_tables(composed: pd.DataFrame, e2e: pd.DataFrame, reference_k: int) -> 
     laid out as the paper's: a row per platform, dataset and temperature, a column per gamma with
     the paper's cell beside (the paper's own platform where the run's is named as one, else the
     headline's)."""
-    composed, e2e = (_with_platform(t) for t in (composed, e2e))
+    composed, e2e = (with_platform(t) for t in (composed, e2e))
     comp = peak_table(native(composed, reference_k), ["platform", "model", "draft", *SETTING]).assign(
         source="composed", unit="ms per token"
     )
@@ -59,13 +59,6 @@ def peak_tables(composed: pd.DataFrame, e2e: pd.DataFrame, reference_k: int) -> 
         wide = wide.rename(columns={g: f"gamma = {g}" for g in wide.columns if not isinstance(g, str)})[columns]
         lines += [f"## {source}", "", wide.reset_index().to_markdown(index=False), ""]
     return peaks, "\n".join(lines)
-
-
-def _with_platform(table: pd.DataFrame) -> pd.DataFrame:
-    """TABLE with a platform column (a table of an older run: its hardware)."""
-    if "platform" in table:
-        return table
-    return table.assign(platform=table["hardware"] if "hardware" in table else "")
 
 
 def paper_beside() -> dict[tuple, str]:
