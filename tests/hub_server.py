@@ -30,10 +30,13 @@ class LocalHub:
         self.token = token
         self.requests: list[str] = []
 
-    def publish(self, repo: str, folder: Path | dict, branch: str = "main", gated: bool = False) -> str:
-        """Commit FOLDER's files (or a name -> bytes dict) to REPO's BRANCH; the commit hash."""
+    def publish(
+        self, repo: str, folder: Path | dict, branch: str = "main", gated: bool = False, commit: str | None = None
+    ) -> str:
+        """Commit FOLDER's files (or a name -> bytes dict) to REPO's BRANCH (a commit hash of
+        their content, or COMMIT: a pinned revision the hub holds); the commit hash."""
         files = folder if isinstance(folder, dict) else {p.name: p.read_bytes() for p in Path(folder).iterdir()}
-        commit = commit_of(files)
+        commit = commit or commit_of(files)
         entry = self.repos.setdefault(repo, {"refs": {}, "commits": {}, "gated": gated})
         entry["commits"][commit] = files
         entry["refs"][branch] = commit

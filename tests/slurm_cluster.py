@@ -7,7 +7,7 @@ touched) and every daemon is stopped, and checked gone, on exit.
 
 The node has this machine's CPUs, most of its memory and one GPU generic resource (count-only:
 the scheduler allocates it, nothing is attached), in two partitions, `ci` (the default) and
-`ci2` (the same node: a second platform's partition), with account `ci`.
+`ci2` (the same node: a second platform's partition), and any more a test names, with account `ci`.
 """
 
 from __future__ import annotations
@@ -43,10 +43,11 @@ def _tool(name: str) -> str:
 
 
 class SlurmCluster:
-    def __init__(self, root: Path, cpus: int | None = None, memory_mb: int = 16_000):
+    def __init__(self, root: Path, cpus: int | None = None, memory_mb: int = 16_000, partitions: tuple[str, ...] = ()):
         self.root = Path(root)
         self.cpus = cpus or os.cpu_count() or 2
         self.memory_mb = memory_mb
+        self.partitions = (SECOND_PARTITION, *partitions)  # beside the default: more platforms' partitions
         self.host = socket.gethostname().split(".")[0]
         self.pids: dict[str, int] = {}
         self.env = dict(os.environ)
@@ -141,7 +142,7 @@ class SlurmCluster:
             "SchedulerParameters=sched_interval=1\nReturnToService=2\n"
             f"NodeName={self.host} NodeAddr=127.0.0.1 CPUs={self.cpus} RealMemory={self.memory_mb} Gres=gpu:1 State=UNKNOWN\n"
             f"PartitionName={PARTITION} Nodes={self.host} Default=YES MaxTime=INFINITE State=UP\n"
-            f"PartitionName={SECOND_PARTITION} Nodes={self.host} MaxTime=INFINITE State=UP\n"
+            + "".join(f"PartitionName={name} Nodes={self.host} MaxTime=INFINITE State=UP\n" for name in self.partitions)
         )
         # a GPU that the scheduler counts and allocates: Slurm drops a file-less GPU, so it names /dev/null
         (r / "gres.conf").write_text(f"NodeName={self.host} Name=gpu File=/dev/null\n")

@@ -19,6 +19,15 @@ def copy_checkout(root: Path) -> Path:
     return root
 
 
+def merged(*layers: dict) -> dict:
+    """Snakemake's merge of --configfile files: dicts recursively, anything else replaced."""
+    out: dict = {}
+    for layer in layers:
+        for key, value in layer.items():
+            out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
 def snakemake(root: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     # the rules call `moesd`: put this interpreter's scripts first, as an activated venv does
     env = (env or os.environ) | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}

@@ -7,7 +7,16 @@ import random
 
 import pytest
 import torch
-from moesd.backends.vllm import SETUP_COMMAND, VllmError, VllmRequest, VllmResult, check, run, vllm_python
+from moesd.backends.vllm import (
+    SETUP_COMMAND,
+    VllmError,
+    VllmRequest,
+    VllmResult,
+    check,
+    run,
+    split_problem,
+    vllm_python,
+)
 from moesd.decode import GenerationConfig, decode
 from moesd.models.loading import load_model
 
@@ -60,6 +69,18 @@ def test_requests_vllm_cannot_serve_fail_in_one_line_before_loading(checkpoints,
     monkeypatch.setenv("MOESD_VLLM_PYTHON", str(tmp_path / "no-python"))
     with pytest.raises(VllmError, match=f"no vLLM environment: .*no-python does not exist .*{SETUP_COMMAND}"):
         run(ok)
+
+
+def test_heads_that_do_not_split_over_the_ranks_are_named():
+    """Qwen2-0.5B's 14 heads (2 KV heads) split over 2 ranks, not 4: vLLM 0.32 runs the draft on
+    the target's ranks, so config/paper.yaml's qwen2 pair cannot run at tensor parallel 4."""
+    qwen_05b = {"num_attention_heads": 14, "num_key_value_heads": 2}
+    assert split_problem(qwen_05b, 2) is None
+    assert split_problem(qwen_05b, 4) == "14 attention heads do not split over tensor parallel 4"
+    assert split_problem({"num_attention_heads": 32, "num_key_value_heads": 4}, 8) is None  # KV heads replicated
+    assert split_problem({"num_attention_heads": 12, "num_key_value_heads": 3}, 2) == (
+        "3 key-value heads neither split over nor replicate across tensor parallel 2"
+    )
 
 
 def test_generate_names_the_missing_vllm_environment(tmp_path, monkeypatch, checkpoints):

@@ -191,7 +191,9 @@ class PromptEncoder:
     def encode(self, text: str) -> list[int]:
         if self.chat is not None:
             messages = [{"role": "user", "content": text}]
-            return list(self.chat.apply_chat_template(messages, add_generation_prompt=True, tokenize=True))
+            encoded = self.chat.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+            # transformers 5 returns a BatchEncoding (whose list() would be its keys), 4.x a list
+            return list(encoded["input_ids"] if hasattr(encoded, "keys") else encoded)
         if self.tokenizer is None:
             raise PromptError(
                 "text prompts need a tokenizer (tokenizer.json, or vocab.json + merges.txt) in the model folder"

@@ -165,12 +165,14 @@ def _e2e_forwards(config: dict, backend: str) -> int:
 
 def platform_resources(platform: dict | None) -> dict:
     """Where PLATFORM's jobs run on a Slurm cluster (its `slurm` section: the executor plugin's
-    slurm_partition, slurm_account, gpu_model and constraint), the unset ones left to the profile."""
+    slurm_partition, slurm_account, gpu_model, constraint and mem_mb), the unset ones left to the
+    profile (mem_mb: to moesd's estimate)."""
     names = {
         "partition": "slurm_partition",
         "account": "slurm_account",
         "gpu_model": "gpu_model",
         "constraint": "constraint",
+        "mem_mb": "mem_mb",  # the platform's own memory request replaces the estimate
     }
     slurm = (platform or {}).get("slurm") or {}
     return {names[key]: value for key, value in slurm.items() if value is not None}

@@ -79,11 +79,11 @@ localrules:
 STAGE_SECTIONS = {
     "theory": ["theory", "prediction", "fit"],
     "simulation": ["simulation", "fit"],
-    "models": ["models", "pairs", "acceptance"],  # acceptance: its prompt sets are checked before training
-    "prompts": ["pairs", "acceptance", "routing", "latency.context"],
-    "acceptance": ["platforms", "pairs", "acceptance"],  # platforms: vLLM's tensor-parallel size on each
+    "models": ["models", "platforms", "pairs", "acceptance"],  # acceptance: its prompt sets are checked before training
+    "prompts": ["platforms", "pairs", "acceptance", "routing", "latency.context"],  # platforms: acceptance.vllm_platforms names them
+    "acceptance": ["platforms", "pairs", "acceptance", "vllm"],  # platforms: vLLM's tensor-parallel size on each
     "routing": ["pairs", "routing"],
-    "latency": ["platforms", "pairs", "latency"],
+    "latency": ["platforms", "pairs", "latency", "vllm"],
     "analysis": ["platforms", "pairs", "latency", "analysis", "fit"],  # latency: the declared target/draft pairs
 }
 

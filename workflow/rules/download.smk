@@ -16,4 +16,4 @@ rule download:
     conda:
         "../../envs/cpu.yaml"
     shell:
-        "moesd download {params.specs:q} --manifest {output} --lock {params.lock} {params.update_lock} > {log} 2>&1"
+        "moesd download {params.specs:q} --manifest {output} --lock {params.lock:q} {params.update_lock} > {log} 2>&1"

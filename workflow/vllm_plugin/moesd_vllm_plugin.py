@@ -1,4 +1,5 @@
-"""moesd's vLLM plugin: vLLM's speculative decoding at T > 0 on a CPU without Triton.
+"""moesd's vLLM plugin: vLLM's speculative decoding at T > 0 on a CPU without Triton, and
+EAGLE-1's Mixtral head (moesd_vllm_eagle, registered as EagleMixtralForCausalLM on every build).
 
 vLLM's rejection sampler (vllm/v1/sample/rejection_sampler.py) scales the target's logits by
 each request's temperature expanded to its draft tokens, `expand_batch_to_tokens`: an empty
@@ -29,8 +30,11 @@ def expand_batch_to_tokens(x, cu_num_tokens, num_tokens: int, replace_from: int 
 
 
 def register() -> None:
+    from vllm import ModelRegistry
     from vllm.triton_utils import HAS_TRITON
 
+    if "EagleMixtralForCausalLM" not in ModelRegistry.get_supported_archs():
+        ModelRegistry.register_model("EagleMixtralForCausalLM", "moesd_vllm_eagle:EagleMixtralForCausalLM")
     if HAS_TRITON:
         return
     import vllm.v1.sample.rejection_sampler as sampler

@@ -72,6 +72,7 @@ class VllmRequest:
     warmup: int = 0
     repeats: int = 1
     hf_overrides: dict = field(default_factory=dict)
+    enforce_eager: bool = False  # no CUDA graphs / torch.compile (config vllm.enforce_eager)
     gpu_memory_utilization: float | None = None  # default: 0.9 on a GPU, a small share of RAM on a CPU
 
 
@@ -119,8 +120,8 @@ def check(request: VllmRequest) -> None:
                 f"--draft {request.draft}: vocabulary {draft.get('vocab_size')} differs from the target's "
                 f"{target.get('vocab_size')} (a draft model proposes the target's token ids)"
             )
+    configs = [("--target", target)] + ([("--draft", draft)] if request.mode == "sd" else [])
     if not request.device.startswith("cuda"):
-        configs = [("--target", target)] + ([("--draft", draft)] if request.mode == "sd" else [])
         for role, config in configs:
             size = head_size(config)
             if size is not None and size < CPU_MIN_HEAD_SIZE:
@@ -132,10 +133,26 @@ def check(request: VllmRequest) -> None:
     if request.tensor_parallel_size > available:
         what = "GPUs" if request.device.startswith("cuda") else "CPU cores"
         raise VllmError(f"--tensor-parallel-size {request.tensor_parallel_size}: this machine gives {available} {what}")
+    for role, config in configs:  # the draft (or EAGLE head) runs over the target's ranks (docs/vllm.md)
+        split = split_problem(config, request.tensor_parallel_size)
+        if split:
+            raise VllmError(f"{role}: {split} (vLLM runs a draft on the target's tensor-parallel ranks)")
     vocab = target.get("vocab_size", 0)
     bad = [i for i, ids in enumerate(request.prompts) if not ids or max(ids) >= vocab or min(ids) < 0]
     if bad:
         raise VllmError(f"prompt {bad[0]}: empty or token ids outside the target's vocabulary {vocab}")
+
+
+def split_problem(config: dict, ranks: int) -> str | None:
+    """Why CONFIG's attention heads do not split over RANKS tensor-parallel ranks in vLLM (its
+    query heads must divide evenly; its KV heads divide evenly or are replicated), else None."""
+    heads = config.get("num_attention_heads")
+    kv = config.get("num_key_value_heads") or heads
+    if heads and heads % ranks:
+        return f"{heads} attention heads do not split over tensor parallel {ranks}"
+    if kv and kv % ranks and ranks % kv:
+        return f"{kv} key-value heads neither split over nor replicate across tensor parallel {ranks}"
+    return None
 
 
 def head_size(config: dict) -> int | None:
@@ -248,6 +265,7 @@ def run_passes(request: VllmRequest, passes: list[dict], timeout: float | None =
         "warmup": request.warmup,
         "repeats": request.repeats,
         "hf_overrides": request.hf_overrides,
+        "enforce_eager": request.enforce_eager,
     }
     with tempfile.TemporaryDirectory(prefix="moesd-vllm-") as folder:
         request_file, result_file = Path(folder) / "request.json", Path(folder) / "result.json"

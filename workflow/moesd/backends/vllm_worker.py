@@ -61,6 +61,7 @@ def engine(request: dict):
         "gpu_memory_utilization": request["gpu_memory_utilization"],
         "disable_log_stats": False,
         "enable_prefix_caching": False,  # every repeat decodes its prompts afresh
+        "enforce_eager": request.get("enforce_eager", False),
     }
     if request.get("hf_overrides"):
         kwargs["hf_overrides"] = request["hf_overrides"]

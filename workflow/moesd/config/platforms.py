@@ -16,7 +16,7 @@ from moesd.models.spec import parse_spec
 
 LOCAL = "local"  # the one platform of a config without `platforms`: this machine
 UNCHECKED_DEVICES = ("cpu", "auto")  # a CPU platform, or this machine's GPU: no memory table entry
-SLURM_SETTINGS = ("partition", "account", "gpu_model", "constraint")  # a platform's `slurm` keys
+SLURM_SETTINGS = ("partition", "account", "gpu_model", "constraint", "mem_mb")  # a platform's `slurm` keys
 
 
 def platform_names(config: dict) -> list[str]:
@@ -83,7 +83,13 @@ def e2e_platforms(config: dict, entry: dict, backend: str) -> list[str]:
 
 def _e2e_specs(config: dict, entry: dict) -> list[str]:
     if entry.get("pair"):
-        pair = next(p for p in config["pairs"] if p["name"] == entry["pair"])
+        pair = next((p for p in config["pairs"] if p["name"] == entry["pair"]), None)
+        if pair is None:
+            declared = ", ".join(p["name"] for p in config["pairs"]) or "none"
+            raise ConfigError(
+                f"config error: latency.e2e.pairs: {entry['name']!r} decodes pair {entry['pair']!r}, "
+                f"which `pairs` does not declare (declared: {declared})"
+            )
         return [pair["target"], pair["draft"]]
     return [entry["target"], entry["draft"]]
 
@@ -108,8 +114,8 @@ def resolve_platforms(config: dict) -> None:
             platform["gpus"] = 1 if lat["device"] == "cuda" else 0
         if lat["device"] == "cuda" and platform["gpus"] == 0:
             raise ConfigError(f"{key}.gpus: 0, but latency.device is cuda (a GPU experiment's platforms have GPUs)")
-        if lat["device"] == "cpu" and platform["gpus"] > 0:
-            raise ConfigError(f"{key}.gpus: {platform['gpus']}, but latency.device is cpu (a CPU platform has 0)")
+        # on a CPU, gpus > 0 stands for the GPUs of the platform it rehearses: vLLM's tensor-parallel
+        # workers (one core range each), no GPU asked for (config/rehearsal.yaml)
         if platform["device"] not in UNCHECKED_DEVICES:
             try:
                 resolve_name(platform["device"])

@@ -112,7 +112,7 @@ def _points(entry: dict, models: tuple[str, str], prompts: list, config: dict, m
     return points
 
 
-def _measure(points: list[Point], folders: dict, pair: dict, mode: str, k, lat: dict) -> list:
+def _measure(points: list[Point], folders: dict, pair: dict, mode: str, k, config: dict) -> list:
     """One engine decoding every point's pass; per point its results, or the engine's error."""
     from moesd.backends.vllm import VllmRequest, run_passes
 
@@ -132,8 +132,9 @@ def _measure(points: list[Point], folders: dict, pair: dict, mode: str, k, lat: 
         device=points[0].row["device"],
         warmup=setting["warmup"],
         repeats=setting["repeats"],
-        seed=lat["seed"],
+        seed=config["latency"]["seed"],
         hf_overrides={"num_experts_per_tok": k} if k is not None else {},
+        enforce_eager=config["vllm"]["enforce_eager"],
     )
     try:
         results = run_passes(request, [p.spec for p in points])
@@ -161,7 +162,7 @@ def sweep_e2e_vllm(config: dict, store: PointStore, run_dir: Path, prompts_dir: 
                 missing = [p for p in points if not store.ok("e2e", p.key)]
                 outcomes = {}
                 if missing:
-                    measured = _measure(missing, folders, pair, mode, k, config["latency"])
+                    measured = _measure(missing, folders, pair, mode, k, config)
                     outcomes = dict(zip(map(id, missing), measured, strict=True))
                     failed = sum(isinstance(o, Exception) for o in measured)
                     log(f"vLLM {entry['name']} K={k or 'native'} {mode}: {len(missing)} points, {failed} failed")

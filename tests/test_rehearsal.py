@@ -1,0 +1,265 @@
+"""The dress rehearsal of config/paper.yaml: every checkpoint it names as a miniature on a local
+hub (workflow/scripts/miniatures.py, tests/rehearsal.py), config/rehearsal.yaml over it, through
+the local Slurm (the paper's five platforms as partitions) and vLLM, from the download job to the
+claims report. `python -m pytest -m slurm -k rehearsal`; docs/rehearsal.md.
+
+What a CPU cannot run is named in CPU_IMPOSSIBLE with its reason and the twin that runs instead."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from moesd.config import validate_config
+from moesd.paths import REPO_ROOT
+
+from .hub_server import LocalHub
+from .rehearsal import build_miniatures, publish_miniatures
+from .slurm_cluster import ACCOUNT, PARTITION, SlurmCluster, missing_tools
+from .snakemake_run import copy_checkout, merged
+
+PAPER, OVERLAY = REPO_ROOT / "config/paper.yaml", REPO_ROOT / "config/rehearsal.yaml"
+sys.path.insert(0, str(REPO_ROOT / "workflow/scripts"))
+import miniatures  # noqa: E402
+
+# What the paper's campaign does that this machine cannot, and what runs in its place.
+CPU_IMPOSSIBLE = {
+    "GPUs (A800, H800, L40, H200; CUDA kernels, bf16 on a GPU)": "every platform runs on the CPU "
+    "(device cpu, fp32): the same rules, commands and tables; no GPU is asked of Slurm",
+    "CUDA graphs and torch.compile in vLLM": "vllm.enforce_eager (an engine start in half the time); "
+    "the same engine and speculative paths",
+    "tensor parallel 4 with fewer than 4 cores": "vLLM's CPU workers are bound one core range each: "
+    "on such a machine the 4-GPU platform's vLLM slices are left out (cpu_twin) and TP 2 (2xH800) runs the "
+    "same tensor-parallel code",
+    "the real checkpoints (300 GB)": "miniatures with the same classes, config keys, vocabularies and file "
+    "layouts (workflow/scripts/miniatures.py)",
+}
+ALLOWED_KEYS = {"experiment", "platforms", "vllm", "acceptance", "routing", "engine_check", "latency"}
+
+
+def cpu_twin(cores: int) -> tuple[dict, list[str]]:
+    """The overlay that stands in for what CORES cannot run, and the reasons (CPU_IMPOSSIBLE's)."""
+    overlay = yaml.safe_load(OVERLAY.read_text())
+    wide = {p["name"] for p in overlay["platforms"] if p["gpus"] > cores}
+    if not wide:
+        return {}, []
+    entries = overlay["latency"]["e2e"]["pairs"]
+    for entry in entries:
+        entry["platforms"] = [p for p in entry["platforms"] if p not in wide]
+    twin = {
+        "acceptance": {"vllm_platforms": [p for p in overlay["acceptance"]["vllm_platforms"] if p not in wide]},
+        "latency": {"e2e": {"pairs": entries}},
+    }
+    return twin, [f"{', '.join(sorted(wide))}: tensor parallel 4 with fewer than 4 cores"]
+
+
+# ---- the overlay ---------------------------------------------------------------------------------
+def test_the_overlay_changes_only_what_a_cpu_needs():
+    """rehearsal.yaml touches the device, grids, token counts, Slurm resources and vLLM's start;
+    pairs, revisions, the download stage and every claim come from paper.yaml; its restated lists
+    differ from paper.yaml's only in the K grid, the sweep's widths and the platforms vLLM uses."""
+    paper, overlay = yaml.safe_load(PAPER.read_text()), yaml.safe_load(OVERLAY.read_text())
+    assert set(overlay) <= ALLOWED_KEYS, set(overlay) - ALLOWED_KEYS
+    assert "pairs" not in overlay and "download" not in overlay and "analysis" not in overlay
+    assert [p["name"] for p in overlay["platforms"]] == [p["name"] for p in paper["platforms"]]
+    assert [p["gpus"] for p in overlay["platforms"]] == [p["gpus"] for p in paper["platforms"]]
+    assert {p["device"] for p in overlay["platforms"]} == {"cpu"} and overlay["latency"]["device"] == "cpu"
+    assert {p["slurm"]["partition"] for p in overlay["platforms"]} == set(rehearsal_partitions())
+    drop = {"k_values", "spec", "platforms"}
+    for ours, theirs in zip(overlay["latency"]["models"], paper["latency"]["models"], strict=True):
+        assert {k: v for k, v in ours.items() if k not in drop} == {k: v for k, v in theirs.items() if k not in drop}
+        assert ours["platforms"] == theirs["platforms"]
+        if theirs["spec"].startswith("hf:"):
+            assert ours["spec"] == theirs["spec"]
+        else:  # the architecture sweep at the miniature's widths
+            name, _, shrink = ours["spec"].removeprefix("arch:").partition(":")
+            assert theirs["spec"] == f"arch:{name}"
+            sweep = next(m for m in miniatures.MINIATURES if m["arch"] == f"{name}.json")
+            assert dict(item.split("=") for item in shrink.split(",")) == {
+                k: str(v) for k, v in sweep["shrink"].items()
+            }
+        assert set(ours.get("k_values", [])) <= set(theirs.get("k_values", []))
+    for ours, theirs in zip(overlay["latency"]["e2e"]["pairs"], paper["latency"]["e2e"]["pairs"], strict=True):
+        assert {k: v for k, v in ours.items() if k not in drop} == {k: v for k, v in theirs.items() if k not in drop}
+        assert set(ours["platforms"]) <= set(theirs["platforms"]) and ours["platforms"]
+    config = validate_config(merged(paper, overlay))
+    assert config["pairs"] == validate_config(paper)["pairs"]
+    assert config["latency"]["e2e"]["backends"] == ["ours", "vllm"]
+
+
+def rehearsal_partitions() -> list[str]:
+    return [p["slurm"]["partition"] for p in yaml.safe_load(OVERLAY.read_text())["platforms"]]
+
+
+def test_the_cpu_twin_leaves_out_only_what_the_cores_cannot_run():
+    twin, reasons = cpu_twin(2)
+    assert reasons == ["4xA800, 4xL40: tensor parallel 4 with fewer than 4 cores"]
+    assert twin["acceptance"]["vllm_platforms"] == ["2xH800"]
+    assert all("4xA800" not in e["platforms"] for e in twin["latency"]["e2e"]["pairs"])
+    assert cpu_twin(4) == ({}, [])
+
+
+# ---- the miniatures ------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    return tmp_path_factory.mktemp("miniatures")
+
+
+def digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*"))
+            if p.is_file()}  # fmt: skip
+
+
+@pytest.mark.slow
+def test_every_paper_checkpoint_has_a_faithful_deterministic_miniature(built, tmp_path):
+    """One miniature per hf: spec of paper.yaml, at its revision; the real config's every key and
+    class, the real vocabulary, only the listed widths shrunk; the hub's file layout; the same
+    bytes from a second build."""
+    listing = build_miniatures(built)
+    config = validate_config(yaml.safe_load(PAPER.read_text()))
+    named = {s.split("hf:", 1)[1] for s in json.dumps(config).split('"') if s.startswith("hf:")}
+    assert {f"{i['repo']}@{i['revision']}" for i in listing} == named
+    for entry in miniatures.MINIATURES:
+        folder = built / entry["repo"]
+        real = json.loads((miniatures.ARCHITECTURES / entry["arch"]).read_text())
+        mini = json.loads((folder / "config.json").read_text())
+        assert set(real) <= set(mini), entry["repo"]
+        assert {k: v for k, v in mini.items() if k in real and k not in entry["shrink"]} == {
+            k: v for k, v in real.items() if k not in entry["shrink"]
+        }
+        assert mini["vocab_size"] == real["vocab_size"]
+        files = {p.name for p in folder.iterdir()}
+        if entry["format"] == "safetensors" and entry["shards"] > 1:
+            index = json.loads((folder / "model.safetensors.index.json").read_text())
+            assert set(index["weight_map"].values()) == {
+                f"model-{i:05d}-of-{entry['shards']:05d}.safetensors" for i in range(1, entry["shards"] + 1)
+            }
+        if entry["format"] == "bin":
+            assert {"vocab.json", "merges.txt"} <= files and "tokenizer.json" not in files  # OPT's slow tokenizer
+            assert not any(n.endswith(".safetensors") for n in files)
+        if entry["format"] == "eagle":
+            assert files == {"config.json", "pytorch_model.bin", "README.md"}
+        if entry["format"] != "eagle":
+            assert "tokenizer_config.json" in files
+    repo = "Qwen/Qwen2-0.5B-Instruct"  # the real 14 heads: the split by 4 that fails on the real model
+    assert json.loads((built / repo / "config.json").read_text())["num_attention_heads"] == 14
+    again = tmp_path / "again"
+    build_miniatures(again)
+    for item in listing:
+        assert digest(built / item["folder"]) == digest(again / item["folder"]), item["repo"]
+
+
+# ---- the rehearsal -------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    missing = missing_tools()
+    reason = f"Slurm is not set up here (missing {', '.join(missing)}): bash workflow/scripts/setup_slurm.sh"
+    if os.geteuid() != 0:
+        missing, reason = ["root"], "a local Slurm's daemons need root"
+    if missing:
+        if os.environ.get("MOESD_REQUIRE_SLURM") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    with SlurmCluster(
+        tmp_path_factory.mktemp("slurm"), memory_mb=16_000, partitions=tuple(rehearsal_partitions())
+    ) as c:
+        yield c
+    assert not c.running(), f"daemons left running: {c.running()}"
+
+
+def planned_rules(root: Path, args: list[str], env: dict) -> dict[str, int]:
+    result = subprocess.run([sys.executable, "-m", "snakemake", "-n", *args], cwd=root, env=env, capture_output=True,
+                            text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    stats = result.stdout.split("Job stats:", 1)[1].split("total", 1)[0]
+    rows = [line.split() for line in stats.splitlines()[3:] if line.strip()]
+    return {name: int(count) for name, count in rows}
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_the_paper_campaign_rehearses_through_slurm_and_vllm(cluster, built, tmp_path):
+    """paper.yaml + rehearsal.yaml through the local Slurm from download to claims: every job of
+    every rule completes (the platforms' jobs on their partitions), every table, figure and
+    notebook is written, and no claim lacks its evidence for want of a stage."""
+    vllm = REPO_ROOT / ".venv-vllm/bin/python"
+    if not vllm.is_file():
+        if os.environ.get("MOESD_REQUIRE_SLURM") == "1":
+            pytest.fail("the rehearsal needs vLLM: bash workflow/scripts/setup_vllm.sh")
+        pytest.skip("the rehearsal needs vLLM: bash workflow/scripts/setup_vllm.sh")
+    root = tmp_path / "checkout"
+    root.mkdir()
+    copy_checkout(root)
+    twin, reasons = cpu_twin(os.cpu_count() or 1)
+    for reason in reasons:
+        print(f"CPU twin: {reason} ({CPU_IMPOSSIBLE['tensor parallel 4 with fewer than 4 cores']})")
+    configs = ["config/paper.yaml", "config/rehearsal.yaml"] + (["config/cpu-twin.yaml"] if twin else [])
+    if twin:
+        (root / "config/cpu-twin.yaml").write_text(yaml.safe_dump(twin))
+    profile = yaml.safe_load((REPO_ROOT / "profiles/slurm/config.yaml").read_text())
+    profile["default-resources"] += [f"slurm_partition={PARTITION}", f"slurm_account={ACCOUNT}"]  # the user's part
+    (tmp_path / "mycluster").mkdir()
+    (tmp_path / "mycluster/config.yaml").write_text(yaml.safe_dump(profile))
+    args = ["--profile", str(tmp_path / "mycluster"), "--slurm-init-seconds-before-status-checks", "5",
+            "--configfile", *configs]  # fmt: skip
+    with LocalHub() as hub:
+        commits = publish_miniatures(hub, built)
+        env = cluster.env | {
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{cluster.env['PATH']}",
+            "HF_ENDPOINT": hub.url,
+            "HF_HOME": str(tmp_path / "hf"),
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+        }
+        plan = planned_rules(root, args, env)
+        result = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=root, env=env, capture_output=True,
+                                text=True, timeout=3000)  # fmt: skip
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-6000:]
+    assert "Nothing to be done" not in log
+
+    # every rule the paper plans ran, each job on the cluster completed, on its platform's partition
+    paper_rules = set(planned_rules(root, ["--configfile", "config/paper.yaml"], env | {"HF_ENDPOINT": "x"}))
+    assert paper_rules <= set(plan), paper_rules - set(plan)
+    jobs = cluster.jobs()
+    assert jobs and all(j["State"] == "COMPLETED" and j["ExitCode"] == "0:0" for j in jobs), [
+        (j["Comment"], j["State"]) for j in jobs if j["State"] != "COMPLETED"
+    ]
+    ran: dict[str, int] = {}
+    for job in jobs:
+        rule = job["Comment"].removeprefix("rule_").split("_wildcards_")[0]
+        ran[rule] = ran.get(rule, 0) + 1
+    for rule, count in ran.items():
+        assert plan[rule] == count, (rule, plan[rule], count)
+    partitions = {j["Partition"] for j in jobs}
+    assert set(rehearsal_partitions()) <= partitions, partitions  # the probe ran on every platform
+
+    # the lock holds the hub's commits, the pinned Mixtral revision among them
+    lock = json.loads((root / "config/rehearsal.lock.json").read_text())
+    assert miniatures.MIXTRAL_COMMIT in json.dumps(lock)
+    assert set(commits.values()) <= set(json.dumps(lock).replace('"', " ").split())
+
+    run, figures = root / "data/runs/rehearsal", root / "figures/rehearsal"
+    e2e = pd.read_csv(run / "latency/e2e.csv")
+    vllm_rows = e2e[e2e["backend"] == "vllm"]
+    assert set(vllm_rows["name"]) >= {"qwen2", "opt", "mixtral-eagle", "qwen2-k-sweep"}
+    assert set(vllm_rows[vllm_rows["name"] == "qwen2-k-sweep"]["K"]) == {1, 8}
+    assert (vllm_rows[vllm_rows["mode"] == "sd"]["tensor_parallel_size"] == 2).any()
+    summary = pd.read_csv(run / "acceptance/summary_vllm.csv")
+    assert set(summary["pair"]) == {"qwen2", "opt", "mixtral-eagle"}
+    for notebook in (REPO_ROOT / "notebooks").glob("*.ipynb"):
+        assert list(figures.rglob(notebook.stem + "*")), notebook.name
+    assert list(figures.rglob("*.png")) and list(figures.rglob("table*"))
+
+    claims = pd.read_csv(figures / "claims.csv")
+    print(claims[["claim", "verdict", "support", "reason"]].to_string())
+    missing_stage = claims[
+        (claims["verdict"] == "not measurable") & claims["reason"].str.contains("no |missing|absent")
+    ]
+    assert missing_stage.empty, missing_stage[["claim", "reason"]].to_string()
