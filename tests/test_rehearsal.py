@@ -237,6 +237,14 @@ def test_the_paper_campaign_rehearses_through_slurm_and_vllm(cluster, built, tmp
         ran[rule] = ran.get(rule, 0) + 1
     for rule, count in ran.items():
         assert plan[rule] == count, (rule, plan[rule], count)
+    platforms = {p["name"]: p["slurm"] for p in yaml.safe_load(OVERLAY.read_text())["platforms"]}
+    for job in jobs:  # a platform's job (its name leads the wildcards) on its partition, with its memory
+        wildcards = job["Comment"].split("_wildcards_", 1)[1] if "_wildcards_" in job["Comment"] else ""
+        platform = next((name for name in platforms if wildcards.startswith(name)), None)
+        if platform is not None:
+            assert job["Partition"] == platforms[platform]["partition"], job
+            assert job["ReqMem"] == f"{platforms[platform]['mem_mb']}M", job
+            assert "gres/gpu" not in job["ReqTRES"], job  # a CPU rehearsal asks for no GPU
     partitions = {j["Partition"] for j in jobs}
     assert set(rehearsal_partitions()) <= partitions, partitions  # the probe ran on every platform
 

@@ -238,7 +238,7 @@ def measure_pairs_vllm(config: dict, run_dir: Path, prompts_dir: Path, points_di
                     method=pair["speculative_method"], draft_sampling=pair["draft_sampling"],
                     tensor_parallel_size=pair["tensor_parallel_size"],
                     gamma=gamma, batch_size=acc["batch_size"], max_new_tokens=acc["max_new_tokens"], seed=acc["seed"],
-                    enforce_eager=config["vllm"]["enforce_eager"],
+                    enforce_eager=config["vllm"]["enforce_eager"], in_process=config["vllm"]["in_process"],
                 )  # fmt: skip
                 passes = [
                     {"prompts": prompts[d], "temperature": t, "seed": acc["seed"], "max_new_tokens": acc["max_new_tokens"]}

@@ -4,18 +4,31 @@
 # figures the project reports (achieved fraction of memory bandwidth of the AR step at B = 32,
 # and the peak SD speedup over B at forced sigma = 0.90, gamma = 4). Tables land in
 # data/runs/gpu_check/ (commit them so figures rebuild on a CPU) and in $OUT when set.
+#   bash workflow/scripts/gpu_check.sh [cuda|cpu]
+# cpu is its CPU twin, which CI runs (tests/test_gpu_check.py): every step of the script on this
+# machine, config/gpu_check-cpu.yaml over gpu_check.yaml (the same models at miniature widths),
+# into data/runs/gpu_check_cpu/.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-RUN=data/runs/gpu_check
+DEVICE="${1:-cuda}"
+case "$DEVICE" in
+  cuda) CONFIGS=(config/gpu_check.yaml); RUN=data/runs/gpu_check; TARGET=":num_hidden_layers=2"; DRAFT="" ;;
+  cpu) CONFIGS=(config/gpu_check.yaml config/gpu_check-cpu.yaml); RUN=data/runs/gpu_check_cpu
+       WIDTH="hidden_size=128,num_attention_heads=4,num_key_value_heads=2,vocab_size=512"  # head size 32: vLLM's CPU least
+       TARGET=":num_hidden_layers=2,$WIDTH,moe_intermediate_size=32,shared_expert_intermediate_size=128"
+       DRAFT=":num_hidden_layers=2,$WIDTH,intermediate_size=128" ;;
+  *) echo "gpu_check.sh: device must be cuda or cpu, got '$DEVICE'" >&2; exit 2 ;;
+esac
+LOGS="logs/$(basename "$RUN")"
 mkdir -p "$RUN"
 status=0
 # stop before the caller's own limit (GPU_CHECK_SECONDS, default 8 minutes) so that the points
 # measured so far still come back; a rerun resumes from them (carry data/runs/gpu_check)
 timeout "${GPU_CHECK_SECONDS:-480}" \
-  snakemake environments speedup --cores 4 --configfile config/gpu_check.yaml --resources gpu=1 || status=$?
+  snakemake environments speedup --cores 4 --configfile "${CONFIGS[@]}" --resources gpu=1 || status=$?
 if [ -n "${OUT:-}" ]; then  # what was measured comes back even when a later step fails
   cp -r "$RUN" "$OUT/" 2>/dev/null || true
-  cp -r logs/gpu_check "$OUT/logs" 2>/dev/null || true
+  cp -r "$LOGS" "$OUT/logs" 2>/dev/null || true
 fi
 [ "$status" -eq 0 ] || exit "$status"
 python - "$RUN" <<'PY'
@@ -41,12 +54,12 @@ PY
 if [ -x "${MOESD_VLLM_PYTHON:-.venv-vllm/bin/python}" ]; then
   VLLM_RUN="$RUN/vllm"
   mkdir -p "$VLLM_RUN"
-  python workflow/scripts/save_checkpoint.py "arch:qwen2-57b-a14b:num_hidden_layers=2" "$VLLM_RUN/target"
-  python workflow/scripts/save_checkpoint.py "arch:qwen2-0.5b" "$VLLM_RUN/draft"
+  python workflow/scripts/save_checkpoint.py "arch:qwen2-57b-a14b$TARGET" "$VLLM_RUN/target"
+  python workflow/scripts/save_checkpoint.py "arch:qwen2-0.5b$DRAFT" "$VLLM_RUN/draft"
   for backend in ours vllm; do
     for mode in ar sd; do
       moesd generate --backend "$backend" --target "dir:$VLLM_RUN/target" --draft "dir:$VLLM_RUN/draft" \
-        --mode "$mode" --gamma 4 --prompts random:32:64 --batch-size 32 --max-new-tokens 64 --device cuda \
+        --mode "$mode" --gamma 4 --prompts random:32:64 --batch-size 32 --max-new-tokens 64 --device "$DEVICE" \
         --out "$VLLM_RUN/${backend}_${mode}.jsonl"
     done
   done

@@ -73,6 +73,7 @@ class VllmRequest:
     repeats: int = 1
     hf_overrides: dict = field(default_factory=dict)
     enforce_eager: bool = False  # no CUDA graphs / torch.compile (config vllm.enforce_eager)
+    in_process: bool = False  # the engine core (and a TP 1 worker) in the calling process (config vllm.in_process)
     gpu_memory_utilization: float | None = None  # default: 0.9 on a GPU, a small share of RAM on a CPU
 
 
@@ -174,6 +175,8 @@ def _environment(request: VllmRequest) -> dict:
         )
         env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB of KV cache: tiny models, small machines
         env["CUDA_VISIBLE_DEVICES"] = ""
+    if request.in_process:  # one import of vLLM instead of one per process (engine core, worker)
+        env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
     return env
 
 
@@ -266,6 +269,7 @@ def run_passes(request: VllmRequest, passes: list[dict], timeout: float | None =
         "repeats": request.repeats,
         "hf_overrides": request.hf_overrides,
         "enforce_eager": request.enforce_eager,
+        "in_process": request.in_process,
     }
     with tempfile.TemporaryDirectory(prefix="moesd-vllm-") as folder:
         request_file, result_file = Path(folder) / "request.json", Path(folder) / "result.json"

@@ -65,6 +65,8 @@ def engine(request: dict):
     }
     if request.get("hf_overrides"):
         kwargs["hf_overrides"] = request["hf_overrides"]
+    if request.get("in_process") and request["tensor_parallel_size"] == 1:
+        kwargs["distributed_executor_backend"] = "uni"  # the model in this process: no worker process
     if request["mode"] == "sd":
         check_rejection_sampler()
         kwargs["speculative_config"] = {

@@ -135,6 +135,7 @@ def _measure(points: list[Point], folders: dict, pair: dict, mode: str, k, confi
         seed=config["latency"]["seed"],
         hf_overrides={"num_experts_per_tok": k} if k is not None else {},
         enforce_eager=config["vllm"]["enforce_eager"],
+        in_process=config["vllm"]["in_process"],
     )
     try:
         results = run_passes(request, [p.spec for p in points])
