@@ -4,6 +4,8 @@ and skips without it, unless MOESD_REQUIRE_VLLM=1 (CI), where a missing environm
 
 import os
 import random
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -69,6 +71,26 @@ def test_requests_vllm_cannot_serve_fail_in_one_line_before_loading(checkpoints,
     monkeypatch.setenv("MOESD_VLLM_PYTHON", str(tmp_path / "no-python"))
     with pytest.raises(VllmError, match=f"no vLLM environment: .*no-python does not exist .*{SETUP_COMMAND}"):
         run(ok)
+
+
+def test_the_worker_leaves_no_process_behind(tmp_path):
+    """vLLM's engine core and tensor-parallel workers are the worker's children: when it times out
+    (or ends), its whole process group goes with it."""
+    import subprocess
+
+    from moesd.backends.vllm import _run_group
+
+    script = f"sleep 300 & echo $! > {tmp_path}/child; sleep 300"
+    with pytest.raises(subprocess.TimeoutExpired):
+        _run_group(["bash", "-c", script], dict(os.environ), str(tmp_path), timeout=2)
+    child = int((tmp_path / "child").read_text())
+    time.sleep(0.2)
+    assert not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]
+    script = f"sleep 300 >/dev/null 2>&1 & echo $! > {tmp_path}/child; exit 0"  # a clean exit leaving a child
+    assert _run_group(["bash", "-c", script], dict(os.environ), str(tmp_path), timeout=10).returncode == 0
+    child = int((tmp_path / "child").read_text())
+    time.sleep(0.2)
+    assert not Path(f"/proc/{child}").exists() or "Z" in Path(f"/proc/{child}/stat").read_text().split()[2]
 
 
 def test_heads_that_do_not_split_over_the_ranks_are_named():

@@ -226,6 +226,38 @@ def _cause(log: str) -> str:
     return lines[-1] if lines else "no output"
 
 
+def _run_group(command: list[str], env: dict, cwd: str, timeout: float | None) -> subprocess.CompletedProcess:
+    """COMMAND in a process group of its own, which is killed whole when the command ends, times
+    out or this process is interrupted: vLLM's engine core and tensor-parallel workers outlive a
+    killed parent otherwise and keep spinning on the cores (found by the rehearsal)."""
+    import signal
+    import threading
+
+    process = subprocess.Popen(
+        command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+
+    def stop(signum, frame):  # a SIGTERM (Slurm, Snakemake) ends this process through the cleanup below
+        raise SystemExit(128 + signum)
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, stop) if main else None
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except BaseException:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
+    try:  # what the worker left behind after a clean exit, too
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
 def run(request: VllmRequest, timeout: float | None = None) -> VllmResult:
     """Decode REQUEST's prompts with vLLM in its environment; checks first, then one subprocess."""
     return run_passes(request, [], timeout)[0]
@@ -274,14 +306,12 @@ def run_passes(request: VllmRequest, passes: list[dict], timeout: float | None =
     with tempfile.TemporaryDirectory(prefix="moesd-vllm-") as folder:
         request_file, result_file = Path(folder) / "request.json", Path(folder) / "result.json"
         request_file.write_text(json.dumps(payload))
-        done = subprocess.run(
+        done = _run_group(
             # -P: not the worker's folder on sys.path, where this module would shadow vllm itself
             [str(python), "-P", str(WORKER), str(request_file), str(result_file)],
-            env=_environment(request),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            cwd=folder,
+            _environment(request),
+            folder,
+            timeout,
         )
         if done.returncode != 0 or not result_file.is_file():
             raise VllmFailure(f"vLLM worker failed (exit {done.returncode}): {_cause(done.stderr + done.stdout)}")
