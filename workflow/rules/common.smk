@@ -8,6 +8,7 @@ from pathlib import Path
 
 from moesd.columns import LATENCY_TABLES
 from moesd.config import (
+    STAGE_SECTIONS,
     acceptance_slices,
     acceptance_vllm_slices,
     e2e_vllm_slices,
@@ -76,16 +77,6 @@ localrules:
 
 # The config sections (or dotted parts of one) each command-line stage reads: a stage reruns when
 # its sections change, not when another stage's do.
-STAGE_SECTIONS = {
-    "theory": ["theory", "prediction", "fit"],
-    "simulation": ["simulation", "fit"],
-    "models": ["models", "platforms", "pairs", "acceptance"],  # acceptance: its prompt sets are checked before training
-    "prompts": ["platforms", "pairs", "acceptance", "routing", "latency.context"],  # platforms: acceptance.vllm_platforms names them
-    "acceptance": ["platforms", "pairs", "acceptance", "vllm"],  # platforms: vLLM's tensor-parallel size on each
-    "routing": ["pairs", "routing"],
-    "latency": ["platforms", "pairs", "latency", "vllm"],
-    "analysis": ["platforms", "pairs", "latency", "analysis", "fit"],  # latency: the declared target/draft pairs
-}
 
 
 # Files one stage writes and another reads, named here so that no rule file depends on another's

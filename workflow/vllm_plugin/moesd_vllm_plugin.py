@@ -1,5 +1,6 @@
-"""moesd's vLLM plugin: vLLM's speculative decoding at T > 0 on a CPU without Triton, and
-EAGLE-1's Mixtral head (moesd_vllm_eagle, registered as EagleMixtralForCausalLM on every build).
+"""moesd's vLLM plugin: vLLM's speculative decoding at T > 0 on a CPU without Triton,
+EAGLE-1's Mixtral head (moesd_vllm_eagle, registered as EagleMixtralForCausalLM on every build),
+and OPT-350m as a draft model (opt_draft_hidden_width, every build).
 
 vLLM's rejection sampler (vllm/v1/sample/rejection_sampler.py) scales the target's logits by
 each request's temperature expanded to its draft tokens, `expand_batch_to_tokens`: an empty
@@ -29,12 +30,40 @@ def expand_batch_to_tokens(x, cu_num_tokens, num_tokens: int, replace_from: int 
     return x.repeat_interleave(counts, output_size=num_tokens)
 
 
+def opt_draft_hidden_width() -> None:
+    """vLLM's draft proposer keeps the draft's output in a buffer as wide as its hidden_size, but
+    an OPT whose word_embed_proj_dim differs (OPT-350m: 512 against 1024, project_out) returns
+    that narrower width, so every speculative round of config/paper.yaml's opt pair failed ("The
+    expanded size of the tensor (1024) must match the existing size (512)"; found by the
+    rehearsal). A draft model's output is only stored there, never read (EAGLE heads read it):
+    the buffer takes the draft's output width."""
+    import torch
+    from vllm.v1.spec_decode import llm_base_proposer as base
+
+    original = base.SpecDecodeBaseProposer.__init__
+    if getattr(original, "moesd_patched", False):
+        return
+
+    def __init__(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        config = self.draft_model_config.hf_config
+        width = getattr(config, "word_embed_proj_dim", None)
+        if getattr(config, "model_type", "") == "opt" and width and width != self.hidden_size:
+            self.hidden_states = torch.zeros(
+                (self.max_num_tokens, width), dtype=self.hidden_states.dtype, device=self.hidden_states.device
+            )
+
+    __init__.moesd_patched = True
+    base.SpecDecodeBaseProposer.__init__ = __init__
+
+
 def register() -> None:
     from vllm import ModelRegistry
     from vllm.triton_utils import HAS_TRITON
 
     if "EagleMixtralForCausalLM" not in ModelRegistry.get_supported_archs():
         ModelRegistry.register_model("EagleMixtralForCausalLM", "moesd_vllm_eagle:EagleMixtralForCausalLM")
+    opt_draft_hidden_width()
     if HAS_TRITON:
         return
     import vllm.v1.sample.rejection_sampler as sampler

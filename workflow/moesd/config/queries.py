@@ -73,6 +73,25 @@ def prompt_sources(config: dict) -> list[str]:
     return list(dict.fromkeys(config["acceptance"]["datasets"] + config["routing"]["datasets"] + lengths + ids))
 
 
+# Each stage's part of the validated config (config_part's keys), which its rules hand their
+# commands as JSON: a stage's jobs rerun only when their part changes. Every part of every
+# shipped config validates on its own (tests/test_config.py): a command validates what it reads.
+# the pairs and what validating them reads: the platforms, and the device and dtype that size a
+# model on one device (a part without them sized Qwen2-57B at fp32 on the login node's CPU)
+PAIRS_SECTIONS = ["platforms", "pairs", "latency.device", "latency.dtype"]
+STAGE_SECTIONS = {
+    "theory": ["theory", "prediction", "fit"],
+    "simulation": ["simulation", "fit"],
+    "models": ["models", *PAIRS_SECTIONS, "acceptance"],  # acceptance: its prompt sets are checked before training
+    "prompts": [*PAIRS_SECTIONS, "acceptance", "routing", "latency.context"],
+    "acceptance": [*PAIRS_SECTIONS, "acceptance", "vllm"],  # platforms: vLLM's tensor-parallel size on each
+    # routing: what makes an EAGLE pair valid (vLLM decodes it somewhere) travels with the pairs
+    "routing": [*PAIRS_SECTIONS, "routing", "acceptance.vllm", "latency.e2e.backends"],
+    "latency": ["platforms", "pairs", "latency", "vllm"],
+    "analysis": ["platforms", "pairs", "latency", "analysis", "fit"],  # latency: the declared target/draft pairs
+}
+
+
 def config_part(config: dict, keys: list[str]) -> dict:
     """The part of CONFIG under KEYS, each a section ("pairs") or a dotted path into one
     ("latency.context"), nested as in the config."""
