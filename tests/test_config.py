@@ -18,7 +18,7 @@ from moesd.paths import REPO_ROOT
 
 from .snakemake_run import merged
 
-OVERLAYS = {"rehearsal.yaml": "paper.yaml"}  # an overlay -> the config it is read over
+OVERLAYS = {"rehearsal.yaml": "paper.yaml", "gpu_check-cpu.yaml": "gpu_check.yaml"}  # an overlay -> its base
 CONFIGS = sorted((REPO_ROOT / "config").glob("*.yaml"))
 RESOLVED = {  # auto, resolved at validation
     ("analysis", "fit_dataset"), ("analysis", "fit_temperature"), ("analysis", "reference_target"),

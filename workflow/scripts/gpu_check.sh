@@ -5,7 +5,7 @@
 # and the peak SD speedup over B at forced sigma = 0.90, gamma = 4). Tables land in
 # data/runs/gpu_check/ (commit them so figures rebuild on a CPU) and in $OUT when set.
 #   bash workflow/scripts/gpu_check.sh [cuda|cpu]
-# cpu is its CPU twin, which CI runs (tests/test_gpu_check.py): every step of the script on this
+# cpu is its CPU twin: every step of the script on this
 # machine, config/gpu_check-cpu.yaml over gpu_check.yaml (the same models at miniature widths),
 # into data/runs/gpu_check_cpu/.
 set -euo pipefail
