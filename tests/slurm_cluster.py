@@ -32,6 +32,25 @@ def missing_tools() -> list[str]:
     return [t for t in tools if shutil.which(t) is None and not Path(f"/usr/sbin/{t}").exists()]
 
 
+def local_cluster(tmp_path_factory, partitions: tuple[str, ...] = ()):
+    """A module fixture's body (`yield from`): the local cluster with PARTITIONS beside `ci` and
+    `ci2`, skipped where it cannot start (failed under MOESD_REQUIRE_SLURM=1, CI), and checked
+    gone afterwards."""
+    import pytest
+
+    missing = missing_tools()
+    reason = f"Slurm is not set up here (missing {', '.join(missing)}): bash workflow/scripts/setup_slurm.sh"
+    if os.geteuid() != 0:
+        missing, reason = ["root"], "a local Slurm's daemons need root"
+    if missing:
+        if os.environ.get("MOESD_REQUIRE_SLURM") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    with SlurmCluster(tmp_path_factory.mktemp("slurm"), memory_mb=16_000, partitions=partitions) as running:
+        yield running
+    assert not running.running(), f"daemons left running: {running.running()}"
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

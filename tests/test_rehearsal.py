@@ -23,7 +23,7 @@ from moesd.paths import REPO_ROOT
 
 from .hub_server import LocalHub
 from .rehearsal import build_miniatures, publish_miniatures
-from .slurm_cluster import ACCOUNT, PARTITION, SlurmCluster, missing_tools
+from .slurm_cluster import ACCOUNT, PARTITION, local_cluster
 from .snakemake_run import copy_checkout, merged
 
 PAPER, OVERLAY = REPO_ROOT / "config/paper.yaml", REPO_ROOT / "config/rehearsal.yaml"
@@ -160,19 +160,7 @@ def test_every_paper_checkpoint_has_a_faithful_deterministic_miniature(built, tm
 # ---- the rehearsal -------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    missing = missing_tools()
-    reason = f"Slurm is not set up here (missing {', '.join(missing)}): bash workflow/scripts/setup_slurm.sh"
-    if os.geteuid() != 0:
-        missing, reason = ["root"], "a local Slurm's daemons need root"
-    if missing:
-        if os.environ.get("MOESD_REQUIRE_SLURM") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    with SlurmCluster(
-        tmp_path_factory.mktemp("slurm"), memory_mb=16_000, partitions=tuple(rehearsal_partitions())
-    ) as c:
-        yield c
-    assert not c.running(), f"daemons left running: {c.running()}"
+    yield from local_cluster(tmp_path_factory, partitions=tuple(rehearsal_partitions()))
 
 
 def planned_rules(root: Path, args: list[str], env: dict) -> dict[str, int]:

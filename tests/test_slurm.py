@@ -19,7 +19,7 @@ from moesd.config import latency_slices, routing_platform, validate_config
 from moesd.paths import REPO_ROOT
 from moesd.resources import job_resources
 
-from .slurm_cluster import ACCOUNT, PARTITION, SECOND_PARTITION, SlurmCluster, missing_tools
+from .slurm_cluster import ACCOUNT, PARTITION, SECOND_PARTITION, local_cluster
 from .snakemake_run import copy_checkout
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -36,17 +36,7 @@ SUBMITTED = {  # the smoke plan's jobs that are not localrules, and the stage wh
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    missing = missing_tools()
-    reason = f"Slurm is not set up here (missing {', '.join(missing)}): bash workflow/scripts/setup_slurm.sh"
-    if os.geteuid() != 0:
-        missing, reason = ["root"], "a local Slurm's daemons need root"
-    if missing:
-        if os.environ.get("MOESD_REQUIRE_SLURM") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    with SlurmCluster(tmp_path_factory.mktemp("slurm"), memory_mb=16_000) as running:
-        yield running
-    assert not running.running(), f"daemons left running: {running.running()}"
+    yield from local_cluster(tmp_path_factory)
 
 
 PLATFORMS = {  # two platforms of one threads each, one per partition (the node's two CPUs run one of each at once)
