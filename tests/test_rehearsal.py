@@ -233,17 +233,18 @@ def test_the_paper_campaign_rehearses_through_slurm_and_vllm(cluster, built, tmp
     partitions = {j["Partition"] for j in jobs}
     assert set(rehearsal_partitions()) <= partitions, partitions  # the probe ran on every platform
 
-    # the lock holds the hub's commits, the pinned Mixtral revision among them
+    # the manifest loads Mixtral at its pinned commit; the lock holds every branch's commit from the hub
+    manifest = json.loads((root / "data/runs/rehearsal/download/manifest.json").read_text())
+    mixtral = next(m for m in manifest["models"] if m["repository"].startswith("mistralai/"))
+    assert mixtral["commit"] == mixtral["revision"] == miniatures.MIXTRAL_COMMIT
     lock = json.loads((root / "config/rehearsal.lock.json").read_text())
-    assert miniatures.MIXTRAL_COMMIT in json.dumps(lock)
-    assert set(commits.values()) <= set(json.dumps(lock).replace('"', " ").split())
+    assert set(lock.values()) <= set(commits.values()) and len(lock) == len(commits) - 1
 
     run, figures = root / "data/runs/rehearsal", root / "figures/rehearsal"
-    e2e = pd.read_csv(run / "latency/e2e.csv")
-    vllm_rows = e2e[e2e["backend"] == "vllm"]
-    assert set(vllm_rows["name"]) >= {"qwen2", "opt", "mixtral-eagle", "qwen2-k-sweep"}
+    vllm_rows = pd.read_csv(run / "latency/e2e_vllm.csv")
+    assert set(vllm_rows["name"]) == {"qwen2", "opt", "mixtral-eagle", "qwen2-k-sweep"}
     assert set(vllm_rows[vllm_rows["name"] == "qwen2-k-sweep"]["K"]) == {1, 8}
-    assert (vllm_rows[vllm_rows["mode"] == "sd"]["tensor_parallel_size"] == 2).any()
+    assert set(vllm_rows["tensor_parallel_size"]) == {2}
     # both engines side by side, as config/engines.yaml measures them (its checks, on the miniatures)
     summary, ours = pd.read_csv(run / "acceptance/summary_vllm.csv"), pd.read_csv(run / "acceptance/summary.csv")
     assert list(summary.columns) == list(ours.columns) and set(summary["backend"]) == {"vllm"}
@@ -253,9 +254,8 @@ def test_the_paper_campaign_rehearses_through_slurm_and_vllm(cluster, built, tmp
     for _, rows in shared.groupby("platform"):
         assert sorted(map(tuple, rows[keys].values)) == sorted(map(tuple, ours[keys].values))
     assert summary["sigma"].between(1 / 5, 1).all() and (summary["n_rounds"] > 0).all()
-    raw = pd.read_csv(run / "latency/e2e_vllm.csv")
-    assert (raw["status"] == "ok").all(), raw[raw["status"] != "ok"]
-    assert (raw["prefill_seconds"] < raw["seconds"]).all()
+    assert (vllm_rows["status"] == "ok").all(), vllm_rows[vllm_rows["status"] != "ok"]
+    assert (vllm_rows["prefill_seconds"] < vllm_rows["seconds"]).all()
     table = pd.read_csv(figures / "engines.csv")
     assert len(table) and (table["vllm_over_ours"] > 0).all()
     assert "## e2e vllm" in (figures / "tables_1_2.md").read_text()
@@ -263,9 +263,11 @@ def test_the_paper_campaign_rehearses_through_slurm_and_vllm(cluster, built, tmp
         assert list(figures.rglob(notebook.stem + "*")), notebook.name
     assert list(figures.rglob("*.png")) and list(figures.rglob("table*"))
 
-    claims = pd.read_csv(figures / "claims.csv")
-    print(claims[["claim", "verdict", "support", "reason"]].to_string())
-    missing_stage = claims[
-        (claims["verdict"] == "not measurable") & claims["reason"].str.contains("no |missing|absent")
-    ]
-    assert missing_stage.empty, missing_stage[["claim", "reason"]].to_string()
+    claims = pd.read_csv(figures / "claims.csv").set_index("claim")
+    print(claims[["verdict", "support", "reason"]].to_string())
+    assert len(claims) == 11
+    # decided on the miniatures' evidence wherever the rehearsal's grids measure it (2026-12-06: C1,
+    # C4, C5, C10 not reproduced, Eq. 8 reproduced); C2, C3 (vLLM on 2xA800, 4xL40), C6 (two K >= 4),
+    # C7 (three end-to-end B), C8 (a held-out point) and C9 (a MoE on two platforms) read not
+    # measurable for the overlay's small grids and platforms, not for a missing stage (docs/rehearsal.md)
+    assert (claims.loc[["C1", "C4", "C5", "C10", "Eq. 8"], "verdict"] != "not measurable").all()
