@@ -76,8 +76,8 @@ def prompt_sources(config: dict) -> list[str]:
 # Each stage's part of the validated config (config_part's keys), which its rules hand their
 # commands as JSON: a stage's jobs rerun only when their part changes. Every part of every
 # shipped config validates on its own (tests/test_config.py): a command validates what it reads.
-# the pairs and what validating them reads: the platforms, and the device and dtype that size a
-# model on one device (a part without them sized Qwen2-57B at fp32 on the login node's CPU)
+# PAIRS_SECTIONS: the pairs and what validating them reads, the platforms and the device and dtype
+# that size a model on one device (a part without them sized Qwen2-57B at fp32 on the login node).
 PAIRS_SECTIONS = ["platforms", "pairs", "latency.device", "latency.dtype"]
 STAGE_SECTIONS = {
     "theory": ["theory", "prediction", "fit"],
