@@ -19,6 +19,10 @@ def copy_checkout(root: Path) -> Path:
     return root
 
 
+# the shipped configs that are overlays -> the config each is read over (--configfile BASE OVERLAY)
+OVERLAYS = {"rehearsal.yaml": "paper.yaml", "gpu_check-cpu.yaml": "gpu_check.yaml"}
+
+
 def merged(*layers: dict) -> dict:
     """Snakemake's merge of --configfile files: dicts recursively, anything else replaced."""
     out: dict = {}

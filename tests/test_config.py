@@ -16,9 +16,8 @@ from moesd.config import (
 )
 from moesd.paths import REPO_ROOT
 
-from .snakemake_run import merged
+from .snakemake_run import OVERLAYS, merged
 
-OVERLAYS = {"rehearsal.yaml": "paper.yaml", "gpu_check-cpu.yaml": "gpu_check.yaml"}  # an overlay -> its base
 CONFIGS = sorted((REPO_ROOT / "config").glob("*.yaml"))
 RESOLVED = {  # auto, resolved at validation
     ("analysis", "fit_dataset"), ("analysis", "fit_temperature"), ("analysis", "reference_target"),

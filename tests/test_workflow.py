@@ -13,7 +13,7 @@ from moesd.cli import main
 from moesd.figures import MEASURED_FIGURES, NOTEBOOKS
 from moesd.paths import REPO_ROOT
 
-from .snakemake_run import copy_checkout, snakemake
+from .snakemake_run import OVERLAYS, copy_checkout, snakemake
 
 pytestmark = pytest.mark.slow  # every test here runs jobs (`python -m pytest -m "not slow"` skips them)
 
@@ -295,7 +295,8 @@ def test_two_platforms_of_this_machine_give_c9_in_one_run(smoke_run, tmp_path):
 @pytest.mark.parametrize("config", sorted(p.name for p in (REPO_ROOT / "config").glob("*.yaml")))
 def test_no_rule_writes_a_tracked_file(checkout, config):
     tracked = subprocess.run(["git", "ls-files"], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
-    result = snakemake(checkout, "--summary", "--configfile", f"config/{config}")
+    configs = ([f"config/{OVERLAYS[config]}"] if config in OVERLAYS else []) + [f"config/{config}"]
+    result = snakemake(checkout, "--summary", "--configfile", *configs)
     assert result.returncode == 0, result.stderr[-2000:]
     outputs = {line.split("\t", 1)[0] for line in result.stdout.splitlines()[1:] if line.strip()}
     assert len(outputs) > 10 and not outputs & set(tracked.stdout.splitlines())
