@@ -49,6 +49,12 @@ def planned_resources(result) -> dict[str, dict[str, str]]:
     return plans
 
 
+def job_counts(result) -> dict[str, int]:
+    """rule -> its number of jobs, from a dry run's "Job stats" table."""
+    stats = (result.stdout + result.stderr).split("Job stats:", 1)[1].split("total", 1)[0]
+    return {name: int(count) for name, count in (line.split() for line in stats.splitlines()[3:] if line.strip())}
+
+
 def planned_jobs(result) -> list[dict]:
     """Every job of a dry run: {"rule", "wildcards" (a dict), "resources" (a dict of strings)}."""
     jobs = []

@@ -24,7 +24,7 @@ from moesd.paths import REPO_ROOT
 from .hub_server import LocalHub
 from .rehearsal import build_miniatures, publish_miniatures
 from .slurm_cluster import ACCOUNT, PARTITION, local_cluster
-from .snakemake_run import copy_checkout, merged
+from .snakemake_run import copy_checkout, job_counts, merged
 
 PAPER, OVERLAY = REPO_ROOT / "config/paper.yaml", REPO_ROOT / "config/rehearsal.yaml"
 sys.path.insert(0, str(REPO_ROOT / "workflow/scripts"))
@@ -167,9 +167,7 @@ def planned_rules(root: Path, args: list[str], env: dict) -> dict[str, int]:
     result = subprocess.run([sys.executable, "-m", "snakemake", "-n", *args], cwd=root, env=env, capture_output=True,
                             text=True, timeout=300)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    stats = result.stdout.split("Job stats:", 1)[1].split("total", 1)[0]
-    rows = [line.split() for line in stats.splitlines()[3:] if line.strip()]
-    return {name: int(count) for name, count in rows}
+    return job_counts(result)
 
 
 @pytest.mark.rehearsal

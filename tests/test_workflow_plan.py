@@ -10,7 +10,7 @@ import pytest
 import yaml
 from moesd.paths import REPO_ROOT
 
-from .snakemake_run import SNAKEMAKE, planned_jobs, planned_resources, snakemake
+from .snakemake_run import SNAKEMAKE, job_counts, planned_jobs, planned_resources, snakemake
 
 
 def test_lint_is_clean(checkout):
@@ -150,8 +150,7 @@ def test_gpu_check_script_plans_its_jobs(checkout):
     for configs in (["config/gpu_check.yaml"], ["config/gpu_check.yaml", "config/gpu_check-cpu.yaml"]):  # cuda, cpu
         result = snakemake(checkout, "-n", *[a for arg in args for a in (configs if "CONFIGS" in arg else [arg])])
         assert result.returncode == 0, result.stderr[-2000:]
-        stats = (result.stdout + result.stderr).split("Job stats:")[1].split("total")[0]
-        planned = {line.split()[0] for line in stats.splitlines()[3:] if line.strip()}
+        planned = set(job_counts(result))
         assert {"environment", "measure_latency", "speedup"} <= planned, planned
 
 
