@@ -14,6 +14,7 @@ from moesd.backends.vllm import (
     VllmError,
     VllmRequest,
     VllmResult,
+    _environment,
     check,
     run,
     split_problem,
@@ -103,6 +104,22 @@ def test_heads_that_do_not_split_over_the_ranks_are_named():
     assert split_problem({"num_attention_heads": 12, "num_key_value_heads": 3}, 2) == (
         "3 key-value heads neither split over nor replicate across tensor parallel 2"
     )
+
+
+def test_each_rank_gets_as_many_math_threads_as_cores(monkeypatch):
+    """Snakemake sets OMP_NUM_THREADS, MKL_NUM_THREADS, ... to a job's threads; a CPU rank bound
+    to one core with two MKL threads spinning on it decoded 20-30x slower (the rehearsal)."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.setenv(name, "4")  # what Snakemake sets for a 4-thread job
+    ranks = {
+        tp: _environment(VllmRequest(target=Path("t"), prompts=[[1]], tensor_parallel_size=tp)) for tp in (1, 2, 4)
+    }
+    assert [ranks[tp]["VLLM_CPU_OMP_THREADS_BIND"] for tp in (1, 2, 4)] == ["0-3", "0-1|2-3", "0|1|2|3"]
+    assert [ranks[tp]["MKL_NUM_THREADS"] for tp in (1, 2, 4)] == ["4", "2", "1"]
+    assert all(env["OMP_NUM_THREADS"] == env["MKL_NUM_THREADS"] for env in ranks.values())
+    cuda = _environment(VllmRequest(target=Path("t"), prompts=[[1]], device="cuda", tensor_parallel_size=2))
+    assert cuda["MKL_NUM_THREADS"] == "4"  # a GPU job's host threads are the scheduler's
 
 
 def test_generate_names_the_missing_vllm_environment(tmp_path, monkeypatch, checkpoints):

@@ -32,6 +32,13 @@ DRAFT_SAMPLING = ("probabilistic", "greedy")  # vLLM's draft_sample_method
 ARCHITECTURES = ("qwen2", "qwen2_moe", "mixtral", "opt", "llama", "mistral", "qwen3", "qwen3_moe", "olmoe")
 # vLLM 0.32's CPU attention has no kernel below this head size (8 and 16 fail, 32, 48, 64 run)
 CPU_MIN_HEAD_SIZE = 32
+THREAD_SETTINGS = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "GOTO_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
 
 
 class VllmError(ValueError):
@@ -173,6 +180,10 @@ def _environment(request: VllmRequest) -> dict:
         env["VLLM_CPU_OMP_THREADS_BIND"] = "|".join(  # one core range per rank: "0-1", or "0|1" at TP 2
             f"{rank[0]}-{rank[-1]}" if len(rank) > 1 else str(rank[0]) for rank in ranks
         )
+        # a rank's math libraries take as many threads as it has cores: Snakemake sets these to the
+        # job's threads, and two MKL threads spinning on a rank's one core made every decode step
+        # 20-30x slower (found by the rehearsal: docs/benchmarks.md)
+        env.update({name: str(per_rank) for name in THREAD_SETTINGS})
         env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB of KV cache: tiny models, small machines
         env["CUDA_VISIBLE_DEVICES"] = ""
     if request.in_process:  # one import of vLLM instead of one per process (engine core, worker)
