@@ -232,6 +232,12 @@ FORCED = {"name": "f", "acceptance": "forced", "alpha_from": "tiny-moe", "target
         ({"latency": {"warmup": True}}, "config error: latency.warmup: True is not of type 'integer'"),
         ({"experiment": "."}, "config error: experiment:"),
         ({"experiment": "-n"}, "config error: experiment:"),
+        ({"experiment": "smoke\n"}, "config error: experiment: 'smoke\\n' does not match"),  # $ is the end
+        ({"platforms": [{"name": "cpu\n"}]}, "config error: platforms.0.name: 'cpu\\n' does not match"),
+        (
+            {"pairs": [{"name": "p\n", "target": "trained:target", "draft": "trained:draft"}]},
+            "config error: pairs.0.name: 'p\\n' does not match",
+        ),
         (
             {"pairs": [{"name": "..", "target": "trained:target", "draft": "trained:draft"}]},
             "config error: pairs.0.name:",

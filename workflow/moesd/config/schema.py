@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import re
 from importlib import resources
 from pathlib import Path
 
@@ -52,7 +53,19 @@ def _strict_integer(checker, instance) -> bool:
 _TYPES = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _strict_integer)
 
 
-_VALIDATOR = jsonschema.validators.extend(jsonschema.Draft202012Validator, type_checker=_TYPES)
+def _pattern(validator, pattern: str, instance, schema):
+    """JSON Schema's `pattern` with ECMA-262's `$`, which matches only at the end of the string.
+    Python's also matches before a final newline: an experiment name ending in a newline passed
+    ^[A-Za-z0-9_.-]*$, and every shell command that named it split at the newline."""
+    if validator.is_type(instance, "string"):
+        python = pattern[:-1] + r"\Z" if pattern.endswith("$") and not pattern.endswith(r"\$") else pattern
+        if not re.search(python, instance):
+            yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+_VALIDATOR = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator, validators={"pattern": _pattern}, type_checker=_TYPES
+)
 
 
 @functools.lru_cache(maxsize=4)
