@@ -1,5 +1,6 @@
 import copy
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -438,6 +439,27 @@ def test_a_lock_file_that_is_no_lock_stops_at_validation(tmp_path):
         validate_config({"download": {"lock": str(lock)}})
     lock.write_text('{"org/name@main": "%s"}' % ("a" * 40))
     assert validate_config({"download": {"lock": str(lock)}})["download"]["lock"] == str(lock)
+
+
+def test_a_lock_path_that_is_no_regular_file_is_refused_not_replaced(tmp_path):
+    """A symlink, a device (/dev/null), a FIFO or a folder at the lock path was read as "no lock
+    yet", and the download stage then replaced it with a regular file."""
+    target = tmp_path / "elsewhere.json"
+    target.write_text("{}")
+    (tmp_path / "link.json").symlink_to(target)
+    os.mkfifo(tmp_path / "fifo.json")
+    (tmp_path / "folder.json").mkdir()
+    (tmp_path / "latin1.json").write_bytes(b'{"caf\xe9": 1}')
+    for path in (tmp_path / "link.json", "/dev/null", tmp_path / "fifo.json", tmp_path / "folder.json"):
+        with pytest.raises(ConfigError, match=f"config error: download.lock: {path}: not a regular file"):
+            validate_config({"download": {"lock": str(path)}})
+    with pytest.raises(ConfigError, match="download.lock: .*latin1.json: not a JSON lock file \\(not UTF-8"):
+        validate_config({"download": {"lock": str(tmp_path / "latin1.json")}})
+    lock = tmp_path / "x.lock.json"
+    lock.write_text('{"org/name@main": "%s"}' % ("a" * 40 + "\\n"))  # a commit and a newline: no commit
+    with pytest.raises(ConfigError, match="maps ORG/NAME@REVISION to 40-hex commits"):
+        validate_config({"download": {"lock": str(lock)}})
+    assert validate_config({"download": {"lock": str(tmp_path / "none-yet.json")}})  # absent: none yet
 
 
 def _schema_at(path: str) -> dict:

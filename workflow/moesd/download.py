@@ -92,7 +92,7 @@ def resolve(spec_text: str, lock: dict, *, update_lock: bool, offline: bool, loc
     api = HfApi()
     locked = lock.get(lock_key(spec))
     try:
-        if COMMIT.match(spec.revision):
+        if COMMIT.fullmatch(spec.revision):
             commit = spec.revision
         elif offline:
             if locked is None:
@@ -185,7 +185,7 @@ def download(
         if missing:
             raise DownloadError(f"{item.spec}: {len(missing)} file(s) missing after the download, e.g. {missing[0]}")
     if lock_path is not None:
-        pinned = {lock_key(parse_spec(r.spec)): r.commit for r in resolved if not COMMIT.match(r.revision)}
+        pinned = {lock_key(parse_spec(r.spec)): r.commit for r in resolved if not COMMIT.fullmatch(r.revision)}
         if pinned and {**lock, **pinned} != lock:
             write_json(Path(lock_path), dict(sorted({**lock, **pinned}.items())))
             log(f"lock {lock_path}: {len(pinned)} commit(s) recorded")

@@ -5,10 +5,11 @@ lock that is no lock stops the run at once. JSON only: nothing here reaches the 
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
-COMMIT = re.compile(r"^[0-9a-f]{40}$")
+COMMIT = re.compile(r"[0-9a-f]{40}")  # fullmatch: a commit and nothing more
 
 
 class LockFileError(ValueError):
@@ -21,13 +22,19 @@ def lock_key(spec) -> str:
 
 
 def read_lock(path: Path | None) -> dict:
-    """The lock at PATH ({} where there is none yet)."""
-    if path is None or not Path(path).is_file():
+    """The lock at PATH ({} where there is none yet). Anything at PATH but a regular file (a
+    symlink, a device such as /dev/null, a FIFO, a folder) is refused: the download stage would
+    replace it with the lock it writes."""
+    if path is None or not os.path.lexists(path):
         return {}
+    if Path(path).is_symlink() or not Path(path).is_file():
+        raise LockFileError(f"{path}: not a regular file (a lock file is one; the download stage would replace it)")
     try:
-        lock = json.loads(Path(path).read_text())
+        lock = json.loads(Path(path).read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise LockFileError(f"{path}: not a JSON lock file ({error.msg}, line {error.lineno})") from None
-    if not isinstance(lock, dict) or not all(isinstance(v, str) and COMMIT.match(v) for v in lock.values()):
+    except UnicodeDecodeError:
+        raise LockFileError(f"{path}: not a JSON lock file (not UTF-8 text)") from None
+    if not isinstance(lock, dict) or not all(isinstance(v, str) and COMMIT.fullmatch(v) for v in lock.values()):
         raise LockFileError(f"{path}: a lock file maps ORG/NAME@REVISION to 40-hex commits")
     return lock
