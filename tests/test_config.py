@@ -1,6 +1,7 @@
 import copy
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -602,3 +603,20 @@ def test_a_config_without_platforms_measures_on_this_machine_and_ours_skips_what
     vllm = e2e_vllm_slices(paper)
     assert {"2xA800/qwen2", "4xL40/qwen2", "4xL40/opt", "2xH800/qwen2-k-sweep-K32"} <= set(vllm)
     assert not any(key.startswith("1xH200/") for key in vllm)  # the component platform decodes nothing end to end
+
+
+def test_a_yaml_alias_bomb_stops_at_once_in_one_short_line():
+    """Nine levels of aliases (433 bytes of YAML) expand to 10^9 values: the schema's error quoted
+    them all (34 MB) and validation ran for minutes. Now it stops before walking them."""
+    levels = ['a0: &a0 ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    levels += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 10)]
+    bomb = yaml.safe_load("\n".join(levels) + "\nlatency: {batch_sizes: *a9}\n")
+    start = time.perf_counter()
+    with pytest.raises(ConfigError) as info:
+        validate_config(bomb)
+    assert time.perf_counter() - start < 5
+    assert str(info.value).startswith("config error: <top level>: more than 100,000 values with YAML aliases")
+    long = {"latency": {"batch_sizes": ["x" * 10_000]}}  # a value the schema quotes back: cut short
+    with pytest.raises(ConfigError) as info:
+        validate_config(long)
+    assert len(str(info.value)) < 400 and str(info.value).endswith(" ...")

@@ -74,6 +74,24 @@ def _schema(text: str) -> dict:
     return yaml.safe_load(text)
 
 
+MAX_VALUES = 100_000  # an experiment config holds a few hundred; a YAML alias bomb, billions
+MAX_MESSAGE = 300  # characters of a schema error's own text (it quotes the offending value)
+
+
+def _count_values(node, budget: int) -> int:
+    """The values in NODE with YAML aliases expanded (each reference counted again), stopping
+    once BUDGET is spent: the number left (below 0 past it)."""
+    stack = [node]
+    while stack and budget >= 0:
+        item = stack.pop()
+        budget -= 1
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return budget
+
+
 def validate_config(config: dict, schema_file=SCHEMA_FILE) -> dict:
     """Validate CONFIG (filled with defaults in place) and return it; raise ConfigError."""
     schema = _schema(schema_file.read_text())
@@ -81,6 +99,11 @@ def validate_config(config: dict, schema_file=SCHEMA_FILE) -> dict:
         config = {}
     if not isinstance(config, dict):
         raise ConfigError("config error: <top level>: must be a mapping")
+    if _count_values(config, MAX_VALUES) < 0:  # before any walk of it: an alias bomb would hang one
+        raise ConfigError(
+            f"config error: <top level>: more than {MAX_VALUES:,} values with YAML aliases expanded "
+            "(an experiment holds a few hundred: aliases nested into an explosion?)"
+        )
     _fill_defaults(schema, config)
     validator = _VALIDATOR(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(config))
@@ -89,7 +112,8 @@ def validate_config(config: dict, schema_file=SCHEMA_FILE) -> dict:
             extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
             key = _key([*error.absolute_path, extra[0]]) if extra else _key(error.absolute_path)
             raise ConfigError(f"config error: {key}: unknown key")
-        raise ConfigError(f"config error: {_key(error.absolute_path)}: {error.message}")
+        message = error.message if len(error.message) <= MAX_MESSAGE else error.message[:MAX_MESSAGE] + " ..."
+        raise ConfigError(f"config error: {_key(error.absolute_path)}: {message}")
     check_config(config)
     return config
 
