@@ -620,3 +620,21 @@ def test_a_yaml_alias_bomb_stops_at_once_in_one_short_line():
     with pytest.raises(ConfigError) as info:
         validate_config(long)
     assert len(str(info.value)) < 400 and str(info.value).endswith(" ...")
+
+
+@pytest.mark.parametrize(
+    "patch, key",
+    [
+        ({"latency": {"batch_sizes": [10**9]}}, "latency.batch_sizes.0"),
+        ({"routing": {"batch_sizes": [10**9]}}, "routing.batch_sizes.0"),
+        ({"engine_check": {"batch_sizes": [10**9]}}, "engine_check.batch_sizes.0"),
+        ({"acceptance": {"max_new_tokens": 10**9}}, "acceptance.max_new_tokens"),
+        ({"latency": {"repeats": 10**26}}, "latency.repeats"),
+        ({"latency": {"e2e": {"sequences": 10**9}}}, "latency.e2e.sequences"),
+    ],
+)
+def test_sizes_no_machine_can_measure_stop_before_any_work(patch, key):
+    """A batch of 10^9 failed with a MemoryError after 297 s, 10^9 new tokens asked for a 1 TB
+    allocation, 10^26 repeats would never end: each measured size has a ceiling in the schema."""
+    with pytest.raises(ConfigError, match=f"config error: {key}: .* is greater than the maximum of"):
+        validate_config(copy.deepcopy(patch))
