@@ -86,3 +86,71 @@ def test_sigma_resamples_draw_whole_prompts():
     swapped = sigma_resampled(table, reps[0])
     assert swapped["sigma"].tolist() == [float(reps[0]["sigma"].iloc[0]), 0.6]  # no resample for mtbench: kept
     assert sigma_resampled(table, None) is table
+
+
+def rounds_of_two_s(rng, trials: int, n: int, drift: float, own: float) -> pd.DataFrame:
+    """TRIALS forward points (one model each) of s = 1 and 5, N repeats timed in rounds: each round's
+    drift (a shared machine) multiplies both s alike, each call has its own noise. True times 1.0
+    and 1.5: the true target efficiency T(1) / T(5) is 2/3."""
+    drift_of = np.exp(drift * rng.standard_normal((trials, 1, n)))
+    seconds = np.array([1.0, 1.5])[None, :, None] * drift_of * np.exp(own * rng.standard_normal((trials, 2, n)))
+    index = pd.MultiIndex.from_product([range(trials), [1, 5], range(n)], names=["model", "s", "repeat"])
+    return pd.DataFrame({"seconds": seconds.ravel()}, index=index).reset_index().assign(B=1, status="ok")
+
+
+def efficiency_coverage(frame: pd.DataFrame, trials: int, n: int, resamples: int, seed: int) -> float:
+    """The share of trials whose 95 % percentile interval of median(T(1)) / median(T(5)) over
+    RESAMPLES resamples of FRAME holds the true 2/3."""
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(resamples):
+        values = resample_repeats(frame, rng)["seconds"].to_numpy().reshape(trials, 2, n)
+        medians = np.median(values, axis=2)
+        draws.append(medians[:, 0] / medians[:, 1])
+    low, high = np.quantile(np.array(draws), [0.025, 0.975], axis=0)
+    return float(((low <= 2 / 3) & (2 / 3 <= high)).mean())
+
+
+def test_the_s_of_one_round_are_drawn_together():
+    """T(B, 1) and T(B, v) of a target efficiency were timed in the same rounds: a resample draws
+    the same rounds for both (not each s its own), while points of another B draw their own."""
+    frame = rounds_of_two_s(np.random.default_rng(0), trials=1, n=6, drift=0.0, own=0.0)
+    frame = pd.concat([frame, frame.assign(B=2)], ignore_index=True)
+    frame["seconds"] = frame["repeat"] * 10.0 + frame["s"]  # a value that names its round
+    rng = np.random.default_rng(3)
+    differ = 0
+    for _ in range(30):
+        drawn = resample_repeats(frame, rng)
+        rounds = (drawn["seconds"] // 10).to_numpy().reshape(2, 2, 6)  # B, s, repeat
+        assert (rounds[:, 0] == rounds[:, 1]).all()  # both s of a B drew the same rounds
+        assert (drawn["seconds"] % 10 == drawn["s"]).all()  # each s its own values
+        differ += not (rounds[0] == rounds[1]).all()
+    assert differ >= 25  # two B are independent points
+
+
+def test_intervals_of_a_target_efficiency_cover_its_truth():
+    """Known truths, simulated: with drift shared by a round's s (as on a shared machine), the 95 %
+    intervals of resampling whole rounds cover the true efficiency in 90-99 % of trials; resampling
+    each s on its own would break the pairing and cover almost always (intervals too wide to
+    decide anything)."""
+    trials, n = 400, 5
+    frame = rounds_of_two_s(np.random.default_rng(7), trials, n, drift=0.15, own=0.02)
+    assert 0.90 <= efficiency_coverage(frame, trials, n, resamples=200, seed=1) <= 0.99
+    unpaired = frame.rename(columns={"s": "tokens"})  # not a round member: each s drawn on its own
+    assert efficiency_coverage(unpaired, trials, n, resamples=200, seed=1) > 0.99
+
+
+def test_the_mean_of_the_last_5_resamples_those_5():
+    """analysis.statistic mean_last5 (the paper's: 10 runs, the last 5 averaged) reads repeats 5-9:
+    a resample draws from those alone, so the interval holds the estimate (drawing from all 10
+    once gave 1.20-2.00 around an estimate of 1.00)."""
+    from moesd.bootstrap import kept_repeats
+
+    frame = points({1: [2.0] * 5 + [1.0, 1.1, 0.9, 1.0, 1.0]})
+    base = point_times(frame, "mean_last5")
+    kept = kept_repeats(frame, "mean_last5")
+    assert kept["repeat"].tolist() == [5, 6, 7, 8, 9] and kept_repeats(frame, "median") is frame
+    reps = replicates(lambda table: point_times(table, "mean_last5"), {"table": kept}, ["B"], ["seconds"], 200, 0)
+    table = with_intervals(base, reps, ["B"], ["seconds"], 0.95)
+    assert table["seconds_ci_low"].item() <= base["seconds"].item() <= table["seconds_ci_high"].item()
+    assert table["seconds_ci_high"].item() <= 1.1

@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from moesd.columns import ROUND_MEMBERS
+
 REPEAT_VALUES = ("seconds", "prefill_seconds")  # values of one timed repeat, drawn together
 
 
@@ -26,16 +28,26 @@ def point_keys(frame: pd.DataFrame, also=()) -> list[str]:
 
 def resample_repeats(frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
     """FRAME with each point's repeat values drawn with replacement from that point's own repeats
-    (the same number of repeats, the repeat labels kept; the values of one repeat stay together)."""
+    (the same number of repeats, the repeat labels kept; the values of one repeat stay together).
+
+    Whole rounds: the points that differ only in ROUND_MEMBERS (the s of one forward point, timed
+    taking turns within each round) draw the same repeat labels, so that a resample keeps what
+    one round's drift did to every s alike (T_T(B, 1) and T_T(B, v) of a target efficiency are
+    paired, as they were measured)."""
     values = [c for c in REPEAT_VALUES if c in frame.columns]
     if frame.empty or not values:
         return frame
-    group = frame.groupby(point_keys(frame), dropna=False, sort=False).ngroup().to_numpy()
-    order = np.argsort(group, kind="stable")  # rows of one point next to each other
-    grouped = group[order]
-    starts = np.searchsorted(grouped, grouped, side="left")
-    sizes = np.bincount(group)[grouped]
-    drawn = order[starts + (rng.random(len(order)) * sizes).astype(int)]
+    keys = point_keys(frame)
+    point = frame.groupby(keys, dropna=False, sort=False).ngroup().to_numpy()
+    shared = [k for k in keys if k not in ROUND_MEMBERS]
+    round_of = frame.groupby(shared, dropna=False, sort=False).ngroup().to_numpy() if shared else np.zeros_like(point)
+    order = np.lexsort((frame["repeat"].to_numpy(), point))  # rows of one point together, by repeat
+    in_order = point[order]
+    starts = np.searchsorted(in_order, in_order, side="left")
+    sizes = np.bincount(point)[in_order]
+    position = np.arange(len(order)) - starts  # the j-th repeat of its point
+    uniform = rng.random((round_of.max() + 1, sizes.max()))  # one draw per (round group, repeat position)
+    drawn = order[starts + (uniform[round_of[order], position] * sizes).astype(int)]
     out = frame.copy()
     for column in values:
         column_values = frame[column].to_numpy()
@@ -45,7 +57,24 @@ def resample_repeats(frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFr
     return out
 
 
-def sigma_replicates(rounds: pd.DataFrame, keys: list[str], n: int, seed: int) -> list[pd.DataFrame]:
+def kept_repeats(frame: pd.DataFrame, statistic: str) -> pd.DataFrame:
+    """The repeats STATISTIC reads: the last 5 of each point for the paper's mean of the last 5
+    (Sec. 4.1: 10 runs, the last 5 averaged), so that a resample draws from those alone; all of
+    them for the median."""
+    if statistic != "mean_last5" or frame.empty or "repeat" not in frame:
+        return frame
+    keys = point_keys(frame)
+    rank = frame.groupby(keys, dropna=False, sort=False)["repeat"].rank(method="first", ascending=False)
+    return frame[rank <= 5]
+
+
+def streams(seed: int, n: int) -> list[np.random.SeedSequence]:
+    """N independent seed streams from one seed (the composed, end-to-end and sigma resamples must
+    not share their draws: a support computed across them would pair their noise)."""
+    return np.random.SeedSequence(seed).spawn(n)
+
+
+def sigma_replicates(rounds: pd.DataFrame, keys: list[str], n: int, seed) -> list[pd.DataFrame]:
     """N resamples of sigma (Eq. 5: mean accepted length over gamma + 1) per KEYS setting of the
     acceptance stage's ROUNDS, drawing each setting's prompts with replacement (a prompt's rounds
     together). Each resample is a table of KEYS and sigma."""
@@ -68,9 +97,7 @@ def sigma_replicates(rounds: pd.DataFrame, keys: list[str], n: int, seed: int) -
     return out
 
 
-def replicates(
-    compute, tables: dict[str, pd.DataFrame], keys: list[str], columns: list[str], n: int, seed: int, extra=None
-):
+def replicates(compute, tables: dict[str, pd.DataFrame], keys: list[str], columns: list[str], n: int, seed, extra=None):
     """COMPUTE(**resampled TABLES, **EXTRA(i)) N times; the KEYS and COLUMNS of each result, with
     `replicate`. EXTRA gives each resample's further inputs (a resampled sigma table, say)."""
     rng = np.random.default_rng(seed)

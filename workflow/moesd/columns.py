@@ -48,7 +48,16 @@ E2E = [
     "hardware",
 ]
 
-LATENCY_TABLES = ("forward", "draft", "reject", "e2e")  # the latency stage's tables, of a slice or of all
+LATENCY_TABLES = ("forward", "draft", "reject", "e2e")
+# per point of a latency table, the summary of its repeats beside each repeat's row (moesd.latency.tables)
+REPEAT_SUMMARY = ("mean_last5", "median", "q25", "q75", "spread", "remeasured")
+# what differs between the s of one forward point, whose repeats were timed in the same rounds
+ROUND_MEMBERS = (
+    "s",
+    "distinct_experts",
+    "distinct_experts_mean",
+    *REPEAT_SUMMARY,
+)  # the latency stage's tables, of a slice or of all
 
 TABLES = {
     "composed": ("a composed speedups table of `moesd speedup`", COMPOSED),

@@ -223,7 +223,7 @@ def speedup_tables(latency: dict, sigmas: pd.DataFrame, pair: dict | None, round
     intervals of analysis.bootstrap_resamples resamples (moesd.bootstrap) of the raw repeats and,
     where the acceptance stage measured PAIR's sigma, of its ROUNDS' prompts. Returns (composed,
     e2e, composed replicates, e2e replicates)."""
-    from moesd.bootstrap import replicates, sigma_replicates, with_intervals
+    from moesd.bootstrap import kept_repeats, replicates, sigma_replicates, streams, with_intervals
 
     def composed_of(forward, draft, reject, sigma_resample=None):
         table = compose(
@@ -240,20 +240,25 @@ def speedup_tables(latency: dict, sigmas: pd.DataFrame, pair: dict | None, round
     def e2e_of(e2e):
         return e2e_speedups(e2e, analysis["statistic"], analysis["e2e_time"])
 
+    # the repeats the statistic reads, alone: a resample of the mean of the last 5 draws from those 5
+    latency = {name: kept_repeats(table, analysis["statistic"]) for name, table in latency.items()}
     components = {name: latency[name] for name in ("forward", "draft", "reject")}
     # a platform may measure only components (the paper's H200) or only end to end (its 2xA800)
     timed, decoded = len(latency["forward"]) > 0, len(latency["e2e"]) > 0
     composed = composed_of(**components) if timed else pd.DataFrame()
     e2e = e2e_of(latency["e2e"]) if decoded else pd.DataFrame()
-    n, seed, level = analysis["bootstrap_resamples"], analysis["bootstrap_seed"], analysis["confidence"]
+    n, level = analysis["bootstrap_resamples"], analysis["confidence"]
+    composed_seed, e2e_seed, sigma_seed = streams(analysis["bootstrap_seed"], 3)  # independent draws
     if rounds is not None and pair is not None:  # sigma's own spread: this pair's prompts resampled
         rounds = rounds[(rounds["target"] == pair["target"]) & (rounds["draft"] == pair["draft"])]
-    sigma_reps = sigma_replicates(rounds, SETTING, n, seed + 1) if rounds is not None and len(rounds) else None
+    sigma_reps = sigma_replicates(rounds, SETTING, n, sigma_seed) if rounds is not None and len(rounds) else None
     extra = (lambda i: {"sigma_resample": sigma_reps[i]}) if sigma_reps else None
     composed_reps = (
-        replicates(composed_of, components, COMPOSED_KEYS, COMPOSED_VALUES, n, seed, extra) if timed else pd.DataFrame()
+        replicates(composed_of, components, COMPOSED_KEYS, COMPOSED_VALUES, n, composed_seed, extra)
+        if timed
+        else pd.DataFrame()
     )
-    e2e_reps = replicates(e2e_of, {"e2e": latency["e2e"]}, E2E_KEYS, ["speedup"], n if len(e2e) else 0, seed)
+    e2e_reps = replicates(e2e_of, {"e2e": latency["e2e"]}, E2E_KEYS, ["speedup"], n if len(e2e) else 0, e2e_seed)
     if n:
         composed = with_intervals(composed, composed_reps, COMPOSED_KEYS, COMPOSED_VALUES, level) if timed else composed
         e2e = with_intervals(e2e, e2e_reps, E2E_KEYS, ["speedup"], level) if len(e2e) else e2e
