@@ -587,3 +587,85 @@ def test_compared_runs_are_resampled_with_their_own_replicates():
     assert claims["C9"].verdict == INCONCLUSIVE and claims["C9"].support == pytest.approx(0.5)
     steady = {c.claim: c for c in add_support(evaluate_claims(ev), ev, reps, None, 0.9, None)}
     assert steady["C9"].verdict == REPRODUCED and steady["C9"].support == 1.0
+
+
+# Audit cases (claim checks without loopholes): each failed on the checks before them.
+
+
+def test_c4_with_fewer_than_three_batch_sizes_is_not_measurable():
+    """A rise and a fall need a batch size on each side of the peak: two batch sizes read not
+    measurable, not "not reproduced" at a NaN margin."""
+    ev = paper_like()
+    ev = dataclasses.replace(ev, composed=ev.composed[ev.composed["B"].isin([1, 2])])
+    (c4,) = [c for c in evaluate_claims(ev) if c.claim == "C4"]
+    assert c4.verdict == NOT_MEASURABLE and "fewer than 3 batch sizes" in c4.reason
+
+
+def _sweep_curves(ev: Evidence, curves: dict[int, list[float]]) -> None:
+    """Set the sigma-adjusted sweep speedups of each K to CURVES[K] over BATCHES."""
+    for k, values in curves.items():
+        rows = ev.composed["K"] == k
+        ev.composed.loc[rows, "speedup_sigma_adjusted"] = ev.composed.loc[rows, "B"].map(
+            dict(zip(BATCHES, values, strict=True))
+        )
+
+
+def test_c6_a_peak_decided_by_a_tenth_of_a_percent_is_no_shift():
+    """Every K >= 4 tops out at B = 8 and 16 within 0.1 %; only the widths widen. The argmax alone
+    moved the peak from 8 to 16 and read reproduced."""
+    ev = paper_like()
+    _sweep_curves(
+        ev,
+        {
+            16: [1.0, 1.2, 1.6, 2.0, 1.999, 1.6, 1.2],
+            8: [1.2, 1.5, 1.8, 2.0, 1.9995, 1.8, 1.5],
+            4: [1.45, 1.6, 1.9, 1.999, 2.0, 1.9, 1.6],
+        },
+    )
+    (c6,) = [c for c in evaluate_claims(ev) if c.claim == "C6"]
+    assert c6.verdict == NOT_REPRODUCED and "K=4: peak at B=8-16" in c6.run
+    assert "peak B moves right as K falls (peaks within 5%): no" in c6.reason
+
+
+@pytest.mark.parametrize(
+    "k2",
+    [[1.8] * 7, [1.8, 1.872, 1.8, 1.7, 1.6, 1.5, 1.4]],
+    ids=["flat", "rises 4 % then falls"],
+)
+def test_c6_the_attention_bound_k_must_fall(k2):
+    ev = paper_like()
+    _sweep_curves(ev, {2: k2})
+    (c6,) = [c for c in evaluate_claims(ev) if c.claim == "C6"]
+    assert c6.verdict == NOT_REPRODUCED and "K <= 2 decrease monotonically: no" in c6.reason
+    assert "K=2: peak at" in c6.run and "does not fall throughout" in c6.run
+
+
+def test_c7_an_unrelated_ordering_over_four_batch_sizes_does_not_track():
+    """Over 4 end-to-end batch sizes, Spearman >= 0.6 holds for 5 of the 24 orderings of an
+    unrelated efficiency; with the permutation test only the one perfect ordering tracks."""
+    import itertools
+
+    ev = paper_like()
+    four = [1, 4, 16, 64]
+    e2e = ev.e2e[ev.e2e["B"].isin(four)].copy()
+    e2e["speedup"] = e2e["B"].map(dict(zip(four, [1.0, 2.0, 3.0, 4.0], strict=True)))
+    reproduced = 0
+    for order in itertools.permutations([0.1, 0.2, 0.3, 0.4]):
+        composed = ev.composed.copy()
+        composed["target_efficiency"] = composed["B"].map(dict(zip(four, order, strict=True)))
+        c7 = next(c for c in evaluate_claims(dataclasses.replace(ev, e2e=e2e, composed=composed)) if c.claim == "C7")
+        assert c7.verdict in (REPRODUCED, NOT_REPRODUCED)
+        reproduced += c7.verdict == REPRODUCED
+    assert reproduced == 1
+    three = dataclasses.replace(ev, e2e=e2e[e2e["B"] != 64])
+    (c7,) = [c for c in evaluate_claims(three) if c.claim == "C7"]
+    assert c7.verdict == NOT_MEASURABLE and "needs at least 4" in c7.reason
+
+
+def test_permutation_pvalues():
+    from moesd.claims.predicates import permutation_pvalue
+
+    assert permutation_pvalue([1, 2, 3, 4], [1, 2, 3, 4]) == pytest.approx(1 / 24)
+    assert permutation_pvalue([1, 2, 3, 4], [4, 3, 2, 1]) == 1.0
+    assert permutation_pvalue([1, 2, 3], [5, 5, 5]) == 1.0  # a constant orders nothing
+    assert permutation_pvalue(range(10), range(10)) < 1e-3  # sampled orderings beyond 8 values
