@@ -5,7 +5,7 @@ from moesd.latency.store import PointStore, run_point
 from moesd.latency.tables import long_table, summarise_repeats
 from moesd.models import load_model
 from moesd.theory import expected_active_experts
-from moesd.timing import timed_interleaved
+from moesd.timing import RoundProtocol, timed_interleaved
 
 MOE = (
     "arch:qwen2-57b-a14b:num_hidden_layers=4,hidden_size=64,num_attention_heads=2,num_key_value_heads=1,"
@@ -79,7 +79,9 @@ def test_distinct_experts_follow_eq8_on_random_inputs():
     for batch in (4, 16, 64):
         measured = []
         for seed in range(4):
-            (point,) = forward_point(model, batch, [1], [16] * batch, warmup=0, repeats=1, seed=seed)["per_s"]
+            (point,) = forward_point(
+                model, batch, [1], [16] * batch, warmup=0, protocol=RoundProtocol.fixed(1), seed=seed
+            )["per_s"]
             measured += point["distinct_experts"]
         predicted = expected_active_experts(64, 8, batch)
         assert abs(np.mean(measured) - predicted) / predicted < 0.05, (batch, np.mean(measured), predicted)
@@ -89,8 +91,8 @@ def test_reject_time_grows_with_the_logits_it_reads():
     """T_reject(B) times the acceptance rule on B x (gamma + 1) x V logits: a point 256x larger
     (B 1 -> 16, V 512 -> 8192) takes longer (medians of 5 repeats; far enough apart that noise
     cannot swap them)."""
-    small = reject_point(1, 4, 512, 1.0, "cpu", warmup=1, repeats=5, seed=0)["seconds"]
-    large = reject_point(16, 4, 8192, 1.0, "cpu", warmup=1, repeats=5, seed=0)["seconds"]
+    small = reject_point(1, 4, 512, 1.0, "cpu", warmup=1, protocol=RoundProtocol.fixed(5), seed=0)["seconds"]
+    large = reject_point(16, 4, 8192, 1.0, "cpu", warmup=1, protocol=RoundProtocol.fixed(5), seed=0)["seconds"]
     assert len(small) == len(large) == 5 and min(small) > 0
     assert np.median(large) > 4 * np.median(small), (np.median(small), np.median(large))
 
@@ -103,7 +105,7 @@ def test_calls_take_turns_within_each_repeat():
 
 def test_one_forward_point_times_every_s_over_one_cache():
     model = load_model(MOE, device="cpu")
-    point = forward_point(model, 2, [1, 3, 5], [8, 12], warmup=1, repeats=2, seed=0)
+    point = forward_point(model, 2, [1, 3, 5], [8, 12], warmup=1, protocol=RoundProtocol.fixed(2), seed=0)
     assert [p["s"] for p in point["per_s"]] == [1, 3, 5]
     assert all(len(p["seconds"]) == 2 and len(p["distinct_experts"]) == 4 for p in point["per_s"])
     rows = per_s_records({"B": 2, "status": "ok"} | point, [1, 3, 5])
@@ -150,9 +152,11 @@ def test_prompt_ids_feed_the_timed_forwards():
     top-k experts, where uniform ids activate about Eq. 8's count."""
     model = load_model(MOE, device="cpu")  # 64 experts, top-8
     same = [[7] * 40, [7] * 25]
-    (point,) = forward_point(model, 16, [1], [16] * 16, warmup=0, repeats=1, seed=0, prompts=same)["per_s"]
+    (point,) = forward_point(
+        model, 16, [1], [16] * 16, warmup=0, protocol=RoundProtocol.fixed(1), seed=0, prompts=same
+    )["per_s"]
     assert point["distinct_experts"] == [8.0] * 4
-    (point,) = forward_point(model, 16, [1], [16] * 16, warmup=0, repeats=1, seed=0)["per_s"]
+    (point,) = forward_point(model, 16, [1], [16] * 16, warmup=0, protocol=RoundProtocol.fixed(1), seed=0)["per_s"]
     assert min(point["distinct_experts"]) > 30  # Eq. 8: about 48 of 64 at 16 tokens
 
 

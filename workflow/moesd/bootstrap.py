@@ -15,9 +15,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from moesd.columns import PER_REPEAT as REPEAT_VALUES  # values of one timed repeat, drawn together
 from moesd.columns import ROUND_MEMBERS
-
-REPEAT_VALUES = ("seconds", "prefill_seconds")  # values of one timed repeat, drawn together
 
 
 def point_keys(frame: pd.DataFrame, also=()) -> list[str]:

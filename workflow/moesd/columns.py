@@ -49,6 +49,8 @@ E2E = [
 ]
 
 LATENCY_TABLES = ("forward", "draft", "reject", "e2e")
+# the values of one timed repeat (a round) in a latency table, drawn together when resampled
+PER_REPEAT = ("seconds", "prefill_seconds", "switches", "steal")
 # per point of a latency table, the summary of its repeats beside each repeat's row (moesd.latency.tables)
 REPEAT_SUMMARY = ("mean_last5", "median", "q25", "q75", "spread", "remeasured")
 # what differs between the s of one forward point, whose repeats were timed in the same rounds

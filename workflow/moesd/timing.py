@@ -20,11 +20,14 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import math
 import os
+import resource
 import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 LOCK_NAME = "moesd-cpu-timing.lock"
@@ -95,7 +98,138 @@ def timed_repeats(call, device, warmup: int, repeats: int) -> list[float]:
 def timed_interleaved(calls: dict, device, warmup: int, repeats: int) -> dict:
     """Seconds of each of REPEATS rounds of CALLS (a dict of callables), the calls taking turns
     within a round so that their ratios are measured side by side, after WARMUP untimed rounds:
-    CUDA events on a GPU, the host clock after a synchronisation elsewhere."""
+    the paper's fixed protocol (timed_rounds with RoundProtocol.fixed)."""
+    return timed_rounds(calls, device, warmup, RoundProtocol.fixed(repeats)).seconds
+
+
+@dataclass(frozen=True)
+class RoundProtocol:
+    """How the rounds of one point are taken on a shared machine (latency.rounds):
+
+    - REPEATS rounds at least; a round is *disturbed* when one contender's time lies more than
+      DISTURBED robust standard deviations (1.4826 MAD) and more than MIN_EXCESS above its median
+      over the rounds so far, or when the machine counted steal time during it (a hypervisor took
+      the cores). A disturbed round is measured again: it is dropped and a new round taken;
+    - rounds are added until every contender's median has a distribution-free 95 % interval
+      (order statistics) narrower than PRECISION of the median on either side;
+    - never more than MAX_ROUNDS rounds in all, replacements included: a point that does not
+      settle keeps what it has, and its spread says so."""
+
+    repeats: int
+    max_rounds: int
+    precision: float = 0.02
+    disturbed: float = 5.0
+    min_excess: float = 0.10
+
+    @classmethod
+    def fixed(cls, repeats: int) -> RoundProtocol:
+        """Exactly REPEATS rounds, nothing measured again (the paper's protocol)."""
+        return cls(repeats, repeats, precision=math.inf, disturbed=math.inf, min_excess=math.inf)
+
+
+@dataclass
+class Rounds:
+    """The kept rounds of a point: seconds per contender, and per kept round the involuntary
+    context switches of this process and the machine's steal time (jiffies) counted around it;
+    how many rounds were measured again, and how many were taken in all."""
+
+    seconds: dict
+    switches: list[int] = field(default_factory=list)
+    steal: list[int] = field(default_factory=list)
+    remeasured: int = 0
+    taken: int = 0
+
+
+def machine_counters() -> tuple[int, int]:
+    """(this process's involuntary context switches, the machine's steal time in jiffies; 0 where
+    /proc/stat is not readable)."""
+    switches = resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw
+    try:
+        with open("/proc/stat") as handle:
+            fields = handle.readline().split()
+        steal = int(fields[8]) if len(fields) > 8 else 0
+    except OSError:
+        steal = 0
+    return switches, steal
+
+
+def median_interval(values: list[float], level: float = 0.95) -> tuple[float, float]:
+    """A distribution-free interval of the median: the order statistics j and n + 1 - j with j the
+    largest whose binomial tail P(Bin(n, 1/2) < j) stays within (1 - level) / 2 (5 values: the
+    range, 93.75 %)."""
+    ordered = sorted(values)
+    n, tail, j, cumulative = len(ordered), (1 - level) / 2, 0, 0.0
+    while n and j < n // 2:
+        cumulative += math.comb(n, j) / 2**n
+        if cumulative > tail:
+            break
+        j += 1
+    j = max(j, 1)
+    return ordered[j - 1], ordered[n - j]
+
+
+def _disturbed(rounds: list[dict], steal: list[int], protocol: RoundProtocol) -> list[int]:
+    """Indices of disturbed rounds, the worst first (RoundProtocol)."""
+    scores = {}
+    for key in rounds[0]:
+        values = [r[key] for r in rounds]
+        median = statistics.median(values)
+        spread = 1.4826 * statistics.median(abs(v - median) for v in values)
+        for i, value in enumerate(values):
+            excess = value / median - 1 if median > 0 else 0.0
+            far = excess > protocol.min_excess and (value - median) > protocol.disturbed * spread
+            if far or steal[i] > 0 and math.isfinite(protocol.disturbed):
+                scores[i] = max(scores.get(i, 0.0), excess)
+    return sorted(scores, key=scores.get, reverse=True)
+
+
+def _precise(rounds: list[dict], protocol: RoundProtocol) -> bool:
+    for key in rounds[0]:
+        values = [r[key] for r in rounds]
+        low, high = median_interval(values)
+        median = statistics.median(values)
+        if median > 0 and max(median - low, high - median) > protocol.precision * median:
+            return False
+    return True
+
+
+def timed_rounds(calls: dict, device, warmup: int, protocol: RoundProtocol) -> Rounds:
+    """CALLS (a dict of callables) timed in rounds, taking turns within each (their ratios measured
+    side by side), under PROTOCOL: disturbed rounds measured again, rounds added until the medians
+    are precise, up to the cap. The seconds of the kept rounds, in the order they were taken."""
+    seconds_of = _clock(calls, device, warmup)
+    kept, switches, steal = [], [], []
+    taken = remeasured = 0
+
+    def take() -> None:
+        nonlocal taken
+        before = machine_counters()
+        kept.append({key: seconds_of(call) for key, call in calls.items()})
+        after = machine_counters()
+        switches.append(after[0] - before[0])
+        steal.append(after[1] - before[1])
+        taken += 1
+
+    while len(kept) < protocol.repeats:
+        take()
+    while taken < protocol.max_rounds:
+        disturbed = _disturbed(kept, steal, protocol)[: protocol.max_rounds - taken]
+        if disturbed:
+            for i in sorted(disturbed, reverse=True):
+                del kept[i], switches[i], steal[i]
+            remeasured += len(disturbed)
+            for _ in disturbed:
+                take()
+            continue
+        if _precise(kept, protocol):
+            break
+        take()
+    return Rounds({key: [r[key] for r in kept] for key in calls}, switches, steal, remeasured, taken)
+
+
+def _clock(calls: dict, device, warmup: int):
+    """After WARMUP untimed rounds of CALLS: a function timing one call (CUDA events on a GPU,
+    the host clock after a synchronisation elsewhere)."""
     import torch
 
     for _ in range(warmup):
@@ -112,19 +246,15 @@ def timed_interleaved(calls: dict, device, warmup: int, repeats: int) -> dict:
             end.synchronize()
             return start.elapsed_time(end) / 1e3
 
-    else:
-        timer = Timer(device, enabled=True)
+        return seconds_of
+    timer = Timer(device, enabled=True)
 
-        def seconds_of(call) -> float:
-            start = timer.now()
-            call()
-            return timer.now() - start
+    def seconds_of(call) -> float:
+        start = timer.now()
+        call()
+        return timer.now() - start
 
-    seconds = {key: [] for key in calls}
-    for _ in range(repeats):
-        for key, call in calls.items():
-            seconds[key].append(seconds_of(call))
-    return seconds
+    return seconds_of
 
 
 def interleaved_medians(contenders: dict, repeats: int, warmup: int) -> dict[str, float]:

@@ -54,6 +54,12 @@ def _check_specs(config: dict) -> None:
 
 
 def _check_latency(config: dict) -> None:
+    lat = config["latency"]
+    if (lat["rounds"]["max_repeats"] or lat["repeats"]) < lat["repeats"]:
+        raise ConfigError(
+            f"config error: latency.rounds.max_repeats: {lat['rounds']['max_repeats']} is below latency.repeats "
+            f"{lat['repeats']} (the cap counts every round of a point)"
+        )
     names = {pair["name"] for pair in config["pairs"]}
     backends = config["latency"]["e2e"]["backends"]
     through_vllm = {e["pair"] for e in config["latency"]["e2e"]["pairs"] if e["acceptance"] == "real"}

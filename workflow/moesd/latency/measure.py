@@ -25,7 +25,7 @@ import torch
 
 from moesd.decode.engine import forward_ragged
 from moesd.decode.sampling import verify
-from moesd.timing import timed_interleaved, timed_repeats
+from moesd.timing import RoundProtocol, timed_repeats, timed_rounds
 
 
 def device_of(lat: dict) -> str:
@@ -33,6 +33,25 @@ def device_of(lat: dict) -> str:
     if lat["device"] == "cuda" and not torch.cuda.is_available():
         raise ValueError("latency.device: cuda, but this torch sees no CUDA device")
     return ("cuda" if torch.cuda.is_available() else "cpu") if lat["device"] == "auto" else lat["device"]
+
+
+def round_protocol(lat: dict) -> RoundProtocol:
+    """latency.rounds as a RoundProtocol (moesd.timing): adaptive, or the paper's fixed repeats."""
+    rounds, repeats = lat["rounds"], lat["repeats"]
+    if not rounds["adaptive"]:
+        return RoundProtocol.fixed(repeats)
+    cap = max(repeats, rounds["max_repeats"] or 3 * repeats)
+    return RoundProtocol(repeats, cap, rounds["precision"], rounds["disturbed"], rounds["min_excess"])
+
+
+def rounds_record(rounds) -> dict:
+    """What a point keeps of its rounds besides the seconds (moesd.timing.Rounds)."""
+    return {
+        "switches": rounds.switches,
+        "steal": rounds.steal,
+        "remeasured": rounds.remeasured,
+        "rounds_taken": rounds.taken,
+    }
 
 
 def context_lengths(batch: int, spec: dict, prompt_lengths: list[int] | None, seed: int) -> list[int]:
@@ -78,14 +97,15 @@ def forward_point(
     tokens: list[int],
     contexts: list[int],
     warmup: int,
-    repeats: int,
+    protocol: RoundProtocol,
     seed: int,
     prompts: list[list[int]] | None = None,
 ):
     """T(B, s) for every s in TOKENS over one cache holding CONTEXTS, the s taking turns within
     each repeat (their ratios, the target efficiency, are measured side by side), and the
     distinct experts per layer at each s (the mean over up to three of its inputs, in extra
-    untimed calls). Returns one part per s. Context and new ids come from PROMPTS (a prompt set
+    untimed calls). The rounds follow PROTOCOL (moesd.timing.RoundProtocol): disturbed rounds
+    measured again, rounds added until the medians are precise. Returns one part per s. Context and new ids come from PROMPTS (a prompt set
     in the model's tokenizer) where given, else uniformly random (`TokenDraw`).
 
     Every call feeds fresh tokens, as every decoding step does: repeating one input would route
@@ -95,11 +115,12 @@ def forward_point(
     draw = TokenDraw(model.cfg.vocab_size, seed, prompts)
     cache = model.new_cache(batch, max(contexts) + max(tokens))
     forward_ragged(model, cache, [draw(n) for n in contexts])
-    shape = {s: (warmup + repeats, batch, s) for s in tokens}
+    shape = {s: (warmup + protocol.max_rounds, batch, s) for s in tokens}
     new = {s: torch.tensor(draw(int(np.prod(shape[s])))).view(shape[s]).to(model.device) for s in tokens}
     turns = {s: iter(ids) for s, ids in new.items()}
     calls = {s: (lambda s=s: model(next(turns[s]), cache)) for s in tokens}  # lengths never advance
-    seconds = timed_interleaved(calls, model.device, warmup, repeats)
+    rounds = timed_rounds(calls, model.device, warmup, protocol)
+    seconds = rounds.seconds
     parts = []
     for s in tokens:
         distinct = []
@@ -109,7 +130,7 @@ def forward_point(
                     model(ids, cache)
             distinct = torch.stack(recorded).gt(0).sum(dim=2).float().mean(dim=0).tolist()
         parts.append({"s": s, "seconds": seconds[s], "distinct_experts": distinct})
-    return {"per_s": parts}
+    return {"per_s": parts} | rounds_record(rounds)
 
 
 def per_s_records(record: dict, tokens: list[int]) -> list[dict]:
@@ -120,12 +141,15 @@ def per_s_records(record: dict, tokens: list[int]) -> list[dict]:
 
 
 @torch.no_grad()
-def reject_point(batch: int, gamma: int, vocab: int, temperature: float, device, warmup: int, repeats: int, seed: int):
+def reject_point(
+    batch: int, gamma: int, vocab: int, temperature: float, device, warmup: int, protocol: RoundProtocol, seed: int
+):
     gen = torch.Generator(device=device).manual_seed(seed)
     target = torch.randn(batch, gamma + 1, vocab, generator=gen, device=device)
     draft = torch.randn(batch, gamma, vocab, generator=gen, device=device)
     drafts = torch.randint(0, vocab, (batch, gamma), generator=gen, device=device)
-    return {"seconds": timed_repeats(lambda: verify(target, draft, drafts, temperature, gen), device, warmup, repeats)}
+    rounds = timed_rounds({None: lambda: verify(target, draft, drafts, temperature, gen)}, device, warmup, protocol)
+    return {"seconds": rounds.seconds[None]} | rounds_record(rounds)
 
 
 def e2e_point(

@@ -24,8 +24,9 @@ from moesd.models.spec import parse_spec
 # on a CPU (moesd.models.linear); 4: e2e points of several batches, continuous batching; 5: every
 # input that changes a measurement in its key (the device and CUDA graphs of forward and e2e
 # points, the seed of e2e points); 6: checkpoint folders keyed by their weight files (a retrained
-# pair is measured anew), e2e points by backend.
-PROTOCOL = 6
+# pair is measured anew), e2e points by backend; 7: forward and rejection points in adaptive rounds
+# (disturbed rounds measured again, rounds added until the medians are precise; latency.rounds).
+PROTOCOL = 7
 
 
 class Fingerprints(dict):

@@ -14,7 +14,14 @@ from tqdm import tqdm
 from moesd.config import latency_slices
 from moesd.devices import timing_dtype
 from moesd.latency.e2e import sweep_e2e
-from moesd.latency.measure import context_lengths, device_of, forward_point, per_s_records, reject_point
+from moesd.latency.measure import (
+    context_lengths,
+    device_of,
+    forward_point,
+    per_s_records,
+    reject_point,
+    round_protocol,
+)
 from moesd.latency.store import Fingerprints, PointStore, run_point
 from moesd.latency.tables import long_table
 from moesd.models import checkpoint
@@ -70,6 +77,7 @@ def sweep_forward(
     jobs = [(i, m, k) for i, m, k in jobs if only is None or (i, k) in only]
     sources = [token_source(entry, lat["context"], pairs, prompts_dir) for entry in lat["models"]]  # read once
     fingerprints = Fingerprints()
+    protocol = round_protocol(lat)
     for i, entry, k in tqdm(jobs, desc="latency models", ascii=True, mininterval=5):
         spec = parse_spec(entry["spec"]).resolve(run_dir).with_k(k).text
         ids, prompts = sources[i]
@@ -83,7 +91,7 @@ def sweep_forward(
                 tokens,
                 contexts,
                 lat["warmup"],
-                lat["repeats"],
+                protocol,
                 lat["threads"],
                 str(dtype),
                 device,
@@ -100,7 +108,7 @@ def sweep_forward(
                 "forward",
                 key,
                 lambda b=batch, c=contexts, m=model, t=tokens, p=prompts: forward_point(
-                    m, b, t, c, lat["warmup"], lat["repeats"], seed=b, prompts=p
+                    m, b, t, c, lat["warmup"], protocol, seed=b, prompts=p
                 ),
                 describe,
             )
@@ -109,10 +117,10 @@ def sweep_forward(
 
 
 def sweep_reject(lat: dict, store: PointStore, vocab: int, device) -> list:
-    records = []
+    records, protocol = [], round_protocol(lat)
     for temperature in lat["reject_temperatures"]:
         for batch in lat["batch_sizes"]:
-            key = (batch, lat["gamma_max"], vocab, temperature, lat["warmup"], lat["repeats"], str(device))
+            key = (batch, lat["gamma_max"], vocab, temperature, lat["warmup"], protocol, str(device))
             describe = {
                 "B": batch,
                 "gamma": lat["gamma_max"],
@@ -121,7 +129,7 @@ def sweep_reject(lat: dict, store: PointStore, vocab: int, device) -> list:
                 "device": str(device),
             }
             measure = lambda b=batch, t=temperature: reject_point(  # noqa: E731
-                b, lat["gamma_max"], vocab, t, device, lat["warmup"], lat["repeats"], seed=b
+                b, lat["gamma_max"], vocab, t, device, lat["warmup"], protocol, seed=b
             )
             records.append(run_point(store, "reject", key, measure, describe))
     return records

@@ -9,21 +9,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from moesd.columns import PER_REPEAT
 from moesd.io import StageFailure, write_csv
 
 
 def summarise_repeats(seconds: list[float]) -> dict:
-    """The paper's statistic (mean of the last 5 repeats) and robust ones."""
+    """The paper's statistic (mean of the last 5 repeats) and robust ones; spread: the
+    interquartile range over the median."""
     values = np.asarray(seconds, float)
+    median = float(np.median(values))
+    q25, q75 = float(np.quantile(values, 0.25)), float(np.quantile(values, 0.75))
     return {
         "mean_last5": float(values[-5:].mean()),
-        "median": float(np.median(values)),
-        "q25": float(np.quantile(values, 0.25)),
-        "q75": float(np.quantile(values, 0.75)),
+        "median": median,
+        "q25": q25,
+        "q75": q75,
+        "spread": (q75 - q25) / median if median > 0 else float("nan"),
     }
-
-
-PER_REPEAT = ("seconds", "prefill_seconds")  # lists with one value per timed repeat
 
 
 def long_table(records: list[dict]) -> pd.DataFrame:
