@@ -154,3 +154,22 @@ def test_the_mean_of_the_last_5_resamples_those_5():
     table = with_intervals(base, reps, ["B"], ["seconds"], 0.95)
     assert table["seconds_ci_low"].item() <= base["seconds"].item() <= table["seconds_ci_high"].item()
     assert table["seconds_ci_high"].item() <= 1.1
+
+
+def test_group_resamples_draw_whole_units_within_their_group():
+    from moesd.bootstrap import group_resample
+
+    frame = pd.DataFrame(
+        [{"tokens": t, "sample": s, "layer": layer, "value": 100 * t + 10 * s + layer}
+         for t in (1, 4) for s in range(3 if t == 1 else 5) for layer in range(2)]
+    )  # fmt: skip
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(40):
+        drawn = group_resample(frame, ["tokens"], "sample", rng)
+        assert drawn.groupby("tokens").size().to_dict() == {1: 6, 4: 10}  # each group keeps its size
+        assert (drawn["value"] // 100 == drawn["tokens"]).all()  # units stay in their group
+        pairs = drawn.groupby(np.arange(len(drawn)) // 2)["layer"].agg(list)
+        assert all(p == [0, 1] for p in pairs)  # a sample's layers together, in order
+        seen |= set(drawn.loc[drawn["tokens"] == 4, "sample"])
+    assert seen == set(range(5))

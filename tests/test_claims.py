@@ -669,3 +669,81 @@ def test_permutation_pvalues():
     assert permutation_pvalue([1, 2, 3, 4], [4, 3, 2, 1]) == 1.0
     assert permutation_pvalue([1, 2, 3], [5, 5, 5]) == 1.0  # a constant orders nothing
     assert permutation_pvalue(range(10), range(10)) < 1e-3  # sampled orderings beyond 8 values
+
+
+# Support for the threshold verdicts: a margin inside the noise of the evidence reads inconclusive.
+
+
+def _no_timing_noise(ev: Evidence, n: int = 20) -> pd.DataFrame:
+    """N timing replicates identical to the point estimates (only the other evidence varies)."""
+    from moesd.speedup import COMPOSED_KEYS
+
+    keys = ev.composed[COMPOSED_KEYS + ["speedup", "target_efficiency", "speedup_sigma_adjusted"]]
+    return pd.concat([keys.assign(replicate=i) for i in range(n)], ignore_index=True)
+
+
+def _support(ev: Evidence, claim: str, timing: bool = False):
+    """CLAIM after add_support over 100 resamples of its own evidence (and TIMING replicates that
+    change nothing)."""
+    from moesd.claims import add_support
+
+    ev = dataclasses.replace(ev, analysis=ANALYSIS | {"bootstrap_resamples": 100})
+    claims = add_support(evaluate_claims(ev), ev, _no_timing_noise(ev) if timing else None, None, 0.9)
+    return next(c for c in claims if c.claim == claim)
+
+
+def _sampled_routing(ev: Evidence, ratio: float, noise: float) -> Evidence:
+    """Trained-router counts of 20 samples per t, their mean RATIO x Eq. 8 exactly, each sample
+    NOISE above or below it."""
+    rows = []
+    for _, row in ev.routing.iterrows():
+        trained = row["implementation"] == "engine"
+        for sample in range(20 if trained else 1):
+            value = row["eq8"] * (ratio + (noise if sample % 2 else -noise)) if trained else row["distinct_experts"]
+            rows.append(row.to_dict() | {"sample": sample, "distinct_experts": value})
+    return dataclasses.replace(ev, routing=pd.DataFrame(rows))
+
+
+def test_eq8_at_its_threshold_is_inconclusive_and_a_clear_match_is_supported():
+    """4.9 % against the 5 % tolerance, with samples 5 % apart: reproduced at a margin of 0.1 %
+    with no support before; now the resampled routing samples decide it is inside the noise."""
+    from moesd.claims import INCONCLUSIVE
+
+    close = _support(_sampled_routing(paper_like(), 1.049, 0.05), "Eq. 8")
+    assert close.verdict == INCONCLUSIVE and close.support < 0.9 and "routing samples" in close.reason
+    clear = _support(_sampled_routing(paper_like(), 1.01, 0.005), "Eq. 8")
+    assert clear.verdict == REPRODUCED and clear.support == 1.0
+
+
+def test_c8_at_its_threshold_is_inconclusive():
+    """A held-out MAPE of 9.99 % against 10 %, its points' errors 5-15 %: inside the noise."""
+    from moesd.claims import INCONCLUSIVE
+
+    ev = paper_like()
+    errors = np.array([0.05, 0.15] * 10) + (0.0999 - 0.10)
+    predictions = pd.DataFrame(
+        {"family": "moe", "variant": "eq4", "K": 8, "B": range(20), "gamma": 4, "speedup": 2.0, "in_fit": False}
+    ).assign(speedup_pred=2.0 * (1 + errors))
+    ev = dataclasses.replace(ev, predictions=predictions, metrics=ev.metrics.assign(mape_heldout=9.99))
+    c8 = _support(ev, "C8")
+    assert c8.verdict == INCONCLUSIVE and "held-out points" in c8.reason
+    tight = predictions.assign(speedup_pred=2.0 * 1.04)  # 4 % everywhere: far from 10 %, no spread
+    c8 = _support(dataclasses.replace(ev, predictions=tight, metrics=ev.metrics.assign(mape_heldout=4.0)), "C8")
+    assert c8.verdict == REPRODUCED and c8.support == 1.0
+
+
+def test_c7_sigma_spread_at_its_threshold_is_inconclusive():
+    """Sigma over B spread 19.8 % (against 20 %), each point decoded from 8 sequences of 10 rounds
+    that accept differently: the resampled sequences decide the spread is inside the noise."""
+    from moesd.claims import INCONCLUSIVE
+
+    ev = paper_like()
+    first, other = [30, 60] * 4, [22, 52, 22, 52, 22, 52, 22, 55]  # accepted tokens: 360 and 299 of 400
+    sums = np.where(ev.e2e["B"] == 1, ";".join(map(str, first)), ";".join(map(str, other)))
+    e2e = ev.e2e.assign(accepted_sums=sums, accepted_rounds=";".join(["10"] * 8))
+    e2e["sigma"] = np.where(e2e["B"] == 1, 360, 299) / 80 / 5  # gamma 4: sigma = tokens / rounds / 5
+    ev = dataclasses.replace(ev, e2e=e2e)
+    (c7,) = [c for c in evaluate_claims(ev) if c.claim == "C7"]
+    assert c7.verdict == REPRODUCED and "sigma spread over B <= 20%: yes (margin +0%)" in c7.reason
+    c7 = _support(ev, "C7", timing=True)
+    assert c7.verdict == INCONCLUSIVE and "decoded sequences" in c7.reason

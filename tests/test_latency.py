@@ -142,6 +142,9 @@ def test_e2e_point_decodes_its_batches_in_turn_with_their_own_seeds():
     assert len({tuple(a) for a in accepted}) > 1  # the batches' acceptance draws differ
     every = np.concatenate(accepted)
     assert point["sigma"] == pytest.approx(np.mean(every + 1) / 4)
+    sums = np.array(point["accepted_sums"].split(";"), float)  # per sequence, so sigma resamples by prompt
+    rounds = np.array(point["accepted_rounds"].split(";"), float)
+    assert len(sums) == 3 and sums.sum() / rounds.sum() / 4 == pytest.approx(point["sigma"])
     ar = e2e_point(target, draft, batches, mode="ar", seed=0, warmup=0, repeats=1, **decoding)
     assert ar["tokens"] == 36 and np.isnan(ar["sigma"])
 

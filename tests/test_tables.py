@@ -78,3 +78,30 @@ def test_fig4_shows_an_end_to_end_k_sweep_sigma_adjusted():
     fig = sparsity_fit_figure(predictions, None, "caption", measured=swept)
     crosses = [c for ax in fig.axes for c in ax.collections if c.get_label() == "end to end, vllm"]
     assert len(crosses) == 2  # one per K panel
+
+
+def test_figures_scale_to_the_point_estimates_and_mark_clipped_intervals():
+    """One disturbed point's interval reaching 30x once set the axis and flattened every curve: the
+    limits come from the point estimates, and a triangle marks each interval clipped at an edge."""
+    from moesd.figures.style import band, error_bars, plt, scale_to_points
+
+    rows = pd.DataFrame(
+        {
+            "B": [1, 2, 4],
+            "speedup": [1.0, 1.2, 1.1],
+            "speedup_ci_low": [0.95, 1.1, 0.01],
+            "speedup_ci_high": [1.1, 30.0, 1.2],
+        }
+    )
+    fig, (ax, other) = plt.subplots(1, 2)
+    ax.plot(rows["B"], rows["speedup"])
+    band(ax, rows, "B", "speedup", color="C0")
+    bottom, top = scale_to_points(ax)
+    assert top == pytest.approx(1.26) and bottom == pytest.approx(0.94) and ax.get_ylim() == (bottom, top)
+    marks = {line.get_marker(): (list(line.get_xdata()), list(line.get_ydata())) for line in ax.lines[1:]}
+    assert marks == {"^": ([2.0], [top]), "v": ([4.0], [bottom])}
+    other.scatter(rows["B"], rows["speedup"])
+    error_bars(other, rows, "B", "speedup", color="k")
+    assert scale_to_points(other, bottom=0, top=2.0) == (0, 2.0)  # a fixed floor, a least top
+    assert [line.get_marker() for line in other.lines] == ["^"]
+    plt.close(fig)

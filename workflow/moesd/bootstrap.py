@@ -96,6 +96,47 @@ def sigma_replicates(rounds: pd.DataFrame, keys: list[str], n: int, seed) -> lis
     return out
 
 
+def sequence_sigma_resample(e2e: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    """E2E (speedup rows) with each SD point's sigma recomputed from its decoded sequences drawn
+    with replacement (`accepted_sums`, `accepted_rounds`: one prompt's rounds together); rows
+    without them (vLLM's counters, forced acceptance) keep theirs."""
+    if e2e.empty or "accepted_sums" not in e2e:
+        return e2e
+    sigma = e2e["sigma"].to_numpy(float).copy()
+    for i, (sums, rounds, gamma) in enumerate(
+        zip(e2e["accepted_sums"], e2e["accepted_rounds"], e2e["gamma"], strict=True)
+    ):
+        if pd.isna(sums) or str(sums) == "":
+            continue
+        tokens = np.array(str(sums).split(";"), float)
+        counts = np.array(str(rounds).split(";"), float)
+        drawn = rng.integers(len(tokens), size=len(tokens))
+        sigma[i] = tokens[drawn].sum() / max(counts[drawn].sum(), 1.0) / (gamma + 1)
+    return e2e.assign(sigma=sigma)
+
+
+def group_resample(frame: pd.DataFrame, groups: list[str], unit: str, rng: np.random.Generator) -> pd.DataFrame:
+    """FRAME with the UNIT values of each GROUPS group drawn with replacement, every row of a drawn
+    unit together (a routing sample with all its layers)."""
+    if frame.empty:
+        return frame
+    unit_of = frame.groupby([*groups, unit], dropna=False, sort=False).ngroup().to_numpy()
+    rows = np.argsort(unit_of, kind="stable")  # the rows of each unit together
+    unit_sizes = np.bincount(unit_of)
+    unit_starts = np.cumsum(unit_sizes) - unit_sizes
+    units = pd.DataFrame(
+        {"group": frame.groupby(groups, dropna=False, sort=False).ngroup().to_numpy(), "unit": unit_of}
+    ).drop_duplicates("unit")
+    units = units.sort_values("group", kind="stable")
+    group_of, unit_list = units["group"].to_numpy(), units["unit"].to_numpy()
+    group_sizes = np.bincount(group_of)
+    group_starts = np.cumsum(group_sizes) - group_sizes
+    drawn = unit_list[group_starts[group_of] + (rng.random(len(unit_list)) * group_sizes[group_of]).astype(int)]
+    lengths = unit_sizes[drawn]
+    offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return frame.iloc[rows[np.repeat(unit_starts[drawn], lengths) + offsets]].reset_index(drop=True)
+
+
 def replicates(compute, tables: dict[str, pd.DataFrame], keys: list[str], columns: list[str], n: int, seed, extra=None):
     """COMPUTE(**resampled TABLES, **EXTRA(i)) N times; the KEYS and COLUMNS of each result, with
     `replicate`. EXTRA gives each resample's further inputs (a resampled sigma table, say)."""

@@ -167,7 +167,8 @@ def e2e_speedups(e2e: pd.DataFrame, statistic: str = "median", time: str = "deco
     points = point_times(e2e, statistic, column)
     keys = E2E_KEYS + (["sequences"] if "sequences" in points else [])
     ar = points[points["mode"] == "ar"][keys + ["seconds", "tokens"]]
-    sd = points[points["mode"] == "sd"][keys + ["seconds", "tokens", "sigma"]]
+    per_sequence = [c for c in ("accepted_sums", "accepted_rounds") if c in points]  # sigma per prompt
+    sd = points[points["mode"] == "sd"][keys + ["seconds", "tokens", "sigma", *per_sequence]]
     table = ar.rename(columns={"seconds": "t_ar", "tokens": "tokens_ar"}).merge(
         sd.rename(columns={"seconds": "t_sd", "tokens": "tokens_sd"}), on=keys
     )

@@ -13,8 +13,8 @@ REPRODUCED, NOT_REPRODUCED, NOT_MEASURABLE = "reproduced", "not reproduced", "no
 INCONCLUSIVE = "inconclusive"  # the call changes when the raw repeats are resampled (support below min_support)
 
 
-# claims whose evidence the resampling changes (composed and end-to-end speedups); C8 and Eq. 8
-# read the fit and the routing counts, which are not resampled
+# claims whose evidence the timing resamples change (composed and end-to-end speedups, the
+# end-to-end sigma); C8 and Eq. 8 are resampled over their own evidence (moesd.claims.support)
 RESAMPLED = ("C1", "C2", "C3", "C4", "C5", "C6", "C7", "C9", "C10")
 
 
@@ -25,9 +25,11 @@ MARGIN = (
     "the difference; both fractions)"
 )
 SUPPORT = (
-    "the share of resamples of the latency stage's raw repeats (and of the acceptance stage's prompts) whose "
-    "speedups give the same verdict; - where the verdict does not rest on resampled timings. A reproduced or "
-    "not-reproduced call with support below analysis.min_support reads inconclusive: it is inside the noise"
+    "the share of resamples of the verdict's evidence that give the same verdict: the latency stage's raw "
+    "repeats (whole rounds), the acceptance stage's prompts and the end-to-end runs' decoded sequences for the "
+    "speedup claims; the routing samples for Eq. 8; the held-out points' errors for C8's MAPE (a proxy: the fit "
+    "is not redone); - where nothing was resampled. A reproduced or not-reproduced call with support below "
+    "analysis.min_support reads inconclusive: it is inside the noise"
 )
 
 

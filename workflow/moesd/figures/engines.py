@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from moesd.figures.style import E2E_TIME, error_bars, plt, save_figure, style
+from moesd.figures.style import CLIPPED, E2E_TIME, error_bars, plt, save_figure, scale_to_points, style
 
 ROW = ["name", "target", "draft", "dataset", "temperature", "gamma", "batching", "B"]  # like with like
 STYLES = {"ours": {"ls": "-", "marker": "o"}, "vllm": {"ls": "--", "marker": "s"}}
@@ -72,6 +72,7 @@ def engines_figure(e2e: pd.DataFrame, table: pd.DataFrame, stem: Path | None, de
         ax.set_title(f"temperature {temp:g}, gamma {', '.join(map(str, sorted(part['gamma'].unique())))}", fontsize=9)
         ax.legend(fontsize=7)
     axes[0, 0].set_ylabel("end-to-end speedup T_AR / T_SD")
+    scale_to_points(axes[0])  # the panels share y
     fig.tight_layout()
     return save_figure(
         fig,
@@ -79,7 +80,7 @@ def engines_figure(e2e: pd.DataFrame, table: pd.DataFrame, stem: Path | None, de
         "End-to-end speedup T_AR/T_SD against batch size: our engine (solid) and vLLM, the paper's engine "
         "(dashed), on the same prompts in the same order, batch sizes and output length, on the same machine. "
         f"Timed: {E2E_TIME[native['e2e_time'].iloc[0]]}; {native['statistic'].iloc[0]} of the repeats; bars: "
-        "intervals from resampling each point's repeats. vLLM's continuous batching admits at most B sequences "
+        f"intervals from resampling each point's repeats. {CLIPPED} vLLM's continuous batching admits at most B sequences "
         f"at a time. Pairs: {'; '.join(f'{r.name} = {r.target} + {r.draft}' for r in native.drop_duplicates('name').itertuples())}. "
         f"Device: {device}.",
     )

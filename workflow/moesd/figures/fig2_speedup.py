@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from moesd.families import native
-from moesd.figures.style import band, error_bars, models_label, plt, save_figure, sns, style
+from moesd.figures.style import CLIPPED, band, error_bars, models_label, plt, save_figure, scale_to_points, sns, style
 from moesd.paper import HEADLINE_LABEL
 
 
@@ -57,7 +57,8 @@ def speedup_figure(composed: pd.DataFrame, e2e: pd.DataFrame, stem: Path | None,
             twin = ax.twinx()
             twin.plot(eff["B"], eff["target_efficiency"], ls="--", color="0.4", label="target efficiency")
             band(twin, eff, "B", "target_efficiency", color="0.4")
-            twin.set_ylim(0, max(1.05, 1.05 * eff["target_efficiency"].max()))
+            scale_to_points(ax)
+            scale_to_points(twin, bottom=0, top=1.05)
             twin.grid(False)
             ax.set_xscale("log", base=2)
             ax.set_title(f"{model} + {part['draft'].iloc[0]}, gamma={gamma}", fontsize=9)
@@ -81,7 +82,7 @@ def speedup_figure(composed: pd.DataFrame, e2e: pd.DataFrame, stem: Path | None,
         f"v = {int(table['verify_s'].iloc[0] - table['gamma'].iloc[0])} + gamma tokens verified) and sigma "
         f"({table['sigma_source'].iloc[0]}); target efficiency (dashed, right axis); crosses: end-to-end "
         f"T_AR/T_SD measured by the latency stage at the same gamma. Bands and bars: intervals from resampling "
-        f"each point's raw repeats and the acceptance stage's prompts (moesd.bootstrap). Dotted: the paper's printed "
+        f"each point's raw repeats and the acceptance stage's prompts (moesd.bootstrap). {CLIPPED} Dotted: the paper's printed "
         f"peak at the panel's gamma ({HEADLINE_LABEL}, HumanEval, T=0), for scale: other models and hardware. "
         f"Device: {device}; "
         f"{table['dtype'].iloc[0]}, experts: {', '.join(sorted(set(table['expert_impl'])))}. "

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from moesd.families import native
-from moesd.figures.style import band, models_label, plt, save_figure, sns, style
+from moesd.figures.style import CLIPPED, band, models_label, plt, save_figure, scale_to_points, sns, style
 
 
 def target_efficiency_figure(composed: pd.DataFrame, stem: Path | None, device: str, reference_k: int):
@@ -27,17 +27,17 @@ def target_efficiency_figure(composed: pd.DataFrame, stem: Path | None, device: 
         for n, target in enumerate(dict.fromkeys(part["target"])):  # seaborn's hue order: first appearance
             band(ax, part[part["target"] == target].sort_values("B"), "B", "target_efficiency", color=f"C{n}")
         ax.set_xscale("log", base=2)
-        ax.set_ylim(0, max(1.05, 1.05 * table["target_efficiency"].max()))  # shared y: every panel's values
         ax.set_xlabel("batch size B")
         ax.set_ylabel("target efficiency T_T(B,1)/T_T(B,v)")
         ax.set_title(f"gamma={gamma} (v={int(part['verify_s'].iloc[0])} tokens)", fontsize=9)
         ax.legend(fontsize=7)
+    scale_to_points(axes[0], bottom=0, top=1.05)  # the panels share y: every panel's values
     return save_figure(
         fig,
         stem,
         "Fig. 3 analog. Target efficiency T_T(B,1)/T_T(B,v) against batch size for the MoE and dense "
         f"targets, from this run's forward-time table ({table['statistic'].iloc[0]} of the repeats; bands: "
-        "intervals from resampling the raw repeats). "
+        f"intervals from resampling the raw repeats). {CLIPPED} "
         f"The paper: MoE rises then falls, dense only falls. Device: {device}; {table['dtype'].iloc[0]}. "
         f"Models: {models_label(table)}.",
     )

@@ -7,7 +7,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from moesd.figures.style import E2E_TIME, error_bars, models_label, plt, save_figure, sns, style
+from moesd.figures.style import (
+    CLIPPED,
+    E2E_TIME,
+    error_bars,
+    models_label,
+    plt,
+    save_figure,
+    scale_to_points,
+    sns,
+    style,
+)
 
 
 def e2e_figure(e2e: pd.DataFrame, stem: Path | None, device: str):
@@ -26,6 +36,7 @@ def e2e_figure(e2e: pd.DataFrame, stem: Path | None, device: str):
             for _, rows in part[part["name"] == name].groupby("backend"):
                 error_bars(ax, rows.sort_values("B"), "B", "speedup", color=f"C{n}")
         ax.axhline(1, color="0.5", lw=0.8)
+        scale_to_points(ax)
         ax.set_xscale("log", base=2)
         ax.set_ylabel("end-to-end speedup T_AR / T_SD")
         ax.set_title(f"temperature {temp:g}, gamma {', '.join(map(str, sorted(part['gamma'].unique())))}", fontsize=9)
@@ -41,6 +52,6 @@ def e2e_figure(e2e: pd.DataFrame, stem: Path | None, device: str):
         f"Fig. 6 analog. End-to-end speedup T_AR/T_SD measured by the latency stage (same prompts, batch size "
         f"and output length; {e2e['statistic'].iloc[0]} of the repeats; timed: {E2E_TIME[e2e['e2e_time'].iloc[0]]}; "
         f"{', '.join(sorted(e2e['batching'].unique()))} batching, T_SD per the AR run's token count). "
-        f"{engine}Acceptance per pair: {sources}. Bars: intervals from resampling each point's repeats. "
+        f"{engine}Acceptance per pair: {sources}. Bars: intervals from resampling each point's repeats. {CLIPPED} "
         f"Targets: {models_label(e2e, 'name', 'target')}. Device: {device}.",
     )

@@ -3,13 +3,16 @@ and a caption file next to them (device, models and the source of every number).
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.collections import PathCollection  # noqa: E402
 
 from moesd.io import atomic_path, write_text  # noqa: E402
 
@@ -35,18 +38,66 @@ def save_figure(fig, stem: str | Path | None, caption: str):
     return fig
 
 
+CLIPPED = (
+    "Intervals are clipped at the axes, which the point estimates scale; a triangle marks where one reaches beyond."
+)
+_INTERVALS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # axes -> the intervals drawn on them
+
+
+def _interval(ax, rows, x: str, y: str, color) -> tuple[str, str] | None:
+    """Y's interval columns where ROWS has them, remembered for scale_to_points."""
+    low, high = f"{y}_ci_low", f"{y}_ci_high"
+    if low not in rows or high not in rows or not rows[low].notna().any():
+        return None
+    values = (rows[x].to_numpy(float), rows[low].to_numpy(float), rows[high].to_numpy(float), color)
+    _INTERVALS.setdefault(ax, []).append(values)
+    return low, high
+
+
 def band(ax, rows, x: str, y: str, **style) -> None:
     """Shade Y's interval (Y_ci_low to Y_ci_high, from the resampled raw repeats) where the table has one."""
-    low, high = f"{y}_ci_low", f"{y}_ci_high"
-    if low in rows and high in rows and rows[low].notna().any():
-        ax.fill_between(rows[x], rows[low], rows[high], alpha=0.2, lw=0, **style)
+    columns = _interval(ax, rows, x, y, style.get("color"))
+    if columns:
+        ax.fill_between(rows[x], rows[columns[0]], rows[columns[1]], alpha=0.2, lw=0, **style)
 
 
 def error_bars(ax, rows, x: str, y: str, **style) -> None:
     """Y's interval as error bars at each X where the table has one."""
-    low, high = f"{y}_ci_low", f"{y}_ci_high"
-    if low in rows and high in rows and rows[low].notna().any():
-        ax.errorbar(rows[x], rows[y], yerr=[rows[y] - rows[low], rows[high] - rows[y]], fmt="none", lw=0.8, **style)
+    columns = _interval(ax, rows, x, y, style.get("color"))
+    if columns:
+        low, high = (rows[c] for c in columns)
+        ax.errorbar(rows[x], rows[y], yerr=[rows[y] - low, high - rows[y]], fmt="none", lw=0.8, **style)
+
+
+def point_values(ax) -> np.ndarray:
+    """The y values of the point estimates drawn on AX: its lines and scattered markers (not the
+    bands or error bars)."""
+    parts = [np.asarray(line.get_ydata(), float) for line in ax.lines]
+    parts += [np.asarray(c.get_offsets(), float)[:, 1] for c in ax.collections if isinstance(c, PathCollection)]
+    values = np.concatenate(parts) if parts else np.array([])
+    return values[np.isfinite(values)]
+
+
+def scale_to_points(axes, bottom: float | None = None, top: float | None = None) -> tuple[float, float] | None:
+    """Y limits of AXES (one, or several sharing y) from the point estimates, not the intervals:
+    one disturbed point's interval once reached 30x and flattened every curve. BOTTOM fixes the
+    lower limit, TOP is the least upper one. Intervals beyond the limits are clipped, with a
+    triangle at the edge above (or below) each point where one is. Returns the limits."""
+    axes = list(np.ravel([axes]))
+    values = np.concatenate([point_values(ax) for ax in axes])
+    if not len(values):
+        return None
+    lowest, highest = float(values.min()), float(values.max())
+    pad = max(0.15 * (highest - lowest), 0.05 * abs(highest)) or 0.1  # room for ordinary intervals
+    limits = (lowest - pad if bottom is None else bottom, max(highest + pad, top if top is not None else -np.inf))
+    for ax in axes:
+        ax.set_ylim(*limits)
+        for x, low, high, color in _INTERVALS.get(ax, []):
+            for beyond, edge, marker in ((high > limits[1], limits[1], "^"), (low < limits[0], limits[0], "v")):
+                if beyond.any():
+                    ax.plot(x[beyond], np.full(int(beyond.sum()), edge), ls="none", marker=marker, ms=5, color=color,
+                            clip_on=False, zorder=6)  # fmt: skip
+    return limits
 
 
 def models_label(table, name: str = "model", spec: str = "spec") -> str:

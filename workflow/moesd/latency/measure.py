@@ -152,6 +152,15 @@ def reject_point(
     return {"seconds": rounds.seconds[None]} | rounds_record(rounds)
 
 
+def sequence_acceptance(sequences: list[list[int]]) -> dict:
+    """Each decoded sequence's accepted tokens (accepted drafts + 1 per round) and rounds, ';'-joined,
+    so that sigma can be resampled over the sequences (the prompts) of an end-to-end point."""
+    return {
+        "accepted_sums": ";".join(str(sum(n + 1 for n in seq)) for seq in sequences),
+        "accepted_rounds": ";".join(str(len(seq)) for seq in sequences),
+    }
+
+
 def e2e_point(
     target,
     draft,
@@ -199,13 +208,15 @@ def e2e_point(
     prefill = [sum(r.prefill_seconds for r in call) for call in results]  # inside each timed repeat
     last = results[-1]
     tokens = sum(len(o) for r in last for o in r.output_ids)
-    accepted = [n for r in last for seq in r.accepted_per_sequence for n in seq] if mode == "sd" else []
+    sequences = [seq for r in last for seq in r.accepted_per_sequence] if mode == "sd" else []
+    accepted = [n for seq in sequences for n in seq]
     sigma = float(np.mean(np.asarray(accepted) + 1) / (gamma + 1)) if accepted else np.nan
     return {
         "seconds": seconds,
         "prefill_seconds": prefill,
         "tokens": tokens,
         "sigma": sigma,
+        **sequence_acceptance(sequences),
         "target_outputs": last[0].target_outputs,
         "expert_impl": last[0].expert_impl,
         "distinct_experts": [],
