@@ -682,13 +682,14 @@ def _no_timing_noise(ev: Evidence, n: int = 20) -> pd.DataFrame:
     return pd.concat([keys.assign(replicate=i) for i in range(n)], ignore_index=True)
 
 
-def _support(ev: Evidence, claim: str, timing: bool = False):
-    """CLAIM after add_support over 100 resamples of its own evidence (and TIMING replicates that
-    change nothing)."""
+def _support(ev: Evidence, claim: str, e2e_reps=None):
+    """CLAIM after add_support over 100 resamples of its own evidence (with E2E_REPS, and composed
+    replicates that change nothing, where given)."""
     from moesd.claims import add_support
 
     ev = dataclasses.replace(ev, analysis=ANALYSIS | {"bootstrap_resamples": 100})
-    claims = add_support(evaluate_claims(ev), ev, _no_timing_noise(ev) if timing else None, None, 0.9)
+    composed_reps = _no_timing_noise(ev) if e2e_reps is not None else None
+    claims = add_support(evaluate_claims(ev), ev, composed_reps, e2e_reps, 0.9)
     return next(c for c in claims if c.claim == claim)
 
 
@@ -740,10 +741,17 @@ def test_c7_sigma_spread_at_its_threshold_is_inconclusive():
     ev = paper_like()
     first, other = [30, 60] * 4, [22, 52, 22, 52, 22, 52, 22, 55]  # accepted tokens: 360 and 299 of 400
     sums = np.where(ev.e2e["B"] == 1, ";".join(map(str, first)), ";".join(map(str, other)))
-    e2e = ev.e2e.assign(accepted_sums=sums, accepted_rounds=";".join(["10"] * 8))
+    e2e = ev.e2e.assign(accepted_sums=sums, accepted_rounds=";".join(["10"] * 8), batching="static")
     e2e["sigma"] = np.where(e2e["B"] == 1, 360, 299) / 80 / 5  # gamma 4: sigma = tokens / rounds / 5
     ev = dataclasses.replace(ev, e2e=e2e)
     (c7,) = [c for c in evaluate_claims(ev) if c.claim == "C7"]
     assert c7.verdict == REPRODUCED and "sigma spread over B <= 20%: yes (margin +0%)" in c7.reason
-    c7 = _support(ev, "C7", timing=True)
+    from moesd.bootstrap import sequence_sigma_resample
+    from moesd.speedup import E2E_KEYS
+
+    rng = np.random.default_rng(0)  # the speedup stage's replicates: the sequences drawn (moesd.bootstrap)
+    reps = pd.concat(
+        [sequence_sigma_resample(e2e, rng)[E2E_KEYS + ["speedup", "sigma"]].assign(replicate=i) for i in range(20)]
+    )
+    c7 = _support(ev, "C7", reps)
     assert c7.verdict == INCONCLUSIVE and "decoded sequences" in c7.reason

@@ -327,3 +327,30 @@ def test_a_platform_of_components_only_or_of_end_to_end_only_composes_what_it_ha
     decoded = {"forward": empty, "draft": empty, "reject": empty, "e2e": e2e}
     nothing, measured, none_reps, e2e_reps = speedup_tables(decoded, sigmas(), None, None, None, analysis)
     assert nothing.empty and none_reps.empty and measured["speedup"].item() == pytest.approx(3.0) and len(e2e_reps) == 3
+
+
+def test_end_to_end_intervals_resample_the_prompts_too():
+    """Our engine keeps each decoded sequence's accepted tokens: a resample draws the sequences as
+    well as the repeats, so sigma gets an interval and the speedup's interval widens by the
+    prompts' spread (the proxy: speedup proportional to sigma at one round time). A point whose
+    sequences accept alike keeps its sigma in every resample."""
+    from moesd.config import validate_config
+    from moesd.speedup import speedup_tables
+
+    rows = [
+        {"name": n, "backend": "ours", "K": 2, "K_native": 2, "tensor_parallel_size": 1, "target": "t", "draft": "d",
+         "acceptance_source": "real", "dataset": "humaneval", "temperature": 0.0, "gamma": 4, "batching": "static",
+         "B": 8, "mode": mode, "median": seconds, "prefill_seconds": 0.0, "tokens": 64, "sigma": 0.6,
+         "accepted_sums": sums if mode == "sd" else "", "accepted_rounds": "10;10;10;10" if mode == "sd" else ""}
+        for n, sums in (("varied", "10;50;10;50"), ("alike", "30;30;30;30")) for mode, seconds in (("ar", 2.0), ("sd", 1.0))
+    ]  # fmt: skip
+    empty = pd.DataFrame()
+    analysis = validate_config({})["analysis"] | {"bootstrap_resamples": 200}
+    tables = {"forward": empty, "draft": empty, "reject": empty, "e2e": _points(rows, repeats=(1.0, 1.0, 1.0))}
+    _, e2e, _, reps = speedup_tables(tables, sigmas(), None, None, None, analysis)
+    by_name = e2e.set_index("name")
+    assert by_name.loc["alike", "sigma_ci_low"] == by_name.loc["alike", "sigma_ci_high"] == pytest.approx(0.6)
+    assert by_name.loc["alike", "speedup_ci_high"] == pytest.approx(2.0)  # equal repeats, equal sequences
+    assert by_name.loc["varied", "sigma_ci_low"] < 0.5 and by_name.loc["varied", "sigma_ci_high"] > 0.7
+    varied = reps[reps["name"] == "varied"]
+    assert varied["speedup"].to_numpy() == pytest.approx(2.0 * varied["sigma"].to_numpy() / 0.6)

@@ -25,6 +25,7 @@ from moesd.theory import verified_tokens
 STATISTICS = ("median", "mean_last5")
 COMPOSED_KEYS = ["model", "spec", "K", "draft", "dataset", "temperature", "gamma", "B"]  # one composed row
 COMPOSED_VALUES = ["speedup", "target_efficiency", "speedup_sigma_adjusted"]  # what a resample changes
+E2E_VALUES = ["speedup", "sigma"]  # an end-to-end resample: the repeats and the decoded sequences
 
 
 def point_times(frame: pd.DataFrame, statistic: str, column: str = "seconds") -> pd.DataFrame:
@@ -224,7 +225,8 @@ def speedup_tables(latency: dict, sigmas: pd.DataFrame, pair: dict | None, round
     intervals of analysis.bootstrap_resamples resamples (moesd.bootstrap) of the raw repeats and,
     where the acceptance stage measured PAIR's sigma, of its ROUNDS' prompts. Returns (composed,
     e2e, composed replicates, e2e replicates)."""
-    from moesd.bootstrap import kept_repeats, replicates, sigma_replicates, streams, with_intervals
+    from moesd.bootstrap import kept_repeats, replicates, sequence_sigma_resample, sigma_replicates, streams
+    from moesd.bootstrap import with_intervals
 
     def composed_of(forward, draft, reject, sigma_resample=None):
         table = compose(
@@ -249,7 +251,19 @@ def speedup_tables(latency: dict, sigmas: pd.DataFrame, pair: dict | None, round
     composed = composed_of(**components) if timed else pd.DataFrame()
     e2e = e2e_of(latency["e2e"]) if decoded else pd.DataFrame()
     n, level = analysis["bootstrap_resamples"], analysis["confidence"]
-    composed_seed, e2e_seed, sigma_seed = streams(analysis["bootstrap_seed"], 3)  # independent draws
+    composed_seed, e2e_seed, sigma_seed, prompt_seed = streams(analysis["bootstrap_seed"], 4)  # independent
+    prompt_rng = np.random.default_rng(prompt_seed)
+
+    def e2e_with_prompts(e2e):
+        """An end-to-end resample's speedups with its prompts resampled too: each SD point's sigma
+        from its decoded sequences drawn with replacement, and its speedup scaled by the new sigma
+        over the measured one (a stated proxy: T_SD counts sigma (gamma + 1) tokens a round, so
+        at one round time the speedup is proportional to sigma; docs/timing.md)."""
+        table = e2e_of(e2e)
+        drawn = sequence_sigma_resample(table, prompt_rng)
+        scale = (drawn["sigma"] / table["sigma"]).where(table["sigma"] > 0, 1.0).fillna(1.0)
+        return drawn.assign(speedup=table["speedup"] * scale)
+
     if rounds is not None and pair is not None:  # sigma's own spread: this pair's prompts resampled
         rounds = rounds[(rounds["target"] == pair["target"]) & (rounds["draft"] == pair["draft"])]
     sigma_reps = sigma_replicates(rounds, SETTING, n, sigma_seed) if rounds is not None and len(rounds) else None
@@ -259,10 +273,12 @@ def speedup_tables(latency: dict, sigmas: pd.DataFrame, pair: dict | None, round
         if timed
         else pd.DataFrame()
     )
-    e2e_reps = replicates(e2e_of, {"e2e": latency["e2e"]}, E2E_KEYS, ["speedup"], n if len(e2e) else 0, e2e_seed)
+    e2e_reps = replicates(
+        e2e_with_prompts, {"e2e": latency["e2e"]}, E2E_KEYS, E2E_VALUES, n if len(e2e) else 0, e2e_seed
+    )
     if n:
         composed = with_intervals(composed, composed_reps, COMPOSED_KEYS, COMPOSED_VALUES, level) if timed else composed
-        e2e = with_intervals(e2e, e2e_reps, E2E_KEYS, ["speedup"], level) if len(e2e) else e2e
+        e2e = with_intervals(e2e, e2e_reps, E2E_KEYS, E2E_VALUES, level) if len(e2e) else e2e
     return composed, e2e, composed_reps, e2e_reps
 
 

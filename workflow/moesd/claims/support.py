@@ -1,10 +1,10 @@
 """Each verdict's support: the share of resamples of its evidence that give the same verdict
 (moesd.claims.verdicts.SUPPORT); below analysis.min_support a call reads inconclusive.
 
-- The timing claims (RESAMPLED): the speedup stage's resamples of the raw repeats (composed
-  and end-to-end speedups, moesd.bootstrap), every platform's together and analysis.compare_runs'
-  with their own replicates, and in each the end-to-end sigma recomputed from its decoded
-  sequences drawn with replacement (C7's spread).
+- The timing claims (RESAMPLED): the speedup stage's resamples (moesd.bootstrap) of the raw
+  repeats (composed and end-to-end speedups) and of the end-to-end runs' decoded sequences (their
+  sigma, C7's spread), every platform's together and analysis.compare_runs' with their own
+  replicates.
 - Eq. 8: the routing samples drawn with replacement (each with all its layers).
 - C8: the held-out points' prediction errors drawn with replacement: a stated proxy for the
   held-out MAPE's noise (the fit itself is not refitted per resample).
@@ -44,10 +44,10 @@ def add_support(
     stage's replicates (COMPOSED_REPS, E2E_REPS, COMPARE_REPS), Eq. 8 and C8 over
     analysis.bootstrap_resamples resamples of their own evidence (none: no support), drawn from
     independent streams of analysis.bootstrap_seed."""
-    from moesd.bootstrap import replicate_tables, sequence_sigma_resample, streams
+    from moesd.bootstrap import replicate_tables, streams
 
     seed = ev.analysis.get("bootstrap_seed", 0)
-    timing_seed, routing_seed, fit_seed = (np.random.default_rng(s) for s in streams(seed + 1, 3))
+    routing_seed, fit_seed = (np.random.default_rng(s) for s in streams(seed + 1, 2))
     n = 0
     if composed_reps is not None and not composed_reps.empty:
 
@@ -62,7 +62,7 @@ def add_support(
         agree = dict.fromkeys((c.claim for c in claims), 0)
         for replicate, composed in resampled(ev.composed, composed_reps, COMPOSED_KEYS).items():
             tables = {
-                "e2e": sequence_sigma_resample(e2e_by_replicate.get(replicate, ev.e2e), timing_seed),
+                "e2e": e2e_by_replicate.get(replicate, ev.e2e),
                 "compare": compare_by_replicate.get(replicate, ev.compare),
             }
             verdicts = {
