@@ -225,8 +225,14 @@ def speedup_tables(latency: dict, sigmas: pd.DataFrame, pair: dict | None, round
     intervals of analysis.bootstrap_resamples resamples (moesd.bootstrap) of the raw repeats and,
     where the acceptance stage measured PAIR's sigma, of its ROUNDS' prompts. Returns (composed,
     e2e, composed replicates, e2e replicates)."""
-    from moesd.bootstrap import kept_repeats, replicates, sequence_sigma_resample, sigma_replicates, streams
-    from moesd.bootstrap import with_intervals
+    from moesd.bootstrap import (
+        kept_repeats,
+        replicates,
+        sequence_sigma_resample,
+        sigma_replicates,
+        streams,
+        with_intervals,
+    )
 
     def composed_of(forward, draft, reject, sigma_resample=None):
         table = compose(
