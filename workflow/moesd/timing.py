@@ -117,7 +117,7 @@ class RoundProtocol:
 
     repeats: int
     max_rounds: int
-    precision: float = 0.02
+    precision: float = 0.03
     disturbed: float = 5.0
     min_excess: float = 0.10
 
