@@ -48,18 +48,13 @@ E2E = [
     "hardware",
 ]
 
-LATENCY_TABLES = ("forward", "draft", "reject", "e2e")
+LATENCY_TABLES = ("forward", "draft", "reject", "e2e")  # the latency stage's tables, of a slice or of all
 # the values of one timed repeat (a round) in a latency table, drawn together when resampled
 PER_REPEAT = ("seconds", "prefill_seconds", "switches", "steal")
 # per point of a latency table, the summary of its repeats beside each repeat's row (moesd.latency.tables)
 REPEAT_SUMMARY = ("mean_last5", "median", "q25", "q75", "spread", "remeasured")
 # what differs between the s of one forward point, whose repeats were timed in the same rounds
-ROUND_MEMBERS = (
-    "s",
-    "distinct_experts",
-    "distinct_experts_mean",
-    *REPEAT_SUMMARY,
-)  # the latency stage's tables, of a slice or of all
+ROUND_MEMBERS = ("s", "distinct_experts", "distinct_experts_mean", *REPEAT_SUMMARY)
 
 TABLES = {
     "composed": ("a composed speedups table of `moesd speedup`", COMPOSED),

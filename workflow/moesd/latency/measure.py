@@ -8,10 +8,12 @@
     T_reject(B)   the acceptance rule on [B, gamma+1, V] target and [B, gamma, V] draft logits
     T_AR, T_SD    whole generations of the same prompts, batch and output length
 
-Protocol (the paper's: 10 runs, last 5 averaged; here every repeat is recorded and the tables
-carry mean-of-last-5, median and spread): warm-up calls, then timed repeats, each bracketed by a
-device synchronisation; nothing else in the timed region; a fixed CPU thread count. The s of
-one (model, B) take turns within each repeat, each call on fresh tokens. The distinct
+Protocol (the paper's: 10 runs, last 5 averaged; here every kept round is recorded and the
+tables carry mean-of-last-5, median and spread): warm-up calls, then timed rounds, each call
+bracketed by a device synchronisation; nothing else in the timed region; a fixed CPU thread
+count. The s of one (model, B) take turns within each round, each call on fresh tokens; a
+disturbed round is measured again and rounds are added until the medians are precise
+(latency.rounds, moesd.timing.RoundProtocol; docs/timing.md). The distinct
 experts per MoE layer at each point come from extra, untimed, instrumented calls. Each point is
 stored once by moesd.latency.store and laid out as tables by moesd.latency.tables.
 """
@@ -105,8 +107,9 @@ def forward_point(
     each repeat (their ratios, the target efficiency, are measured side by side), and the
     distinct experts per layer at each s (the mean over up to three of its inputs, in extra
     untimed calls). The rounds follow PROTOCOL (moesd.timing.RoundProtocol): disturbed rounds
-    measured again, rounds added until the medians are precise. Returns one part per s. Context and new ids come from PROMPTS (a prompt set
-    in the model's tokenizer) where given, else uniformly random (`TokenDraw`).
+    measured again, rounds added until the medians are precise. Returns one part per s and the
+    rounds' record. Context and new ids come from PROMPTS (a prompt set in the model's tokenizer)
+    where given, else uniformly random (`TokenDraw`).
 
     Every call feeds fresh tokens, as every decoding step does: repeating one input would route
     every repeat to the same experts and time them from a warm cache (a CPU's L3 holds a sizeable
