@@ -7,7 +7,15 @@ import sys
 
 from snakemake.utils import min_version
 
-from moesd.config import ConfigError, compare_tables, config_part, prompt_sources, uses_trained_pair, validate_config
+from moesd.config import (
+    ConfigError,
+    check_unique_keys,
+    compare_tables,
+    config_part,
+    prompt_sources,
+    uses_trained_pair,
+    validate_config,
+)
 
 
 min_version("9.0")
@@ -24,6 +32,7 @@ if not workflow.config_settings.configfiles:
 
 
 try:
+    check_unique_keys(workflow.config_settings.configfiles or ["config/config.yaml"])  # a key given twice
     validate_config(config)  # fills defaults in place; one line naming the key on error
 except ConfigError as error:
     sys.exit(str(error))

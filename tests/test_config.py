@@ -638,3 +638,53 @@ def test_sizes_no_machine_can_measure_stop_before_any_work(patch, key):
     allocation, 10^26 repeats would never end: each measured size has a ceiling in the schema."""
     with pytest.raises(ConfigError, match=f"config error: {key}: .* is greater than the maximum of"):
         validate_config(copy.deepcopy(patch))
+
+
+@pytest.mark.parametrize(
+    "overlay, message",
+    [
+        ({"models": {"target": {"top_k": 99}}}, r"models.target.top_k: 99 exceeds models.target.num_experts 16"),
+        (
+            {"models": {"target": {"num_heads": 7}}},
+            r"models.target.num_heads: 7 does not divide models.target.hidden_size",
+        ),
+        ({"models": {"draft": {"num_heads": 4, "num_kv_heads": 3}}}, r"models.draft.num_kv_heads: 3 does not divide"),
+        (
+            {"pairs": [{"name": "a", "target": "trained:target", "draft": "trained:draft"}] * 2},
+            r"pairs.1.name: 'a' names two entries",
+        ),
+        ({"pairs": [{"name": "a", "target": "hf:../x@main", "draft": "trained:draft"}]}, r"is no hub repository id"),
+        ({"pairs": [{"name": "a", "target": "hf:Org/x@main ", "draft": "trained:draft"}]}, r"is no git revision"),
+        (
+            {
+                "latency": {
+                    "models": [
+                        {"name": "s", "role": "target", "spec": "arch:qwen2-57b-a14b", "k_values": [2, 4]},
+                        {"name": "d", "role": "draft", "spec": "arch:qwen2-0.5b"},
+                    ]
+                }
+            },
+            r"analysis.reference_k: 8 is not among latency.models.0.k_values \[2, 4\]",
+        ),
+    ],
+    ids=["top_k", "heads", "kv heads", "duplicate pair", "hf path", "hf revision", "reference_k"],
+)
+def test_hostile_overlays_stop_in_one_line(overlay, message):
+    """Issue-27 overlays that once passed validation and failed (or ran wrong) later: each is one
+    line naming the key."""
+    with pytest.raises(ConfigError, match=message) as caught:
+        validate_config(overlay)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_key_given_twice_is_refused(tmp_path):
+    """Plain YAML keeps the last of two keys silently: the loader and the Snakefile's check refuse."""
+    from moesd.config import check_unique_keys
+
+    path = tmp_path / "twice.yaml"
+    path.write_text("latency:\n  repeats: 5\n  warmup: 1\n  repeats: 50\n")
+    with pytest.raises(ConfigError, match=r"twice.yaml, line 4, column 3: not YAML \(the key 'repeats' twice"):
+        load_config(path)
+    with pytest.raises(ConfigError, match=r"the key 'repeats' twice"):
+        check_unique_keys([path])
+    check_unique_keys([tmp_path / "missing.yaml"])  # Snakemake reports what it cannot read

@@ -37,6 +37,10 @@ def test_bad_config_stops_before_any_job(checkout, tmp_path):
     result = snakemake(checkout, "-n", "--configfile", str(bad))
     assert result.returncode != 0
     assert "config error: fit.stride: 0 is less than the minimum of 1" in result.stdout + result.stderr
+    twice = tmp_path / "twice.yaml"  # Snakemake's own reading keeps the last of two keys; the Snakefile refuses
+    twice.write_text("fit:\n  stride: 2\nfit:\n  stride: 3\n")
+    result = snakemake(checkout, "-n", "--configfile", str(twice))
+    assert result.returncode != 0 and "the key 'fit' twice in one mapping (line 3)" in result.stdout + result.stderr
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ from moesd.config.queries import (
     spec_kind,
     uses_trained_pair,
 )
-from moesd.config.schema import SCHEMA_FILE, load_config, validate_config
+from moesd.config.schema import SCHEMA_FILE, check_unique_keys, load_config, validate_config
 from moesd.config.slices import (
     acceptance_slices,
     acceptance_vllm_slices,
@@ -42,6 +42,7 @@ __all__ = [
     "e2e_vllm_slices",
     "engine_pairs",
     "latency_slices",
+    "check_unique_keys",
     "load_config",
     "lock_path",
     "narrowed",

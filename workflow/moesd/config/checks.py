@@ -290,10 +290,53 @@ def _check_lock(config: dict) -> None:
         raise ConfigError(f"config error: download.lock: {error}") from None
 
 
+def _check_trained_shapes(config: dict) -> None:
+    """The trained pair's own architectures obey what an arch: spec's must (architectures.check_shape):
+    top-k within the experts, heads dividing the width, key-value heads dividing the heads."""
+    for role in ("target", "draft"):
+        spec, key = config["models"][role], f"config error: models.{role}"
+        if "top_k" in spec and spec["top_k"] > spec["num_experts"]:
+            raise ConfigError(f"{key}.top_k: {spec['top_k']} exceeds models.{role}.num_experts {spec['num_experts']}")
+        if spec["hidden_size"] % spec["num_heads"]:
+            raise ConfigError(
+                f"{key}.num_heads: {spec['num_heads']} does not divide models.{role}.hidden_size {spec['hidden_size']}"
+            )
+        kv = spec.get("num_kv_heads")
+        if kv is not None and (kv > spec["num_heads"] or spec["num_heads"] % kv):
+            raise ConfigError(f"{key}.num_kv_heads: {kv} does not divide models.{role}.num_heads {spec['num_heads']}")
+
+
+def _check_unique_names(config: dict) -> None:
+    """Names the tables key by name one thing each."""
+    for section, entries in (("pairs", config["pairs"]), ("latency.e2e.pairs", config["latency"]["e2e"]["pairs"])):
+        names = [entry["name"] for entry in entries]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise ConfigError(
+                    f"config error: {section}.{i}.name: {name!r} names two entries (the tables key by it)"
+                )
+
+
+def _check_reference_k(config: dict) -> None:
+    """analysis.reference_k measured by every K sweep of a family that is not timed as itself (it
+    is where the family is shown and compared)."""
+    models, reference = config["latency"]["models"], config["analysis"]["reference_k"]
+    native = {entry["spec"] for entry in models if not entry.get("k_values")}
+    for i, entry in enumerate(models):
+        if entry.get("k_values") and entry["spec"] not in native and reference not in entry["k_values"]:
+            raise ConfigError(
+                f"config error: analysis.reference_k: {reference} is not among latency.models.{i}.k_values "
+                f"{entry['k_values']} ({entry['name']!r} is timed only through its K sweep)"
+            )
+
+
 def check_config(config: dict) -> None:
     """Every cross-key check of a CONFIG the schema has validated (defaults filled)."""
     _check_names(config)
+    _check_unique_names(config)
+    _check_trained_shapes(config)
     _check_specs(config)
     resolve_platforms(config)
     _check_latency(config)
     _check_analysis(config)
+    _check_reference_k(config)  # after the K sweeps' own checks

@@ -118,10 +118,46 @@ def validate_config(config: dict, schema_file=SCHEMA_FILE) -> dict:
     return config
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (plain YAML keeps the last
+    silently: a config whose second `repeats:` undoes its first)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, str) and key in seen:
+                mark = key_node.start_mark
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} twice in one mapping (line {mark.line + 1})", mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(text: str):
+    """TEXT parsed by the safe loader, duplicate keys refused (_UniqueKeyLoader)."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
+def check_unique_keys(paths) -> None:
+    """Each YAML file of PATHS parsed with duplicate keys refused (Snakemake reads --configfile
+    files itself, keeping the last of two keys): one line naming the file, key and line."""
+    for path in map(Path, paths):
+        try:
+            load_yaml(path.read_text())
+        except OSError:
+            continue  # Snakemake says it cannot read the file
+        except yaml.constructor.ConstructorError as error:
+            raise ConfigError(f"config error: {path}: {error.problem}") from None
+        except yaml.YAMLError:
+            continue  # Snakemake reports malformed YAML itself
+
+
 def load_config(path: str | Path) -> dict:
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_yaml(path.read_text())
     except OSError as error:
         raise ConfigError(f"config error: {path}: cannot read ({error.strerror or type(error).__name__})") from None
     except yaml.YAMLError as error:

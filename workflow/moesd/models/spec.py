@@ -25,6 +25,8 @@ from moesd.models.files import CheckpointFilesError, weight_files
 
 KINDS = ("hf", "dir", "arch", "trained")
 TRAINED_NAMES = ("target", "draft")
+HUB_REPO = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")  # huggingface_hub's repo ids
+HUB_REVISION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]*")
 K_KEY = "num_experts_per_tok"  # the paper's sparsity sweep overrides K (Sec. 4.3, Fig. 4)
 _FORMS = "hf:ORG/NAME@REVISION, dir:PATH, arch:NAME[:key=value,...] or trained:target|draft"
 
@@ -64,6 +66,13 @@ class ModelSpec:
                 raise ModelSpecError(f"model spec {text!r}: hf: specs need ORG/NAME@REVISION (a pinned revision)")
             if ":" in revision:  # no git revision holds a colon: overrides, which a checkpoint cannot take
                 raise ModelSpecError(f"model spec {text!r}: hf: specs take no key=value overrides")
+            if not HUB_REPO.fullmatch(repo) or ".." in repo or "--" in repo or len(repo) > 96:
+                raise ModelSpecError(
+                    f"model spec {text!r}: {repo!r} is no hub repository id (ORG/NAME of letters, digits, '-', '_', "
+                    "'.'; no '..' or '--'; at most 96 characters)"
+                )
+            if not HUB_REVISION.fullmatch(revision) or ".." in revision:
+                raise ModelSpecError(f"model spec {text!r}: {revision!r} is no git revision (a branch, tag or commit)")
             return cls("hf", repo, revision=revision, text=text)
         if kind == "dir":
             return cls("dir", rest, text=text)
