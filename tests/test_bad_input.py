@@ -337,3 +337,39 @@ def test_a_table_of_the_wrong_kind_names_its_missing_columns(capsys, tmp_path, m
     code, err = run(capsys, tmp_path, STAGE_ARGV[command].split())
     one_line(code, err, f"{spoiled}: missing column(s)", what)
     assert not (tmp_path / "out").exists()
+
+
+LATENCY_CSV = "model,B,s,status,repeat,seconds,prefill_seconds,median\nm,1,1,ok,0,0.010,,0.010\nm,1,1,ok,1,0.011,,0.010\nm,2,1,ok,0,0.020,,0.020\nm,4,1,error: out of memory,-1,,,\n"
+SUMMARY_CSV = "target,draft,dataset,temperature,gamma,alpha,sigma,backend,platform\nt,d,humaneval,0.0,4,0.7,0.8,ours,local\nt,d,mtbench,0.0,4,0.6,0.7,ours,local\n"
+
+
+@pytest.mark.parametrize(
+    "kind, text, message",
+    [
+        (
+            "latency",
+            LATENCY_CSV.replace("m,2,1,ok,0,0.020", "m,2,1,ok,0,nan"),
+            r"line 4: seconds = nan is no finite, non-negative time",
+        ),
+        ("latency", LATENCY_CSV.replace("0.011", "-0.011"), r"line 3: seconds = -0.011 is no finite"),
+        ("latency", LATENCY_CSV.replace("0.011", "inf"), r"line 3: seconds = inf is no finite"),
+        ("latency", LATENCY_CSV[: LATENCY_CSV.index("m,2,1,ok,0,0.0") + 10], r"line 4: seconds = nan"),  # cut mid-row
+        ("latency", LATENCY_CSV + "m,1,1,ok,1,0.012,,0.010\n", r"line 6: a setting given twice"),
+        ("acceptance", SUMMARY_CSV.replace("0.8,ours", "1.3,ours"), r"line 2: sigma = 1.3 is not within \[0, 1\]"),
+        ("acceptance", SUMMARY_CSV.replace("0.6,0.7", ",0.7"), r"line 3: alpha = nan is not within"),
+        ("acceptance", SUMMARY_CSV + SUMMARY_CSV.splitlines()[1] + "\n", r"line 4: a setting given twice"),
+    ],
+    ids=["nan", "negative", "inf", "truncated", "duplicate", "sigma above 1", "alpha missing", "duplicate setting"],
+)
+def test_a_damaged_table_is_one_line_naming_file_and_row(tmp_path, kind, text, message):
+    """Damaged tables that once became numbers (NaN changed 64 of 72 speedups; negative seconds gave
+    a speedup of -1.82): each stops where a stage reads it, naming the file and the row."""
+    from moesd.io import read_table
+
+    path = tmp_path / f"{kind}.csv"
+    path.write_text(LATENCY_CSV if kind == "latency" else SUMMARY_CSV)
+    assert len(read_table(path, kind))  # the whole table reads (a failed point's NaN is its status)
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message) as caught:
+        read_table(path, kind)
+    assert str(path) in str(caught.value) and "\n" not in str(caught.value)

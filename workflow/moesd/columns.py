@@ -75,6 +75,26 @@ TABLES = {
 }
 
 
+# what a table's values must be, checked when a stage reads it (moesd.io.read_table): times finite
+# and non-negative on measured rows, shares within [0, 1], and no setting twice (a damaged or
+# truncated table is one line naming the file and the row, never a number)
+VALUES = {
+    "latency": {"times": ("seconds",), "optional_times": ("prefill_seconds",), "unique": None},  # unique: keys
+    "acceptance": {
+        "shares": ("sigma", "alpha"),
+        "unique": ("target", "draft", "dataset", "temperature", "gamma", "backend", "platform"),
+    },
+}
+TABLES["latency"] = (
+    "a latency table of `moesd latency` (forward, draft, reject or e2e)",
+    ["status", "repeat", "seconds"],
+)
+TABLES["acceptance"] = (
+    "an acceptance summary of `moesd acceptance`",
+    ["target", "draft", "dataset", "temperature", "gamma", "sigma", "alpha"],
+)
+
+
 def missing_columns(columns, kind: str) -> list[str]:
     """The columns a table of KIND (a key of TABLES) needs that COLUMNS lacks."""
     return [c for c in TABLES[kind][1] if c not in set(columns)]

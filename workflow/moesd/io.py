@@ -73,7 +73,61 @@ def read_table(path, kind: str | None = None):
         missing = missing_columns(table.columns, kind)
         if missing:
             raise ValueError(f"{path}: missing column(s) {', '.join(missing)} (expected {TABLES[kind][0]})")
+        check_values(table, path, kind)
     return table
+
+
+def check_values(table, path, kind: str) -> None:
+    """TABLE's values as moesd.columns.VALUES[KIND] wants them, or a one-line error naming PATH,
+    the row (its line in the file) and the column."""
+    import numpy as np
+
+    from moesd.columns import PER_REPEAT, REPEAT_SUMMARY, VALUES
+
+    rules = VALUES.get(kind, {})
+    measured = table["status"].eq("ok") if "status" in table else np.ones(len(table), bool)
+
+    def fail(mask, column: str, what: str) -> None:
+        first = int(np.flatnonzero(np.asarray(mask))[0])
+        raise ValueError(
+            f"{path}: line {first + 2}: {column} = {table[column].iloc[first]} {what} "
+            f"({int(np.sum(mask))} such row(s)); a damaged table: rerun the step that writes it"
+        )
+
+    for column in rules.get("times", ()):
+        if column in table:
+            values = _numbers(table[column])
+            bad = measured & ~(np.isfinite(values) & (values >= 0))
+            if bad.any():
+                fail(bad, column, "is no finite, non-negative time")
+    for column in rules.get("optional_times", ()):  # absent (NaN) where the point has none
+        if column in table:
+            values = _numbers(table[column])
+            bad = measured & (np.isinf(values) | (values < 0))
+            if bad.any():
+                fail(bad, column, "is no finite, non-negative time")
+    for column in rules.get("shares", ()):
+        if column in table:
+            values = _numbers(table[column])
+            bad = ~(np.isfinite(values) & (values >= 0) & (values <= 1))
+            if bad.any():
+                fail(bad, column, "is not within [0, 1]")
+    if "unique" in rules:
+        keys = rules["unique"]
+        if keys is None:  # a latency table: each point's repeat once
+            keys = [c for c in table.columns if c not in (*PER_REPEAT, *REPEAT_SUMMARY)]
+        keys = [c for c in keys if c in table]
+        twice = table.duplicated(keys, keep="first").to_numpy()
+        if keys and twice.any():
+            first = int(np.flatnonzero(twice)[0])
+            raise ValueError(f"{path}: line {first + 2}: a setting given twice ({int(twice.sum())} such row(s))")
+
+
+def _numbers(column):
+    """COLUMN as floats, NaN where a value is no number."""
+    import pandas as pd
+
+    return pd.to_numeric(column, errors="coerce").to_numpy(float)
 
 
 def write_csv(path, frame) -> None:

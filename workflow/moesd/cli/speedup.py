@@ -61,18 +61,18 @@ def cmd_speedup(args) -> int:
     config = load_config(args.config)
     analysis = config["analysis"]
     latency = {
-        name: read_input(args.latency / f"{name}.csv", f"latency {name} table")
+        name: read_input(args.latency / f"{name}.csv", f"latency {name} table", "latency")
         for name in ("forward", "draft", "reject", "e2e")
     }
     if args.e2e_vllm:  # vLLM's end-to-end points beside ours: one table, told apart by `backend`
-        vllm = read_input(args.e2e_vllm, "vLLM's e2e table")
+        vllm = read_input(args.e2e_vllm, "vLLM's e2e table", "latency")
         latency["e2e"] = pd.concat([t for t in (latency["e2e"], vllm) if len(t)], ignore_index=True)
     for name, table in latency.items():  # failed points stay in the latency tables, not here
         failed = int((table["status"] != "ok").sum()) if "status" in table else 0
         if failed:
             print(f"speedup: {failed} failed points of the latency {name} table left out (their status is there)")
     pair = sigma_pair(config)
-    summary = read_input(args.acceptance, "acceptance summary") if args.acceptance else None
+    summary = read_input(args.acceptance, "acceptance summary", "acceptance") if args.acceptance else None
     if pair is not None and summary is None:
         raise ValueError(f"analysis.sigma_pair {pair['name']!r}: the acceptance summary (--acceptance) is needed")
     sigmas = sigma_table(summary, *(pair["target"], pair["draft"]) if pair else (None, None))
