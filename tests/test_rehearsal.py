@@ -267,4 +267,7 @@ def test_the_paper_campaign_rehearses_through_slurm_and_vllm(cluster, built, tmp
     # inconclusive, the rest not reproduced): the grids and platforms measure what each claim reads
     # (docs/rehearsal.md), and no stage is missing
     unmeasured = claims[claims["verdict"] == "not measurable"]
-    assert unmeasured.empty, unmeasured[["reason"]].to_string()
+    # but C7 over three end-to-end batch sizes: its permutation test needs four at p <= 0.05 (3! = 6
+    # orderings reach p = 1/6 at best), and the overlay leaves every claim's threshold to paper.yaml
+    c7 = unmeasured["reason"].get("C7", "needs at least 4")
+    assert "needs at least 4" in c7 and unmeasured.drop(index="C7", errors="ignore").empty, unmeasured[["reason"]]
