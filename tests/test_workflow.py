@@ -152,8 +152,13 @@ def test_smoke_tables_are_well_formed(smoke_run):
     assert set(stats["dataset"]) == {"humaneval", "mtbench"} and (stats["min_tokens"] > 0).all()
     forward = pd.read_csv(run / "latency/forward.csv")
     assert (forward["status"] == "ok").all()
-    # every model x K x B x s point, 3 repeats each: moe with K in {2, 8}, dense; s = 1..gamma_max+1
-    assert len(forward) == 3 * 3 * 5 * 3
+    # every model x K x B x s point: moe with K in {2, 8}, dense; s = 1..gamma_max+1; each point 3 to 9
+    # kept rounds (latency.rounds: disturbed rounds measured again, rounds added up to 3 x repeats)
+    points = forward.groupby(["model", "K", "B", "s"])
+    assert points.ngroups == 3 * 3 * 5 and points.size().between(3, 9).all()
+    assert (points["rounds_taken"].first() <= 9).all() and (points["remeasured"].first() >= 0).all()
+    kept = points.size().to_numpy()
+    assert (points["rounds_taken"].first().to_numpy() == kept + points["remeasured"].first().to_numpy()).all()
     assert {
         "model",
         "role",
