@@ -8,7 +8,8 @@ RUN_* are run folders (data/runs/<experiment> of separate checkouts). For every 
 and rejection point measured in all of them it prints, per estimator (median, minimum, 20 %
 trimmed mean, the paper's mean of the last 5), the 5th-95th percentile of the ratio of each run
 to the first and the share of points within +-5 %; then the rounds measured again and taken;
-then each claim's verdict, margin and support per run.
+the same agreement for the composed speedups, target efficiencies and end-to-end speedups; then
+each claim's verdict, margin and support per run.
 """
 
 from __future__ import annotations
@@ -87,6 +88,30 @@ def main(argv=None) -> int:
             f"max {table['rounds_taken'].max():.0f}; rounds measured again: {table['remeasured'].sum():.0f} "
             f"({(table['remeasured'] > 0).mean():.1%} of points)"
         )
+    derived = [
+        ("composed speedup", "composed.csv", ["model", "K", "dataset", "temperature", "gamma", "B"], "speedup"),
+        (
+            "target efficiency",
+            "composed.csv",
+            ["model", "K", "dataset", "temperature", "gamma", "B"],
+            "target_efficiency",
+        ),
+        ("end-to-end speedup", "e2e.csv", ["name", "backend", "temperature", "gamma", "B"], "speedup"),
+    ]
+    print("\n| quantity | run | points | ratio to run 1, 5th-95th percentile | within +-5 % |")
+    print("|---|---|---|---|---|")
+    for label, name, keys, column in derived:
+        tables = [pd.read_csv(run / "speedup" / name) for run in args.runs if (run / "speedup" / name).is_file()]
+        if len(tables) != len(args.runs):
+            continue
+        first = tables[0].drop_duplicates(keys).set_index(keys)[column]
+        for i, table in enumerate(tables[1:], start=2):
+            ratio = (table.drop_duplicates(keys).set_index(keys)[column] / first).dropna()
+            if len(ratio):
+                low, high = np.quantile(ratio, [0.05, 0.95])
+                print(
+                    f"| {label} | {i} | {len(ratio)} | {low:.3f}-{high:.3f} | {(abs(ratio - 1) <= 0.05).mean():.1%} |"
+                )
     claims = []
     for run in args.runs:
         path = run.parent.parent.parent / "figures" / run.name / "claims.csv"
