@@ -94,24 +94,22 @@ def check_values(table, path, kind: str) -> None:
             f"({int(np.sum(mask))} such row(s)); a damaged table: rerun the step that writes it"
         )
 
-    for column in rules.get("times", ()):
-        if column in table:
-            values = _numbers(table[column])
-            bad = measured & ~(np.isfinite(values) & (values >= 0))
-            if bad.any():
-                fail(bad, column, "is no finite, non-negative time")
-    for column in rules.get("optional_times", ()):  # absent (NaN) where the point has none
-        if column in table:
-            values = _numbers(table[column])
-            bad = measured & (np.isinf(values) | (values < 0))
-            if bad.any():
-                fail(bad, column, "is no finite, non-negative time")
-    for column in rules.get("shares", ()):
-        if column in table:
-            values = _numbers(table[column])
-            bad = ~(np.isfinite(values) & (values >= 0) & (values <= 1))
-            if bad.any():
-                fail(bad, column, "is not within [0, 1]")
+    everywhere = np.ones(len(table), bool)
+    tests = {  # rule: (what a good value is, what a bad one is called, the rows it applies to)
+        "times": (lambda v: np.isfinite(v) & (v >= 0), "is no finite, non-negative time", measured),
+        "optional_times": (
+            lambda v: np.isnan(v) | (np.isfinite(v) & (v >= 0)),
+            "is no finite, non-negative time",
+            measured,
+        ),
+        "shares": (lambda v: np.isfinite(v) & (v >= 0) & (v <= 1), "is not within [0, 1]", everywhere),
+    }
+    for rule, (good, what, rows) in tests.items():
+        for column in rules.get(rule, ()):  # optional_times: absent (NaN) where the point has none
+            if column in table:
+                bad = rows & ~good(_numbers(table[column]))
+                if bad.any():
+                    fail(bad, column, what)
     if "unique" in rules:
         keys = rules["unique"]
         if keys is None:  # a latency table: each point's repeat once

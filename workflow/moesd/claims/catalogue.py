@@ -26,6 +26,7 @@ from moesd.claims.predicates import (
     permutation_pvalue,
     rises_then_falls,
     smallest_pvalue,
+    spearman,
 )
 from moesd.claims.verdicts import Check, Claim, conclude
 from moesd.families import native, sweep_family, with_platform
@@ -343,9 +344,7 @@ def claim_c7(ev: Evidence) -> Claim:
         )
         return claim
     by_temperature = joined.sort_values("B").groupby("temperature")
-    rho = by_temperature.apply(
-        lambda f: f["speedup"].corr(f["target_efficiency"], method="spearman"), include_groups=False
-    )
+    rho = by_temperature.apply(lambda f: spearman(f["speedup"], f["target_efficiency"]), include_groups=False)
     pvalue = by_temperature.apply(
         lambda f: permutation_pvalue(f["speedup"], f["target_efficiency"]), include_groups=False
     )
