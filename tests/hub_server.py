@@ -2,7 +2,9 @@
 huggingface_hub calls to resolve a revision, list a commit's files and download them, with
 branches that can move, gated repositories (401 without a token, 403 with a wrong one) and the
 hub's error codes (X-Error-Code) for a missing repository or revision. Started and stopped by
-the test that uses it (LocalHub is a context manager); it holds its repositories in memory."""
+the test that uses it (LocalHub is a context manager); it holds its repositories in memory.
+Faults for the client's timeouts: `fault` "500" answers every request with a server error,
+"hang" accepts the connection and never answers, "close" sends half of a file and closes."""
 
 from __future__ import annotations
 
@@ -29,6 +31,8 @@ class LocalHub:
         ] = {}  # repo -> {"refs": {branch: commit}, "commits": {commit: files}, "gated": bool}
         self.token = token
         self.requests: list[str] = []
+        self.fault: str | None = None  # None, "500", "hang" or "close" (files only)
+        self._stopping = threading.Event()
 
     def publish(
         self, repo: str, folder: Path | dict, branch: str = "main", gated: bool = False, commit: str | None = None
@@ -65,6 +69,7 @@ class LocalHub:
         return self
 
     def __exit__(self, *exc):
+        self._stopping.set()  # a hanging answer ends
         self.server.shutdown()
         self.server.server_close()
         self.thread.join()
@@ -86,6 +91,11 @@ class LocalHub:
     def _serve(self, handler, body: bool):
         path = unquote(urlparse(handler.path).path)
         self.requests.append(f"{handler.command} {path}")
+        if self.fault == "500":
+            return self._reply(handler, 500, b"Internal Server Error", {"Content-Type": "text/plain"}, body)
+        if self.fault == "hang":
+            self._stopping.wait(600)
+            return None
         api = re.fullmatch(r"/api/models/([^/]+/[^/]+)/(revision|tree)/([^/]+)(/.*)?", path)
         file = re.fullmatch(r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path)
         match = api or file
@@ -120,4 +130,13 @@ class LocalHub:
             return self._error(handler, 404, "EntryNotFound", body)
         data = files[name]
         headers = {"X-Repo-Commit": commit, "ETag": f'"{hashlib.sha1(data).hexdigest()}"'}
+        if self.fault == "close" and body:  # half the file, then the connection closes
+            handler.send_response(200)
+            for key, value in (headers | {"Content-Length": str(len(data))}).items():
+                handler.send_header(key, value)
+            handler.end_headers()
+            handler.wfile.write(data[: len(data) // 2])
+            handler.wfile.flush()
+            handler.close_connection = True
+            return None
         return self._reply(handler, 200, data, headers, body)

@@ -373,3 +373,33 @@ def test_a_damaged_table_is_one_line_naming_file_and_row(tmp_path, kind, text, m
     with pytest.raises(ValueError, match=message) as caught:
         read_table(path, kind)
     assert str(path) in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_outputs_get_the_umasks_permissions(tmp_path, umask, mode):
+    """Written atomically through a temporary file (mkstemp's 0600), an output still gets what
+    the umask allows, as a plain open() would give it."""
+    import os
+    import stat
+
+    from moesd.io import write_csv, write_text
+
+    old = os.umask(umask)
+    try:
+        write_text(tmp_path / "a.md", "x\n")
+        write_csv(tmp_path / "b.csv", pd.DataFrame({"x": [1]}))
+    finally:
+        os.umask(old)
+    for name in ("a.md", "b.csv"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode, name
+
+
+def test_the_environment_record_names_a_moved_data_folder(monkeypatch):
+    """env.json says where the architectures and datasheets were read from (MOESD_DATA)."""
+    from moesd.io import environment
+
+    monkeypatch.delenv("MOESD_DATA", raising=False)
+    record = environment()
+    assert record["moesd_data"] is None and record["data_dir"].endswith("data")
+    monkeypatch.setenv("MOESD_DATA", "/elsewhere/data")
+    assert environment()["moesd_data"] == "/elsewhere/data"

@@ -135,3 +135,59 @@ def test_slow_and_fast_tokenizers_encode_alike(slow_and_fast, tmp_path):
     prompts.write_text(json.dumps({"text": text}) + "\n")
     assert load_prompts(str(prompts), vocab_size=320, tokenizer=TextTokenizer.of(slow)) == [reference]
     assert TextTokenizer.of(tmp_path) is None  # no tokenizer files: arch: models, random prompts
+
+
+def _damage(folder, how: str):
+    """FOLDER's checkpoint damaged as issue 27 found loads crash on; the file the error names."""
+    import os
+    import struct
+
+    weights = folder / "model.safetensors"
+    if how == "truncated":
+        data = weights.read_bytes()
+        weights.write_bytes(data[: len(data) // 2])
+        return weights
+    if how == "header 2^62":
+        data = weights.read_bytes()
+        weights.write_bytes(struct.pack("<Q", 2**62) + data[8:])
+        return weights
+    if how == "linked to /dev/zero":
+        weights.unlink()
+        os.symlink("/dev/zero", weights)
+        return weights
+    config = folder / "config.json"
+    if how == "config not JSON":
+        config.write_text('{"model_type": "qwen2", "hidden_size": 64,')
+    elif how == "config types":
+        config.write_text(json.dumps(json.loads(config.read_text()) | {"hidden_size": "64"}))
+    elif how == "config a list":
+        config.write_text("[1, 2]")
+    return config
+
+
+@pytest.mark.parametrize(
+    "how, message",
+    [
+        ("truncated", "tensor .* beyond the file's"),
+        ("header 2^62", "its header claims 4,611,686,018,427,387,904 bytes"),
+        ("linked to /dev/zero", "not a regular file"),
+        ("config not JSON", "not JSON"),
+        ("config types", "hidden_size = '64' is no positive integer"),
+        ("config a list", "a JSON list, not an object"),
+    ],
+)
+def test_a_damaged_checkpoint_folder_is_one_line_naming_the_file(tmp_path, how, message):
+    from .tiny_models import save_tiny
+
+    folder = save_tiny("qwen2", tmp_path / "m", seed=1)
+    named = _damage(folder, how)
+    with pytest.raises(ModelSpecError, match=message) as caught:
+        load_model(f"dir:{folder}", device="cpu", dtype=torch.float32)
+    assert str(named) in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_tokenizer_that_does_not_parse_is_named(tmp_path):
+    (tmp_path / "tokenizer.json").write_text('{"version": "1.0", "model": {"type": "BPE", "vocab": 3}}')
+    with pytest.raises(ModelSpecError, match=r"tokenizer.json: not a tokenizer \(") as caught:
+        TextTokenizer(tmp_path)
+    assert "\n" not in str(caught.value)

@@ -666,8 +666,11 @@ def test_sizes_no_machine_can_measure_stop_before_any_work(patch, key):
             },
             r"analysis.reference_k: 8 is not among latency.models.0.k_values \[2, 4\]",
         ),
+        ({"analysis": {"min_support": float("nan")}}, r"analysis.min_support: nan is not a finite number"),
+        ({"latency": {"e2e": {"temperatures": [0.0, float("inf")]}}}, r"latency.e2e.temperatures.1: inf is not a"),
+        ({"acceptance": {"temperatures": [float("-inf")]}}, r"acceptance.temperatures.0: -inf is not a finite"),
     ],
-    ids=["top_k", "heads", "kv heads", "duplicate pair", "hf path", "hf revision", "reference_k"],
+    ids=["top_k", "heads", "kv heads", "duplicate pair", "hf path", "hf revision", "reference_k", "nan", "inf", "-inf"],
 )
 def test_hostile_overlays_stop_in_one_line(overlay, message):
     """Issue-27 overlays that once passed validation and failed (or ran wrong) later: each is one

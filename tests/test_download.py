@@ -79,9 +79,15 @@ def test_branches_resolve_to_commits_and_one_format_is_fetched(hub, tmp_path):
         f"{QWEN}@main": qwen["commit"],
         f"{OPT}@main": opt["commit"],
     }
-    # a rerun fetches nothing new
+    # a rerun fetches nothing new, and removes the part files a killed fetch left (not a live one's)
+    blobs = next((tmp_path / "hf/hub").glob("models--tiny--qwen2")) / "blobs"
+    orphan, live = blobs / "0f1e.incomplete", blobs / "1a2b.incomplete"
+    orphan.write_bytes(b"\0" * 1000)
+    live.write_bytes(b"\0" * 10)
+    os.utime(orphan, (0, 0))
     code, out, _ = download(tmp_path, f"hf:{QWEN}@main", hub=hub)
     assert code == 0 and "(0.00 GB to fetch)" in out
+    assert not orphan.exists() and live.exists() and "removed 0f1e.incomplete" in out
 
 
 @pytest.mark.slow  # loads both checkpoints twice (about 4 s)
@@ -149,3 +155,35 @@ def test_a_gated_repository_downloads_with_a_token(hub, tmp_path):
 def test_offline_without_a_lock_entry_is_named(tmp_path):
     code, _, err = download(tmp_path, f"hf:{QWEN}@main", HF_HUB_OFFLINE="1")
     assert code == 2 and f"hf:{QWEN}@main: the hub is offline (HF_HUB_OFFLINE)" in err
+
+
+@pytest.mark.slow  # waits out the patience three times (about 15 s)
+@pytest.mark.parametrize(
+    "fault, message",
+    [
+        ("500", f"the hub answered 500 for GET /api/models/{OPT}/revision/main"),
+        ("hang", f"no answer to GET /api/models/{OPT}/revision/main ("),
+        ("close", f"GET /{OPT}/resolve/"),
+    ],
+)
+def test_a_failing_hub_ends_in_one_line_within_the_patience(hub, tmp_path, fault, message):
+    """A hub that answers 500, never answers, or closes the connection mid-file: one line naming
+    what the hub did and where, within the patience (MOESD_HUB_PATIENCE, 4 s here) plus one
+    try, without huggingface_hub's retry lines; nothing is written."""
+    import time
+
+    hub.fault = fault
+    start = time.monotonic()
+    code, out, err = download(tmp_path, f"hf:{OPT}@main", hub=hub, MOESD_HUB_PATIENCE="4")
+    elapsed = time.monotonic() - start
+    lines = [line for line in err.strip().splitlines() if not line.startswith("Fetching")]  # the fetch's progress
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith(f"moesd: error: hf:{OPT}@main: ") and message in lines[0].replace(hub.url, ""), lines[0]
+    assert "the patience is 4 s: MOESD_HUB_PATIENCE" in lines[0] and "Retrying" not in out + err
+    assert elapsed < 4 + 10, elapsed  # the patience, the last try's wait, the interpreter's start
+    assert not (tmp_path / "manifest.json").exists()
+
+
+def test_the_patience_must_be_a_positive_number(hub, tmp_path):
+    code, _, err = download(tmp_path, f"hf:{OPT}@main", hub=hub, MOESD_HUB_PATIENCE="soon")
+    assert code == 2 and "MOESD_HUB_PATIENCE='soon': not a number of seconds" in err

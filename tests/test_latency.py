@@ -218,6 +218,32 @@ def test_every_input_that_changes_a_measurement_is_in_its_key(tmp_path):
     assert again.count("e2e") == 4 and again.count("forward") == 2 and again.count("reject") == 1
 
 
+def test_a_stored_failure_is_measured_again_with_its_model_loaded(tmp_path):
+    """A forward and an e2e point stored as failed (an out-of-memory, say) are measured on the
+    next sweep, their models loaded for them (a stored failure once counted as measured, and the
+    sweep timed a model it had not loaded); the measured points stay as they were."""
+    import json
+
+    from moesd.config import validate_config
+    from moesd.latency.sweeps import run_sweeps
+
+    config = validate_config(tiny_latency_config())
+    store = PointStore(tmp_path / "points")
+    run_sweeps(config, tmp_path, tmp_path / "prompts", None, store)
+    measured = {p: json.loads(p.read_text()) for p in sorted(store.folder.glob("*.json"))}
+    measured = {p: r for p, r in measured.items() if r["status"] == "ok"}  # (the forced pair's SD point fails)
+    failed = [next(p for p in measured if p.name.startswith(kind)) for kind in ("forward", "e2e")]
+    for path in failed:
+        kept = {k: v for k, v in measured[path].items() if k not in ("per_s", "seconds", "distinct_experts")}
+        path.write_text(json.dumps(kept | {"seconds": [], "distinct_experts": [], "status": "error: injected"}))
+    others = {p: p.read_text() for p in measured if p not in failed}
+    run_sweeps(config, tmp_path, tmp_path / "prompts", None, store)
+    for path in failed:
+        again = json.loads(path.read_text())
+        assert again["status"] == "ok" and again["attempts"] == 2, path.name
+    assert {p: p.read_text() for p in others} == others
+
+
 def test_vllm_e2e_sweep_passes_resumes_and_records_failures(tmp_path, monkeypatch):
     """The vLLM e2e sweep without vLLM (its engine replaced): one engine per pair, K and mode,
     each (temperature, B) a pass admitting B sequences with its prefill timed, the same prompts
@@ -360,3 +386,31 @@ def test_the_slices_gathered_hold_the_whole_stages_points(tmp_path, capsys):
         stop.value.code == 2
         and "--slice model-d: not a slice of this config (local/model-moe-K2" in capsys.readouterr().err
     )
+
+
+def test_failed_tries_grow_with_each_failure_and_stay_once_measured(tmp_path):
+    """The slice's param that makes Snakemake run it again: a failed try adds one, a retry that
+    measures the point keeps the count (no third run), one that fails again adds one more."""
+    import pandas as pd
+    from moesd.latency.tables import failed_tries, missing_note, missing_points
+
+    def table(rows):
+        path = tmp_path / "forward.csv"
+        pd.DataFrame(rows).to_csv(path, index=False)
+        return [path, tmp_path / "absent.csv"]
+
+    ok = [{"model": "a", "B": 1, "s": s, "repeat": r, "status": "ok", "attempts": 1} for s in (1, 2) for r in (0, 1)]
+    failed = [{"model": "a", "B": 8, "s": s, "repeat": -1, "status": "error: oom", "attempts": 1} for s in (1, 2)]
+    assert failed_tries(table(ok)) == 0
+    first = failed_tries(table(ok + failed))
+    retried = [row | {"repeat": 0, "status": "ok", "attempts": 2} for row in failed]
+    assert first == 2 and failed_tries(table(ok + retried)) == first
+    assert failed_tries(table(ok + [row | {"attempts": 2} for row in failed])) == 4
+    (tmp_path / "empty.csv").write_text("\n")  # a slice that writes no rows of this table
+    assert failed_tries([tmp_path / "empty.csv"]) == 0
+
+    missing = missing_points({"forward": pd.DataFrame(ok + failed), "e2e": pd.DataFrame()})
+    assert list(missing.columns) == ["table", "model", "B", "s", "status", "attempts"] and len(missing) == 2
+    note = missing_note(missing)
+    assert note.startswith("2 latency points failed and are left out (2 forward; first: error: oom)")
+    assert missing_note(missing_points({"forward": pd.DataFrame(ok)})) == ""

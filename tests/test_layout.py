@@ -22,7 +22,7 @@ STAGES = [
          "devices", "families", "hub_lock", "prompt_sets", "models.spec", "models.files"],
     ),
     ("config", ["config"]),
-    ("download", ["download"]),
+    ("download", ["download", "hub_client"]),
     (  # the instrument: models, decoding, vLLM, prompts, training, the engine check, job sizes
         "models",
         ["models", "decode", "backends", "prompts", "corpus", "train", "engine_check", "resources"],

@@ -160,6 +160,26 @@ def test_a_failed_worker_reports_its_root_error():
     assert _cause(log) == "RuntimeError: Unsupported CPU attention configuration: head_dim=8"
     assert _cause("EngineDeadError: EngineCore encountered an issue.").startswith("EngineDeadError")
     assert _cause("killed") == "killed"
+    pydantic = "\n".join(  # vLLM's config check, as `moesd generate --tensor-parallel-size 2` met it
+        [
+            "pydantic_core._pydantic_core.ValidationError: 1 validation error for SpeculativeConfig",
+            "  Value error, Total number of attention heads (1) must be divisible by tensor parallel size (2). "
+            "[type=value_error, input_value=ArgsKwargs((), {...}), input_type=ArgsKwargs]",
+            "    For further information visit https://errors.pydantic.dev/2.12/v/value_error",
+        ]
+    )
+    assert _cause(pydantic) == (
+        "ValidationError: SpeculativeConfig: Total number of attention heads (1) must be divisible by tensor "
+        "parallel size (2)."
+    )
+
+
+def test_a_failed_worker_keeps_its_whole_log_beside_the_jobs(tmp_path, monkeypatch):
+    from moesd.backends.vllm import _keep_log
+
+    monkeypatch.setenv("MOESD_WORKER_LOGS", str(tmp_path / "logs/workers"))
+    path = _keep_log("line 1\nline 2\n")
+    assert path.parent == tmp_path / "logs/workers" and path.read_text() == "line 1\nline 2\n"
 
 
 def test_acceptance_from_vllm_counters():

@@ -61,6 +61,7 @@ SMOKE_OUTPUTS = {
         "acceptance/routing.csv",
         "speedup/composed.csv",
         "speedup/e2e.csv",
+        "speedup/missing.csv",
         "fit/params.json",
         "fit/predictions.csv",
         "fit/curves.csv",
@@ -295,6 +296,38 @@ def test_two_platforms_of_this_machine_give_c9_in_one_run(smoke_run, tmp_path):
     claims = pd.read_csv(root / "figures/smoke/claims.csv").set_index("claim")
     assert claims.loc["C9", "verdict"] in ("reproduced", "not reproduced", "inconclusive"), claims.loc["C9", "reason"]
     assert "cpu-1t (ridge" in claims.loc["C9", "run"] and "cpu-2t (ridge" in claims.loc["C9", "run"]
+
+
+def test_a_slice_that_left_failed_points_runs_again_until_they_are_measured(smoke_run):
+    """A point of the dense model's slice failed (its stored point and the slice's table as the
+    job writes them): the next `snakemake` plans that slice again (its failed tries changed), the
+    job measures that point alone (attempts 2), and the run after says there is nothing to do."""
+    run = smoke_run / "data/runs/smoke/latency/slices/local/model-dense"
+    store = sorted((run / "points").glob("forward_*.json"))
+    record = json.loads(store[0].read_text())
+    failed = {k: v for k, v in record.items() if k not in ("per_s", "remeasured", "rounds_taken", "steal", "switches")}
+    store[0].write_text(json.dumps(failed | {"seconds": [], "distinct_experts": [], "status": "error: injected"}))
+    table = pd.read_csv(run / "forward.csv")
+    point = table["B"] == record["B"]
+    rows = table[point & (table["repeat"] == 0)].assign(repeat=-1, seconds=float("nan"), status="error: injected")
+    pd.concat([table[~point], rows]).to_csv(run / "forward.csv", index=False)
+    untouched = {p: p.read_text() for p in store[1:]}
+
+    plan = snakemake(smoke_run, "-n", "--configfile", "config/smoke.yaml")
+    text = plan.stdout + plan.stderr
+    assert plan.returncode == 0 and "wildcards: platform=local, slice=model-dense" in text, text[-3000:]
+    assert "slice=model-moe-K2" not in text  # the other slices stand
+    result = snakemake(smoke_run, "--cores", "2", "--configfile", "config/smoke.yaml")
+    assert result.returncode == 0, result.stderr[-4000:]
+    again = json.loads(store[0].read_text())
+    assert again["status"] == "ok" and again["attempts"] == 2
+    assert {p: p.read_text() for p in store[1:]} == untouched  # the measured points are not measured again
+    table = pd.read_csv(run / "forward.csv")
+    assert (table["status"] == "ok").all() and set(table.loc[table["B"] == record["B"], "attempts"]) == {2}
+    missing = pd.read_csv(smoke_run / "data/runs/smoke/speedup/missing.csv")
+    assert missing.empty and "Missing points" not in (smoke_run / "figures/smoke/claims.md").read_text()
+    after = snakemake(smoke_run, "-n", "--configfile", "config/smoke.yaml")
+    assert "Nothing to be done" in after.stdout + after.stderr, (after.stdout + after.stderr)[-3000:]
 
 
 @pytest.mark.parametrize("config", sorted(p.name for p in (REPO_ROOT / "config").glob("*.yaml")))

@@ -25,6 +25,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from moesd.hub_client import active
 from moesd.hub_lock import COMMIT, LockFileError, lock_key, read_lock
 from moesd.models.files import ALL_PATTERNS, CheckpointFilesError, checkpoint_files
 from moesd.models.spec import parse_spec
@@ -59,7 +60,9 @@ def hub_specs(config: dict) -> list[str]:
 
 
 def _hub_error(spec, error: Exception) -> DownloadError:
-    """One line for a hub error, naming the spec and repository (the token never appears)."""
+    """One line for a hub error, naming the spec and repository (the token never appears); where
+    the hub failed to answer (a timeout, a 5xx, a closed connection), what it did last."""
+    from huggingface_hub import constants
     from huggingface_hub.errors import (
         GatedRepoError,
         LocalEntryNotFoundError,
@@ -68,7 +71,13 @@ def _hub_error(spec, error: Exception) -> DownloadError:
         RevisionNotFoundError,
     )
 
+    from moesd.hub_client import HubUnanswered
+
     token = "set" if os.environ.get("HF_TOKEN") else "not set"
+    if isinstance(error, HubUnanswered):
+        return DownloadError(f"{spec}: {error}")
+    if active().problem and not constants.HF_HUB_OFFLINE:  # huggingface_hub stopped retrying first
+        return DownloadError(f"{spec}: {active().give_up()}")
     if isinstance(error, GatedRepoError):
         return DownloadError(
             f"{spec}: {spec.name} is a gated repository: accept its terms on the hub, then set HF_TOKEN to a token "
@@ -89,6 +98,7 @@ def resolve(spec_text: str, lock: dict, *, update_lock: bool, offline: bool, loc
     from huggingface_hub.file_download import repo_folder_name
 
     spec = parse_spec(spec_text)
+    active()  # timeouts and a patience for a failing hub (moesd.hub_client)
     api = HfApi()
     locked = lock.get(lock_key(spec))
     try:
@@ -149,10 +159,25 @@ def fetch(item: Resolved) -> Path:
     from huggingface_hub import snapshot_download
 
     spec = parse_spec(item.spec)
+    active()
     try:
         return Path(snapshot_download(item.repository, revision=item.commit, allow_patterns=item.files))
     except Exception as error:
         raise _hub_error(spec, error) from None
+
+
+ORPHAN_AGE_S = 600  # a part file untouched this long is no live download's (they write as bytes arrive)
+
+
+def orphaned_parts(snapshot: Path, now: float | None = None) -> list[Path]:
+    """The `.incomplete` files in the cache folder of SNAPSHOT's repository that a killed fetch
+    left (huggingface_hub resumes a part file only when the same file is fetched again): those
+    not written for ORPHAN_AGE_S seconds, once the snapshot is whole."""
+    import time
+
+    blobs = snapshot.parent.parent / "blobs"
+    now = time.time() if now is None else now
+    return sorted(p for p in blobs.glob("*.incomplete") if now - p.stat().st_mtime > ORPHAN_AGE_S)
 
 
 def download(
@@ -184,6 +209,9 @@ def download(
         missing = [f for f in item.files if not (folder / f).exists()]
         if missing:
             raise DownloadError(f"{item.spec}: {len(missing)} file(s) missing after the download, e.g. {missing[0]}")
+        for orphan in orphaned_parts(folder):
+            log(f"{item.spec}: removed {orphan.name} ({orphan.stat().st_size / 1e6:.1f} MB), left by a killed fetch")
+            orphan.unlink(missing_ok=True)
     if lock_path is not None:
         pinned = {lock_key(parse_spec(r.spec)): r.commit for r in resolved if not COMMIT.fullmatch(r.revision)}
         if pinned and {**lock, **pinned} != lock:

@@ -15,7 +15,14 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from moesd.paths import REPO_ROOT
+from moesd.paths import DATA_DIR, REPO_ROOT
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it and setting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
@@ -27,6 +34,8 @@ def atomic_path(path: str | os.PathLike):
     os.close(fd)
     try:
         yield Path(tmp)
+        if not Path(tmp).is_dir():  # mkstemp's file is 0600: give the output the umask's permissions
+            os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -175,6 +184,9 @@ def environment() -> dict:
         "cpu_count": os.cpu_count(),
         "git_commit": git_commit(),
         "packages": packages,
+        # where the package data (architectures, datasheets) came from, and whether MOESD_DATA moved it
+        "data_dir": str(DATA_DIR),
+        "moesd_data": os.environ.get("MOESD_DATA"),
     }
 
 

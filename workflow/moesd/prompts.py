@@ -144,6 +144,9 @@ class TextTokenizer:
         if (folder / "tokenizer.json").is_file():
             from tokenizers import Tokenizer
 
+            from moesd.models.folder_check import check_tokenizer
+
+            check_tokenizer(folder)  # a damaged one is one line naming it
             self.fast = Tokenizer.from_file(str(folder / "tokenizer.json"))
         else:
             from transformers import AutoTokenizer

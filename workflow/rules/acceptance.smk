@@ -10,7 +10,7 @@ rule measure_acceptance:
         rounds=f"{RUNS}/acceptance/pairs/{{pair}}/rounds.csv",
         summary=f"{RUNS}/acceptance/pairs/{{pair}}/summary.csv",
     params:
-        hub=hub_env,
+        env=model_env,
         run=run_folder,
         prompts=folder_of("input.prompts"),
         out=folder_of("output.summary"),
@@ -24,7 +24,7 @@ rule measure_acceptance:
     conda:
         MEASURE_ENV
     shell:
-        "{params.hub} moesd acceptance --config {input.config} --run-dir {params.run} --prompts {params.prompts} "
+        "{params.env} moesd acceptance --config {input.config} --run-dir {params.run} --prompts {params.prompts} "
         "--slice {wildcards.pair} --out {params.out} > {log} 2>&1"
 
 
@@ -60,7 +60,7 @@ rule measure_acceptance_vllm:
         summary=f"{RUNS}/acceptance/vllm/{{platform}}/{{slice}}/summary_vllm.csv",
         backends=f"{RUNS}/acceptance/vllm/{{platform}}/{{slice}}/backends.csv",
     params:
-        hub=hub_env,
+        env=model_env,
         run=run_folder,
         prompts=folder_of("input.prompts"),
         out=folder_of("output.summary"),
@@ -75,7 +75,7 @@ rule measure_acceptance_vllm:
     conda:
         MEASURE_ENV  # moesd; vLLM runs in its own environment (MOESD_VLLM_PYTHON, .venv-vllm)
     shell:
-        "{params.hub} moesd acceptance-vllm --config {input.config} --run-dir {params.run} --prompts {params.prompts} "
+        "{params.env} moesd acceptance-vllm --config {input.config} --run-dir {params.run} --prompts {params.prompts} "
         "--summary {input.summary} --slice {wildcards.platform}/{wildcards.slice} --out {params.out} > {log} 2>&1"
 
 
@@ -107,7 +107,7 @@ rule measure_routing:
     output:
         f"{RUNS}/acceptance/routing.csv",
     params:
-        hub=hub_env,
+        env=model_env,
         run=run_folder,
         prompts=folder_of("input.prompts"),
     threads: THREADS["routing"]
@@ -118,7 +118,7 @@ rule measure_routing:
     conda:
         MEASURE_ENV
     shell:
-        "{params.hub} moesd routing --config {input.config} --run-dir {params.run} --prompts {params.prompts} --out {output} > {log} 2>&1"
+        "{params.env} moesd routing --config {input.config} --run-dir {params.run} --prompts {params.prompts} --out {output} > {log} 2>&1"
 
 
 rule plot_routing:

@@ -18,6 +18,7 @@ from moesd.config import (
 )
 from moesd.config.platforms import platform_names, platform_of
 from moesd.download import hub_specs
+from moesd.latency.tables import failed_tries
 from moesd.figures import MEASURED_FIGURES, NOTEBOOKS, THEORY_FIGURES
 from moesd.prompt_sets import dataset_name
 from moesd.resources import GPU_STAGES, job_resources, stage_threads, timing_resources
@@ -116,7 +117,8 @@ ACCEPTANCE_VLLM_SLICE_TABLES = {
 E2E_VLLM_SLICE_TABLE = {"e2e_vllm": f"{RUNS}/latency/vllm/{{platform}}/{{slice}}/e2e_vllm.csv"}
 ACCEPTANCE_VLLM_SLICE_RESOURCES = {s: job_resources(config, "acceptance_vllm", s) for s in ACCEPTANCE_VLLM_SLICES}
 SPEEDUP = {
-    name: f"{RUNS}/speedup/{name}.csv" for name in ("composed", "e2e", "bandwidth", "composed_bootstrap", "e2e_bootstrap")
+    name: f"{RUNS}/speedup/{name}.csv"
+    for name in ("composed", "e2e", "bandwidth", "composed_bootstrap", "e2e_bootstrap", "missing")
 }
 FIT = {name: f"{RUNS}/fit/{name}" for name in ("params.json", "predictions.csv", "curves.csv", "metrics.csv")}
 FIT_QUALITY = {ext: f"{FIGURES}/fit_quality.{ext}" for ext in ("csv", "md")}
@@ -167,10 +169,12 @@ def write_record(path, text, log):
     write_text(log, f"wrote {path}\n")
 
 
-def hub_env(wildcards, input):
-    """A params function: the environment a rule that loads models runs its command in, where
-    the experiment has hub models: the download manifest to load them by, the hub offline."""
-    return f"MOESD_HF_MANIFEST={input.hub} HF_HUB_OFFLINE=1" if input.hub else ""
+def model_env(wildcards, input):
+    """A params function, the environment of a command that loads models. Where the experiment
+    has hub models, the download manifest to load them by, with the hub offline; and the folder
+    beside the job logs where a failed vLLM worker's whole log is kept."""
+    hub = f"MOESD_HF_MANIFEST={input.hub} HF_HUB_OFFLINE=1 " if input.hub else ""
+    return f"{hub}MOESD_WORKER_LOGS={LOGS}/workers"
 
 
 def run_folder(wildcards, input):
@@ -228,6 +232,18 @@ def slice_tables(key, tables=None):
     (name -> path pattern; the latency stage's by default)."""
     platform, _, part = key.partition("/")
     return [path.format(platform=platform, slice=part) for path in (tables or LATENCY_SLICE_TABLES).values()]
+
+
+def failed_slice_tries(tables=None):
+    """A params function: how many tries of the slice's points have failed so far (its tables as
+    they stand; moesd.latency.tables.failed_tries). A param, so that the next `snakemake` runs a
+    slice that left failed points again, and only until they are measured. It takes the wildcards
+    alone: Snakemake compares only the params not derived from a job's input or output."""
+
+    def tries(wildcards):
+        return failed_tries(slice_tables(f"{wildcards.platform}/{wildcards.slice}", tables))
+
+    return tries
 
 
 def pair_key(wildcards):

@@ -9,7 +9,7 @@ rule engine_check_model:
     output:
         f"{FIGURES}/engine_check/model_{{index}}.csv",
     params:
-        hub=hub_env,
+        env=model_env,
         model=engine_check_model,
         batch_sizes=" ".join(map(str, ENGINE_CHECK["batch_sizes"])),
         tokens=" ".join(map(str, ENGINE_CHECK["tokens"])),
@@ -22,7 +22,7 @@ rule engine_check_model:
     conda:
         "../../envs/cpu.yaml"
     shell:
-        "{params.hub} moesd engine-check --model {params.model:q} --batch-sizes {params.batch_sizes} "
+        "{params.env} moesd engine-check --model {params.model:q} --batch-sizes {params.batch_sizes} "
         "--tokens {params.tokens} --repeats {params.repeats} --threads {threads} --out {output} > {log} 2>&1"
 
 

@@ -12,11 +12,12 @@ rule measure_latency:
     output:
         **LATENCY_SLICE_TABLES,
     params:
-        hub=hub_env,
+        env=model_env,
         run=run_folder,
         prompts=folder_of("input.prompts"),
         out=folder_of("output.forward"),
         acceptance=option_of("--acceptance", "acceptance"),
+        failed_tries=failed_slice_tries(),  # a slice with failed points runs again (they alone are measured)
     wildcard_constraints:
         platform=alternatives(PLATFORMS),
         slice=alternatives(LATENCY_PARTS),
@@ -28,7 +29,7 @@ rule measure_latency:
     conda:
         MEASURE_ENV
     shell:
-        "{params.hub} moesd latency --config {input.config} --run-dir {params.run} --prompts {params.prompts} "
+        "{params.env} moesd latency --config {input.config} --run-dir {params.run} --prompts {params.prompts} "
         "--slice {wildcards.platform}/{wildcards.slice} {params.acceptance} --out {params.out} > {log} 2>&1"
 
 
@@ -61,10 +62,11 @@ rule measure_e2e_vllm:
     output:
         **E2E_VLLM_SLICE_TABLE,
     params:
-        hub=hub_env,
+        env=model_env,
         run=run_folder,
         prompts=folder_of("input.prompts"),
         out=folder_of("output.e2e_vllm"),
+        failed_tries=failed_slice_tries(E2E_VLLM_SLICE_TABLE),
     wildcard_constraints:
         platform=alternatives(PLATFORMS),
         slice=alternatives(part["local"] for part in E2E_VLLM_SLICES.values()),
@@ -76,7 +78,7 @@ rule measure_e2e_vllm:
     conda:
         MEASURE_ENV  # moesd; vLLM runs in its own environment (MOESD_VLLM_PYTHON, .venv-vllm)
     shell:
-        "{params.hub} moesd e2e-vllm --config {input.config} --run-dir {params.run} --prompts {params.prompts} "
+        "{params.env} moesd e2e-vllm --config {input.config} --run-dir {params.run} --prompts {params.prompts} "
         "--slice {wildcards.platform}/{wildcards.slice} --out {params.out} > {log} 2>&1"
 
 

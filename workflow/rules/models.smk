@@ -8,7 +8,7 @@ rule train_models:
         draft=directory(f"{RUNS}/models/draft"),
         manifest=f"{RUNS}/models/manifest.json",
     params:
-        hub=hub_env,
+        env=model_env,
         out=folder_of("output.manifest"),
     threads: THREADS["models"]
     priority: 10  # the longest job; everything model-side waits for it
@@ -17,7 +17,7 @@ rule train_models:
     conda:
         "../../envs/cpu.yaml"
     shell:
-        "{params.hub} moesd train --config {input.config} --out {params.out} > {log} 2>&1"
+        "{params.env} moesd train --config {input.config} --out {params.out} > {log} 2>&1"
 
 
 rule prompts:
@@ -30,7 +30,7 @@ rule prompts:
         files=PROMPT_FILES,
         stats=PROMPTS_STATS,
     params:
-        hub=hub_env,
+        env=model_env,
         run=run_folder,
         out=folder_of("output.stats"),
     log:
@@ -38,7 +38,7 @@ rule prompts:
     conda:
         "../../envs/cpu.yaml"
     shell:
-        "{params.hub} moesd prompts --config {input.config} --run-dir {params.run} --out {params.out} > {log} 2>&1"
+        "{params.env} moesd prompts --config {input.config} --run-dir {params.run} --out {params.out} > {log} 2>&1"
 
 
 rule models:

@@ -17,6 +17,7 @@ import os
 import re
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -222,19 +223,40 @@ class VllmResult:
 def _cause(log: str) -> str:
     """The root error of a failed worker: the first "...Error: ..." line of its log outside
     vLLM's warnings (its engine re-raises the root error in several processes, and wraps it in
-    an EngineDeadError last), else the last line."""
+    an EngineDeadError last), else the last line. For pydantic's ValidationError (vLLM checks its
+    configs with pydantic), the first error's detail line, not its header ("1 validation error
+    for SpeculativeConfig")."""
+    lines = log.splitlines()
     found = [
-        match
-        for line in log.splitlines()
+        (i, match)
+        for i, line in enumerate(lines)
         if " WARNING " not in line and "Traceback" not in line
         for match in [re.search(r"\b(\w+(Error|Exception)): (.*)", line)]
         if match
     ]
-    roots = [m for m in found if m.group(1) != "EngineDeadError"] or found
-    if roots:
-        return f"{roots[0].group(1)}: {roots[0].group(3).strip()}"
-    lines = log.strip().splitlines()
-    return lines[-1] if lines else "no output"
+    roots = [(i, m) for i, m in found if m.group(1) != "EngineDeadError"] or found
+    if not roots:
+        stripped = log.strip().splitlines()
+        return stripped[-1] if stripped else "no output"
+    i, match = roots[0]
+    name, text = match.group(1), match.group(3).strip()
+    header = re.fullmatch(r"\d+ validation errors? for (\w+)", text)
+    if name == "ValidationError" and header:
+        details = [x.strip() for x in lines[i + 1 : i + 6] if x.startswith("  ") and x.strip()]
+        detail = next((x for x in details if "[type=" in x or x.startswith("Value error")), None)
+        if detail:
+            return f"ValidationError: {header.group(1)}: {detail.split(' [type=')[0].removeprefix('Value error, ')}"
+    return f"{name}: {text}"
+
+
+def _keep_log(text: str) -> Path:
+    """The failed worker's whole output, kept where its job's log is (MOESD_WORKER_LOGS, which
+    the workflow's vLLM rules set to their log folder) or in the temporary folder."""
+    folder = Path(os.environ.get("MOESD_WORKER_LOGS") or tempfile.gettempdir())
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"vllm-worker-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.log"
+    path.write_text(text)
+    return path
 
 
 def _run_group(command: list[str], env: dict, cwd: str, timeout: float | None) -> subprocess.CompletedProcess:
@@ -325,7 +347,8 @@ def run_passes(request: VllmRequest, passes: list[dict], timeout: float | None =
             timeout,
         )
         if done.returncode != 0 or not result_file.is_file():
-            raise VllmFailure(f"vLLM worker failed (exit {done.returncode}): {_cause(done.stderr + done.stdout)}")
+            log = done.stderr + done.stdout
+            raise VllmFailure(f"vLLM worker failed (exit {done.returncode}; log {_keep_log(log)}): {_cause(log)}")
         result = json.loads(result_file.read_text())
     return [
         VllmResult(p["outputs"], p["seconds"], p["metrics"], p.get("prefill_seconds", []), p.get("peak_running"))

@@ -19,7 +19,9 @@ def _margin(claim: Claim) -> str:
     return "-" if math.isnan(claim.margin) else f"{claim.margin:+.1%}"
 
 
-def render(claims: list[Claim], title: str) -> str:
+def render(claims: list[Claim], title: str, missing: str = "") -> str:
+    """The report's markdown; MISSING: a sentence on the latency points that failed and are left
+    out ("" where none did)."""
     lines = [
         f"# Claims report: {title}",
         "",
@@ -32,6 +34,7 @@ def render(claims: list[Claim], title: str) -> str:
         "",
         f"Margin: {MARGIN}. Support: {SUPPORT}.",
         "",
+        *([f"Missing points: {missing}", ""] if missing else []),
         "| claim | verdict | margin | support | this run |",
         "|---|---|---|---|---|",
     ]

@@ -47,6 +47,7 @@ def cmd_claims(args) -> int:
     from moesd.claims import Evidence, add_support, evaluate_claims, render
     from moesd.config import load_config
     from moesd.io import write_csv, write_text
+    from moesd.latency.tables import missing_note
 
     config = load_config(args.config)
     analysis = config["analysis"]
@@ -63,7 +64,8 @@ def cmd_claims(args) -> int:
     compare_reps = _compared(args.compare, "composed_bootstrap")  # resampled with this run's
     claims = add_support(evaluate_claims(ev), ev, reps["composed"], reps["e2e"], analysis["min_support"], compare_reps)
     write_csv(args.out.with_suffix(".csv"), pd.DataFrame([asdict(c) for c in claims]))
-    write_text(args.out, render(claims, f"experiment {config['experiment']}"))
+    missing = missing_note(_csv(args.speedup / "missing.csv")) if (args.speedup / "missing.csv").is_file() else ""
+    write_text(args.out, render(claims, f"experiment {config['experiment']}", missing))
     for c in claims:
         margin = "" if c.margin != c.margin else f" margin {c.margin:+.1%}"
         print(f"{c.claim:6} {c.verdict}{margin}" + ("" if c.support != c.support else f" (support {c.support:.2f})"))

@@ -20,6 +20,7 @@ def cmd_figures(args) -> int:
     from moesd.figures.style import device_label
     from moesd.figures.tables import peak_tables
     from moesd.io import read_table, write_csv, write_text
+    from moesd.latency.tables import missing_note
 
     analysis = load_config(args.config)["analysis"]
     ref = analysis["reference_k"]
@@ -38,7 +39,12 @@ def cmd_figures(args) -> int:
     e2e_figure(e2e, out / "fig6_e2e", device)
     peaks, markdown = peak_tables(all_composed, all_e2e, ref)
     write_csv(out / "tables_1_2.csv", peaks)
-    write_text(out / "tables_1_2.md", markdown + "\n")
+    missing = args.speedup / "missing.csv"
+    note = missing_note(read_table(missing) if missing.is_file() and missing.stat().st_size > 1 else None)
+    for name in MEASURED_FIGURES if note else ():  # the captions say which points the curves lack
+        caption = (out / name).with_suffix(".caption.md")
+        write_text(caption, caption.read_text().rstrip("\n") + f" Missing points: {note}\n")
+    write_text(out / "tables_1_2.md", markdown + (f"\nMissing points: {note}\n" if note else "\n"))
     print(f"figures {', '.join(MEASURED_FIGURES)} and tables_1_2 -> {out}")
     return 0
 

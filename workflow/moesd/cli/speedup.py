@@ -56,6 +56,7 @@ def cmd_speedup(args) -> int:
     from moesd.bandwidth import ar_bandwidth
     from moesd.config import declared_drafts, engine_pairs, load_config, sigma_pair
     from moesd.io import write_csv
+    from moesd.latency.tables import missing_points
     from moesd.speedup import own_pair_sigmas, sigma_table, speedup_tables
 
     config = load_config(args.config)
@@ -67,10 +68,9 @@ def cmd_speedup(args) -> int:
     if args.e2e_vllm:  # vLLM's end-to-end points beside ours: one table, told apart by `backend`
         vllm = read_input(args.e2e_vllm, "vLLM's e2e table", "latency")
         latency["e2e"] = pd.concat([t for t in (latency["e2e"], vllm) if len(t)], ignore_index=True)
-    for name, table in latency.items():  # failed points stay in the latency tables, not here
-        failed = int((table["status"] != "ok").sum()) if "status" in table else 0
-        if failed:
-            print(f"speedup: {failed} failed points of the latency {name} table left out (their status is there)")
+    missing = missing_points(latency)  # failed points stay in the latency tables; named in missing.csv
+    for name, count in missing["table"].value_counts(sort=False).items():
+        print(f"speedup: {count} failed points of the latency {name} table left out (speedup/missing.csv)")
     pair = sigma_pair(config)
     summary = read_input(args.acceptance, "acceptance summary", "acceptance") if args.acceptance else None
     if pair is not None and summary is None:
@@ -99,6 +99,7 @@ def cmd_speedup(args) -> int:
     write_csv(args.out / "composed.csv", composed)
     write_csv(args.out / "e2e.csv", e2e)
     write_csv(args.out / "bandwidth.csv", bandwidth)
+    write_csv(args.out / "missing.csv", missing)
     n = analysis["bootstrap_resamples"]
     print(f"{len(composed)} composed speedups, {len(e2e)} end-to-end speedups ({n} resamples) -> {args.out}")
     for row in bandwidth.itertuples():
@@ -118,7 +119,7 @@ def add_parsers(sub) -> None:
         "speedups composed from the latency tables (Eq. 4) and measured end to end",
         config=ANALYSIS,
         latency="the latency stage's folder (forward/draft/reject/e2e.csv)",
-        out="output folder (composed.csv, e2e.csv, bandwidth.csv)",
+        out="output folder (composed.csv, e2e.csv, bandwidth.csv, missing.csv)",
     )
     p.add_argument(
         "--env", required=True, type=Path, nargs="+", help="each platform's env file, <platform>.json (its device)"

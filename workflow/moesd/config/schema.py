@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 import re
 from importlib import resources
 from pathlib import Path
@@ -92,6 +93,19 @@ def _count_values(node, budget: int) -> int:
     return budget
 
 
+def _not_finite(node) -> tuple | None:
+    """The path and value of the first number in NODE that is not finite (YAML's .nan and .inf
+    are floats, and compare False with every bound: a schema's minimum lets them through)."""
+    stack = [((), node)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return path, item
+        children = item.items() if isinstance(item, dict) else enumerate(item) if isinstance(item, list) else ()
+        stack.extend(reversed([((*path, key), value) for key, value in children]))
+    return None
+
+
 def validate_config(config: dict, schema_file=SCHEMA_FILE) -> dict:
     """Validate CONFIG (filled with defaults in place) and return it; raise ConfigError."""
     schema = _schema(schema_file.read_text())
@@ -104,6 +118,9 @@ def validate_config(config: dict, schema_file=SCHEMA_FILE) -> dict:
             f"config error: <top level>: more than {MAX_VALUES:,} values with YAML aliases expanded "
             "(an experiment holds a few hundred: aliases nested into an explosion?)"
         )
+    bad = _not_finite(config)
+    if bad is not None:
+        raise ConfigError(f"config error: {_key(bad[0])}: {bad[1]} is not a finite number")
     _fill_defaults(schema, config)
     validator = _VALIDATOR(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(config))

@@ -121,7 +121,7 @@ def sweep_e2e(config: dict, store: PointStore, run_dir: Path, prompts_dir: Path,
                         fingerprints[target_spec], fingerprints[draft_spec], mode, batch, setting, alpha,
                         lat["threads"], str(dtype), lat["seed"], device, graphs,
                     )  # fmt: skip
-                    if loaded != (target_spec, draft_spec) and not store.has("e2e", key):
+                    if loaded != (target_spec, draft_spec) and not store.ok("e2e", key):
                         models = loaded = measure = None  # free the previous pair: two 57B pairs do not fit one GPU
                         if torch.cuda.is_available():
                             torch.cuda.empty_cache()

@@ -49,11 +49,9 @@ class PointStore:
     def path(self, kind: str, key: str) -> Path:
         return self.folder / f"{kind}_{key}.json"
 
-    def has(self, kind: str, key_parts) -> bool:
-        return self.path(kind, fingerprint(kind, PROTOCOL, key_parts)).is_file()
-
     def ok(self, kind: str, key_parts) -> bool:
-        """Whether the point is stored and was measured (a failed one is measured again)."""
+        """Whether the point is stored and was measured (a failed one is measured again, so its
+        model is loaded)."""
         found = self.get(kind, fingerprint(kind, PROTOCOL, key_parts))
         return found is not None and found.get("status") == "ok"
 

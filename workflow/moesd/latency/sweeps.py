@@ -98,7 +98,7 @@ def sweep_forward(
                 lat["cuda_graphs"] and device.startswith("cuda"),
                 ids,
             )
-            if model is None and not store.has("forward", key):
+            if model is None and not store.ok("forward", key):
                 model = load_model(spec, device=device, dtype=dtype, cuda_graphs=lat["cuda_graphs"])
             describe = {"B": batch, "context_len": float(sum(contexts) / batch), "token_ids": ids}
             if model is not None:

@@ -90,3 +90,60 @@ def report_failures(tables: dict[str, pd.DataFrame], stage: str) -> None:
 def write_tables(out: Path, tables: dict[str, pd.DataFrame]) -> None:
     for name, table in tables.items():
         write_csv(out / f"{name}.csv", table)
+
+
+# the columns that name a point in the missing-points table, where its latency table has them
+POINT_COLUMNS = ["platform", "model", "name", "backend", "K", "k_override", "B", "s", "temperature"]
+
+
+def missing_points(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """One row per failed point of the latency tables (one row each in the tidy tables, repeat
+    -1): its table, what names it, its status and how many times it was tried. The speedup stage
+    writes it beside the speedups, and the figures and claims say how many points are missing."""
+    rows = []
+    for name, table in tables.items():
+        if table.empty or "status" not in table:
+            continue
+        failed = table[table["status"] != "ok"]
+        columns = [c for c in POINT_COLUMNS if c in failed]
+        for record in failed[[*columns, "status", *(["attempts"] if "attempts" in failed else [])]].to_dict("records"):
+            rows.append({"table": name} | record)
+    columns = ["table", *POINT_COLUMNS, "status", "attempts"]
+    frame = pd.DataFrame(rows, columns=columns)
+    return frame[[c for c in columns if c in ("table", "status", "attempts") or frame[c].notna().any()]]
+
+
+def failed_tries(paths) -> int:
+    """How many tries of the points in the latency tables PATHS have failed so far: each point's
+    `attempts`, less one where it was measured in the end. It grows with every failed try and stays
+    put once every point is measured, so the workflow keeps it as a param of the slice's job:
+    a slice that left failed points is run again by the next `snakemake` (its param changed),
+    measuring only those points, and a slice whose retries succeeded is not run a third time.
+    Read with the csv module: Snakemake evaluates it for every slice while it plans."""
+    import csv
+
+    tries = 0
+    for path in map(Path, paths):
+        if not path.is_file():
+            continue
+        with path.open(newline="") as handle:
+            for row in csv.DictReader(handle):
+                if float(row.get("repeat") or 0) not in (0, -1):  # a point's first repeat, or its failure
+                    continue
+                attempts = int(float(row.get("attempts") or 1))
+                tries += attempts - (row.get("status") == "ok")
+    return tries
+
+
+def missing_note(missing: pd.DataFrame) -> str:
+    """One sentence for the figures' captions and the claims report: how many latency points
+    failed and are left out, per table, with the first failure ("" where none did)."""
+    if missing is None or missing.empty:
+        return ""
+    counts = ", ".join(f"{n} {name}" for name, n in missing["table"].value_counts(sort=False).items())
+    n = len(missing)
+    return (
+        f"{n} latency point{'s' if n > 1 else ''} failed and {'are' if n > 1 else 'is'} left out ({counts}; "
+        f"first: {missing['status'].iloc[0]}); speedup/missing.csv names each, and the next run measures "
+        f"{'them' if n > 1 else 'it'} again."
+    )

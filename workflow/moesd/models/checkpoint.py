@@ -5,11 +5,11 @@ architecture's). The one place the pipeline turns a spec (a value) into files.""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from moesd.download import DownloadError, hub_folder
 from moesd.models.files import weight_files
+from moesd.models.folder_check import read_config
 from moesd.models.spec import ModelSpec, ModelSpecError, parse_spec
 
 
@@ -29,7 +29,7 @@ def hf_config(spec: str | ModelSpec) -> dict:
     spec = parse_spec(spec)
     if spec.kind == "arch":
         return spec.architecture_config()
-    return json.loads((folder(spec) / "config.json").read_text())
+    return read_config(folder(spec) / "config.json")
 
 
 def fingerprint(spec: str | ModelSpec) -> str:

@@ -12,6 +12,7 @@ import torch
 
 from moesd.devices import default_device, default_dtype
 from moesd.models import checkpoint
+from moesd.models.folder_check import check_folder
 from moesd.models.model_config import ModelConfigError, from_hf
 from moesd.models.moe import MoE
 from moesd.models.spec import ModelSpecError, parse_spec
@@ -31,6 +32,10 @@ def load_model(
         cfg = from_hf(raw)
     except ModelConfigError as error:
         raise ModelSpecError(f"model spec {spec}: {error}") from None
+    except KeyError as error:
+        raise ModelSpecError(f"model spec {spec}: its config lacks {error.args[0]!r}") from None
+    if spec.kind != "arch":
+        check_folder(checkpoint.folder(spec))  # the files, before any tensor is made
     with torch.device("meta"):
         model = Transformer(cfg, dtype=dtype, device="meta", expert_impl=expert_impl)
     model = model.to_empty(device=device)
