@@ -2,6 +2,7 @@
 positive integer (a warm-up count: >= 0), each named in its one-line error; the fit's tables hold
 what Eq. 2-5's quantities can be; nothing is written where a run stopped."""
 
+import io
 import json
 
 import numpy as np
@@ -373,6 +374,31 @@ def test_a_damaged_table_is_one_line_naming_file_and_row(tmp_path, kind, text, m
     with pytest.raises(ValueError, match=message) as caught:
         read_table(path, kind)
     assert str(path) in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda text: text[: text.index("t,d,mtbench")], r"1 row\(s\) where its writer wrote 2 since it was written"),
+        (lambda text: text.replace("0.7,0.8", "0.7,0.9"), r"its bytes changed since it was written"),
+    ],
+    ids=["cut at a row", "edited"],
+)
+def test_a_table_cut_at_a_row_boundary_or_edited_reads_as_damaged(tmp_path, change, message):
+    """A truncated acceptance summary once dropped MT-bench from the speedups, and a truncated e2e
+    table gave 5 speedups instead of 8: every table write_csv writes carries its rows and checksum
+    (.NAME.check), which read_table compares. A table made by hand has no record and reads."""
+    from moesd.io import check_file, read_table, write_csv
+
+    path = tmp_path / "summary.csv"
+    write_csv(path, pd.read_csv(io.StringIO(SUMMARY_CSV)))
+    assert len(read_table(path, "acceptance")) == 2 and check_file(path).is_file()
+    path.write_text(change(path.read_text()))
+    with pytest.raises(ValueError, match=message) as caught:
+        read_table(path, "acceptance")
+    assert str(path) in str(caught.value) and "\n" not in str(caught.value)
+    check_file(path).unlink()  # the user's way to read an edited table as it is
+    assert len(read_table(path, "acceptance")) >= 1
 
 
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])

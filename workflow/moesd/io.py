@@ -76,6 +76,7 @@ def read_table(path, kind: str | None = None):
         raise ValueError(f"{path}: empty (not even a header row); rerun the step that writes it") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as error:
         raise ValueError(f"{path}: not a CSV table ({str(error).splitlines()[0]})") from None
+    _check_whole(path, len(table))
     if kind is not None:
         from moesd.columns import TABLES, missing_columns
 
@@ -137,9 +138,43 @@ def _numbers(column):
     return pd.to_numeric(column, errors="coerce").to_numpy(float)
 
 
+def check_file(path) -> Path:
+    """The record beside a table written by write_csv (.NAME.check: its rows and checksum), which
+    read_table compares: a table cut at a row boundary or edited since reads as damaged, not as
+    fewer points."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.check")
+
+
+def _digest(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def write_csv(path, frame) -> None:
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)
+        record = json.dumps({"rows": len(frame), "sha256": _digest(tmp)})
+    write_text(check_file(path), record + "\n")
+
+
+def _check_whole(path: Path, rows: int) -> None:
+    """PATH as write_csv wrote it, where it left a record (tables made by hand have none)."""
+    record = check_file(path)
+    if not record.is_file():
+        return
+    try:
+        wrote = json.loads(record.read_text())
+        expected, digest = int(wrote["rows"]), str(wrote["sha256"])
+    except (ValueError, KeyError, TypeError):
+        raise ValueError(f"{record}: not a table record (rows, sha256); delete it to read {path.name} as it is") from None
+    if rows != expected or _digest(path) != digest:
+        change = f"{rows} row(s) where its writer wrote {expected}" if rows != expected else "its bytes changed"
+        raise ValueError(
+            f"{path}: {change} since it was written (truncated or edited?); rerun the step that writes it, "
+            f"or delete {record.name} to read it as it is"
+        )
 
 
 def _json_default(value):
