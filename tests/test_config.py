@@ -4,6 +4,7 @@ import os
 import time
 from pathlib import Path
 
+import hypothesis
 import pytest
 import yaml
 from moesd.config import (
@@ -691,3 +692,41 @@ def test_a_key_given_twice_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"the key 'repeats' twice"):
         check_unique_keys([path])
     check_unique_keys([tmp_path / "missing.yaml"])  # Snakemake reports what it cannot read
+
+
+# Every config string that becomes part of a file name, a wildcard or a Slurm option, and an
+# overlay that puts VALUE there (issue 27: one value must not reach a shell)
+NAME_KEYS = {
+    "experiment": lambda v: {"experiment": v},
+    "pairs.0.name": lambda v: {"pairs": [{"name": v, "target": "trained:target", "draft": "trained:draft"}]},
+    "latency.models.0.name": lambda v: {"latency": {"models": [{"name": v, "role": "draft", "spec": "arch:qwen2-0.5b"}]}},
+    "latency.e2e.pairs.0.name": lambda v: {"latency": {"e2e": {"pairs": [{"name": v, "acceptance": "forced", "alpha": 0.5}]}}},
+    "platforms.0.name": lambda v: {"platforms": [{"name": v}]},
+    "platforms.0.slurm.partition": lambda v: {"platforms": [{"name": "p", "slurm": {"partition": v}}]},
+    "platforms.0.slurm.account": lambda v: {"platforms": [{"name": "p", "slurm": {"account": v}}]},
+    "platforms.0.slurm.gpu_model": lambda v: {"platforms": [{"name": "p", "slurm": {"gpu_model": v}}]},
+    "platforms.0.slurm.constraint": lambda v: {"platforms": [{"name": "p", "slurm": {"constraint": v}}]},
+    "acceptance.datasets.0": lambda v: {"acceptance": {"datasets": [v]}},
+    "routing.datasets.0": lambda v: {"routing": {"datasets": [v]}},
+    "analysis.compare_runs.0": lambda v: {"analysis": {"compare_runs": [v]}},
+}  # fmt: skip
+SHELL = ["$(touch pwned)", "`touch pwned`", ";", " ", "\n", "'", '"', "|", "&", ">", "<", "\\", "$HOME"]
+
+
+@pytest.mark.parametrize("key", sorted(NAME_KEYS))
+@hypothesis.settings(max_examples=25, deadline=None, suppress_health_check=[hypothesis.HealthCheck.too_slow])
+@hypothesis.given(
+    before=hypothesis.strategies.text("abc_.-1", max_size=4),
+    hostile=hypothesis.strategies.sampled_from(SHELL),
+    after=hypothesis.strategies.text("xyz_.-2\n ", max_size=4),
+)
+def test_a_name_with_anything_a_shell_reads_stops_at_validation(key, before, hostile, after):
+    """Property: a name, dataset or Slurm value holding a command substitution, a backtick, a
+    separator, a space, a quote or a newline anywhere stops validation in one line naming its key."""
+    # a Slurm constraint's & and | are its syntax (features joined), and the executor quotes it
+    hypothesis.assume(not (key.endswith("constraint") and hostile in "&|"))
+    value = "a" + before + hostile + after
+    with pytest.raises(ConfigError) as caught:
+        validate_config(NAME_KEYS[key](value))
+    message = str(caught.value)
+    assert "\n" not in message and f"{key}:" in message, message

@@ -185,3 +185,17 @@ def test_the_rule_files_follow_the_houses_conventions():
         assert not re.search(r"^\s*threads: \d", text, re.M), path.name
         if path.name != "common.smk":
             assert not re.search(r"^(def \w+|[A-Za-z_]\w* = )", text, re.M), f"{path.name}: a global outside common.smk"
+
+
+@pytest.mark.slow  # the paper plan's dry run (about 10 s)
+def test_a_lock_path_reaches_the_shell_as_one_quoted_word(checkout, tmp_path):
+    """download.lock is a path of the user's (any characters): the download job's command line
+    carries it quoted, so `$(touch pwned)` is a file name, never a command, and a space no split."""
+    overlay = tmp_path / "lock.yaml"
+    overlay.write_text(yaml.safe_dump({"download": {"lock": "$(touch pwned) my;lock.json"}}))
+    result = snakemake(checkout, "download", "-n", "-p", "--configfile", "config/paper.yaml", str(overlay))
+    text = result.stdout + result.stderr
+    assert result.returncode == 0, text[-3000:]
+    command = next(line for line in text.splitlines() if "moesd download" in line)
+    assert "--lock '$(touch pwned) my;lock.json'" in command, command
+    assert not (checkout / "pwned").exists()

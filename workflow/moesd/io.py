@@ -168,7 +168,9 @@ def _check_whole(path: Path, rows: int) -> None:
         wrote = json.loads(record.read_text())
         expected, digest = int(wrote["rows"]), str(wrote["sha256"])
     except (ValueError, KeyError, TypeError):
-        raise ValueError(f"{record}: not a table record (rows, sha256); delete it to read {path.name} as it is") from None
+        raise ValueError(
+            f"{record}: not a table record (rows, sha256); delete it to read {path.name} as it is"
+        ) from None
     if rows != expected or _digest(path) != digest:
         change = f"{rows} row(s) where its writer wrote {expected}" if rows != expected else "its bytes changed"
         raise ValueError(
