@@ -165,8 +165,7 @@ def test_a_second_timed_measurement_on_the_same_cores_waits(tmp_path, monkeypatc
 
     from moesd.timing import exclusive_timing, lock_path
 
-    monkeypatch.setenv("TMPDIR", str(tmp_path))
-    monkeypatch.setattr(tempfile, "tempdir", None)  # gettempdir() reads TMPDIR again
+    monkeypatch.setenv("MOESD_TIMING_LOCK", str(tmp_path / "timing.lock"))
     code = "from moesd.timing import exclusive_timing\nimport time\nwith exclusive_timing('cpu'):\n"
     code += "    print('held', flush=True); time.sleep(60)"
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=dict(os.environ))
@@ -178,6 +177,8 @@ def test_a_second_timed_measurement_on_the_same_cores_waits(tmp_path, monkeypatc
 
     try:
         assert holder.stdout.readline().strip() == "held" and lock_path().parent == tmp_path
+        monkeypatch.setenv("TMPDIR", str(tmp_path / "elsewhere"))  # a job's own TMPDIR: the same cores, one lock
+        monkeypatch.setattr(tempfile, "tempdir", None)
         with exclusive_timing("cuda:0"):  # a GPU measurement takes no CPU lock
             pass
         waiting = threading.Thread(target=second)

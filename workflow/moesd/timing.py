@@ -10,8 +10,8 @@ hardware probe and the latency stage import it, so no stage reaches into another
 Two timed jobs on the same cores measure each other: after a killed Snakemake (SIGKILL leaves
 its running job behind) and `--unlock`, a rerun would time a second latency stage beside the
 orphaned one (and `snakemake --cores 8` would run four 2-thread timed jobs at once). Every
-command that times CPU work holds an exclusive lock on a file in the machine's temporary folder
-(TMPDIR) for as long as it measures; the operating system releases it when the process ends,
+command that times CPU work holds an exclusive lock on one file of the machine
+(/tmp/moesd-cpu-timing.lock, whatever a job's TMPDIR) for as long as it measures; the operating system releases it when the process ends,
 however it ends. A second one finds it held, says so in one line naming the holder, and waits
 for it. GPU measurements take no lock: a scheduler gives each job its own GPUs.
 """
@@ -25,16 +25,18 @@ import os
 import resource
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 LOCK_NAME = "moesd-cpu-timing.lock"
+LOCK_ENV = "MOESD_TIMING_LOCK"
 
 
 def lock_path() -> Path:
-    return Path(tempfile.gettempdir()) / LOCK_NAME
+    """The machine's one CPU timing lock: /tmp/moesd-cpu-timing.lock (MOESD_TIMING_LOCK moves it).
+    Not in TMPDIR: two jobs with their own TMPDIRs (Slurm gives each one) share these cores."""
+    return Path(os.environ.get(LOCK_ENV) or Path("/tmp") / LOCK_NAME)
 
 
 @contextlib.contextmanager
@@ -44,7 +46,10 @@ def exclusive_timing(device: str = "cpu"):
         yield
         return
     path = lock_path()
-    handle = open(path, "a+")  # noqa: SIM115 (held open for the block's life)
+    try:
+        handle = open(path, "a+")  # noqa: SIM115 (held open for the block's life)
+    except PermissionError:  # another user's lock: it locks as well read-only, without our name in it
+        handle = open(path)  # noqa: SIM115
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -59,10 +64,11 @@ def exclusive_timing(device: str = "cpu"):
                 flush=True,
             )
             fcntl.flock(handle, fcntl.LOCK_EX)
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()}: {' '.join(sys.argv)[:200]}")
-        handle.flush()
+        if handle.writable():
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()}: {' '.join(sys.argv)[:200]}")
+            handle.flush()
         yield
     finally:
         handle.close()  # closing releases the lock
