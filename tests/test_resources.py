@@ -66,3 +66,23 @@ def test_a_cpu_experiment_asks_for_no_gpu():
         assert res["gpu"] == 0 and res["cpus_per_task"] == 2 and res["mem_mb"] < 8000, (stage, res)
     with pytest.raises(ValueError, match="no resources for stage 'plots'"):
         job_resources(config, "plots")
+
+
+def test_a_cpu_jobs_memory_grows_with_its_batch_and_context_and_a_local_run_stops_at_its_limit():
+    """Issue 27: batch sizes of 4096 at a 32k context passed validation and filled memory minutes
+    later. The estimate now adds the largest batch's KV cache, logits and activations, and a
+    local run whose job cannot fit stops in one line with the estimate."""
+    from moesd.config import latency_slices
+    from moesd.resources import check_host_memory
+
+    config = load_config(REPO_ROOT / "config/config.yaml")
+    base = {s: job_resources(config, "latency", s)["mem_mb"] for s in latency_slices(config)}
+    big = copy.deepcopy(config)
+    big["latency"]["batch_sizes"] = [1, 4096]
+    big["latency"]["context"]["max_length"] = 32768
+    grown = {s: job_resources(validate_config(big), "latency", s)["mem_mb"] for s in latency_slices(config)}
+    assert grown["local/model-moe"] > 100 * base["local/model-moe"] and max(base.values()) < 8000
+    assert grown["local/reject"] == base["local/reject"]  # the rejection rule loads no model
+    check_host_memory({"latency slice a": {"mem_mb": 4000}}, available_mb=8000)
+    with pytest.raises(ValueError, match=r"latency slice b: estimated to need 9.0 GB of host memory .* has 8.0 GB"):
+        check_host_memory({"latency slice a": {"mem_mb": 4000}, "latency slice b": {"mem_mb": 9000}}, 8000)

@@ -199,3 +199,13 @@ def test_a_lock_path_reaches_the_shell_as_one_quoted_word(checkout, tmp_path):
     command = next(line for line in text.splitlines() if "moesd download" in line)
     assert "--lock '$(touch pwned) my;lock.json'" in command, command
     assert not (checkout / "pwned").exists()
+
+
+@pytest.mark.slow  # one more dry run
+def test_a_local_job_beyond_this_machines_memory_stops_the_plan(checkout, tmp_path):
+    overlay = tmp_path / "big.yaml"
+    overlay.write_text(yaml.safe_dump({"latency": {"batch_sizes": [1, 4096], "context": {"max_length": 32768}}}))
+    result = snakemake(checkout, "-n", "--configfile", "config/config.yaml", str(overlay))
+    text = result.stdout + result.stderr
+    assert result.returncode != 0 and "plan error: latency slice local/model-moe: estimated to need" in text, text
+    assert "Traceback" not in text

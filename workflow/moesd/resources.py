@@ -23,6 +23,9 @@ and the account, are the user's profile's; a profile's `set-resources` still ove
   data/architectures; an unknown hub repository counts as UNKNOWN_MODEL_GB). On a GPU, arch:
   models are initialised on the device and take no host memory; on the CPU every model lives
   there.
+  On the CPU the job's working memory comes on top (working_gb): the KV cache, logits and
+  activations of its largest batch. A local run whose job would need more than this machine's
+  memory stops at plan time with the estimate (check_host_memory).
 - runtime (minutes): model loads plus the sweep's forwards at SECONDS_PER_FORWARD, doubled, and
   within [MIN_RUNTIME, MAX_RUNTIME] (24 h, a common partition limit): an estimate from the grid's
   size, not a measurement. A job that runs out of time keeps its stored points, and the next
@@ -45,6 +48,7 @@ LOAD_MINUTES_PER_100GB = 10.0  # from the cluster's file system into the device
 VLLM_CPU_MB = 3_000  # vLLM's CPU workers and their KV cache (VLLM_CPU_KVCACHE_SPACE, 1 GiB here)
 MIN_RUNTIME, MAX_RUNTIME = 30, 24 * 60
 SAFETY = 2.0
+PROMPT_TOKENS = 1024  # a long HumanEval or MT-bench prompt with its chat template
 GPU_STAGES = ("acceptance", "acceptance_vllm", "routing", "latency", "e2e_vllm", "environment")
 TIMED_STAGES = ("latency", "e2e_vllm", "environment", "engine_check")  # they hold moesd.timing's CPU lock
 # the config section whose `threads` each job's stage runs with (timed work: the latency stage's)
@@ -73,6 +77,69 @@ def model_gb(spec_text: str, bytes_per_param: int = 2) -> float:
     except ModelSpecError:
         size = None
     return UNKNOWN_MODEL_GB if size is None else size
+
+
+def _token_bytes(spec_text: str, bytes_per_value: int) -> tuple[float, float]:
+    """(a cached token's KV bytes, a computed token's fp32 logits and activations: a few hidden
+    widths and the MLP's) of SPEC_TEXT, from its known config; zeros where unknown."""
+    from moesd.models.spec import ModelSpecError
+
+    try:
+        config = parse_spec(spec_text).known_config()
+    except (ModelSpecError, ValueError, KeyError, OSError):
+        config = None
+    if not config:
+        return 0.0, 0.0
+    heads = config.get("num_attention_heads") or 1
+    hidden = config.get("hidden_size") or 0
+    head_dim = config.get("head_dim") or hidden // heads
+    kv = 2 * config.get("num_hidden_layers", 0) * (config.get("num_key_value_heads") or heads) * head_dim
+    width = max(config.get("intermediate_size") or 0, config.get("ffn_dim") or 0, 4 * hidden)
+    return kv * bytes_per_value, (8 * hidden + 2 * width) * bytes_per_value + 4 * config.get("vocab_size", 0)
+
+
+def working_gb(config: dict, stage: str, specs: list[str], bytes_per_value: int) -> float:
+    """Memory beyond the weights a CPU job of STAGE needs at its largest batch: the KV cache of
+    the tokens it holds and the logits and activations of the tokens one forward computes (a
+    prefill's whole prompt), for the largest of SPECS (an estimate, like the rest)."""
+    lat, acc = config["latency"], config["acceptance"]
+    if stage == "latency":
+        e2e, batch = lat["e2e"], max(lat["batch_sizes"])
+        grids = [(batch * (lat["context"]["max_length"] + lat["gamma_max"] + 1), batch * (lat["gamma_max"] + 1))]
+        if e2e["pairs"]:
+            batch = max(e2e["batch_sizes"])
+            held = e2e["context_length"] + e2e["max_new_tokens"] + e2e["gamma"] + 1
+            grids.append((batch * held, batch * e2e["context_length"]))
+    elif stage in ("acceptance", "acceptance_vllm"):
+        held = PROMPT_TOKENS + acc["max_new_tokens"] + max(acc["gammas"]) + 1
+        grids = [(acc["batch_size"] * held, acc["batch_size"] * PROMPT_TOKENS)]
+    elif stage == "routing":
+        tokens = max(config["routing"]["batch_sizes"]) * max(config["routing"]["sequence_tokens"])
+        grids = [(tokens, tokens)]
+    else:
+        return 0.0
+    per_token = [_token_bytes(s, bytes_per_value) for s in specs]
+    return max((held * kv + step * work for kv, work in per_token for held, step in grids), default=0.0) / 1e9
+
+
+def host_memory_mb() -> int:
+    """This machine's physical memory in MB."""
+    import os
+
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e6)
+
+
+def check_host_memory(jobs: dict[str, dict], available_mb: int | None = None) -> None:
+    """A local run's jobs (name -> job_resources) against this machine's memory: the first that
+    cannot fit stops the plan in one line with its estimate (a cluster job asks its node instead)."""
+    available_mb = host_memory_mb() if available_mb is None else available_mb
+    for name, resources in jobs.items():
+        if resources.get("mem_mb", 0) > available_mb:
+            raise ValueError(
+                f"{name}: estimated to need {resources['mem_mb'] / 1000:.1f} GB of host memory (weights and its "
+                f"largest batch's KV cache, logits and activations), this machine has {available_mb / 1000:.1f} GB: "
+                "lower its batch sizes or context, or run it on a cluster platform"
+            )
 
 
 def _pair(config: dict, name: str) -> dict:
@@ -203,6 +270,7 @@ def job_resources(config: dict, stage: str, slice_id: str | None = None, platfor
     minutes = (
         loads * LOAD_MINUTES_PER_100GB * largest / 100 + _forwards(config, stage) * SECONDS_PER_FORWARD[device] / 60
     )
+    working = working_gb(config, stage, specs, per_param) if device == "cpu" else 0.0
     timed = where is not None and stage in TIMED_STAGES  # a timed job runs with its platform's threads
     threads = where["threads"] if timed else stage_threads(config, stage)
     return (
@@ -210,7 +278,9 @@ def job_resources(config: dict, stage: str, slice_id: str | None = None, platfor
             "gpu": gpus,
             "cpus_per_task": CPUS_PER_GPU * gpus if gpus else threads,
             "mem_mb": int(
-                HOST_BASE_MB[device] + math.ceil(largest * 1000) + VLLM_CPU_MB * (via_vllm and device == "cpu")
+                HOST_BASE_MB[device]
+                + math.ceil((largest + working) * 1000)
+                + VLLM_CPU_MB * (via_vllm and device == "cpu")
             ),
             "runtime": int(min(MAX_RUNTIME, max(MIN_RUNTIME, math.ceil(SAFETY * minutes)))),
         }

@@ -3,6 +3,7 @@
 # is defined here, so that no rule file depends on another's (the include order does not matter).
 import json
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from moesd.download import hub_specs
 from moesd.latency.tables import failed_tries
 from moesd.figures import MEASURED_FIGURES, NOTEBOOKS, THEORY_FIGURES
 from moesd.prompt_sets import dataset_name
-from moesd.resources import GPU_STAGES, job_resources, stage_threads, timing_resources
+from moesd.resources import GPU_STAGES, check_host_memory, job_resources, stage_threads, timing_resources
 
 START = time.time()  # the invocation's wall time, printed on success
 EXP = config["experiment"]
@@ -131,6 +132,18 @@ REFERENCE_PLATFORM = config["analysis"]["reference_platform"]
 ENVS = {name: f"{RUNS}/env/{name}.json" for name in PLATFORMS}
 ENV = f"{RUNS}/env.json"
 ENV_RESOURCES = {name: job_resources(config, "environment", platform=name) for name in PLATFORMS}
+# A CPU experiment's jobs on a platform without a Slurm partition run on this machine: one that
+# cannot fit its memory stops the plan with its estimate (moesd.resources.check_host_memory).
+if config["latency"]["device"] != "cuda" and not any(p["slurm"]["partition"] for p in config["platforms"]):
+    try:
+        check_host_memory(
+            {f"latency slice {key}": value for key, value in LATENCY_SLICE_RESOURCES.items()}
+            | {f"acceptance slice {key}": value for key, value in ACCEPTANCE_SLICE_RESOURCES.items()}
+            | {f"vLLM slice {key}": value for key, value in E2E_VLLM_SLICE_RESOURCES.items()}
+            | {"routing": RESOURCES["routing"]}
+        )
+    except ValueError as error:
+        sys.exit(f"plan error: {error}")
 THEORY_TABLES = ("saturation.csv", "roofline_speedup.csv", "fit_quality.csv", "fit_quality.md")
 THEORY_OUTPUTS = [f"{FIGURES}/theory/{name}.{ext}" for name in (*THEORY_FIGURES, "sparsity_fit") for ext in ("png", "pdf")]
 THEORY_OUTPUTS += [f"{FIGURES}/theory/{name}" for name in THEORY_TABLES]
