@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 
+import pytest
 from moesd.claims import MARGIN, SUPPORT
 from moesd.paths import REPO_ROOT
 
@@ -117,6 +118,7 @@ def test_the_architecture_page_names_every_module_command_and_rule():
         assert f"`{rule}`" in text, f"architecture.md does not name the rule {rule}"
 
 
+@pytest.mark.slow  # three rule graphs (about 4 s)
 def test_the_architecture_page_draws_the_workflows_rule_graph():
     script = REPO_ROOT / "workflow" / "scripts" / "rulegraph.py"
     result = subprocess.run([sys.executable, str(script)], cwd=REPO_ROOT, capture_output=True, text=True)

@@ -29,7 +29,7 @@ STAGES = [
     ),
     ("acceptance", ["acceptance", "routing"]),
     ("latency", ["latency"]),
-    ("speedup", ["speedup", "bandwidth"]),
+    ("speedup", ["speedup", "bandwidth", "step_profile"]),
     ("fit", ["fit", "fit_families", "predict", "simulate"]),
     ("figures", ["figures"]),
     ("claims", ["claims"]),

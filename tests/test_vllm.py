@@ -74,6 +74,7 @@ def test_requests_vllm_cannot_serve_fail_in_one_line_before_loading(checkpoints,
         run(ok)
 
 
+@pytest.mark.slow  # spawns and kills a process group (about 2.5 s)
 def test_the_worker_leaves_no_process_behind(tmp_path):
     """vLLM's engine core and tensor-parallel workers are the worker's children: when it times out
     (or ends), its whole process group goes with it."""

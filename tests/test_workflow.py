@@ -62,6 +62,7 @@ SMOKE_OUTPUTS = {
         "speedup/composed.csv",
         "speedup/e2e.csv",
         "speedup/missing.csv",
+        "speedup/step_profile.csv",
         "fit/params.json",
         "fit/predictions.csv",
         "fit/curves.csv",
@@ -218,6 +219,9 @@ def test_smoke_analysis_outputs(smoke_run):
     replicates = pd.read_csv(run / "speedup/composed_bootstrap.csv")
     assert replicates["replicate"].nunique() == 200 and len(replicates) == 200 * len(composed)
     assert set(pd.read_csv(run / "speedup/e2e.csv")["temperature"]) == {0.0, 1.0}
+    profile = pd.read_csv(run / "speedup/step_profile.csv")  # latency.profile: moe at its native K, dense, draft
+    assert len(profile) == 2 * 2 + 2 * 2 + 2 and (profile["bandwidth_fraction"] > 0).all()
+    assert (profile[["weights", "attention", "dispatch"]] >= 0).all().all()
     bandwidth = pd.read_csv(run / "speedup/bandwidth.csv")  # one AR step per target, K and B
     assert len(bandwidth) == 3 * 3 and (bandwidth["bandwidth_fraction"] > 0).all()
     moe = bandwidth[bandwidth["model"] == "moe"]

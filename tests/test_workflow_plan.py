@@ -125,7 +125,8 @@ def test_every_rule_is_submitted_or_local_by_decision(checkout):
     rules = set(re.findall(r"^rule (\w+):", text, re.M))
     local = set(re.findall(r"^    (\w+),$", text.split("localrules:")[1].split("\n\n")[0], re.M))
     submitted = {"environment", "engine_check_model", "train_models", "prompts", "measure_acceptance",
-                 "measure_acceptance_vllm", "measure_routing", "measure_latency", "measure_e2e_vllm"}  # fmt: skip
+                 "measure_acceptance_vllm", "measure_routing", "measure_latency", "measure_e2e_vllm",
+                 "profile_step"}  # fmt: skip
     assert local | submitted == rules and not local & submitted, (rules - local - submitted, local & submitted)
     profile = yaml.safe_load((checkout / "profiles/default/config.yaml").read_text())
     assert not {"default-resources", "set-resources", "cores", "executor", "jobs"} & set(profile)
@@ -138,7 +139,7 @@ def test_timed_jobs_take_turns_through_a_resource(checkout):
     result = snakemake(checkout, "-n", "--configfile", "config/smoke.yaml", "config/engines.yaml")
     assert result.returncode == 0, result.stderr[-2000:]
     plans = planned_resources(result)
-    for rule in ("measure_latency", "measure_e2e_vllm", "environment", "engine_check_model"):
+    for rule in ("measure_latency", "measure_e2e_vllm", "environment", "engine_check_model", "profile_step"):
         assert plans[rule].get("cpu_timing") == "1", rule
     for rule in ("measure_acceptance", "prompts", "train_models"):
         assert "cpu_timing" not in plans[rule], rule

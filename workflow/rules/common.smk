@@ -121,6 +121,7 @@ SPEEDUP = {
     name: f"{RUNS}/speedup/{name}.csv"
     for name in ("composed", "e2e", "bandwidth", "composed_bootstrap", "e2e_bootstrap", "missing")
 }
+STEP_PROFILE = f"{RUNS}/speedup/step_profile.csv"  # rule profile_step (latency.profile)
 FIT = {name: f"{RUNS}/fit/{name}" for name in ("params.json", "predictions.csv", "curves.csv", "metrics.csv")}
 FIT_QUALITY = {ext: f"{FIGURES}/fit_quality.{ext}" for ext in ("csv", "md")}
 MEASURED_TABLES = {ext: f"{FIGURES}/tables_1_2.{ext}" for ext in ("csv", "md")}

@@ -56,7 +56,32 @@ rule fit_run:
         "--platform-envs {input.envs} --out {params.out} --tables {params.tables} > {log} 2>&1"
 
 
+rule profile_step:
+    """Where the decode step's time goes (weights, attention, routing, copies, allocation,
+    elementwise, dispatch) beside its weights' time at the reference platform's read bandwidth,
+    per latency model at its native K (latency.profile; a benchmark of the instrument)."""
+    input:
+        hub=HUB,
+        config=f"{RUNS}/config/latency.json",
+        env=ENV,
+    output:
+        STEP_PROFILE,
+    params:
+        env=model_env,
+    threads: THREADS["engine_check"]
+    resources:
+        **RESOURCES["engine_check"],
+    log:
+        f"{LOGS}/profile_step.log",
+    conda:
+        "../../envs/cpu.yaml"  # the profile times the CPU (moesd.step_profile)
+    shell:
+        "{params.env} moesd profile-step --config {input.config} --env {input.env} --threads {threads} "
+        "--out {output} > {log} 2>&1"
+
+
 rule fit:
     input:
         rules.speedup.output,
         rules.fit_run.output,
+        [STEP_PROFILE] if config["latency"]["profile"]["enabled"] else [],

@@ -8,7 +8,8 @@ machine's drift hits both alike); it therefore runs in the vLLM environment, who
     PYTHONPATH=workflow .venv-vllm/bin/python workflow/scripts/bench_engines.py [--repeats 5]
 
 Prints ms per decoding step (a batch's wall time over its new tokens) of each engine and the ratio
-ours / vLLM (below 1: ours is faster). Without --target/--draft it saves a random Qwen2-MoE target
+ours / vLLM (below 1: ours is faster); `--csv FILE` writes the same table (columns B, mode,
+ours_ms, vllm_ms, ratio). Without --target/--draft it saves a random Qwen2-MoE target
 (4 layers, 16 experts, top 4) and a Qwen2 draft with transformers first.
 """
 
@@ -49,6 +50,7 @@ def main() -> None:
     parser.add_argument("--gamma", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--csv", type=Path, help="also write the table here (B, mode, ours_ms, vllm_ms, ratio)")
     args = parser.parse_args()
     cores = sorted(os.sched_getaffinity(0))[: args.threads]
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"{cores[0]}-{cores[-1]}")
@@ -76,6 +78,7 @@ def main() -> None:
     params = SamplingParams(temperature=0.0, max_tokens=args.new_tokens, ignore_eos=True, detokenize=False)
     config = GenerationConfig(max_new_tokens=args.new_tokens, temperature=0.0, gamma=args.gamma, stop_at_eos=False)
     rng = random.Random(0)
+    rows = []
 
     print(f"target {target}, draft {draft}; {args.prompt_tokens} prompt tokens, {args.new_tokens} new, fp32, "
           f"{args.threads} threads, medians of {args.repeats} interleaved repeats")  # fmt: skip
@@ -94,6 +97,23 @@ def main() -> None:
             print(
                 f"{batch:>4} {mode:>4} {step['ours']:>13.2f} {step['vllm']:>13.2f} {step['ours'] / step['vllm']:>10.2f}"
             )
+            rows.append({"B": batch, "mode": mode, "ours_ms": step["ours"], "vllm_ms": step["vllm"],
+                         "ratio": step["ours"] / step["vllm"]})  # fmt: skip
+    if args.csv:
+        write_rows(args.csv, rows)
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    """The table as CSV, written whole or not at all (a temporary file renamed)."""
+    import csv
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    with partial.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["B", "mode", "ours_ms", "vllm_ms", "ratio"])
+        writer.writeheader()
+        writer.writerows(rows)
+    partial.replace(path)
 
 
 if __name__ == "__main__":  # vLLM's engine spawns processes: the guard is required

@@ -4,7 +4,8 @@ docs/architecture.md, which holds its output between the markers below (a test c
     python workflow/scripts/rulegraph.py > /tmp/graph.md
 
 Run from the repository root. The graph is the union of the default experiment's (the trained
-pair) and config/paper.yaml's (hub models, vLLM): every rule that does work appears. Edges are
+pair), config/smoke.yaml's (the step profile) and config/paper.yaml's (hub models, vLLM): every
+rule that does work appears. Edges are
 sorted, so the same workflow gives the same text.
 """
 
@@ -37,8 +38,9 @@ def mermaid(pairs: set[tuple[str, str]]) -> str:
 
 
 def workflow_graph() -> str:
-    """The Mermaid block of the default experiment's and config/paper.yaml's rule graphs."""
-    return mermaid(edges(rulegraph_dot([])) | edges(rulegraph_dot(["--configfile", "config/paper.yaml"])))
+    """The Mermaid block of the default experiment's, the smoke's and config/paper.yaml's rule graphs."""
+    graphs = [[], ["--configfile", "config/smoke.yaml"], ["--configfile", "config/paper.yaml"]]
+    return mermaid(set().union(*(edges(rulegraph_dot(args)) for args in graphs)))
 
 
 def main() -> int:

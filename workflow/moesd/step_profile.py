@@ -1,0 +1,155 @@
+"""Where a decode step's time goes: the latency stage's forward (T_T(B, s) of Eq. 2-4 of arXiv
+2505.19645: s new tokens for each of B sequences over a KV cache holding a context) timed without
+a profiler, then once more under torch.profiler and its operators' own time sorted into what the
+step does:
+
+    weights      matrix products that stream the weights: the attention projections, the experts
+                 (grouped or per expert), the router, dense MLPs, the LM head
+    attention    the softmax over the KV cache (scaled dot-product attention)
+    routing      top-k, sorting, gather and scatter of the tokens to their experts, the
+                 expert counts read back to the host
+    copies       KV-cache writes, concatenations, dtype casts
+    allocation   new tensors (empty, zeros, arange, ...)
+    elementwise  norms, activations, rotary embeddings, residual adds
+    dispatch     the step's wall time under the profiler less its operators' own time: Python,
+                 module calls and operator dispatch
+
+beside the time the step's weights take at the probe's read bandwidth (the weights it reads: the
+dense part and the distinct experts it routes to, moesd.bandwidth), so that the step's fraction
+of the machine's bandwidth is read off the same table. The profiler adds its own cost per
+operator: shares are of the profiled step, and the unprofiled step's median is given beside them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import time
+
+import torch
+
+from moesd.bandwidth import weight_bytes
+from moesd.decode.engine import forward_ragged
+from moesd.latency.measure import TokenDraw
+
+CATEGORIES = ("weights", "attention", "routing", "copies", "allocation", "elementwise", "dispatch")
+GEMMS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::mv", "aten::addmv", "aten::_grouped_mm",
+         "aten::_weight_int8pack_mm", "aten::dot"}  # fmt: skip
+ROUTING = {"aten::topk", "aten::sort", "aten::argsort", "aten::scatter_add_", "aten::index", "aten::index_add_",
+           "aten::index_select", "aten::gather", "aten::cumsum", "aten::_local_scalar_dense", "aten::nonzero",
+           "aten::bincount", "aten::floor_divide", "aten::item"}  # fmt: skip
+COPIES = {"aten::copy_", "aten::index_put_", "aten::_index_put_impl_", "aten::index_copy_", "aten::cat",
+          "aten::clone", "aten::_to_copy", "aten::slice_scatter", "aten::contiguous"}  # fmt: skip
+ALLOCATION = {"aten::empty", "aten::empty_strided", "aten::zeros", "aten::zeros_like", "aten::empty_like",
+              "aten::full", "aten::ones_like", "aten::resize_", "aten::arange", "aten::new_empty"}  # fmt: skip
+
+
+def category(name: str, in_moe: bool) -> str:
+    """The category of operator NAME (its own time); softmax is routing inside an MoE layer."""
+    if name in GEMMS:
+        return "weights"
+    if "scaled_dot_product" in name or "flash_attention" in name:
+        return "attention"
+    if name in ROUTING or (in_moe and "softmax" in name):
+        return "routing"
+    if name in COPIES:
+        return "copies"
+    if name in ALLOCATION:
+        return "allocation"
+    return "elementwise"
+
+
+@contextlib.contextmanager
+def moe_scopes(model):
+    """Each MoE layer's forward inside a profiler range named "moe" (hooks, removed after), so
+    that its softmax counts as routing: the engine's code stays as it is."""
+    from moesd.models.moe import MoE
+
+    ranges, handles = [], []
+
+    def enter(module, args):
+        scope = torch.profiler.record_function("moe")
+        scope.__enter__()
+        ranges.append(scope)
+
+    def leave(module, args, output):
+        ranges.pop().__exit__(None, None, None)
+
+    for module in model.modules():
+        if isinstance(module, MoE):
+            handles += [module.register_forward_pre_hook(enter), module.register_forward_hook(leave)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _inside(event, name: str) -> bool:
+    parent = event.cpu_parent
+    while parent is not None:
+        if parent.name == name:
+            return True
+        parent = parent.cpu_parent
+    return False
+
+
+def split_time(events, wall_us: float, steps: int) -> dict[str, float]:
+    """Milliseconds per step of each category from a profile's EVENTS (each operator's own
+    time), the rest of WALL_US (the profiled steps' wall time) as dispatch."""
+    totals = dict.fromkeys(CATEGORIES, 0.0)
+    for event in events:
+        if not event.name.startswith("aten::"):
+            continue
+        totals[category(event.name, _inside(event, "moe"))] += event.self_cpu_time_total
+    totals["dispatch"] = max(0.0, wall_us - sum(totals.values()))
+    return {name: value / steps / 1e3 for name, value in totals.items()}
+
+
+def profile_step(model, batch: int, s: int, context: int, repeats: int, warmup: int = 3, seed: int = 0) -> dict:
+    """One step shape of MODEL: the unprofiled median (ms, fresh tokens each call), the profiled
+    step split by category (ms), and the distinct experts per MoE layer it routed to."""
+    draw = TokenDraw(model.cfg.vocab_size, seed)
+    cache = model.new_cache(batch, context + s)
+    forward_ragged(model, cache, [draw(context) for _ in range(batch)])
+    calls = warmup + 2 * repeats
+    ids = iter(torch.tensor(draw(calls * batch * s)).view(calls, batch, s).to(model.device))
+    sync = torch.cuda.synchronize if model.device.type == "cuda" else (lambda: None)
+    times = []
+    with torch.inference_mode():
+        for i in range(warmup + repeats):
+            step = next(ids)
+            sync()
+            start = time.perf_counter()
+            model(step, cache)  # the lengths never advance: every call is the same step shape
+            sync()
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
+        activities = [torch.profiler.ProfilerActivity.CPU]
+        with moe_scopes(model), torch.profiler.profile(activities=activities) as prof:
+            start = time.perf_counter()
+            for _ in range(repeats):
+                model(next(ids), cache)
+            sync()
+            wall = time.perf_counter() - start
+        distinct = float("nan")
+        if model.cfg.is_moe:
+            with model.router_recording() as recorded:
+                model(torch.tensor(draw(batch * s)).view(batch, s).to(model.device), cache)
+            distinct = torch.stack(recorded).gt(0).sum(dim=2).float().mean().item()  # per layer
+    split = split_time(prof.events(), wall * 1e6, repeats)
+    return {"step_ms": statistics.median(times) * 1e3, "profiled_ms": wall / repeats * 1e3,
+            "distinct_experts": distinct} | split  # fmt: skip
+
+
+def profile_rows(model, spec: str, dtype: str, shapes, context: int, repeats: int, bandwidth: float) -> list[dict]:
+    """A row per (B, s) of SHAPES: profile_step's times, the weights the step reads and their time
+    at BANDWIDTH (byte/s), and the step's fraction of it (weights time over the unprofiled step)."""
+    rows = []
+    for batch, s in shapes:
+        part = profile_step(model, batch, s, context, repeats)
+        read = weight_bytes(spec, part["distinct_experts"], dtype)
+        roofline_ms = read / bandwidth * 1e3
+        rows.append({"B": batch, "s": s, "weight_mb": read / 1e6, "roofline_ms": roofline_ms} | part
+                    | {"bandwidth_fraction": roofline_ms / part["step_ms"]})  # fmt: skip
+    return rows
