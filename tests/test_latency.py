@@ -408,6 +408,8 @@ def test_failed_tries_grow_with_each_failure_and_stay_once_measured(tmp_path):
     assert failed_tries(table(ok + [row | {"attempts": 2} for row in failed])) == 4
     (tmp_path / "empty.csv").write_text("\n")  # a slice that writes no rows of this table
     assert failed_tries([tmp_path / "empty.csv"]) == 0
+    (tmp_path / "damaged.csv").write_bytes(b"repeat,status,attempts\n0,ok,x\n\xff\xfe")  # its slice runs again
+    assert failed_tries([tmp_path / "damaged.csv"]) >= 10**6
 
     missing = missing_points({"forward": pd.DataFrame(ok + failed), "e2e": pd.DataFrame()})
     assert list(missing.columns) == ["table", "model", "B", "s", "status", "attempts"] and len(missing) == 2

@@ -43,6 +43,40 @@ def test_logits_match_transformers_prefill_and_ragged_cached_decode(family, tiny
         assert (step[i] - ref[n : n + s]).abs().max() < 1e-4
 
 
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float32, 1e-5), (torch.bfloat16, 3e-2)])
+@pytest.mark.parametrize("heads, kv_heads, s", [(4, 4, 1), (4, 2, 1), (6, 2, 5), (4, 1, 3)])
+def test_the_attention_kernels_agree(dtype, tolerance, heads, kv_heads, s):
+    """The math path (a CPU's default) and torch's sdpa give one attention: grouped-query heads,
+    a ragged causal mask (each sequence at its own length), a decode step and an SD verification."""
+    from moesd.models.attention import attend, resolve
+
+    gen = torch.Generator().manual_seed(heads * 10 + kv_heads + s)
+    b, d, slots = 3, 16, 12
+    q = torch.randn(b, heads, s, d, generator=gen).to(dtype)
+    k, v = (torch.randn(b, kv_heads, slots, d, generator=gen).to(dtype) for _ in range(2))
+    lengths = torch.tensor([2, 7, 12 - s])  # tokens already cached per sequence
+    positions = lengths[:, None] + torch.arange(s)
+    mask = (torch.arange(slots)[None, None, :] <= positions[:, :, None])[:, None]  # [B, 1, s, T]
+    math, sdpa = (attend(q, k, v, mask, impl).float() for impl in ("math", "sdpa"))
+    assert math.shape == (b, heads, s, d) and (math - sdpa).abs().max() < tolerance
+    assert resolve("auto", torch.device("cpu")) == "math" and resolve("auto", torch.device("meta")) == "sdpa"
+    with pytest.raises(ValueError, match="attention implementation must be one of"):
+        resolve("flash", torch.device("cpu"))
+
+
+def test_a_model_gives_one_set_of_logits_with_either_attention_kernel(tiny_dirs):
+    ids = torch.randint(0, VOCAB, (2, 9), generator=torch.Generator().manual_seed(3))
+    logits = {}
+    for impl in ("math", "sdpa"):
+        model = load_model(f"dir:{tiny_dirs['qwen2']}", device="cpu", dtype=torch.float32, attention_impl=impl)
+        assert model.attention_impl == impl
+        cache = model.new_cache(2, 16)
+        prefill = model(ids[:, :6], cache)
+        cache.advance(6)
+        logits[impl] = torch.cat([prefill, model(ids[:, 6:], cache)], dim=1)  # a prefill, then a 3-token step
+    assert (logits["math"] - logits["sdpa"]).abs().max() < 1e-4
+
+
 ALIGNED_MOE = (  # widths the grouped product takes (16-byte rows)
     "arch:qwen2-57b-a14b:num_hidden_layers=1,hidden_size=64,num_attention_heads=2,num_key_value_heads=1,"
     "moe_intermediate_size=32,shared_expert_intermediate_size=64,vocab_size=512"

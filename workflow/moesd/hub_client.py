@@ -17,7 +17,7 @@ import time
 
 import httpx2
 
-PATIENCE_ENV = "MOESD_HUB_PATIENCE"  # seconds; `moesd download --patience` sets it for the process
+PATIENCE_ENV = "MOESD_HUB_PATIENCE"  # seconds of failure in a row before a download gives up
 DEFAULT_PATIENCE = 60.0
 CONNECT_TIMEOUT = 10.0
 

@@ -25,8 +25,9 @@ from moesd.models.spec import parse_spec
 # input that changes a measurement in its key (the device and CUDA graphs of forward and e2e
 # points, the seed of e2e points); 6: checkpoint folders keyed by their weight files (a retrained
 # pair is measured anew), e2e points by backend; 7: forward and rejection points in adaptive rounds
-# (disturbed rounds measured again, rounds added until the medians are precise; latency.rounds).
-PROTOCOL = 7
+# (disturbed rounds measured again, rounds added until the medians are precise; latency.rounds);
+# 8: attention by matrix products on a CPU (moesd.models.attention; 3x faster at B = 64).
+PROTOCOL = 8
 
 
 class Fingerprints(dict):

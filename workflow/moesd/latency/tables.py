@@ -126,13 +126,19 @@ def failed_tries(paths) -> int:
     for path in map(Path, paths):
         if not path.is_file():
             continue
-        with path.open(newline="") as handle:
-            for row in csv.DictReader(handle):
-                if float(row.get("repeat") or 0) not in (0, -1):  # a point's first repeat, or its failure
-                    continue
-                attempts = int(float(row.get("attempts") or 1))
-                tries += attempts - (row.get("status") == "ok")
+        try:
+            with path.open(newline="") as handle:
+                for row in csv.DictReader(handle):
+                    if float(row.get("repeat") or 0) not in (0, -1):  # a point's first repeat, or its failure
+                        continue
+                    attempts = int(float(row.get("attempts") or 1))
+                    tries += attempts - (row.get("status") == "ok")
+        except (ValueError, TypeError, csv.Error, UnicodeDecodeError):
+            tries += DAMAGED  # a damaged table: its slice runs again and writes it anew
     return tries
+
+
+DAMAGED = 10**6
 
 
 def missing_note(missing: pd.DataFrame) -> str:

@@ -20,10 +20,17 @@ from moesd.models.transformer import Transformer
 
 
 def load_model(
-    spec_text: str, *, device=None, dtype=None, expert_impl: str = "auto", cuda_graphs: bool = False
+    spec_text: str,
+    *,
+    device=None,
+    dtype=None,
+    expert_impl: str = "auto",
+    attention_impl: str = "auto",
+    cuda_graphs: bool = False,
 ) -> Transformer:
     """Build the lean decoder for SPEC_TEXT with its weights (or seeded random ones for arch:).
-    cuda_graphs: capture fixed-shape forwards on CUDA (ignored elsewhere)."""
+    cuda_graphs: capture fixed-shape forwards on CUDA (ignored elsewhere). expert_impl and
+    attention_impl choose the kernels (auto: per device, moesd.models.moe and .attention)."""
     spec = parse_spec(spec_text)
     device = device or default_device()
     dtype = dtype or default_dtype(device)
@@ -37,7 +44,7 @@ def load_model(
     if spec.kind != "arch":
         check_folder(checkpoint.folder(spec))  # the files, before any tensor is made
     with torch.device("meta"):
-        model = Transformer(cfg, dtype=dtype, device="meta", expert_impl=expert_impl)
+        model = Transformer(cfg, dtype=dtype, device="meta", expert_impl=expert_impl, attention_impl=attention_impl)
     model = model.to_empty(device=device)
     if spec.kind == "arch":
         init_random(model, spec.seed, raw.get("initializer_range", 0.02))

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from moesd.models.attention import attend, resolve
 from moesd.models.cache import KVCache
 from moesd.models.linear import Linear, linear
 from moesd.models.model_config import ModelConfig
@@ -56,6 +57,7 @@ class Attention(nn.Module):
         self.v = Linear(h, nkv * d, bias=bias, **factory)
         self.o = Linear(nh * d, h, bias=cfg.enable_bias if cfg.is_opt else False, **factory)
         self.nh, self.nkv, self.d = nh, nkv, d
+        self.impl = "sdpa"  # the kernel (moesd.models.attention); Transformer.finalize picks it per device
 
     def forward(self, x, cache: KVCache, layer: int, positions, mask, upto: int, rope):
         b, s, _ = x.shape
@@ -67,7 +69,7 @@ class Attention(nn.Module):
             q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
         cache.write(layer, k, v, positions)
         keys, values = cache.view(layer, upto)  # [B, nkv, T, d]
-        out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, enable_gqa=self.nkv != self.nh)
+        out = attend(q, keys, values, mask, self.impl)
         return self.o(out.transpose(1, 2).reshape(b, s, self.nh * self.d))
 
 
@@ -123,8 +125,10 @@ class Block(nn.Module):
 
 
 class Transformer(nn.Module):
-    def __init__(self, cfg: ModelConfig, *, dtype=torch.float32, device="cpu", expert_impl="auto"):
+    def __init__(self, cfg: ModelConfig, *, dtype=torch.float32, device="cpu", expert_impl="auto", attention_impl="auto"):
         super().__init__()
+        resolve(attention_impl, torch.device("cpu"))  # a bad name stops here, before any weight
+        self.requested_attention = attention_impl
         factory = {"dtype": dtype, "device": device}
         self.cfg = cfg
         width = cfg.word_embed_proj_dim or cfg.hidden_size
@@ -157,9 +161,11 @@ class Transformer(nn.Module):
         return [layer.mlp for layer in self.layers if isinstance(layer.mlp, MoE)]
 
     def finalize(self) -> Transformer:
-        """After weights are in place: choose the expert implementation, build RoPE tables."""
+        """After weights are in place: choose the expert and attention kernels, build RoPE tables."""
         for moe in self.moe_layers:
             moe.resolve_impl()
+        for layer in self.layers:
+            layer.attn.impl = resolve(self.requested_attention, self.device)
         if not self.cfg.is_opt:  # fixed tables for every position: graphs keep pointers to them
             length = min(self.cfg.max_position_embeddings, 1 << 16)
             self._rope = rope_tables(self.cfg.head_dim, length, self.cfg.rope_theta, self.device, self.dtype)
@@ -169,6 +175,10 @@ class Transformer(nn.Module):
     def expert_impl(self) -> str:
         impls = {moe.impl for moe in self.moe_layers}
         return impls.pop() if len(impls) == 1 else ("dense" if not impls else "mixed")
+
+    @property
+    def attention_impl(self) -> str:
+        return self.layers[0].attn.impl if len(self.layers) else "none"
 
     def new_cache(self, batch_size: int, max_len: int) -> KVCache:
         """An empty cache. With CUDA graphs, caches of one shape are reused (emptied), so that the
