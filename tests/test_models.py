@@ -57,9 +57,11 @@ def test_the_attention_kernels_agree(dtype, tolerance, heads, kv_heads, s):
     lengths = torch.tensor([2, 7, 12 - s])  # tokens already cached per sequence
     positions = lengths[:, None] + torch.arange(s)
     mask = (torch.arange(slots)[None, None, :] <= positions[:, :, None])[:, None]  # [B, 1, s, T]
-    math, sdpa = (attend(q, k, v, mask, impl).float() for impl in ("math", "sdpa"))
+    math, sdpa, by_shape = (attend(q, k, v, mask, impl).float() for impl in ("math", "sdpa", "by_shape"))
     assert math.shape == (b, heads, s, d) and (math - sdpa).abs().max() < tolerance
+    assert (by_shape - (sdpa if s == 1 else math)).abs().max() == 0
     assert resolve("auto", torch.device("cpu")) == "math" and resolve("auto", torch.device("meta")) == "sdpa"
+    assert resolve("auto", torch.device("cpu"), torch.float32) == "by_shape"
     with pytest.raises(ValueError, match="attention implementation must be one of"):
         resolve("flash", torch.device("cpu"))
 

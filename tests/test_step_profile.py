@@ -12,11 +12,12 @@ MOE = "arch:qwen2-57b-a14b:num_hidden_layers=2,hidden_size=64,num_attention_head
 
 
 def test_operators_fall_into_what_the_step_does():
-    assert category("aten::mm", in_moe=False) == category("aten::_grouped_mm", in_moe=True) == "weights"
-    assert category("aten::_scaled_dot_product_flash_attention_for_cpu", in_moe=False) == "attention"
-    assert category("aten::_softmax", in_moe=True) == "routing" and category("aten::_softmax", False) != "routing"
-    assert category("aten::topk", in_moe=True) == "routing" and category("aten::index_put_", False) == "copies"
-    assert category("aten::empty", in_moe=False) == "allocation" and category("aten::mul", False) == "elementwise"
+    assert category("aten::mm") == category("aten::_grouped_mm", "moe") == "weights"
+    assert category("aten::_scaled_dot_product_flash_attention_for_cpu") == "attention"
+    assert category("aten::bmm", "attend") == category("aten::_softmax", "attend") == "attention"  # the math kernel
+    assert category("aten::_softmax", "moe") == "routing" and category("aten::_softmax") != "routing"
+    assert category("aten::topk", "moe") == "routing" and category("aten::index_put_") == "copies"
+    assert category("aten::empty") == "allocation" and category("aten::mul") == "elementwise"
 
 
 def test_a_profiled_step_splits_into_its_categories():

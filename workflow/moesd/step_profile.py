@@ -5,7 +5,7 @@ step does:
 
     weights      matrix products that stream the weights: the attention projections, the experts
                  (grouped or per expert), the router, dense MLPs, the LM head
-    attention    the softmax over the KV cache (scaled dot-product attention)
+    attention    the softmax over the KV cache (the attention kernel, moesd.models.attention)
     routing      top-k, sorting, gather and scatter of the tokens to their experts, the
                  expert counts read back to the host
     copies       KV-cache writes, concatenations, dtype casts
@@ -44,13 +44,14 @@ ALLOCATION = {"aten::empty", "aten::empty_strided", "aten::zeros", "aten::zeros_
               "aten::full", "aten::ones_like", "aten::resize_", "aten::arange", "aten::new_empty"}  # fmt: skip
 
 
-def category(name: str, in_moe: bool) -> str:
-    """The category of operator NAME (its own time); softmax is routing inside an MoE layer."""
+def category(name: str, scope: str | None = None) -> str:
+    """The category of operator NAME (its own time) inside SCOPE ("attend": the attention kernel,
+    whatever its operators; "moe": an MoE layer, where softmax is routing)."""
+    if scope == "attend" or "scaled_dot_product" in name or "flash_attention" in name:
+        return "attention"
     if name in GEMMS:
         return "weights"
-    if "scaled_dot_product" in name or "flash_attention" in name:
-        return "attention"
-    if name in ROUTING or (in_moe and "softmax" in name):
+    if name in ROUTING or (scope == "moe" and "softmax" in name):
         return "routing"
     if name in COPIES:
         return "copies"
@@ -60,9 +61,10 @@ def category(name: str, in_moe: bool) -> str:
 
 
 @contextlib.contextmanager
-def moe_scopes(model):
-    """Each MoE layer's forward inside a profiler range named "moe" (hooks, removed after), so
-    that its softmax counts as routing: the engine's code stays as it is."""
+def scopes(model):
+    """Profiler ranges around each MoE layer's forward ("moe", by hooks) and each attention
+    kernel call ("attend"), removed after: the engine's code stays as it is."""
+    from moesd.models import transformer
     from moesd.models.moe import MoE
 
     ranges, handles = [], []
@@ -78,20 +80,28 @@ def moe_scopes(model):
     for module in model.modules():
         if isinstance(module, MoE):
             handles += [module.register_forward_pre_hook(enter), module.register_forward_hook(leave)]
+    original = transformer.attend
+
+    def attend(*args, **kwargs):
+        with torch.profiler.record_function("attend"):
+            return original(*args, **kwargs)
+
+    transformer.attend = attend
     try:
         yield
     finally:
+        transformer.attend = original
         for handle in handles:
             handle.remove()
 
 
-def _inside(event, name: str) -> bool:
+def _scope(event) -> str | None:
     parent = event.cpu_parent
     while parent is not None:
-        if parent.name == name:
-            return True
+        if parent.name in ("moe", "attend"):
+            return parent.name
         parent = parent.cpu_parent
-    return False
+    return None
 
 
 def split_time(events, wall_us: float, steps: int) -> dict[str, float]:
@@ -101,7 +111,7 @@ def split_time(events, wall_us: float, steps: int) -> dict[str, float]:
     for event in events:
         if not event.name.startswith("aten::"):
             continue
-        totals[category(event.name, _inside(event, "moe"))] += event.self_cpu_time_total
+        totals[category(event.name, _scope(event))] += event.self_cpu_time_total
     totals["dispatch"] = max(0.0, wall_us - sum(totals.values()))
     return {name: value / steps / 1e3 for name, value in totals.items()}
 
@@ -126,7 +136,7 @@ def profile_step(model, batch: int, s: int, context: int, repeats: int, warmup: 
             if i >= warmup:
                 times.append(time.perf_counter() - start)
         activities = [torch.profiler.ProfilerActivity.CPU]
-        with moe_scopes(model), torch.profiler.profile(activities=activities) as prof:
+        with scopes(model), torch.profiler.profile(activities=activities) as prof:
             start = time.perf_counter()
             for _ in range(repeats):
                 model(next(ids), cache)

@@ -125,7 +125,9 @@ class Block(nn.Module):
 
 
 class Transformer(nn.Module):
-    def __init__(self, cfg: ModelConfig, *, dtype=torch.float32, device="cpu", expert_impl="auto", attention_impl="auto"):
+    def __init__(
+        self, cfg: ModelConfig, *, dtype=torch.float32, device="cpu", expert_impl="auto", attention_impl="auto"
+    ):
         super().__init__()
         resolve(attention_impl, torch.device("cpu"))  # a bad name stops here, before any weight
         self.requested_attention = attention_impl
@@ -165,7 +167,7 @@ class Transformer(nn.Module):
         for moe in self.moe_layers:
             moe.resolve_impl()
         for layer in self.layers:
-            layer.attn.impl = resolve(self.requested_attention, self.device)
+            layer.attn.impl = resolve(self.requested_attention, self.device, self.dtype)
         if not self.cfg.is_opt:  # fixed tables for every position: graphs keep pointers to them
             length = min(self.cfg.max_position_embeddings, 1 << 16)
             self._rope = rope_tables(self.cfg.head_dim, length, self.cfg.rope_theta, self.device, self.dtype)
