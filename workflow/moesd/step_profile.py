@@ -116,39 +116,62 @@ def split_time(events, wall_us: float, steps: int) -> dict[str, float]:
     return {name: value / steps / 1e3 for name, value in totals.items()}
 
 
+class Steps:
+    """The latency stage's step of one shape: a cache holding CONTEXT tokens for each of BATCH
+    sequences, and fresh ids of S tokens each for every call (the lengths never advance: every
+    call is the same step shape)."""
+
+    def __init__(self, model, batch: int, s: int, context: int, seed: int = 0):
+        self.model, self.batch, self.s = model, batch, s
+        self.draw = TokenDraw(model.cfg.vocab_size, seed)
+        self.cache = model.new_cache(batch, context + s)
+        forward_ragged(model, self.cache, [self.draw(context) for _ in range(batch)])
+        self.sync = torch.cuda.synchronize if model.device.type == "cuda" else (lambda: None)
+
+    def ids(self) -> torch.Tensor:
+        return torch.tensor(self.draw(self.batch * self.s)).view(self.batch, self.s).to(self.model.device)
+
+    @torch.inference_mode()
+    def timed(self, n: int, warmup: int = 0) -> list[float]:
+        """N steps' wall times in ms (after WARMUP untimed ones), each bracketed by a device sync."""
+        times = []
+        for i in range(warmup + n):
+            step = self.ids()
+            self.sync()
+            start = time.perf_counter()
+            self.model(step, self.cache)
+            self.sync()
+            if i >= warmup:
+                times.append((time.perf_counter() - start) * 1e3)
+        return times
+
+
+def timed_steps(model, batch: int, s: int, context: int, n: int, warmup: int = 2) -> list[float]:
+    """N steps of one shape, in ms (a fresh cache; benchmarks compare kernels with it)."""
+    return Steps(model, batch, s, context).timed(n, warmup)
+
+
 def profile_step(model, batch: int, s: int, context: int, repeats: int, warmup: int = 3, seed: int = 0) -> dict:
     """One step shape of MODEL: the unprofiled median (ms, fresh tokens each call), the profiled
     step split by category (ms), and the distinct experts per MoE layer it routed to."""
-    draw = TokenDraw(model.cfg.vocab_size, seed)
-    cache = model.new_cache(batch, context + s)
-    forward_ragged(model, cache, [draw(context) for _ in range(batch)])
-    calls = warmup + 2 * repeats
-    ids = iter(torch.tensor(draw(calls * batch * s)).view(calls, batch, s).to(model.device))
-    sync = torch.cuda.synchronize if model.device.type == "cuda" else (lambda: None)
-    times = []
+    steps = Steps(model, batch, s, context, seed)
+    times = steps.timed(repeats, warmup)
     with torch.inference_mode():
-        for i in range(warmup + repeats):
-            step = next(ids)
-            sync()
-            start = time.perf_counter()
-            model(step, cache)  # the lengths never advance: every call is the same step shape
-            sync()
-            if i >= warmup:
-                times.append(time.perf_counter() - start)
+        inputs = [steps.ids() for _ in range(repeats)]
         activities = [torch.profiler.ProfilerActivity.CPU]
         with scopes(model), torch.profiler.profile(activities=activities) as prof:
             start = time.perf_counter()
-            for _ in range(repeats):
-                model(next(ids), cache)
-            sync()
+            for step in inputs:
+                model(step, steps.cache)
+            steps.sync()
             wall = time.perf_counter() - start
         distinct = float("nan")
         if model.cfg.is_moe:
             with model.router_recording() as recorded:
-                model(torch.tensor(draw(batch * s)).view(batch, s).to(model.device), cache)
+                model(steps.ids(), steps.cache)
             distinct = torch.stack(recorded).gt(0).sum(dim=2).float().mean().item()  # per layer
     split = split_time(prof.events(), wall * 1e6, repeats)
-    return {"step_ms": statistics.median(times) * 1e3, "profiled_ms": wall / repeats * 1e3,
+    return {"step_ms": statistics.median(times), "profiled_ms": wall / repeats * 1e3,
             "distinct_experts": distinct} | split  # fmt: skip
 
 
