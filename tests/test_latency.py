@@ -392,7 +392,8 @@ def test_failed_tries_grow_with_each_failure_and_stay_once_measured(tmp_path):
     """The slice's param that makes Snakemake run it again: a failed try adds one, a retry that
     measures the point keeps the count (no third run), one that fails again adds one more."""
     import pandas as pd
-    from moesd.latency.tables import failed_tries, missing_note, missing_points
+    from moesd.latency.retries import failed_tries
+    from moesd.latency.tables import missing_note, missing_points
 
     def table(rows):
         path = tmp_path / "forward.csv"

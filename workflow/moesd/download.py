@@ -25,7 +25,6 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from moesd.hub_client import active
 from moesd.hub_lock import COMMIT, LockFileError, lock_key, read_lock
 from moesd.models.files import ALL_PATTERNS, CheckpointFilesError, checkpoint_files
 from moesd.models.spec import parse_spec
@@ -71,7 +70,7 @@ def _hub_error(spec, error: Exception) -> DownloadError:
         RevisionNotFoundError,
     )
 
-    from moesd.hub_client import HubUnanswered
+    from moesd.hub_client import HubUnanswered, active
 
     token = "set" if os.environ.get("HF_TOKEN") else "not set"
     if isinstance(error, HubUnanswered):
@@ -96,6 +95,8 @@ def resolve(spec_text: str, lock: dict, *, update_lock: bool, offline: bool, loc
     """SPEC_TEXT's commit (from the hub, checked against LOCK) and the files to fetch."""
     from huggingface_hub import HfApi, constants, snapshot_download
     from huggingface_hub.file_download import repo_folder_name
+
+    from moesd.hub_client import active  # here: httpx2 stays out of the Snakefile's parse
 
     spec = parse_spec(spec_text)
     active()  # timeouts and a patience for a failing hub (moesd.hub_client)
@@ -157,6 +158,8 @@ def _quietly(func, *args, **kwargs):
 
 def fetch(item: Resolved) -> Path:
     from huggingface_hub import snapshot_download
+
+    from moesd.hub_client import active
 
     spec = parse_spec(item.spec)
     active()

@@ -19,7 +19,7 @@ from moesd.config import (
 )
 from moesd.config.platforms import platform_names, platform_of
 from moesd.download import hub_specs
-from moesd.latency.tables import failed_tries
+from moesd.latency.retries import failed_tries
 from moesd.figures import MEASURED_FIGURES, NOTEBOOKS, THEORY_FIGURES
 from moesd.prompt_sets import dataset_name
 from moesd.resources import GPU_STAGES, check_host_memory, job_resources, stage_threads, timing_resources

@@ -113,34 +113,6 @@ def missing_points(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return frame[[c for c in columns if c in ("table", "status", "attempts") or frame[c].notna().any()]]
 
 
-def failed_tries(paths) -> int:
-    """How many tries of the points in the latency tables PATHS have failed so far: each point's
-    `attempts`, less one where it was measured in the end. It grows with every failed try and stays
-    put once every point is measured, so the workflow keeps it as a param of the slice's job:
-    a slice that left failed points is run again by the next `snakemake` (its param changed),
-    measuring only those points, and a slice whose retries succeeded is not run a third time.
-    Read with the csv module: Snakemake evaluates it for every slice while it plans."""
-    import csv
-
-    tries = 0
-    for path in map(Path, paths):
-        if not path.is_file():
-            continue
-        try:
-            with path.open(newline="") as handle:
-                for row in csv.DictReader(handle):
-                    if float(row.get("repeat") or 0) not in (0, -1):  # a point's first repeat, or its failure
-                        continue
-                    attempts = int(float(row.get("attempts") or 1))
-                    tries += attempts - (row.get("status") == "ok")
-        except (ValueError, TypeError, csv.Error, UnicodeDecodeError):
-            tries += DAMAGED  # a damaged table: its slice runs again and writes it anew
-    return tries
-
-
-DAMAGED = 10**6
-
-
 def missing_note(missing: pd.DataFrame) -> str:
     """One sentence for the figures' captions and the claims report: how many latency points
     failed and are left out, per table, with the first failure ("" where none did)."""
