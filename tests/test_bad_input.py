@@ -430,3 +430,12 @@ def test_the_environment_record_names_a_moved_data_folder(monkeypatch):
     assert record["moesd_data"] is None and record["data_dir"].endswith("data")
     monkeypatch.setenv("MOESD_DATA", "/elsewhere/data")
     assert environment()["moesd_data"] == "/elsewhere/data"
+
+
+def test_a_test_cluster_of_nodes_on_one_machine_takes_no_timing_lock(tmp_path, monkeypatch):
+    from moesd.timing import exclusive_timing, lock_path
+
+    monkeypatch.setenv("MOESD_TIMING_LOCK", "off")
+    with exclusive_timing("cpu"), exclusive_timing("cpu"):  # a second one does not wait
+        pass
+    assert not lock_path().exists()

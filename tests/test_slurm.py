@@ -26,6 +26,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 SUBMITTED = {  # the smoke plan's jobs that are not localrules, and the stage whose resources they take
     "environment": "environment",
     "engine_check_model": None,
+    "profile_step": None,  # latency.profile, on in the smoke experiment
     "train_models": None,
     "prompts": None,
     "measure_acceptance": "acceptance",
@@ -60,8 +61,10 @@ def test_the_smoke_experiment_runs_through_slurm(cluster, tmp_path):
     (tmp_path / "mycluster/config.yaml").write_text(yaml.safe_dump(profile))
     (root / "config/two-partitions.yaml").write_text(yaml.safe_dump(PLATFORMS))
     env = cluster.env | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{cluster.env['PATH']}"}
-    # a cluster's CPU platforms are nodes of their own: the one-at-a-time timing lock of this machine
-    # (profiles/default's cpu_timing=1) is lifted so that the two partitions' jobs can overlap
+    # a cluster's CPU platforms are nodes of their own: the one-at-a-time timing of this machine
+    # (profiles/default's cpu_timing=1, and moesd.timing's lock) is lifted so that the two
+    # partitions' jobs can overlap
+    env |= {"MOESD_TIMING_LOCK": "off"}
     args = ["--profile", str(tmp_path / "mycluster"), "--configfile", "config/smoke.yaml", "config/two-partitions.yaml",
             "--resources", "cpu_timing=2", "--slurm-init-seconds-before-status-checks", "5"]  # fmt: skip
     result = subprocess.run(
