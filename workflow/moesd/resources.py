@@ -122,6 +122,26 @@ def working_gb(config: dict, stage: str, specs: list[str], bytes_per_value: int)
     return max((held * kv + step * work for kv, work in per_token for held, step in grids), default=0.0) / 1e9
 
 
+def estimate_known(config: dict, stage: str, slice_id: str | None = None) -> bool:
+    """Whether the memory estimate of STAGE's job (of SLICE_ID) rests on sizes known from the
+    architectures: a hub repository moesd does not know counts as UNKNOWN_MODEL_GB, a guess that
+    no plan should be stopped by."""
+    from moesd.config import narrowed
+    from moesd.models.spec import ModelSpecError
+
+    if slice_id is not None:
+        config, _ = narrowed(config, stage, slice_id)
+    for spec in _models(config, stage)[0]:
+        if spec.startswith("trained:"):
+            continue
+        try:
+            if parse_spec(spec).weights_gb() is None:
+                return False
+        except ModelSpecError:
+            return False
+    return True
+
+
 def host_memory_mb() -> int:
     """This machine's physical memory in MB."""
     import os

@@ -22,7 +22,14 @@ from moesd.download import hub_specs
 from moesd.latency.retries import failed_tries
 from moesd.figures import MEASURED_FIGURES, NOTEBOOKS, THEORY_FIGURES
 from moesd.prompt_sets import dataset_name
-from moesd.resources import GPU_STAGES, check_host_memory, job_resources, stage_threads, timing_resources
+from moesd.resources import (
+    GPU_STAGES,
+    check_host_memory,
+    estimate_known,
+    job_resources,
+    stage_threads,
+    timing_resources,
+)
 
 START = time.time()  # the invocation's wall time, printed on success
 EXP = config["experiment"]
@@ -137,11 +144,15 @@ ENV_RESOURCES = {name: job_resources(config, "environment", platform=name) for n
 # cannot fit its memory stops the plan with its estimate (moesd.resources.check_host_memory).
 if config["latency"]["device"] != "cuda" and not any(p["slurm"]["partition"] for p in config["platforms"]):
     try:
-        check_host_memory(
-            {f"latency slice {key}": value for key, value in LATENCY_SLICE_RESOURCES.items()}
-            | {f"acceptance slice {key}": value for key, value in ACCEPTANCE_SLICE_RESOURCES.items()}
-            | {f"vLLM slice {key}": value for key, value in E2E_VLLM_SLICE_RESOURCES.items()}
-            | {"routing": RESOURCES["routing"]}
+        check_host_memory(  # the jobs whose models' sizes are known (not a guess for an unknown hub model)
+            {f"latency slice {k}": v for k, v in LATENCY_SLICE_RESOURCES.items() if estimate_known(config, "latency", k)}
+            | {
+                f"acceptance slice {k}": v
+                for k, v in ACCEPTANCE_SLICE_RESOURCES.items()
+                if estimate_known(config, "acceptance", k)
+            }
+            | {f"vLLM slice {k}": v for k, v in E2E_VLLM_SLICE_RESOURCES.items() if estimate_known(config, "e2e_vllm", k)}
+            | ({"routing": RESOURCES["routing"]} if estimate_known(config, "routing") else {})
         )
     except ValueError as error:
         sys.exit(f"plan error: {error}")
