@@ -86,3 +86,16 @@ def test_a_cpu_jobs_memory_grows_with_its_batch_and_context_and_a_local_run_stop
     check_host_memory({"latency slice a": {"mem_mb": 4000}}, available_mb=8000)
     with pytest.raises(ValueError, match=r"latency slice b: estimated to need 9.0 GB of host memory .* has 8.0 GB"):
         check_host_memory({"latency slice a": {"mem_mb": 4000}, "latency slice b": {"mem_mb": 9000}}, 8000)
+
+
+def test_only_estimates_of_known_sizes_can_stop_a_plan():
+    """A hub model moesd does not know counts as a 30 GB guess in its job's request, but the plan's
+    memory check leaves its job alone (the hub test's tiny models once stopped their own plan)."""
+    from moesd.config import latency_slices
+    from moesd.resources import estimate_known
+
+    config = load_config(REPO_ROOT / "config/config.yaml")
+    assert all(estimate_known(config, "latency", s) for s in latency_slices(config))
+    unknown = copy.deepcopy(config)
+    unknown["latency"]["models"][0]["spec"] = "hf:someone/unknown-moe@main"
+    assert not estimate_known(unknown, "latency", "local/model-moe")
