@@ -38,7 +38,7 @@ def test_the_command_writes_its_table(tmp_path, capsys):
         "num_key_value_heads=1,intermediate_size=64,vocab_size=512'}\n"
     )
     env = tmp_path / "env.json"
-    env.write_text('{"hardware_probe": {"bandwidth": 2e10}}')
+    env.write_text('{"hardware_probe": {"device_name": "cpu", "flops": 1e11, "bandwidth": 2e10}}')
     argv = ["profile-step", "--config", str(config), "--batch-sizes", "1", "2", "--dtypes", "float32"]
     argv += ["--repeats", "2", "--env", str(env), "--out", str(tmp_path / "p.csv")]
     assert main(argv) == 0

@@ -146,11 +146,6 @@ class Steps:
         return times
 
 
-def timed_steps(model, batch: int, s: int, context: int, n: int, warmup: int = 2) -> list[float]:
-    """N steps of one shape, in ms (a fresh cache; benchmarks compare kernels with it)."""
-    return Steps(model, batch, s, context).timed(n, warmup)
-
-
 def profile_step(model, batch: int, s: int, context: int, repeats: int, warmup: int = 3, seed: int = 0) -> dict:
     """One step shape of MODEL: the unprofiled median (ms, fresh tokens each call), the profiled
     step split by category (ms), and the distinct experts per MoE layer it routed to."""

@@ -33,7 +33,7 @@ def main() -> None:
     from moesd.config import load_config
     from moesd.devices import DTYPES
     from moesd.models.loading import load_model
-    from moesd.step_profile import timed_steps
+    from moesd.step_profile import Steps
     from moesd.timing import exclusive_timing
 
     torch.set_num_threads(args.threads)
@@ -48,9 +48,12 @@ def main() -> None:
                 for batch in args.batch_sizes:
                     for s in [1] if entry["role"] == "draft" else args.tokens:
                         ms = {impl: [] for impl in pair}
+                        steps = {impl: Steps(model, batch, s, 128) for impl, model in pair.items()}  # one prefill each
+                        for impl in pair:
+                            steps[impl].timed(0, warmup=2)
                         for _ in range(args.rounds):
-                            for impl, model in pair.items():
-                                ms[impl] += timed_steps(model, batch, s, 128, args.steps)
+                            for impl in pair:
+                                ms[impl] += steps[impl].timed(args.steps)
                         sdpa, auto = statistics.median(ms["sdpa"]), statistics.median(ms["auto"])
                         rows.append({"model": entry["name"], "dtype": dtype, "B": batch, "s": s, "auto": chosen,
                                      "sdpa_ms": sdpa, "auto_ms": auto, "ratio": auto / sdpa})  # fmt: skip

@@ -13,14 +13,12 @@ CONTEXT = 128  # tokens in the KV cache: the latency stage's fixed context
 
 
 def cmd_profile_step(args) -> int:
-    import json
-
     import pandas as pd
     import torch
 
     from moesd.config import load_config
     from moesd.devices import DTYPES
-    from moesd.hardware import probe_hardware
+    from moesd.hardware import load_hardware, probe_hardware
     from moesd.io import write_csv
     from moesd.step_profile import CATEGORIES
     from moesd.timing import exclusive_timing
@@ -40,7 +38,7 @@ def cmd_profile_step(args) -> int:
         raise ValueError(f"--dtypes: {bad[0]!r} is no dtype ({', '.join(DTYPES)})")
     torch.set_num_threads(args.threads)
     if args.env:
-        bandwidth = json.loads(Path(args.env).read_text())["hardware_probe"]["bandwidth"]
+        bandwidth = load_hardware(f"probe:{args.env}").bandwidth  # a bad file: one line naming it
     else:  # a short probe of this machine's read bandwidth
         bandwidth = probe_hardware("cpu", dtype="float32", buffer_mib=256, repeats=5)["bandwidth"]
     with exclusive_timing("cpu"):  # timed: never beside another timed measurement
