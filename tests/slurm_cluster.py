@@ -93,7 +93,11 @@ class SlurmCluster:
         raise RuntimeError(f"{what} did not come up within {timeout} s\n{logs}")
 
     def _pid(self, name: str, pidfile: Path):
-        self._wait(f"{name} (pid file)", pidfile.is_file, 60)
+        # the daemon creates the file before it writes its pid: wait for the number, not the file
+        def written() -> bool:
+            return pidfile.is_file() and pidfile.read_text().strip().isdigit()
+
+        self._wait(f"{name} (pid file)", written, 60)
         self.pids[name] = int(pidfile.read_text().split()[0])
 
     def _start(self):
