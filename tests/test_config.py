@@ -342,7 +342,7 @@ def test_prompt_ids_need_a_pair_and_their_prompt_set_is_encoded():
 def test_defaults_fill_the_items_of_arrays():
     config = validate_config({"pairs": [{"name": "p", "target": "trained:target", "draft": "trained:draft"}]})
     assert config["pairs"][0] | {} == {
-        "name": "p", "target": "trained:target", "draft": "trained:draft", "tensor_parallel_size": None,
+        "name": "p", "target": "trained:target", "draft": "trained:draft", "tensor_parallel_size": None, "vllm_platforms": None,
         "speculative_method": "draft_model", "draft_sampling": "probabilistic",
     }  # fmt: skip
 
@@ -565,7 +565,8 @@ def _one_platform(name, gpus, device):
                 c["platforms"].append({"name": "1xA800", "gpus": 1, "device": "A800", "slurm": {"gpu_model": "a800"}})
                 or c["latency"]["e2e"]["pairs"][0].update(platforms=["1xA800"])
             ),
-            r"latency.e2e.pairs.0: qwen2's target: 11\d\.\d GB of weights do not fit one A800 of platform 1xA800 "
+            r"latency.e2e.pairs.0: pair 'qwen2' on 1xA800 at tensor parallel 1: the target hf:Qwen/Qwen2-57B-A14B-"
+            r"Instruct@main: 11\d\.\d GB of weights do not fit one A800 of platform 1xA800 "
             r"\(80 GB each\); leave 1xA800 out of latency.e2e.pairs.0.platforms",
         ),
         (lambda c: c["platforms"][0].update(device="B300"), r"platforms.0.device: unknown hardware 'B300'"),
@@ -581,6 +582,27 @@ def _one_platform(name, gpus, device):
         ),
         (lambda c: c["analysis"].update(reference_platform="9xB200"), r"analysis.reference_platform: '9xB200' is not"),
         (lambda c: c["acceptance"].update(vllm_platforms=["2xA100"]), r"acceptance.vllm_platforms.0: '2xA100' is not"),
+        (lambda c: c["pairs"][1].update(vllm_platforms=["2xA100"]), r"pairs.1.vllm_platforms.0: '2xA100' is not"),
+        (  # vLLM runs the draft over the target's ranks: Qwen2-0.5B's 14 heads do not split over 4
+            lambda c: c["pairs"][0].pop("vllm_platforms"),
+            r"pairs.0: pair 'qwen2' on 4xA800 at tensor parallel 4: the draft hf:Qwen/Qwen2-0.5B-Instruct@main's 14 "
+            r"attention heads do not split over tensor parallel 4 \(vLLM runs the draft over the target's ranks\); "
+            r"list the platforms it can run on in pairs.0.vllm_platforms, or set the pair's tensor_parallel_size",
+        ),
+        (
+            lambda c: c["latency"]["e2e"]["pairs"][0].update(platforms=["2xH800", "4xL40"]),
+            r"latency.e2e.pairs.0: pair 'qwen2' on 4xL40 at tensor parallel 4: the draft .*; "
+            r"leave 4xL40 out of latency.e2e.pairs.0.platforms, or",
+        ),
+        (
+            lambda c: c["pairs"][1].update(tensor_parallel_size=8),
+            r"pairs.1: pair 'opt' on 2xA800 at tensor parallel 8: the platform has 2 GPUs; list the platforms",
+        ),
+        (  # vLLM's acceptance loads the target split over the pair's ranks too
+            lambda c: c["pairs"][0].update(tensor_parallel_size=1),
+            r"pairs.0: pair 'qwen2' on 2xA800 at tensor parallel 1: the target hf:Qwen/Qwen2-57B-A14B-Instruct@main: "
+            r"11\d\.\d GB of weights do not fit one A800 .*; leave 2xA800 out of pairs.0.vllm_platforms",
+        ),
     ],
 )
 def test_platforms_refuse_what_they_cannot_hold_in_one_line(patch, message):
@@ -589,6 +611,19 @@ def test_platforms_refuse_what_they_cannot_hold_in_one_line(patch, message):
     patch(config)
     with pytest.raises(ConfigError, match=message):
         validate_config(config)
+
+
+def test_a_pair_runs_its_vllm_acceptance_only_where_it_can():
+    """A pair's vllm_platforms narrows acceptance.vllm_platforms: paper.yaml's Qwen2 pair is
+    measured on the 2-GPU platforms, the others on all four."""
+    from moesd.config import acceptance_vllm_slices
+
+    config = validate_config(_paper())
+    jobs = acceptance_vllm_slices(config)
+    assert [k for k in jobs if k.endswith("/qwen2")] == ["2xA800/qwen2", "2xH800/qwen2"]
+    assert [k for k in jobs if k.endswith("/opt")] == [f"{p}/opt" for p in ("2xA800", "2xH800", "4xA800", "4xL40")]
+    narrowed_to = dict(_paper(), acceptance=dict(_paper()["acceptance"], vllm_platforms=["2xH800", "4xA800"]))
+    assert [k for k in acceptance_vllm_slices(validate_config(narrowed_to)) if k.endswith("/qwen2")] == ["2xH800/qwen2"]
 
 
 def test_a_config_without_platforms_measures_on_this_machine_and_ours_skips_what_one_device_cannot_hold():
@@ -602,7 +637,8 @@ def test_a_config_without_platforms_measures_on_this_machine_and_ours_skips_what
     ours = {key for key in latency_slices(paper) if "/e2e-" in key}
     assert ours == {"2xA800/e2e-opt", "2xH800/e2e-opt", "4xA800/e2e-opt"}  # Qwen2 fits no 80 GB device; OPT no L40
     vllm = e2e_vllm_slices(paper)
-    assert {"2xA800/qwen2", "4xL40/qwen2", "4xL40/opt", "2xH800/qwen2-k-sweep-K32"} <= set(vllm)
+    assert {"2xA800/qwen2", "4xL40/mixtral-eagle", "4xL40/opt", "2xH800/qwen2-k-sweep-K32"} <= set(vllm)
+    assert "4xL40/qwen2" not in vllm  # not at TP 4 (its draft's heads)
     assert not any(key.startswith("1xH200/") for key in vllm)  # the component platform decodes nothing end to end
 
 

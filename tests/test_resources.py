@@ -22,8 +22,8 @@ def test_gpus_are_the_tensor_parallel_size_of_what_a_job_loads(paper):
     assert gpus["2xH800/qwen2"] == 2 and gpus["4xL40/mixtral-eagle"] == 4 and gpus["4xA800/opt"] == 4
     assert {job_resources(paper, "acceptance_vllm", s)["gpu"] for s in acceptance_vllm_slices(paper)} == {2, 4}
     assert job_resources(paper, "latency", "2xA800/e2e-opt")["gpu"] == 1  # our engine: one device of the platform
-    assert job_resources(paper, "e2e_vllm", "4xL40/qwen2")["gpu_model"] == "l40"
-    assert job_resources(paper, "e2e_vllm", "4xL40/qwen2")["cpus_per_task"] == 32
+    assert job_resources(paper, "e2e_vllm", "4xL40/opt")["gpu_model"] == "l40"
+    assert job_resources(paper, "e2e_vllm", "4xL40/opt")["cpus_per_task"] == 32
     two = copy.deepcopy(paper)
     two["pairs"][1]["tensor_parallel_size"] = 2  # a pair's own size holds on every platform
     assert job_resources(two, "e2e_vllm", "4xA800/opt")["gpu"] == 2

@@ -94,6 +94,18 @@ def check_shape(name: str, config: dict) -> None:
 _OPTIONAL_KEYS = {"head_dim", "mlp_only_layers", "decoder_sparse_step", "attention_bias", "tie_word_embeddings"}
 
 
+def split_problem(config: dict, ranks: int) -> str | None:
+    """Why CONFIG's attention heads do not split over RANKS tensor-parallel ranks in vLLM (its
+    query heads must divide evenly; its KV heads divide evenly or are replicated), else None."""
+    heads = config.get("num_attention_heads")
+    kv = config.get("num_key_value_heads") or heads
+    if heads and heads % ranks:
+        return f"{heads} attention heads do not split over tensor parallel {ranks}"
+    if kv and kv % ranks and ranks % kv:
+        return f"{kv} key-value heads neither split over nor replicate across tensor parallel {ranks}"
+    return None
+
+
 @dataclass(frozen=True)
 class ParamCount:
     """Parameter counts of one model, per component, summed over all layers."""

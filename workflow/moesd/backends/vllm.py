@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from moesd.architectures import split_problem
 from moesd.paths import REPO_ROOT
 
 PYTHON_SETTING = "MOESD_VLLM_PYTHON"
@@ -150,18 +151,6 @@ def check(request: VllmRequest) -> None:
     bad = [i for i, ids in enumerate(request.prompts) if not ids or max(ids) >= vocab or min(ids) < 0]
     if bad:
         raise VllmError(f"prompt {bad[0]}: empty or token ids outside the target's vocabulary {vocab}")
-
-
-def split_problem(config: dict, ranks: int) -> str | None:
-    """Why CONFIG's attention heads do not split over RANKS tensor-parallel ranks in vLLM (its
-    query heads must divide evenly; its KV heads divide evenly or are replicated), else None."""
-    heads = config.get("num_attention_heads")
-    kv = config.get("num_key_value_heads") or heads
-    if heads and heads % ranks:
-        return f"{heads} attention heads do not split over tensor parallel {ranks}"
-    if kv and kv % ranks and ranks % kv:
-        return f"{kv} key-value heads neither split over nor replicate across tensor parallel {ranks}"
-    return None
 
 
 def head_size(config: dict) -> int | None:

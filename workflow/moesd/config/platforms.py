@@ -48,6 +48,16 @@ def vllm_tensor_parallel(pair: dict, platform: dict) -> int:
     return pair["tensor_parallel_size"] or max(1, platform["gpus"])
 
 
+def acceptance_vllm_platforms(config: dict, pair: dict) -> list[str]:
+    """The platforms where vLLM measures PAIR's acceptance: those of acceptance.vllm_platforms
+    (else every one) that the pair's vllm_platforms (the platforms vLLM can run it on) lists;
+    none unless acceptance.vllm."""
+    if not config["acceptance"]["vllm"]:
+        return []
+    can = pair.get("vllm_platforms")
+    return [n for n in config["acceptance"]["vllm_platforms"] or platform_names(config) if can is None or n in can]
+
+
 def weight_bytes(config: dict) -> float:
     """Bytes per parameter of the timed models (latency.dtype; auto is bf16 on a GPU)."""
     dtype = config["latency"]["dtype"]
@@ -134,6 +144,7 @@ def resolve_platforms(config: dict) -> None:
             )
     _check_listed(config, names)
     _check_fits(config)
+    _check_vllm_splits(config)
 
 
 def _check_listed(config: dict, names: list[str]) -> None:
@@ -144,6 +155,7 @@ def _check_listed(config: dict, names: list[str]) -> None:
         for i, e in enumerate(config["latency"]["e2e"]["pairs"])
     ]
     lists += [("acceptance.vllm_platforms", config["acceptance"]["vllm_platforms"])]
+    lists += [(f"pairs.{i}.vllm_platforms", p.get("vllm_platforms")) for i, p in enumerate(config["pairs"])]
     for key, listed in lists:
         for j, name in enumerate(listed or []):
             if name not in names:
@@ -160,8 +172,7 @@ def _too_large(what: str, size: float, platform: dict, memory: float, split: int
 
 def _check_fits(config: dict) -> None:
     """Every model our engine times, and every pair it decodes end to end, fits one device of the
-    platforms it runs on; every pair vLLM decodes fits the platform's GPUs (split by its
-    tensor-parallel size). One line: key, model, size, device memory."""
+    platforms it runs on (vLLM's jobs: _check_vllm_splits). One line: key, model, size, device memory."""
     per_param = weight_bytes(config)
     for i, entry in enumerate(config["latency"]["models"]):
         for name in model_platforms(config, entry):
@@ -174,22 +185,12 @@ def _check_fits(config: dict) -> None:
                     + f"; our engine times on one device: list the platforms that hold it in latency.models.{i}.platforms"
                 )
     e2e = config["latency"]["e2e"]
-    pairs = {p["name"]: p for p in config["pairs"]}
     ours = ours_e2e_entries(config)
     for i, entry in enumerate(e2e["pairs"]):
-        through_vllm = "vllm" in e2e["backends"] and entry["acceptance"] == "real"
+        through_vllm = "vllm" in e2e["backends"] and entry["acceptance"] == "real"  # _check_vllm_splits
         for name in model_platforms(config, entry):
             platform = platform_of(config, name)
             specs = _e2e_specs(config, entry)
-            if through_vllm:
-                split = vllm_tensor_parallel(pairs[entry["pair"]], platform)
-                fits, size, memory = holds(platform, specs[:1], per_param, split)
-                if not fits:
-                    raise ConfigError(
-                        f"config error: latency.e2e.pairs.{i}: "
-                        + _too_large(f"{entry['name']}'s target", size, platform, memory, split)
-                        + f"; leave {name} out of latency.e2e.pairs.{i}.platforms"
-                    )
             fits, size, memory = holds(platform, specs, per_param)
             if entry in ours and not fits and not through_vllm:
                 raise ConfigError(
@@ -197,3 +198,57 @@ def _check_fits(config: dict) -> None:
                     + _too_large(f"{entry['name']} (target and draft)", size, platform, memory)
                     + f"; our engine decodes on one device: leave {name} out of latency.e2e.pairs.{i}.platforms"
                 )
+
+
+def _vllm_jobs(config: dict) -> list[tuple[str, str, dict, str]]:
+    """(its key, how to leave its platform out, pair, platform name) of every job vLLM runs:
+    acceptance per pair and platform, and each real-acceptance end-to-end entry on its platforms."""
+
+    def remedy(key: str, listed, name: str) -> str:
+        return f"leave {name} out of {key}" if listed else f"list the platforms it can run on in {key}"
+
+    pairs = {p["name"]: p for p in config["pairs"]}
+    jobs = [
+        (f"pairs.{i}", remedy(f"pairs.{i}.vllm_platforms", pair.get("vllm_platforms"), name), pair, name)
+        for i, pair in enumerate(config["pairs"])
+        for name in acceptance_vllm_platforms(config, pair)
+    ]
+    e2e = config["latency"]["e2e"]
+    for i, entry in enumerate(e2e["pairs"] if "vllm" in e2e["backends"] else []):
+        if entry["acceptance"] == "real" and entry["pair"] in pairs:
+            key = f"latency.e2e.pairs.{i}"
+            jobs += [
+                (key, remedy(f"{key}.platforms", entry.get("platforms"), name), pairs[entry["pair"]], name)
+                for name in model_platforms(config, entry)
+            ]
+    return jobs
+
+
+def _check_vllm_splits(config: dict) -> None:
+    """Every job vLLM runs can split its pair over its tensor-parallel size: no more ranks than the
+    platform's GPUs, heads of target and draft (known architectures) that divide over them (vLLM
+    runs the draft over the target's ranks, docs/vllm.md), and the target's weights within the
+    GPUs so split. One line naming the key, pair, platform and model, before any job starts (the
+    job itself would stop only after its model download and engine start)."""
+    from moesd.architectures import split_problem
+
+    on_gpus = config["latency"]["device"] == "cuda"
+    for key, remedy, pair, name in _vllm_jobs(config):
+        platform = platform_of(config, name)
+        ranks = vllm_tensor_parallel(pair, platform)
+        where = f"config error: {key}: pair {pair['name']!r} on {name} at tensor parallel {ranks}"
+        if on_gpus and ranks > platform["gpus"]:
+            raise ConfigError(f"{where}: the platform has {platform['gpus']} GPUs; {remedy}")
+        for role in ("target", "draft"):
+            known = parse_spec(pair[role]).known_config() if not pair[role].startswith("trained:") else None
+            problem = known and split_problem(known, ranks)
+            if problem:
+                raise ConfigError(
+                    f"{where}: the {role} {pair[role]}'s {problem} (vLLM runs the draft over the target's ranks); "
+                    f"{remedy}, or set the pair's tensor_parallel_size"
+                )
+        fits, size, memory = holds(platform, [pair["target"]], weight_bytes(config), ranks)
+        if not fits:
+            raise ConfigError(
+                f"{where}: " + _too_large(f"the target {pair['target']}", size, platform, memory, ranks) + f"; {remedy}"
+            )

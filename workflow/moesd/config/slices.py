@@ -18,6 +18,7 @@ import re
 
 from moesd.config.errors import ConfigError
 from moesd.config.platforms import (
+    acceptance_vllm_platforms,
     e2e_platforms,
     holds,
     model_platforms,
@@ -115,12 +116,11 @@ def routing_platform(config: dict) -> str | None:
 
 def acceptance_vllm_slices(config: dict) -> dict[str, dict]:
     """vLLM's acceptance, one job per platform and pair: "<platform>/<pair>" -> {"platform",
-    "local", "pair"}, on acceptance.vllm_platforms (left out: every platform); none unless
-    acceptance.vllm."""
-    if not config["acceptance"]["vllm"]:
-        return {}
-    where = config["acceptance"].get("vllm_platforms") or platform_names(config)
-    parts = [(file_safe(pair["name"]), {"pair": pair["name"]}, where) for pair in config["pairs"]]
+    "local", "pair"}, on its platforms (acceptance_vllm_platforms); none unless acceptance.vllm."""
+    parts = [
+        (file_safe(pair["name"]), {"pair": pair["name"]}, acceptance_vllm_platforms(config, pair))
+        for pair in config["pairs"]
+    ]
     return _per_platform(config, parts)
 
 
