@@ -159,10 +159,14 @@ FORCED = {"name": "f", "acceptance": "forced", "alpha_from": "tiny-moe", "target
                         {"name": "o", "role": "target", "spec": "arch:opt-30b"},
                         {"name": "x", "role": "draft", "spec": "arch:opt-350m"},
                     ],
-                    "context": {"source": "fixed", "length": 2046},
+                    "context": {"source": "fixed", "length": 2046, "max_length": 4096},
                 }
             },
             "config error: latency.context: 2046 context tokens plus 5 new ones exceed 'o''s 2048 positions",
+        ),
+        (
+            {"latency": {"context": {"source": "fixed", "length": 600, "max_length": 512}}},
+            "config error: latency.context.length: 600 is above latency.context.max_length 512, the cap of every",
         ),
         (
             {

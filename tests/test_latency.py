@@ -417,3 +417,14 @@ def test_failed_tries_grow_with_each_failure_and_stay_once_measured(tmp_path):
     note = missing_note(missing)
     assert note.startswith("2 latency points failed and are left out (2 forward; first: error: oom)")
     assert missing_note(missing_points({"forward": pd.DataFrame(ok)})) == ""
+
+
+def test_every_context_length_is_capped_by_max_length():
+    """max_length caps a drawn length and the fallback where no prompt set is available (the memory
+    estimate and the position check read it as the longest context)."""
+    from moesd.latency.measure import context_lengths
+
+    spec = {"source": "humaneval", "length": 128, "max_length": 64}
+    assert context_lengths(3, spec, None, seed=0) == [64, 64, 64]
+    assert max(context_lengths(50, spec, [10, 70, 900], seed=0)) == 64
+    assert context_lengths(2, dict(spec, source="fixed", length=32), None, seed=0) == [32, 32]

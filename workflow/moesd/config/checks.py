@@ -128,9 +128,13 @@ def _check_model_shapes(config: dict) -> None:
     sweep of a MoE within its experts, and every timed forward within the model's positions."""
     lat = config["latency"]
     context = lat["context"]
-    longest_context = (
-        context["length"] if context["source"] == "fixed" else max(context["length"], context["max_length"])
-    )
+    if context["source"] == "fixed" and context["length"] > context["max_length"]:
+        raise ConfigError(
+            f"config error: latency.context.length: {context['length']} is above latency.context.max_length "
+            f"{context['max_length']}, the cap of every context length (raise the cap or lower the length)"
+        )
+    # max_length caps every length: a drawn one, and the fallback where no prompt set is available
+    longest_context = context["length"] if context["source"] == "fixed" else context["max_length"]
     for i, entry in enumerate(lat["models"]):
         spec = parse_spec(entry["spec"])
         if spec.kind != "arch":

@@ -57,9 +57,10 @@ def rounds_record(rounds) -> dict:
 
 
 def context_lengths(batch: int, spec: dict, prompt_lengths: list[int] | None, seed: int) -> list[int]:
-    """Context length per sequence: drawn from the prompt set's lengths, or the fixed length."""
+    """Context length per sequence: drawn from the prompt set's lengths, or the fixed length; each
+    at most max_length (validation holds a fixed length within it)."""
     if spec["source"] == "fixed" or not prompt_lengths:
-        return [spec["length"]] * batch
+        return [min(spec["length"], spec["max_length"])] * batch
     rng = random.Random(seed)
     return [min(rng.choice(prompt_lengths), spec["max_length"]) for _ in range(batch)]
 
