@@ -439,3 +439,24 @@ def test_a_test_cluster_of_nodes_on_one_machine_takes_no_timing_lock(tmp_path, m
     with exclusive_timing("cpu"), exclusive_timing("cpu"):  # a second one does not wait
         pass
     assert not lock_path().exists()
+
+
+def test_a_whole_summary_that_lacks_a_setting_the_config_asks_for_is_not_composed():
+    """A summary written whole but without MT-bench (an acceptance config narrowed since, a hand
+    edit with its record removed) passes the row and checksum record; the speedup stage checks it
+    against the config's acceptance section and names the first absent setting, in one line."""
+    from moesd.config import validate_config
+    from moesd.speedup import acceptance_settings, sigma_table
+
+    summary = pd.read_csv(io.StringIO(SUMMARY_CSV))
+    config = validate_config(
+        {"acceptance": {"datasets": ["humaneval", "mtbench"], "temperatures": [0.0], "gammas": [4]}}
+    )
+    wanted = acceptance_settings(config["acceptance"])
+    assert wanted == [("humaneval", 0.0, 4), ("mtbench", 0.0, 4)]
+    assert len(sigma_table(summary, "t", "d", wanted)) == len(summary)
+    with pytest.raises(
+        ValueError, match=r"target 't', draft 'd': no sigma at dataset mtbench, temperature 0, gamma 4"
+    ) as caught:
+        sigma_table(summary[summary["dataset"] != "mtbench"], "t", "d", wanted)
+    assert "1 of 2 settings absent" in str(caught.value) and "\n" not in str(caught.value)

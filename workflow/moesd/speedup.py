@@ -50,13 +50,47 @@ def sigma_resampled(sigmas: pd.DataFrame, resample: pd.DataFrame | None) -> pd.D
     return merged.assign(sigma=merged["resampled"].fillna(merged["sigma"])).drop(columns="resampled")
 
 
-def sigma_table(summary: pd.DataFrame | None, target: str | None, draft: str | None) -> pd.DataFrame:
-    """sigma per (dataset, temperature, gamma): measured by the acceptance stage for one pair, or,
-    without one, the paper's Table 2 sigma (Qwen2 pair, 2xH800), labelled as such."""
+def acceptance_settings(acceptance: dict) -> list[tuple]:
+    """Every (dataset, temperature, gamma) the config's ACCEPTANCE section asks the acceptance
+    stage to measure for each of our engine's pairs (its datasets under their files' names)."""
+    from moesd.prompt_sets import dataset_name
+
+    return [
+        (dataset_name(d), float(t), int(g))
+        for d in acceptance["datasets"]
+        for t in acceptance["temperatures"]
+        for g in acceptance["gammas"]
+    ]
+
+
+def check_settings(rows: pd.DataFrame, wanted: list[tuple] | None, what: str) -> None:
+    """Every setting of WANTED among ROWS (an acceptance summary's rows of one pair), else a
+    one-line error naming the first absent one: a summary that lost settings is not composed."""
+    if not wanted:
+        return
+    have = set(
+        zip(rows["dataset"].astype(str), rows["temperature"].astype(float), rows["gamma"].astype(int), strict=True)
+    )
+    absent = [setting for setting in wanted if setting not in have]
+    if absent:
+        dataset, temperature, gamma = absent[0]
+        raise ValueError(
+            f"{what}: no sigma at dataset {dataset}, temperature {temperature:g}, gamma {gamma}, which the config's "
+            f"acceptance section asks for ({len(absent)} of {len(wanted)} settings absent); rerun the acceptance stage"
+        )
+
+
+def sigma_table(
+    summary: pd.DataFrame | None, target: str | None, draft: str | None, wanted: list[tuple] | None = None
+) -> pd.DataFrame:
+    """sigma per (dataset, temperature, gamma): measured by the acceptance stage for one pair
+    (every setting of WANTED, acceptance_settings), or, without one, the paper's Table 2 sigma
+    (Qwen2 pair, 2xH800), labelled as such."""
     if summary is not None:
         rows = summary[(summary["target"] == target) & (summary["draft"] == draft)]
         if rows.empty:
             raise ValueError(f"acceptance summary: no rows for target {target!r}, draft {draft!r}")
+        check_settings(rows, wanted, f"acceptance summary, target {target!r}, draft {draft!r}")
         out = rows[SETTING + ["sigma", "alpha"]].copy()
         out["sigma_source"] = f"measured ({target} / {draft})"
         return out.reset_index(drop=True)
@@ -66,11 +100,14 @@ def sigma_table(summary: pd.DataFrame | None, target: str | None, draft: str | N
     return out.reset_index(drop=True)
 
 
-def own_pair_sigmas(summary: pd.DataFrame | None, models: list[dict], pairs: list[dict], skip: dict | None):
+def own_pair_sigmas(
+    summary: pd.DataFrame | None, models: list[dict], pairs: list[dict], skip: dict | None, wanted=None
+):
     """sigma per setting of each latency target that has a pair of its own (latency.models
     MODELS; a draft-model pair of PAIRS with the target's spec and its declared draft's), other
     than SKIP (the sigma pair, whose sigma composes every other target), as sigma_table rows with
-    a `model` column: each target's composed speedups take its own pair's measured acceptance."""
+    a `model` column: each target's composed speedups take its own pair's measured acceptance
+    (every setting of WANTED)."""
     if summary is None:
         return pd.DataFrame()
     specs = {entry["name"]: entry["spec"] for entry in models}
@@ -82,7 +119,7 @@ def own_pair_sigmas(summary: pd.DataFrame | None, models: list[dict], pairs: lis
             continue
         rows = summary[(summary["target"] == pair["target"]) & (summary["draft"] == pair["draft"])]
         if len(rows):
-            tables.append(sigma_table(rows, pair["target"], pair["draft"]).assign(model=entry["name"]))
+            tables.append(sigma_table(rows, pair["target"], pair["draft"], wanted).assign(model=entry["name"]))
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
 
 

@@ -57,7 +57,7 @@ def cmd_speedup(args) -> int:
     from moesd.config import declared_drafts, engine_pairs, load_config, sigma_pair
     from moesd.io import write_csv
     from moesd.latency.tables import missing_points
-    from moesd.speedup import own_pair_sigmas, sigma_table, speedup_tables
+    from moesd.speedup import acceptance_settings, own_pair_sigmas, sigma_table, speedup_tables
 
     config = load_config(args.config)
     analysis = config["analysis"]
@@ -75,9 +75,10 @@ def cmd_speedup(args) -> int:
     summary = read_input(args.acceptance, "acceptance summary", "acceptance") if args.acceptance else None
     if pair is not None and summary is None:
         raise ValueError(f"analysis.sigma_pair {pair['name']!r}: the acceptance summary (--acceptance) is needed")
-    sigmas = sigma_table(summary, *(pair["target"], pair["draft"]) if pair else (None, None))
+    wanted = acceptance_settings(config["acceptance"])  # a summary that lost a setting stops here
+    sigmas = sigma_table(summary, *(pair["target"], pair["draft"]) if pair else (None, None), wanted)
     # each target with a pair of its own composes with that pair's sigma; the others with the sigma pair's
-    own = own_pair_sigmas(summary, config["latency"]["models"], engine_pairs(config), pair)
+    own = own_pair_sigmas(summary, config["latency"]["models"], engine_pairs(config), pair, wanted)
     sigmas = pd.concat([sigmas, own], ignore_index=True) if len(own) else sigmas
     rounds = read_input(args.rounds, "acceptance rounds") if args.rounds and pair is not None else None
     drafts_of = declared_drafts(config["latency"]["models"])

@@ -88,7 +88,8 @@ STAGE_SECTIONS = {
     # routing: what makes an EAGLE pair valid (vLLM decodes it somewhere) travels with the pairs
     "routing": [*PAIRS_SECTIONS, "routing", "acceptance.vllm", "latency.e2e.backends"],
     "latency": ["platforms", "pairs", "latency", "vllm"],
-    "analysis": ["platforms", "pairs", "latency", "analysis", "fit"],  # latency: the declared target/draft pairs
+    # latency: the declared target/draft pairs; acceptance: the settings the acceptance summary must hold
+    "analysis": ["platforms", "pairs", "latency", "acceptance", "analysis", "fit"],
 }
 
 
