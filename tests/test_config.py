@@ -587,6 +587,18 @@ def _one_platform(name, gpus, device):
         (lambda c: c["analysis"].update(reference_platform="9xB200"), r"analysis.reference_platform: '9xB200' is not"),
         (lambda c: c["acceptance"].update(vllm_platforms=["2xA100"]), r"acceptance.vllm_platforms.0: '2xA100' is not"),
         (lambda c: c["pairs"][1].update(vllm_platforms=["2xA100"]), r"pairs.1.vllm_platforms.0: '2xA100' is not"),
+        (  # the weights fit the H200 (115 GB); with the KV cache of 1000 sequences of 517 tokens they do not
+            lambda c: c["latency"].update(batch_sizes=[1, 1000]),
+            r"latency.models.0: qwen2-57b-a14b: an estimated 148.2 GB \(114.8 GB of weights, 33.4 GB of KV cache, logits "
+            r"and activations at B = 1000\) do not fit one H200 of platform 1xH200 \(141 GB\); lower latency.batch_sizes",
+        ),
+        (  # our engine alone decodes OPT end to end (no vLLM): an 80 GB GPU holds it but not B = 100's KV cache
+            lambda c: c["latency"]["e2e"].update(
+                backends=["ours"], pairs=[dict(c["latency"]["e2e"]["pairs"][1], platforms=["2xA800"])]
+            ),
+            r"latency.e2e.pairs.0: opt \(target and draft\): an estimated 1\d\d\.\d GB \(60.6 GB of weights, 59.0 GB of KV "
+            r"cache, logits and activations at B = 100\) do not fit one A800 of platform 2xA800 \(80 GB\); our engine",
+        ),
         (  # vLLM runs the draft over the target's ranks: Qwen2-0.5B's 14 heads do not split over 4
             lambda c: c["pairs"][0].pop("vllm_platforms"),
             r"pairs.0: pair 'qwen2' on 4xA800 at tensor parallel 4: the draft hf:Qwen/Qwen2-0.5B-Instruct@main's 14 "
@@ -639,11 +651,12 @@ def test_a_config_without_platforms_measures_on_this_machine_and_ours_skips_what
     assert all(key.startswith("local/") for key in latency_slices(config))
     paper = load_config(REPO_ROOT / "config/paper.yaml")
     ours = {key for key in latency_slices(paper) if "/e2e-" in key}
-    assert ours == {"2xA800/e2e-opt", "2xH800/e2e-opt", "4xA800/e2e-opt"}  # Qwen2 fits no 80 GB device; OPT no L40
+    # Qwen2 fits no 80 GB device; OPT's weights do, but not with the KV cache of B = 100: the H200 holds both
+    assert ours == {"1xH200/e2e-opt"}
     vllm = e2e_vllm_slices(paper)
     assert {"2xA800/qwen2", "4xL40/mixtral-eagle", "4xL40/opt", "2xH800/qwen2-k-sweep-K32"} <= set(vllm)
     assert "4xL40/qwen2" not in vllm  # not at TP 4 (its draft's heads)
-    assert not any(key.startswith("1xH200/") for key in vllm)  # the component platform decodes nothing end to end
+    assert [key for key in vllm if key.startswith("1xH200/")] == ["1xH200/opt"]  # only the pair listed there
 
 
 def test_a_yaml_alias_bomb_stops_at_once_in_one_short_line():

@@ -21,7 +21,7 @@ def test_gpus_are_the_tensor_parallel_size_of_what_a_job_loads(paper):
     gpus = {s: job_resources(paper, "e2e_vllm", s)["gpu"] for s in e2e_vllm_slices(paper)}
     assert gpus["2xH800/qwen2"] == 2 and gpus["4xL40/mixtral-eagle"] == 4 and gpus["4xA800/opt"] == 4
     assert {job_resources(paper, "acceptance_vllm", s)["gpu"] for s in acceptance_vllm_slices(paper)} == {2, 4}
-    assert job_resources(paper, "latency", "2xA800/e2e-opt")["gpu"] == 1  # our engine: one device of the platform
+    assert job_resources(paper, "latency", "1xH200/e2e-opt")["gpu"] == 1  # our engine: one device of the platform
     assert job_resources(paper, "e2e_vllm", "4xL40/opt")["gpu_model"] == "l40"
     assert job_resources(paper, "e2e_vllm", "4xL40/opt")["cpus_per_task"] == 32
     two = copy.deepcopy(paper)
@@ -50,8 +50,8 @@ def test_runtime_grows_with_the_grid_within_bounds(paper):
     small["latency"]["e2e"]["batch_sizes"] = [1]
     assert (
         MIN_RUNTIME
-        <= job_resources(small, "latency", "2xA800/e2e-opt")["runtime"]
-        < job_resources(paper, "latency", "2xA800/e2e-opt")["runtime"]
+        <= job_resources(small, "latency", "1xH200/e2e-opt")["runtime"]
+        < job_resources(paper, "latency", "1xH200/e2e-opt")["runtime"]
     )
     runtimes = {s: job_resources(paper, "latency", s)["runtime"] for s in latency_slices(paper)}
     assert all(MIN_RUNTIME <= r <= MAX_RUNTIME for r in runtimes.values())

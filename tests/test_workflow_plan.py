@@ -84,7 +84,7 @@ def test_the_slurm_profile_resources_arrive(checkout):
     jobs = planned_jobs(result)
     counts = {rule: sum(job["rule"] == rule for job in jobs) for rule in {job["rule"] for job in jobs}}
     assert {rule: counts[rule] for rule in FANNED_OUT} == {
-        "measure_latency": 15, "measure_e2e_vllm": 16, "measure_acceptance": 2, "measure_acceptance_vllm": 10,
+        "measure_latency": 13, "measure_e2e_vllm": 17, "measure_acceptance": 2, "measure_acceptance_vllm": 10,
         "environment": 5,
     }  # fmt: skip
     assert all(counts[rule] == 1 for rule in ("gather_latency", "gather_e2e_vllm", "gather_acceptance", "speedup"))

@@ -98,15 +98,21 @@ def _token_bytes(spec_text: str, bytes_per_value: int) -> tuple[float, float]:
     return kv * bytes_per_value, (8 * hidden + 2 * width) * bytes_per_value + 4 * config.get("vocab_size", 0)
 
 
-def working_gb(config: dict, stage: str, specs: list[str], bytes_per_value: int) -> float:
-    """Memory beyond the weights a CPU job of STAGE needs at its largest batch: the KV cache of
-    the tokens it holds and the logits and activations of the tokens one forward computes (a
-    prefill's whole prompt), for the largest of SPECS (an estimate, like the rest)."""
+def working_gb(config: dict, stage: str, specs: list[str], bytes_per_value: float, part: str | None = None) -> float:
+    """Memory beyond the weights a job of STAGE needs at its largest batch: the KV cache of the
+    tokens it holds and the logits and activations of the tokens one forward computes (a
+    prefill's whole prompt), for the largest of SPECS (an estimate, like the rest). The latency
+    stage's PART: "timing" (the component grid) or "e2e" (our engine's end-to-end grid); None both.
+    On a CPU it is host memory (job_resources); on a GPU, the device's (moesd.config.platforms)."""
     lat, acc = config["latency"], config["acceptance"]
     if stage == "latency":
         e2e, batch = lat["e2e"], max(lat["batch_sizes"])
-        grids = [(batch * (lat["context"]["max_length"] + lat["gamma_max"] + 1), batch * (lat["gamma_max"] + 1))]
-        if e2e["pairs"]:
+        grids = []
+        if part in (None, "timing"):
+            grids.append(
+                (batch * (lat["context"]["max_length"] + lat["gamma_max"] + 1), batch * (lat["gamma_max"] + 1))
+            )
+        if e2e["pairs"] and part in (None, "e2e"):
             batch = max(e2e["batch_sizes"])
             held = e2e["context_length"] + e2e["max_new_tokens"] + e2e["gamma"] + 1
             grids.append((batch * held, batch * e2e["context_length"]))

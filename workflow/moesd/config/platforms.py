@@ -75,6 +75,30 @@ def holds(platform: dict, specs: list[str], bytes_per_param: float, split: int =
     return memory is None or size <= memory, size, memory
 
 
+def needs(config: dict, platform: dict, specs: list[str], part: str) -> tuple[bool, float, float, float | None]:
+    """Whether one device of PLATFORM holds what our engine needs to run SPECS: their weights
+    and, on a GPU, the KV cache, logits and activations of the latency stage's PART ("timing",
+    "e2e") at its largest batch (moesd.resources.working_gb). (fits, weights GB, working GB,
+    device GB); unknown sizes and memories fit, and a CPU platform's working memory is the host's
+    (checked by the plan's host memory check)."""
+    from moesd.resources import working_gb
+
+    per_param = weight_bytes(config)
+    fits, size, memory = holds(platform, specs, per_param)
+    if memory is None or not fits or config["latency"]["device"] != "cuda":
+        return fits, size, 0.0, memory
+    working = working_gb(config, "latency", specs, per_param, part)
+    return size + working <= memory, size, working, memory
+
+
+def _too_much(what: str, size: float, working: float, platform: dict, memory: float, batch: int) -> str:
+    return (
+        f"{what}: an estimated {size + working:.1f} GB ({size:.1f} GB of weights, {working:.1f} GB of KV cache, "
+        f"logits and activations at B = {batch}) do not fit one {platform['device']} of platform "
+        f"{platform['name']} ({memory:g} GB)"
+    )
+
+
 def model_platforms(config: dict, entry: dict) -> list[str]:
     """The platforms ENTRY (of latency.models or latency.e2e.pairs) lists: its `platforms`, else every one."""
     return platform_names(config) if entry.get("platforms") is None else entry["platforms"]
@@ -82,13 +106,13 @@ def model_platforms(config: dict, entry: dict) -> list[str]:
 
 def e2e_platforms(config: dict, entry: dict, backend: str) -> list[str]:
     """The platforms where BACKEND (ours or vllm) decodes latency.e2e.pairs ENTRY: its `platforms`
-    (else every one); our engine leaves out those whose one device cannot hold the pair (validation
-    has checked that vLLM decodes it there)."""
+    (else every one); our engine leaves out those whose one device cannot hold the pair with the
+    KV cache of its largest batch (validation has checked that vLLM decodes it there)."""
     names = model_platforms(config, entry)
     if backend == "vllm":
         return names
     specs = _e2e_specs(config, entry)
-    return [name for name in names if holds(platform_of(config, name), specs, weight_bytes(config))[0]]
+    return [name for name in names if needs(config, platform_of(config, name), specs, "e2e")[0]]
 
 
 def _e2e_specs(config: dict, entry: dict) -> list[str]:
@@ -173,11 +197,16 @@ def _too_large(what: str, size: float, platform: dict, memory: float, split: int
 def _check_fits(config: dict) -> None:
     """Every model our engine times, and every pair it decodes end to end, fits one device of the
     platforms it runs on (vLLM's jobs: _check_vllm_splits). One line: key, model, size, device memory."""
-    per_param = weight_bytes(config)
     for i, entry in enumerate(config["latency"]["models"]):
         for name in model_platforms(config, entry):
             platform = platform_of(config, name)
-            fits, size, memory = holds(platform, [entry["spec"]], per_param)
+            fits, size, working, memory = needs(config, platform, [entry["spec"]], "timing")
+            if not fits and working:
+                raise ConfigError(
+                    f"config error: latency.models.{i}: "
+                    + _too_much(entry["name"], size, working, platform, memory, max(config["latency"]["batch_sizes"]))
+                    + "; lower latency.batch_sizes or latency.context.max_length, or time it on a larger device"
+                )
             if not fits:
                 raise ConfigError(
                     f"config error: latency.models.{i}: "
@@ -191,11 +220,16 @@ def _check_fits(config: dict) -> None:
         for name in model_platforms(config, entry):
             platform = platform_of(config, name)
             specs = _e2e_specs(config, entry)
-            fits, size, memory = holds(platform, specs, per_param)
+            fits, size, working, memory = needs(config, platform, specs, "e2e")
             if entry in ours and not fits and not through_vllm:
+                what = f"{entry['name']} (target and draft)"
                 raise ConfigError(
                     f"config error: latency.e2e.pairs.{i}: "
-                    + _too_large(f"{entry['name']} (target and draft)", size, platform, memory)
+                    + (
+                        _too_much(what, size, working, platform, memory, max(e2e["batch_sizes"]))
+                        if working
+                        else _too_large(what, size, platform, memory)
+                    )
                     + f"; our engine decodes on one device: leave {name} out of latency.e2e.pairs.{i}.platforms"
                 )
 
