@@ -4,8 +4,10 @@ import json
 
 import pytest
 import torch
+import torch.nn.functional as F
 from moesd.models import ModelSpecError, load_model, parse_spec
 from moesd.models.cache import KVCache
+from moesd.models.linear import Linear, packed_supported
 from moesd.models.moe import GROUPED_MIN_ROWS, grouped_mm_available
 
 from .tiny_models import FAMILIES, VOCAB
@@ -85,13 +87,68 @@ ALIGNED_MOE = (  # widths the grouped product takes (16-byte rows)
 )
 
 
+PACKED = pytest.mark.skipif(
+    not packed_supported(torch.zeros(1, dtype=torch.bfloat16)), reason="no native bf16 oneDNN product on this CPU"
+)
+
+
+@PACKED
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_a_model_gives_one_set_of_logits_with_packed_or_plain_linears(tiny_dirs, dtype):
+    """The packed product (oneDNN's, on a copy of each weight in its blocked layout; the MoE's
+    experts looped over) is the unpacked forms' twin: the same logits, prefill (many rows), one-
+    and three-row cached steps, MoE and dense; in bf16 the same sums, in fp32 to its rounding."""
+    ids = torch.randint(0, VOCAB, (2, 10), generator=torch.Generator().manual_seed(3))
+    for family in ("qwen2_moe", "opt"):
+        logits = {}
+        for impl in ("packed", "plain"):
+            model = load_model(f"dir:{tiny_dirs[family]}", device="cpu", dtype=dtype, linear_impl=impl)
+            assert model.linear_impl == impl
+            assert all((moe.packed_experts is not None) == (impl == "packed") for moe in model.moe_layers)
+            with torch.inference_mode():
+                cache = model.new_cache(1, 16)  # one sequence: its steps take one row
+                prefill = model(ids[:1, :6], cache)
+                cache.advance(6)
+                one = model(ids[:1, 6:7], cache)
+                cache.advance(1)
+                logits[impl] = torch.cat([prefill, one, model(ids[:1, 7:], cache)], dim=1).float()
+        if dtype == torch.bfloat16:
+            assert torch.equal(logits["packed"], logits["plain"]), family
+        else:
+            assert (logits["packed"] - logits["plain"]).abs().max() < 1e-4, family
+
+
+@PACKED
+def test_a_packed_linear_falls_back_to_the_weight_when_it_changes_or_grads_flow():
+    layer = Linear(64, 96, bias=True).to(torch.bfloat16)
+    x = torch.randn(3, 5, 64).to(torch.bfloat16)
+    assert layer.pack()
+    with torch.no_grad():
+        assert torch.equal(layer(x), F.linear(x, layer.weight, layer.bias))
+        layer.weight.mul_(2)  # an in-place change after packing: the plain product on the new weight
+        assert torch.equal(layer(x), F.linear(x, layer.weight, layer.bias))
+    layer.pack()
+    layer.float()  # moved to another dtype: the plain product on the moved weight
+    with torch.no_grad():
+        assert torch.equal(layer(x.float()), F.linear(x.float(), layer.weight, layer.bias))
+    layer.bfloat16()
+    assert layer.pack("plain") is False and layer.packed is None
+    layer.pack()
+    assert layer(x).requires_grad  # training: autograd through the plain product
+    with pytest.raises(ValueError, match="linear implementation must be one of"):
+        layer.pack("fast")
+    with pytest.raises(RuntimeError, match="no packed product for torch.float16"):
+        Linear(4, 4).half().pack("packed")
+
+
 @pytest.mark.parametrize("which", ["trained", "aligned"])
 def test_moe_loop_and_grouped_mm_agree(tiny_dirs, which):
-    """The expert paths give one result. On a CPU in fp32, auto picks per call (by_rows): the loop
-    over experts laid out [out, in] in memory (weight-major products) for few tokens per expert,
-    the grouped product over the parameters as loaded (same shapes) for many."""
+    """The expert paths give one result. On a CPU in fp32 without packed weights, auto picks per
+    call (by_rows): the loop over experts laid out [out, in] in memory (weight-major products) for
+    few tokens per expert, the grouped product over the parameters as loaded (same shapes) for
+    many. The others (packed by default) loop over packed experts or take the grouped product."""
     spec = f"dir:{tiny_dirs['qwen2_moe']}" if which == "trained" else ALIGNED_MOE
-    auto = load_model(spec, device="cpu", dtype=torch.float32, expert_impl="auto")
+    auto = load_model(spec, device="cpu", dtype=torch.float32, expert_impl="auto", linear_impl="plain")
     moe = auto.moe_layers[0]
     grouped = grouped_mm_available(moe.gate_up.shape[1], moe.width, torch.float32, torch.device("cpu"))
     assert auto.expert_impl == ("by_rows" if grouped else "loop")
@@ -114,8 +171,8 @@ def test_moe_loop_and_grouped_mm_agree(tiny_dirs, which):
 
 
 def test_weight_major_linear_matches_f_linear():
-    """moesd.models.linear: (W x^T)^T for several rows of fp32 CPU inference, F.linear otherwise;
-    the same values, shapes and gradients either way."""
+    """moesd.models.linear: (W x^T)^T for 2 to 64 rows of fp32 CPU inference (unpacked), F.linear
+    otherwise; the same values, shapes and gradients either way."""
     from moesd.models.linear import Linear, linear, weight_major
 
     torch.manual_seed(0)
@@ -129,6 +186,7 @@ def test_weight_major_linear_matches_f_linear():
             assert (got - expected).abs().max() < 1e-5
     rows = torch.randn(5, 16)
     assert weight_major(rows, weight) and not weight_major(rows[:1], weight)
+    assert not weight_major(torch.randn(65, 16), weight)
     assert not weight_major(rows.double(), weight.double()) and not weight_major(rows.bfloat16(), weight.bfloat16())
     layer = Linear(16, 24)
     assert not weight_major(rows, layer.weight)  # training: autograd's own path

@@ -34,7 +34,7 @@ from moesd.latency.measure import TokenDraw
 
 CATEGORIES = ("weights", "attention", "routing", "copies", "allocation", "elementwise", "dispatch")
 GEMMS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::mv", "aten::addmv", "aten::_grouped_mm",
-         "aten::_weight_int8pack_mm", "aten::dot"}  # fmt: skip
+         "aten::_weight_int8pack_mm", "aten::dot", "mkldnn::_linear_pointwise"}  # fmt: skip
 ROUTING = {"aten::topk", "aten::sort", "aten::argsort", "aten::scatter_add_", "aten::index", "aten::index_add_",
            "aten::index_select", "aten::gather", "aten::cumsum", "aten::_local_scalar_dense", "aten::nonzero",
            "aten::bincount", "aten::floor_divide", "aten::item"}  # fmt: skip
@@ -109,7 +109,7 @@ def split_time(events, wall_us: float, steps: int) -> dict[str, float]:
     time), the rest of WALL_US (the profiled steps' wall time) as dispatch."""
     totals = dict.fromkeys(CATEGORIES, 0.0)
     for event in events:
-        if not event.name.startswith("aten::"):
+        if not event.name.startswith(("aten::", "mkldnn::")):  # operators (mkldnn: the packed products)
             continue
         totals[category(event.name, _scope(event))] += event.self_cpu_time_total
     totals["dispatch"] = max(0.0, wall_us - sum(totals.values()))

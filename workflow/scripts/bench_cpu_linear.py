@@ -1,13 +1,15 @@
-"""Benchmark: fp32 F.linear against the weight-major product moesd.models.linear takes on a CPU.
+"""Benchmark: the forms of a linear layer's product on a CPU, side by side, with the read bandwidth.
 
-Prints, per weight shape and row count M, the median ms of each form (interleaved calls, so that
-a shared machine's drift hits both alike), their ratio, and each form's time relative to its own
-one-row time: a memory-bound product should stay near 1x until the compute bound. Each call takes
+Per weight shape and row count M, the median ms of each form (interleaved calls, so that a shared
+machine's drift hits them alike), the GB/s at which it reads the weight, and its time over
+F.linear's. Forms: F.linear; the weight-major product moesd.models.linear takes for fp32 at 2 to
+64 rows; oneDNN's product on a packed copy of the weight (moesd.models.linear.Linear.pack). A
+memory-bound product should stay near its one-row time until the compute bound. Each call takes
 the next of enough copies of the weight to fill STREAM_BYTES, so that weights come from memory, as
 in a model's forward, not from a cache warmed by the previous call. Run it on the machine whose
 latency tables you read:
 
-    python workflow/scripts/bench_cpu_linear.py [--threads 2] [--repeats 20]
+    python workflow/scripts/bench_cpu_linear.py [--dtype bfloat16] [--threads 2] [--repeats 20]
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ import argparse
 
 import torch
 import torch.nn.functional as F
+from moesd.hardware import probe_hardware
 from moesd.models.linear import weight_major_product
 from moesd.timing import interleaved_medians
 
 # the default latency models' largest matrices: OPT-30B-shaped fc1 / fc2, Qwen2-57B-shaped
 # shared expert and attention, one routed expert's gate_up
 SHAPES = [(8192, 2048), (2048, 8192), (3072, 1536), (1536, 1536), (768, 1536)]
-ROWS = [1, 2, 4, 5, 8, 16, 24, 32, 64, 320]
+ROWS = [1, 2, 4, 5, 8, 16, 32, 64, 320]
 STREAM_BYTES = 512 * 2**20  # well above a server CPU's last-level cache
 
 
@@ -32,33 +35,50 @@ def streamed(product, x: torch.Tensor, weights: list[torch.Tensor]):
     return (lambda: product(x, weights[next(turn) % len(weights)]), lambda: None)
 
 
+def packed_product(x: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
+    return torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dtype", choices=["bfloat16", "float32"], default="bfloat16")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} threads, fp32, median of {args.repeats} interleaved calls")
+    dtype = getattr(torch, args.dtype)
+    size = torch.tensor([], dtype=dtype).element_size()
+    read = probe_hardware("cpu", args.dtype)["bandwidth"] / 1e9
     print(
-        f"{'out x in':>12} {'M':>4} {'F.linear ms':>12} {'weight-major':>13} {'ratio':>6} {'F.lin/M=1':>10} {'wm/M=1':>7}"
+        f"torch {torch.__version__}, {args.threads} threads, {args.dtype}, median ms of {args.repeats} interleaved "
+        f"calls; the probe reads {read:.1f} GB/s"
     )
+    print(
+        "| weight (out x in) | M | F.linear ms | GB/s | weight-major ms | GB/s | packed ms | GB/s | packed / F.linear |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     with torch.inference_mode():
         for out_features, in_features in SHAPES:
-            copies = -(-STREAM_BYTES // (out_features * in_features * 4))
-            weights = [torch.randn(out_features, in_features) for _ in range(copies)]
-            first = None
+            copies = -(-STREAM_BYTES // (out_features * in_features * size))
+            weights = [torch.randn(out_features, in_features).to(dtype) for _ in range(copies)]
+            packed = [torch.ops.mkldnn._reorder_linear_weight(w) for w in weights]
+            gb = out_features * in_features * size / 1e9
             for m in ROWS:
-                x = torch.randn(m, in_features)
-                contenders = {
-                    "f_linear": streamed(F.linear, x, weights),
-                    "weight_major": streamed(weight_major_product, x, weights),
-                }
-                ms = interleaved_medians(contenders, args.repeats, warmup=3)
-                first = first or ms
+                x = torch.randn(m, in_features).to(dtype)
+                ms = interleaved_medians(
+                    {
+                        "f_linear": streamed(F.linear, x, weights),
+                        "weight_major": streamed(weight_major_product, x, weights),
+                        "packed": streamed(packed_product, x, packed),
+                    },
+                    args.repeats,
+                    warmup=3,
+                )
+                cells = " | ".join(
+                    f"{ms[k]:.3f} | {gb / ms[k] * 1e3:.1f}" for k in ("f_linear", "weight_major", "packed")
+                )
                 print(
-                    f"{out_features:>5} x {in_features:<5} {m:>4} {ms['f_linear']:>12.3f} {ms['weight_major']:>13.3f} "
-                    f"{ms['f_linear'] / ms['weight_major']:>6.2f} {ms['f_linear'] / first['f_linear']:>10.2f} "
-                    f"{ms['weight_major'] / first['weight_major']:>7.2f}",
+                    f"| {out_features} x {in_features} | {m} | {cells} | {ms['packed'] / ms['f_linear']:.2f} |",
                     flush=True,
                 )
 

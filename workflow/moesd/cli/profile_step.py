@@ -20,6 +20,7 @@ def cmd_profile_step(args) -> int:
     from moesd.devices import DTYPES
     from moesd.hardware import load_hardware, probe_hardware
     from moesd.io import write_csv
+    from moesd.models.linear import LINEAR_IMPLS
     from moesd.step_profile import CATEGORIES
     from moesd.timing import exclusive_timing
 
@@ -36,6 +37,9 @@ def cmd_profile_step(args) -> int:
     bad = [d for d in dtypes if d not in DTYPES]
     if bad:
         raise ValueError(f"--dtypes: {bad[0]!r} is no dtype ({', '.join(DTYPES)})")
+    bad = [impl for impl in args.linear_impls if impl not in LINEAR_IMPLS]
+    if bad:
+        raise ValueError(f"--linear-impls: {bad[0]!r} is none of {', '.join(LINEAR_IMPLS)}")
     torch.set_num_threads(args.threads)
     if args.env:
         bandwidth = load_hardware(f"probe:{args.env}").bandwidth  # a bad file: one line naming it
@@ -43,15 +47,18 @@ def cmd_profile_step(args) -> int:
         bandwidth = probe_hardware("cpu", dtype="float32", buffer_mib=256, repeats=5)["bandwidth"]
     with exclusive_timing("cpu"):  # timed: never beside another timed measurement
         rows = [
-            {"model": name, "role": models[name]["role"], "dtype": dtype} | row
+            {"model": name, "role": models[name]["role"], "dtype": dtype, "linear_impl": impl} | row
             for name in names
             for dtype in dtypes
-            for row in _profile(models[name], dtype, batch_sizes, tokens, repeats, bandwidth)
+            for impl in args.linear_impls
+            for row in _profile(models[name], dtype, impl, batch_sizes, tokens, repeats, bandwidth)
         ]
     table = pd.DataFrame(rows)
     table["bandwidth_gbs"] = bandwidth / 1e9
     write_csv(args.out, table)
-    shown = table[["model", "dtype", "B", "s", "step_ms", "roofline_ms", "bandwidth_fraction", *CATEGORIES]].copy()
+    shown = table[
+        ["model", "dtype", "linear_impl", "B", "s", "step_ms", "roofline_ms", "bandwidth_fraction", *CATEGORIES]
+    ].copy()
     profiled = table["profiled_ms"]
     for name in CATEGORIES:  # each category's share of the profiled step
         shown[name] = (100 * table[name] / profiled).round().astype(int).astype(str) + " %"
@@ -61,13 +68,14 @@ def cmd_profile_step(args) -> int:
     return 0
 
 
-def _profile(entry: dict, dtype: str, batch_sizes, tokens, repeats: int, bandwidth: float) -> list[dict]:
-    """ENTRY's (a latency model's) rows at DTYPE: a draft at s = 1, a target at each s of TOKENS."""
+def _profile(entry: dict, dtype: str, impl: str, batch_sizes, tokens, repeats: int, bandwidth: float) -> list[dict]:
+    """ENTRY's (a latency model's) rows at DTYPE with IMPL's linear products: a draft at s = 1, a
+    target at each s of TOKENS."""
     from moesd.devices import DTYPES
     from moesd.models.loading import load_model
     from moesd.step_profile import profile_rows
 
-    model = load_model(entry["spec"], device="cpu", dtype=DTYPES[dtype])
+    model = load_model(entry["spec"], device="cpu", dtype=DTYPES[dtype], linear_impl=impl)
     shapes = [(b, s) for b in batch_sizes for s in ([1] if entry["role"] == "draft" else tokens)]
     return profile_rows(model, entry["spec"], dtype, shapes, CONTEXT, repeats, bandwidth)
 
@@ -83,6 +91,12 @@ def add_parsers(sub) -> None:
     p.add_argument("--tokens", type=positive_int, nargs="+", help=f"s per target step (1: the AR step); {grid}")
     p.add_argument("--dtypes", nargs="+", help=grid)
     p.add_argument("--repeats", type=positive_int, help=grid)
+    p.add_argument(
+        "--linear-impls",
+        nargs="+",
+        default=["auto"],
+        help="the linear products (moesd.models.linear; plain auto: unpacked beside packed)",
+    )
     p.add_argument("--threads", type=positive_int, default=2)
     p.add_argument("--env", type=Path, help="a run's env.json (its probe's bandwidth); default: probe now")
     p.add_argument("--out", type=Path, required=True, help="the table (CSV)")

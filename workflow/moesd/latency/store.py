@@ -26,8 +26,9 @@ from moesd.models.spec import parse_spec
 # points, the seed of e2e points); 6: checkpoint folders keyed by their weight files (a retrained
 # pair is measured anew), e2e points by backend; 7: forward and rejection points in adaptive rounds
 # (disturbed rounds measured again, rounds added until the medians are precise; latency.rounds);
-# 8: the attention kernel per dtype and shape on a CPU (moesd.models.attention; bf16 3x faster at B = 64).
-PROTOCOL = 8
+# 8: the attention kernel per dtype and shape on a CPU (moesd.models.attention; bf16 3x faster at B = 64);
+# 9: bf16 linear layers on a CPU through oneDNN's product on packed weights (moesd.models.linear).
+PROTOCOL = 9
 
 
 class Fingerprints(dict):

@@ -39,6 +39,7 @@ def _describe(model, spec, name, role, k) -> dict:
         "E": model.cfg.num_experts if model.cfg.is_moe else 1,
         "expert_impl": model.expert_impl,
         "attention_impl": model.attention_impl,
+        "linear_impl": model.linear_impl,
         "dtype": str(model.dtype).removeprefix("torch."),
         "device": str(model.device),
         "threads": torch.get_num_threads(),

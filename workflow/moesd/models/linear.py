@@ -2,15 +2,24 @@
 
 A decode step multiplies a few rows (B sequences x s new tokens) by each weight matrix. While
 that stays below the ridge point, its time should be the time to read the weights, flat in the
-number of rows, which is what Fig. 3's target efficiency T_T(B, 1) / T_T(B, gamma) rests on. On
-an x86 CPU without native bf16 (AVX2 only), fp32 `F.linear` does not behave so: one row takes a
-matrix-vector kernel at about the copy bandwidth, and two or more rows an x @ W^T GEMM that reads
-the weights about 2x slower per byte (2048 x 8192: 3.4 ms at one row, 7 ms at two, 9-12 ms at
-five, on 2 cores), which would put a kernel switch, not the hardware's roofline, into the
-efficiency at B = 1 and 2. The same product computed weight-major, (W @ x^T)^T, reads the weights
-at nearly one-row speed up to about 16 rows (4.8 ms at two, 6-8 at five). `linear` takes that
-form for fp32 inference on a CPU with 2 to WEIGHT_MAJOR_MAX_ROWS rows; everywhere else (one row,
-many rows, training, other dtypes, CUDA) it is `F.linear`. The results agree to fp32 rounding.
+number of rows, which is what Fig. 3's target efficiency T_T(B, 1) / T_T(B, gamma) rests on. On a
+CPU, `F.linear` does not behave so: on plain weights oneDNN reads them at about half the memory's
+bandwidth at a decode step's few rows (bf16 and fp32), and fp32 at two or more rows takes an
+x @ W^T GEMM about 2x slower per byte than at one row. The products, per form:
+
+- **packed** (inference on a CPU, the default): oneDNN's product on a copy of the weight laid out
+  in its blocked format once, at load (`Linear.pack`; an MoE's experts too, moesd.models.moe).
+  `workflow/scripts/bench_cpu_linear.py`: 1.1-1.5x faster than F.linear in bf16 and 2-4x in fp32
+  from 2 rows on. In the default models' steps it is faster at every row count, one row included
+  (the dense bf16 AR step at B = 1: 9.7 ms packed, 12.1 with one row weight-major, 13.4
+  unpacked). The copy doubles those weights' host memory.
+- **weight-major** (W @ x^T)^T without a packed copy (`linear_impl: plain`, the eager twin), for
+  fp32 from 2 to WEIGHT_MAJOR_MAX_ROWS rows: it reads the weights at nearly one-row speed where
+  F.linear's GEMM reads them 2x slower (2048 x 8192: 3.4 ms at one row, 7 ms at two, 9-12 at
+  five, on 2 cores).
+- **F.linear** everywhere else: training, CUDA, other dtypes, one row or many without a packed copy.
+
+The forms agree to the dtype's rounding (bf16: the same sums; tests/test_models.py).
 """
 
 from __future__ import annotations
@@ -19,9 +28,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# above this many rows the GEMM x @ W^T is as fast (workflow/scripts/bench_cpu_linear.py on a
-# 2-core AMD EPYC with native bf16: weight-major 1.07-1.20x faster at 64 rows, 0.99-1.04x at 320)
+# without a packed copy, above this many rows the GEMM x @ W^T is as fast in fp32
+# (bench_cpu_linear.py on a 2-core AMD EPYC: weight-major 1.07-1.20x faster at 64 rows)
 WEIGHT_MAJOR_MAX_ROWS = 64
+LINEAR_IMPLS = ("auto", "packed", "plain")
+PACKED_DTYPES = (torch.bfloat16, torch.float32)
 
 
 def weight_major(x: torch.Tensor, weight: torch.Tensor) -> bool:
@@ -37,7 +48,7 @@ def weight_major(x: torch.Tensor, weight: torch.Tensor) -> bool:
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """x [..., in] @ weight [out, in]^T (+ bias [out]) -> [..., out]: the faster form for the shape."""
+    """x [..., in] @ weight [out, in]^T (+ bias [out]) -> [..., out]: the faster unpacked form."""
     return weight_major_product(x, weight, bias) if weight_major(x, weight) else F.linear(x, weight, bias)
 
 
@@ -51,8 +62,60 @@ def weight_major_product(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
     return out.t().contiguous().view(*x.shape[:-1], weight.shape[0])
 
 
+def packed_supported(weight: torch.Tensor) -> bool:
+    """Whether oneDNN's packed product runs WEIGHT: fp32 on a CPU, or bf16 on one with native
+    bf16 products."""
+    if weight.device.type != "cpu" or weight.dtype not in PACKED_DTYPES or not torch.backends.mkldnn.is_available():
+        return False
+    return weight.dtype == torch.float32 or torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def pack_weight(weight: torch.Tensor) -> torch.Tensor:
+    """A copy of WEIGHT [out, in] in oneDNN's blocked layout (packed_supported weights)."""
+    return torch.ops.mkldnn._reorder_linear_weight(weight.detach().contiguous())
+
+
+def product(x: torch.Tensor, weight: torch.Tensor, packed: torch.Tensor | None, bias=None) -> torch.Tensor:
+    """x [..., in] @ weight^T (+ bias): through PACKED (a pack_weight copy of WEIGHT) in
+    inference, else `linear`."""
+    if packed is not None and not torch.is_grad_enabled():
+        return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
+    return linear(x, weight, bias)
+
+
+def _version(tensor: torch.Tensor) -> int:
+    """TENSOR's version counter (bumped by every in-place change); -1 for an inference tensor,
+    which has none (and which no code outside inference mode can change)."""
+    try:
+        return tensor._version
+    except RuntimeError:
+        return -1
+
+
 class Linear(nn.Linear):
-    """nn.Linear (same parameters and state-dict keys) through `linear`."""
+    """nn.Linear (same parameters and state-dict keys) through `product`: once packed, oneDNN's
+    product on a copy of the weight in its blocked layout."""
+
+    packed: torch.Tensor | None = None
+    packed_of = (0, 0)  # the weight's storage and version when packed
+
+    def pack(self, impl: str = "auto") -> bool:
+        """Lay a copy of the weight out for oneDNN's product (impl auto: where packed_supported;
+        packed: required; plain: none). The copy serves inference only; a later change of the
+        weight (in place, or moved by .to()) returns the layer to the unpacked forms. True where
+        packed."""
+        if impl not in LINEAR_IMPLS:
+            raise ValueError(f"linear implementation must be one of {LINEAR_IMPLS}, got {impl!r}")
+        if impl == "packed" and not packed_supported(self.weight):
+            raise RuntimeError(f"no packed product for {self.weight.dtype} on {self.weight.device}")
+        on = impl != "plain" and packed_supported(self.weight)
+        self.packed = pack_weight(self.weight) if on else None
+        self.packed_of = self._state()
+        return on
+
+    def _state(self) -> tuple[int, int]:
+        return self.weight.data_ptr(), _version(self.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return linear(x, self.weight, self.bias)
+        packed = self.packed if self.packed is not None and self._state() == self.packed_of else None
+        return product(x, self.weight, packed, self.bias)

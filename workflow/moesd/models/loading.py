@@ -26,11 +26,13 @@ def load_model(
     dtype=None,
     expert_impl: str = "auto",
     attention_impl: str = "auto",
+    linear_impl: str = "auto",
     cuda_graphs: bool = False,
 ) -> Transformer:
     """Build the lean decoder for SPEC_TEXT with its weights (or seeded random ones for arch:).
-    cuda_graphs: capture fixed-shape forwards on CUDA (ignored elsewhere). expert_impl and
-    attention_impl choose the kernels (auto: per device, moesd.models.moe and .attention)."""
+    cuda_graphs: capture fixed-shape forwards on CUDA (ignored elsewhere). expert_impl,
+    attention_impl and linear_impl choose the kernels (auto: per device, moesd.models.moe,
+    .attention and .linear)."""
     spec = parse_spec(spec_text)
     device = device or default_device()
     dtype = dtype or default_dtype(device)
@@ -44,7 +46,14 @@ def load_model(
     if spec.kind != "arch":
         check_folder(checkpoint.folder(spec))  # the files, before any tensor is made
     with torch.device("meta"):
-        model = Transformer(cfg, dtype=dtype, device="meta", expert_impl=expert_impl, attention_impl=attention_impl)
+        model = Transformer(
+            cfg,
+            dtype=dtype,
+            device="meta",
+            expert_impl=expert_impl,
+            attention_impl=attention_impl,
+            linear_impl=linear_impl,
+        )
     model = model.to_empty(device=device)
     if spec.kind == "arch":
         init_random(model, spec.seed, raw.get("initializer_range", 0.02))

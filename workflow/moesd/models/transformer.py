@@ -16,7 +16,7 @@ from torch import nn
 
 from moesd.models.attention import attend, resolve
 from moesd.models.cache import KVCache
-from moesd.models.linear import Linear, linear
+from moesd.models.linear import LINEAR_IMPLS, Linear, linear
 from moesd.models.model_config import ModelConfig
 from moesd.models.moe import MLP, MoE
 
@@ -126,11 +126,20 @@ class Block(nn.Module):
 
 class Transformer(nn.Module):
     def __init__(
-        self, cfg: ModelConfig, *, dtype=torch.float32, device="cpu", expert_impl="auto", attention_impl="auto"
+        self,
+        cfg: ModelConfig,
+        *,
+        dtype=torch.float32,
+        device="cpu",
+        expert_impl="auto",
+        attention_impl="auto",
+        linear_impl="auto",
     ):
         super().__init__()
         resolve(attention_impl, torch.device("cpu"))  # a bad name stops here, before any weight
-        self.requested_attention = attention_impl
+        if linear_impl not in LINEAR_IMPLS:
+            raise ValueError(f"linear implementation must be one of {LINEAR_IMPLS}, got {linear_impl!r}")
+        self.requested_attention, self.requested_linear = attention_impl, linear_impl
         factory = {"dtype": dtype, "device": device}
         self.cfg = cfg
         width = cfg.word_embed_proj_dim or cfg.hidden_size
@@ -163,9 +172,13 @@ class Transformer(nn.Module):
         return [layer.mlp for layer in self.layers if isinstance(layer.mlp, MoE)]
 
     def finalize(self) -> Transformer:
-        """After weights are in place: choose the expert and attention kernels, build RoPE tables."""
+        """After weights are in place: choose the expert, attention and linear kernels (packing
+        the linear layers' weights where oneDNN's packed product runs), build RoPE tables."""
         for moe in self.moe_layers:
-            moe.resolve_impl()
+            moe.resolve_impl(self.requested_linear)
+        for module in self.modules():
+            if isinstance(module, Linear):
+                module.pack(self.requested_linear)
         for layer in self.layers:
             layer.attn.impl = resolve(self.requested_attention, self.device, self.dtype)
         if not self.cfg.is_opt:  # fixed tables for every position: graphs keep pointers to them
@@ -177,6 +190,12 @@ class Transformer(nn.Module):
     def expert_impl(self) -> str:
         impls = {moe.impl for moe in self.moe_layers}
         return impls.pop() if len(impls) == 1 else ("dense" if not impls else "mixed")
+
+    @property
+    def linear_impl(self) -> str:
+        """packed where the linear layers run oneDNN's packed product, else plain."""
+        packed = [m.packed is not None for m in self.modules() if isinstance(m, Linear)]
+        return "packed" if packed and all(packed) else ("plain" if not any(packed) else "mixed")
 
     @property
     def attention_impl(self) -> str:
