@@ -23,7 +23,7 @@ and the account, are the user's profile's; a profile's `set-resources` still ove
   data/architectures; an unknown hub repository counts as UNKNOWN_MODEL_GB). On a GPU, arch:
   models are initialised on the device and take no host memory; on the CPU every model lives
   there.
-  On the CPU the job's working memory comes on top (working_gb): the KV cache, logits and
+  On the CPU the job's working memory comes on top (moesd.config.memory.working_gb): the KV cache, logits and
   activations of its largest batch. A local run whose job would need more than this machine's
   memory stops at plan time with the estimate (check_host_memory).
 - runtime (minutes): model loads plus the sweep's forwards at SECONDS_PER_FORWARD, doubled, and
@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 
+from moesd.config.memory import working_gb
 from moesd.models.spec import parse_spec
 
 CPUS_PER_GPU = 8
@@ -48,7 +49,6 @@ LOAD_MINUTES_PER_100GB = 10.0  # from the cluster's file system into the device
 VLLM_CPU_MB = 3_000  # vLLM's CPU workers and their KV cache (VLLM_CPU_KVCACHE_SPACE, 1 GiB here)
 MIN_RUNTIME, MAX_RUNTIME = 30, 24 * 60
 SAFETY = 2.0
-PROMPT_TOKENS = 1024  # a long HumanEval or MT-bench prompt with its chat template
 GPU_STAGES = ("acceptance", "acceptance_vllm", "routing", "latency", "e2e_vllm", "environment")
 TIMED_STAGES = ("latency", "e2e_vllm", "environment", "engine_check")  # they hold moesd.timing's CPU lock
 # the config section whose `threads` each job's stage runs with (timed work: the latency stage's)
@@ -77,55 +77,6 @@ def model_gb(spec_text: str, bytes_per_param: int = 2) -> float:
     except ModelSpecError:
         size = None
     return UNKNOWN_MODEL_GB if size is None else size
-
-
-def _token_bytes(spec_text: str, bytes_per_value: int) -> tuple[float, float]:
-    """(a cached token's KV bytes, a computed token's fp32 logits and activations: a few hidden
-    widths and the MLP's) of SPEC_TEXT, from its known config; zeros where unknown."""
-    from moesd.models.spec import ModelSpecError
-
-    try:
-        config = parse_spec(spec_text).known_config()
-    except (ModelSpecError, ValueError, KeyError, OSError):
-        config = None
-    if not config:
-        return 0.0, 0.0
-    heads = config.get("num_attention_heads") or 1
-    hidden = config.get("hidden_size") or 0
-    head_dim = config.get("head_dim") or hidden // heads
-    kv = 2 * config.get("num_hidden_layers", 0) * (config.get("num_key_value_heads") or heads) * head_dim
-    width = max(config.get("intermediate_size") or 0, config.get("ffn_dim") or 0, 4 * hidden)
-    return kv * bytes_per_value, (8 * hidden + 2 * width) * bytes_per_value + 4 * config.get("vocab_size", 0)
-
-
-def working_gb(config: dict, stage: str, specs: list[str], bytes_per_value: float, part: str | None = None) -> float:
-    """Memory beyond the weights a job of STAGE needs at its largest batch: the KV cache of the
-    tokens it holds and the logits and activations of the tokens one forward computes (a
-    prefill's whole prompt), for the largest of SPECS (an estimate, like the rest). The latency
-    stage's PART: "timing" (the component grid) or "e2e" (our engine's end-to-end grid); None both.
-    On a CPU it is host memory (job_resources); on a GPU, the device's (moesd.config.platforms)."""
-    lat, acc = config["latency"], config["acceptance"]
-    if stage == "latency":
-        e2e, batch = lat["e2e"], max(lat["batch_sizes"])
-        grids = []
-        if part in (None, "timing"):
-            grids.append(
-                (batch * (lat["context"]["max_length"] + lat["gamma_max"] + 1), batch * (lat["gamma_max"] + 1))
-            )
-        if e2e["pairs"] and part in (None, "e2e"):
-            batch = max(e2e["batch_sizes"])
-            held = e2e["context_length"] + e2e["max_new_tokens"] + e2e["gamma"] + 1
-            grids.append((batch * held, batch * e2e["context_length"]))
-    elif stage in ("acceptance", "acceptance_vllm"):
-        held = PROMPT_TOKENS + acc["max_new_tokens"] + max(acc["gammas"]) + 1
-        grids = [(acc["batch_size"] * held, acc["batch_size"] * PROMPT_TOKENS)]
-    elif stage == "routing":
-        tokens = max(config["routing"]["batch_sizes"]) * max(config["routing"]["sequence_tokens"])
-        grids = [(tokens, tokens)]
-    else:
-        return 0.0
-    per_token = [_token_bytes(s, bytes_per_value) for s in specs]
-    return max((held * kv + step * work for kv, work in per_token for held, step in grids), default=0.0) / 1e9
 
 
 def estimate_known(config: dict, stage: str, slice_id: str | None = None) -> bool:

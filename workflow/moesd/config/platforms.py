@@ -78,10 +78,10 @@ def holds(platform: dict, specs: list[str], bytes_per_param: float, split: int =
 def needs(config: dict, platform: dict, specs: list[str], part: str) -> tuple[bool, float, float, float | None]:
     """Whether one device of PLATFORM holds what our engine needs to run SPECS: their weights
     and, on a GPU, the KV cache, logits and activations of the latency stage's PART ("timing",
-    "e2e") at its largest batch (moesd.resources.working_gb). (fits, weights GB, working GB,
+    "e2e") at its largest batch (moesd.config.memory.working_gb). (fits, weights GB, working GB,
     device GB); unknown sizes and memories fit, and a CPU platform's working memory is the host's
     (checked by the plan's host memory check)."""
-    from moesd.resources import working_gb
+    from moesd.config.memory import working_gb
 
     per_param = weight_bytes(config)
     fits, size, memory = holds(platform, specs, per_param)
