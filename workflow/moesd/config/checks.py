@@ -9,6 +9,7 @@ from pathlib import Path
 
 from moesd.architectures import ArchitectureError, load_architecture
 from moesd.config.errors import ConfigError
+from moesd.config.memory import longest_context
 from moesd.config.platforms import resolve_platforms
 from moesd.config.queries import (
     compare_tables,
@@ -133,8 +134,7 @@ def _check_model_shapes(config: dict) -> None:
             f"config error: latency.context.length: {context['length']} is above latency.context.max_length "
             f"{context['max_length']}, the cap of every context length (raise the cap or lower the length)"
         )
-    # max_length caps every length: a drawn one, and the fallback where no prompt set is available
-    longest_context = context["length"] if context["source"] == "fixed" else context["max_length"]
+    longest = longest_context(context)
     for i, entry in enumerate(lat["models"]):
         spec = parse_spec(entry["spec"])
         if spec.kind != "arch":
@@ -147,9 +147,9 @@ def _check_model_shapes(config: dict) -> None:
             spec_kind(spec.with_k(k).text, f"latency.models.{i}.k_values")  # K within the experts
         tokens = max(entry.get("tokens") or [lat["gamma_max"] + 1])
         positions = hf.get("max_position_embeddings")
-        if positions and longest_context + tokens > positions:
+        if positions and longest + tokens > positions:
             raise ConfigError(
-                f"config error: latency.context: {longest_context} context tokens plus {tokens} new ones exceed "
+                f"config error: latency.context: {longest} context tokens plus {tokens} new ones exceed "
                 f"{entry['name']!r}'s {positions} positions (latency.models.{i})"
             )
     e2e = lat["e2e"]

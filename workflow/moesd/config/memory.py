@@ -11,6 +11,12 @@ from moesd.models.spec import parse_spec
 PROMPT_TOKENS = 1024  # a long HumanEval or MT-bench prompt with its chat template
 
 
+def longest_context(context: dict) -> int:
+    """The longest context a latency.context section times: its fixed length, else the cap of the
+    drawn lengths (max_length caps every length; validation holds a fixed one within it)."""
+    return context["length"] if context["source"] == "fixed" else context["max_length"]
+
+
 def _token_bytes(spec_text: str, bytes_per_value: int) -> tuple[float, float]:
     """(a cached token's KV bytes, a computed token's fp32 logits and activations: a few hidden
     widths and the MLP's) of SPEC_TEXT, from its known config; zeros where unknown."""
@@ -42,7 +48,7 @@ def working_gb(config: dict, stage: str, specs: list[str], bytes_per_value: floa
         grids = []
         if part in (None, "timing"):
             grids.append(
-                (batch * (lat["context"]["max_length"] + lat["gamma_max"] + 1), batch * (lat["gamma_max"] + 1))
+                (batch * (longest_context(lat["context"]) + lat["gamma_max"] + 1), batch * (lat["gamma_max"] + 1))
             )
         if e2e["pairs"] and part in (None, "e2e"):
             batch = max(e2e["batch_sizes"])
