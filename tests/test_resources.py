@@ -79,8 +79,11 @@ def test_a_cpu_jobs_memory_grows_with_its_batch_and_context_and_a_local_run_stop
     base = {s: job_resources(config, "latency", s)["mem_mb"] for s in latency_slices(config)}
     big = copy.deepcopy(config)
     big["latency"]["batch_sizes"] = [1, 4096]
-    big["latency"]["context"].update(length=32768, max_length=32768)  # config.yaml times a fixed context
-    grown = {s: job_resources(validate_config(big), "latency", s)["mem_mb"] for s in latency_slices(config)}
+    big["latency"]["context"].update(source="humaneval", max_length=32000)  # drawn lengths up to 32k
+    big["latency"]["models"] = [m for m in big["latency"]["models"] if m["name"] != "dense"]  # 2048 positions
+    grown = {
+        s: job_resources(validate_config(big), "latency", s)["mem_mb"] for s in latency_slices(validate_config(big))
+    }
     assert grown["local/model-moe"] > 100 * base["local/model-moe"] and max(base.values()) < 8000
     assert grown["local/reject"] == base["local/reject"]  # the rejection rule loads no model
     check_host_memory({"latency slice a": {"mem_mb": 4000}}, available_mb=8000)
