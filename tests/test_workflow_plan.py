@@ -205,7 +205,8 @@ def test_a_lock_path_reaches_the_shell_as_one_quoted_word(checkout, tmp_path):
 @pytest.mark.slow  # one more dry run
 def test_a_local_job_beyond_this_machines_memory_stops_the_plan(checkout, tmp_path):
     overlay = tmp_path / "big.yaml"
-    overlay.write_text(yaml.safe_dump({"latency": {"batch_sizes": [1, 4096], "context": {"max_length": 32768}}}))
+    context = {"source": "fixed", "length": 1024, "max_length": 1024}  # config.yaml times a fixed context
+    overlay.write_text(yaml.safe_dump({"latency": {"batch_sizes": [1, 4096], "context": context}}))
     result = snakemake(checkout, "-n", "--configfile", "config/config.yaml", str(overlay))
     text = result.stdout + result.stderr
     assert result.returncode != 0 and "plan error: latency slice local/model-moe: estimated to need" in text, text
