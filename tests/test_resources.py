@@ -91,6 +91,20 @@ def test_a_cpu_jobs_memory_grows_with_its_batch_and_context_and_a_local_run_stop
         check_host_memory({"latency slice a": {"mem_mb": 4000}, "latency slice b": {"mem_mb": 9000}}, 8000)
 
 
+def test_a_cpu_job_of_our_engine_counts_the_packed_copy_of_its_weights():
+    """On the CPU moesd.models.linear keeps each weight and a copy packed for oneDNN: our
+    engine's job asks for both; a GPU job (no packing) for the weights once."""
+    from moesd.resources import HOST_BASE_MB, PACKED_COPIES
+
+    config = load_config(REPO_ROOT / "config/config.yaml")
+    spec = next(m["spec"] for m in config["latency"]["models"] if m["name"] == "moe")
+    weights_mb = model_gb(spec, 4) * 1000
+    mem = job_resources(config, "latency", "local/model-moe")["mem_mb"]
+    assert PACKED_COPIES == 2 and mem >= HOST_BASE_MB["cpu"] + 2 * weights_mb
+    single = job_resources(config, "latency", "local/model-draft")["mem_mb"]
+    assert single < mem - weights_mb  # the draft is smaller; the MoE's second copy is counted
+
+
 def test_only_estimates_of_known_sizes_can_stop_a_plan():
     """A hub model moesd does not know counts as a 30 GB guess in its job's request, but the plan's
     memory check leaves its job alone (the hub test's tiny models once stopped their own plan)."""

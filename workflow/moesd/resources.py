@@ -22,7 +22,8 @@ and the account, are the user's profile's; a profile's `set-resources` still ove
   bytes (its shards pass through host memory; its size from its architecture's parameter count,
   data/architectures; an unknown hub repository counts as UNKNOWN_MODEL_GB). On a GPU, arch:
   models are initialised on the device and take no host memory; on the CPU every model lives
-  there.
+  there, and our engine keeps a packed copy of its weights beside them (PACKED_COPIES,
+  moesd.models.linear).
   On the CPU the job's working memory comes on top (moesd.config.memory.working_gb): the KV cache, logits and
   activations of its largest batch. A local run whose job would need more than this machine's
   memory stops at plan time with the estimate (check_host_memory).
@@ -49,6 +50,7 @@ LOAD_MINUTES_PER_100GB = 10.0  # from the cluster's file system into the device
 VLLM_CPU_MB = 3_000  # vLLM's CPU workers and their KV cache (VLLM_CPU_KVCACHE_SPACE, 1 GiB here)
 MIN_RUNTIME, MAX_RUNTIME = 30, 24 * 60
 SAFETY = 2.0
+PACKED_COPIES = 2  # on the CPU our engine holds each weight and its copy packed for oneDNN (moesd.models.linear)
 GPU_STAGES = ("acceptance", "acceptance_vllm", "routing", "latency", "e2e_vllm", "environment")
 TIMED_STAGES = ("latency", "e2e_vllm", "environment", "engine_check")  # they hold moesd.timing's CPU lock
 # the config section whose `threads` each job's stage runs with (timed work: the latency stage's)
@@ -248,6 +250,7 @@ def job_resources(config: dict, stage: str, slice_id: str | None = None, platfor
         loads * LOAD_MINUTES_PER_100GB * largest / 100 + _forwards(config, stage) * SECONDS_PER_FORWARD[device] / 60
     )
     working = working_gb(config, stage, specs, per_param) if device == "cpu" else 0.0
+    copies = PACKED_COPIES if device == "cpu" and not via_vllm else 1
     timed = where is not None and stage in TIMED_STAGES  # a timed job runs with its platform's threads
     threads = where["threads"] if timed else stage_threads(config, stage)
     return (
@@ -256,7 +259,7 @@ def job_resources(config: dict, stage: str, slice_id: str | None = None, platfor
             "cpus_per_task": CPUS_PER_GPU * gpus if gpus else threads,
             "mem_mb": int(
                 HOST_BASE_MB[device]
-                + math.ceil((largest + working) * 1000)
+                + math.ceil((largest * copies + working) * 1000)
                 + VLLM_CPU_MB * (via_vllm and device == "cpu")
             ),
             "runtime": int(min(MAX_RUNTIME, max(MIN_RUNTIME, math.ceil(SAFETY * minutes)))),
