@@ -87,13 +87,13 @@ ALIGNED_MOE = (  # widths the grouped product takes (16-byte rows)
 )
 
 
-PACKED = pytest.mark.skipif(
+NATIVE_BF16 = pytest.mark.skipif(
     not packed_supported(torch.zeros(1, dtype=torch.bfloat16)), reason="no native bf16 oneDNN product on this CPU"
 )
+PACKED_DTYPES = [pytest.param(torch.bfloat16, marks=NATIVE_BF16), torch.float32]  # fp32 packs on every CPU
 
 
-@PACKED
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("dtype", PACKED_DTYPES)
 def test_a_model_gives_one_set_of_logits_with_packed_or_plain_linears(tiny_dirs, dtype):
     """The packed product (oneDNN's, on a copy of each weight in its blocked layout; the MoE's
     experts looped over) is the unpacked forms' twin: the same logits, prefill (many rows), one-
@@ -118,20 +118,22 @@ def test_a_model_gives_one_set_of_logits_with_packed_or_plain_linears(tiny_dirs,
             assert (logits["packed"] - logits["plain"]).abs().max() < 1e-4, family
 
 
-@PACKED
-def test_a_packed_linear_falls_back_to_the_weight_when_it_changes_or_grads_flow():
-    layer = Linear(64, 96, bias=True).to(torch.bfloat16)
-    x = torch.randn(3, 5, 64).to(torch.bfloat16)
+@pytest.mark.parametrize("dtype", PACKED_DTYPES)
+def test_a_packed_linear_falls_back_to_the_weight_when_it_changes_or_grads_flow(dtype):
+    layer = Linear(64, 96, bias=True).to(dtype)
+    x = torch.randn(3, 5, 64).to(dtype)
+    other = torch.float64 if dtype == torch.float32 else torch.float32
+    close = torch.equal if dtype == torch.bfloat16 else lambda a, b: torch.allclose(a, b, atol=1e-5)
     assert layer.pack()
     with torch.no_grad():
-        assert torch.equal(layer(x), F.linear(x, layer.weight, layer.bias))
+        assert close(layer(x), F.linear(x, layer.weight, layer.bias))
         layer.weight.mul_(2)  # an in-place change after packing: the plain product on the new weight
         assert torch.equal(layer(x), F.linear(x, layer.weight, layer.bias))
     layer.pack()
-    layer.float()  # moved to another dtype: the plain product on the moved weight
+    layer.to(other)  # moved to another dtype: the plain product on the moved weight
     with torch.no_grad():
-        assert torch.equal(layer(x.float()), F.linear(x.float(), layer.weight, layer.bias))
-    layer.bfloat16()
+        assert torch.equal(layer(x.to(other)), F.linear(x.to(other), layer.weight, layer.bias))
+    layer.to(dtype)
     assert layer.pack("plain") is False and layer.packed is None
     layer.pack()
     assert layer(x).requires_grad  # training: autograd through the plain product
@@ -139,6 +141,29 @@ def test_a_packed_linear_falls_back_to_the_weight_when_it_changes_or_grads_flow(
         layer.pack("fast")
     with pytest.raises(RuntimeError, match="no packed product for torch.float16"):
         Linear(4, 4).half().pack("packed")
+
+
+@pytest.mark.parametrize("dtype", PACKED_DTYPES)
+def test_packed_experts_give_way_to_the_weights_when_they_change(dtype):
+    """An MoE's packed experts serve the weights they were packed from: after an in-place change
+    or a move the loop reads the parameters themselves (the plain twin's result)."""
+    packed = load_model(ALIGNED_MOE, device="cpu", dtype=dtype, linear_impl="packed")
+    moe = packed.moe_layers[0]
+    assert moe.packed_experts is not None
+    x = torch.randn(4, moe.gate_up.shape[1]).to(dtype)
+    with torch.inference_mode():
+        before = moe(x)
+    with torch.no_grad():
+        moe.down.mul_(2)  # the output doubles: every expert's down projection, nothing else
+    with torch.inference_mode():
+        after = moe(x)
+    shared = torch.sigmoid(moe.shared_gate(x)) * moe.shared(x)
+    assert torch.allclose(
+        (after - shared).float(), 2 * (before - shared).float(), atol=2e-2 if dtype == torch.bfloat16 else 1e-5
+    )
+    moe.to(torch.float64)  # a move: a new storage, no packed product for fp64
+    with torch.inference_mode():
+        assert moe(x.double()).dtype == torch.float64
 
 
 @pytest.mark.parametrize("which", ["trained", "aligned"])

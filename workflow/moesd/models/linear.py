@@ -92,12 +92,18 @@ def _version(tensor: torch.Tensor) -> int:
         return -1
 
 
+def weight_state(*tensors: torch.Tensor) -> tuple[tuple[int, int], ...]:
+    """Each tensor's storage and version: a packed copy made at one state serves only that state
+    (an in-place change, or a move by .to(), makes another)."""
+    return tuple((t.data_ptr(), _version(t)) for t in tensors)
+
+
 class Linear(nn.Linear):
     """nn.Linear (same parameters and state-dict keys) through `product`: once packed, oneDNN's
     product on a copy of the weight in its blocked layout."""
 
     packed: torch.Tensor | None = None
-    packed_of = (0, 0)  # the weight's storage and version when packed
+    packed_of: tuple = ()  # the weight's weight_state when packed
 
     def pack(self, impl: str = "auto") -> bool:
         """Lay a copy of the weight out for oneDNN's product (impl auto: where packed_supported;
@@ -110,12 +116,9 @@ class Linear(nn.Linear):
             raise RuntimeError(f"no packed product for {self.weight.dtype} on {self.weight.device}")
         on = impl != "plain" and packed_supported(self.weight)
         self.packed = pack_weight(self.weight) if on else None
-        self.packed_of = self._state()
+        self.packed_of = weight_state(self.weight)
         return on
 
-    def _state(self) -> tuple[int, int]:
-        return self.weight.data_ptr(), _version(self.weight)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        packed = self.packed if self.packed is not None and self._state() == self.packed_of else None
+        packed = self.packed if self.packed is not None and weight_state(self.weight) == self.packed_of else None
         return product(x, self.weight, packed, self.bias)

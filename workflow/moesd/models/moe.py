@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from moesd.models.linear import Linear, pack_weight, packed_supported, product
+from moesd.models.linear import Linear, pack_weight, packed_supported, product, weight_state
 
 EXPERT_IMPLS = ("auto", "grouped_mm", "loop")
 GROUPED_MIN_ROWS = 8  # by_rows: the grouped product from this many tokens per expert on average
@@ -75,6 +75,7 @@ class MoE(nn.Module):
         self.impl = "loop"
         self.loop_weights = (self.gate_up, self.down)  # the loop's expert weights (resolve_impl)
         self.packed_experts: tuple[list, list] | None = None  # each expert's packed copies (resolve_impl)
+        self.packed_of: tuple = ()  # the expert weights' weight_state when packed
         self.record: list | None = None  # router instrumentation: per-call expert token counts
 
     def resolve_impl(self, linear_impl: str = "auto") -> str:
@@ -97,14 +98,16 @@ class MoE(nn.Module):
         self.loop_weights = (self.gate_up, self.down)
         if self.impl in ("loop", "by_rows") and (cpu_fp32 or packed):  # [E, in, out] viewed over [E, out, in] memory
             major = tuple(w.data.transpose(1, 2).contiguous().transpose(1, 2) for w in self.loop_weights)
-            if self.impl == "loop":
+            if self.impl == "loop":  # the parameters themselves, so that the loop reads any later change
                 self.gate_up.data, self.down.data = major
-            self.loop_weights = major
+            else:
+                self.loop_weights = major
         self.packed_experts = None
-        if self.impl in ("loop", "by_rows") and packed:
+        if self.impl == "loop" and packed:
             self.packed_experts = tuple(
                 [pack_weight(w[e].t()) for e in range(self.n_experts)] for w in self.loop_weights
             )
+        self.packed_of = weight_state(self.gate_up, self.down)
         return self.impl
 
     def impl_for(self, n_tokens: int) -> str:
@@ -134,7 +137,8 @@ class MoE(nn.Module):
         else:
             out = torch.empty_like(xs)
             gate_up, down = self.loop_weights
-            packed_gate_up, packed_down = self.packed_experts or (None, None)
+            current = self.packed_experts is not None and weight_state(self.gate_up, self.down) == self.packed_of
+            packed_gate_up, packed_down = self.packed_experts if current else (None, None)
             start = 0
             for e, n in enumerate(counts.tolist()):  # active experts only
                 if n:
