@@ -25,6 +25,13 @@ WIDTH = {4: 2.5, 8: 1.5, 16: 1.0}
 ANALYSIS = validate_config({})["analysis"]  # the thresholds' defaults, from the schema
 
 
+def one_claim(ev: Evidence, name: str):
+    """NAME's verdict on EV, the other claims left unevaluated."""
+    (claim,) = evaluate_claims(ev, only=(name,))
+    assert claim.claim == name
+    return claim
+
+
 def _bump(k: int, b: np.ndarray) -> np.ndarray:
     if k <= 2:  # the attention-dominated K = 1, 2: falling from B = 1
         return 2.0 - 0.1 * np.log2(b)
@@ -248,8 +255,19 @@ def test_breaking_a_shape_flips_only_its_verdict(claim, breaker):
     after = verdicts(ev)
     assert before[claim] == REPRODUCED and after[claim] == NOT_REPRODUCED
     assert {k: v for k, v in after.items() if k != claim} == {k: v for k, v in before.items() if k != claim}
-    (broken,) = [c for c in evaluate_claims(ev) if c.claim == claim]
+    broken = one_claim(ev, claim)
     assert broken.margin <= 0 and "no (margin" in broken.reason  # how far the failing part misses (0: a tie)
+
+
+def test_one_claim_alone_reads_as_among_all():
+    ev = paper_like()
+    every = evaluate_claims(ev)
+    assert [c.claim for c in every] == ["C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8", "C9", "C10", "Eq. 8"]
+    for name in ("C4", "C7", "Eq. 8"):
+        alone, among = one_claim(ev, name), next(c for c in every if c.claim == name)
+        assert (alone.verdict, alone.margin, alone.reason) == (among.verdict, among.margin, among.reason)
+    with pytest.raises(ValueError, match=r"no claim named \['C11'\]"):
+        evaluate_claims(ev, only=("C11",))
 
 
 def test_every_decided_verdict_carries_a_margin_of_its_sign():
@@ -321,21 +339,21 @@ def test_the_papers_engine_speaks_first_and_a_k_sweep_is_not_the_papers_model():
     moe = ev.e2e[ev.e2e["target"] == target]
     slow = moe.assign(backend="vllm", speedup=moe["speedup"] * 0.7)  # vLLM far below it
     ev.e2e = pd.concat([ev.e2e, slow], ignore_index=True)
-    c1 = next(c for c in evaluate_claims(ev) if c.claim == "C1")
+    c1 = one_claim(ev, "C1")
     assert c1.verdict == NOT_REPRODUCED and "e2e vllm" in c1.reason
     ev = paper_like()
     _paper_setting(ev, target, [(h, n, peak * 0.7) for h, n, peak in platforms])
     moe = ev.e2e[ev.e2e["target"] == target]
     swept = moe.assign(backend="vllm", K=2, speedup=moe["speedup"] / 0.7)  # K = 2 of 8 at the paper's number
     ev.e2e = pd.concat([ev.e2e, swept], ignore_index=True)
-    c1 = next(c for c in evaluate_claims(ev) if c.claim == "C1")
+    c1 = one_claim(ev, "C1")
     assert c1.verdict == NOT_REPRODUCED and "e2e ours" in c1.reason
 
 
 def test_every_platform_of_c2_and_the_whole_gpu_name():
     ev = paper_like()  # one platform of three measured: C2 cannot be reproduced from it
     _paper_setting(ev, *_platforms("C2", drop=2))
-    c2 = next(c for c in evaluate_claims(ev) if c.claim == "C2")
+    c2 = one_claim(ev, "C2")
     assert c2.verdict == NOT_MEASURABLE and "2xA800, 4xL40" in c2.reason
     target, platforms = _platforms("C2")
     ev = paper_like()  # an L40S is no L40
@@ -350,7 +368,7 @@ def test_c9_compares_devices_by_ridge_point(faster_on_higher_ridge, expected):
     other["speedup"] *= 0.9 if faster_on_higher_ridge else 1.1
     ev = dataclasses.replace(ev, composed=pd.concat([ev.composed, other], ignore_index=True))
     assert verdicts(ev)["C9"] == expected
-    (c9,) = [c for c in evaluate_claims(ev) if c.claim == "C9"]
+    c9 = one_claim(ev, "C9")
     assert (c9.margin > 0) == (expected == REPRODUCED)  # the margin's sign agrees with the verdict
 
 
@@ -359,7 +377,7 @@ def test_c9_a_small_fall_within_the_tolerance_is_no_increase():
     other = ev.composed.assign(hardware="A800", ridge_point=1e6)  # the higher ridge, 2 % slower
     other["speedup"] *= 0.98
     ev = dataclasses.replace(ev, composed=pd.concat([ev.composed, other], ignore_index=True))
-    (c9,) = [c for c in evaluate_claims(ev) if c.claim == "C9"]
+    c9 = one_claim(ev, "C9")
     assert c9.verdict == NOT_REPRODUCED and c9.margin == pytest.approx(0.98 / 1.05 - 1)  # the worse of both parts
 
 
@@ -405,7 +423,7 @@ def test_the_papers_own_sigma_or_a_forced_acceptance_decides_nothing():
     ev = paper_like()  # a forced acceptance sets sigma: its spread over B is no measurement
     ev.e2e["acceptance_source"] = "forced alpha=0.9000 (given in the config)"
     break_c7(ev)
-    c7 = next(c for c in evaluate_claims(ev) if c.claim == "C7")
+    c7 = one_claim(ev, "C7")
     assert c7.verdict == REPRODUCED and "sigma part not measurable" in c7.reason
 
 
@@ -414,18 +432,18 @@ def test_the_papers_number_needs_acceptance_measured_in_the_run():
     _paper_setting(ev, *_platforms("C1"))
     assert verdicts(ev)["C1"] == REPRODUCED
     ev.e2e["acceptance_source"] = "forced alpha=0.9473 (paper Table 2 sigma inverted)"
-    c1 = next(c for c in evaluate_claims(ev) if c.claim == "C1")
+    c1 = one_claim(ev, "C1")
     assert c1.verdict == NOT_MEASURABLE and "set aside: e2e" in c1.reason
 
 
 def test_eq8_is_judged_on_trained_routers_not_on_random_weights():
     ev = paper_like()
     ev.routing = ev.routing[ev.routing["implementation"] != "engine"]  # random weights alone: i.i.d. by construction
-    eq8 = next(c for c in evaluate_claims(ev) if c.claim == "Eq. 8")
+    eq8 = one_claim(ev, "Eq. 8")
     assert eq8.verdict == NOT_MEASURABLE and "implementation check" in eq8.run
     ev = paper_like()
     break_eq8(ev)  # correlated trained routing; the random-weight check still matches
-    eq8 = next(c for c in evaluate_claims(ev) if c.claim == "Eq. 8")
+    eq8 = one_claim(ev, "Eq. 8")
     assert eq8.verdict == NOT_REPRODUCED and "-20.0%" in eq8.run and "below Eq. 8" in eq8.reason
 
 
@@ -465,7 +483,7 @@ def test_c4_judges_every_moe_family_not_the_first_by_name():
     other = moe.assign(model="zz-mixtral", family="zz-mixtral-spec", spec="zz-mixtral-spec", K=2, E=8)
     other["speedup"] = 2.0 - 0.1 * np.log2(other["B"])
     ev = dataclasses.replace(ev, composed=pd.concat([ev.composed, other], ignore_index=True))
-    (c4,) = [c for c in evaluate_claims(ev) if c.claim == "C4"]
+    c4 = one_claim(ev, "C4")
     assert c4.verdict == NOT_REPRODUCED and "zz-mixtral: peak at B=1 not inside" in c4.reason
     assert "moe: peak at B=" in c4.reason and "zz-mixtral" in c4.run
 
@@ -507,19 +525,19 @@ def test_c6_and_c8_read_the_real_weights_end_to_end_k_sweep_where_the_run_has_on
     """Fig. 4 swept K on the real weights end to end: C6 judges that sweep's shape where the run
     measured one (a reversed one fails C6 though the composed sweep holds), and C8 the fit on it."""
     ev = paper_like()
-    composed_c6 = next(c for c in evaluate_claims(ev) if c.claim == "C6")
+    composed_c6 = one_claim(ev, "C6")
     assert composed_c6.verdict == REPRODUCED and "composed speedups" in composed_c6.run
     good = dataclasses.replace(ev, e2e=pd.concat([ev.e2e, _e2e_k_sweep(ev)], ignore_index=True))
-    c6 = next(c for c in evaluate_claims(good) if c.claim == "C6")
+    c6 = one_claim(good, "C6")
     assert c6.verdict == REPRODUCED and "end-to-end speedups of the real weights" in c6.run
     bad = dataclasses.replace(ev, e2e=pd.concat([ev.e2e, _e2e_k_sweep(ev, reverse=True)], ignore_index=True))
-    assert next(c for c in evaluate_claims(bad) if c.claim == "C6").verdict == NOT_REPRODUCED
+    assert one_claim(bad, "C6").verdict == NOT_REPRODUCED
     fitted = dataclasses.replace(
         good,
         metrics=pd.concat([good.metrics, good.metrics.assign(family="qwen2-k-sweep", mape_heldout=40.0)]),
         predictions=pd.concat([good.predictions, good.predictions.assign(family="qwen2-k-sweep")]),
     )
-    c8 = next(c for c in evaluate_claims(fitted) if c.claim == "C8")
+    c8 = one_claim(fitted, "C8")
     assert c8.verdict == NOT_REPRODUCED and "qwen2-k-sweep" in c8.run and "end-to-end K sweep" in c8.reason
 
 
@@ -541,7 +559,7 @@ def test_one_run_on_two_platforms_judges_c9_and_reads_the_reference_platform_els
         c: alone[c] for c in ("C4", "C5", "C6", "C7", "C10")
     }
     assert alone["C9"] == NOT_MEASURABLE and got["C9"] == REPRODUCED  # the flat A800 peak lies below H800's
-    c9 = next(c for c in evaluate_claims(both) if c.claim == "C9")
+    c9 = one_claim(both, "C9")
     assert "2xA800 (ridge 153 FLOP/B)" in c9.run and "2xH800 (ridge 295 FLOP/B)" in c9.run
     assert verdicts(_on_platforms(ev, 5.0))["C9"] == NOT_REPRODUCED  # the lower ridge point faster
     flipped = dataclasses.replace(_on_platforms(ev, 0.5), analysis=ANALYSIS | {"reference_platform": "2xA800"})
@@ -560,7 +578,7 @@ def test_c9_more_gpus_of_one_kind_give_no_larger_peak(four_faster, expected):
         platform="4xA800", tensor_parallel_size=4, speedup=moe["speedup"] * (1.2 if four_faster else 0.95)
     )
     ev = dataclasses.replace(ev, e2e=pd.concat([ev.e2e, two, four], ignore_index=True))
-    (c9,) = [c for c in evaluate_claims(ev) if c.claim == "C9"]
+    c9 = one_claim(ev, "C9")
     answer = "no" if four_faster else "yes"
     assert c9.verdict == expected and f"more GPUs give no larger peak: {answer}" in c9.reason
     assert "4xA800 (4 GPUs)" in c9.run
@@ -599,7 +617,7 @@ def test_c4_with_fewer_than_three_batch_sizes_is_not_measurable():
     measurable, not "not reproduced" at a NaN margin."""
     ev = paper_like()
     ev = dataclasses.replace(ev, composed=ev.composed[ev.composed["B"].isin([1, 2])])
-    (c4,) = [c for c in evaluate_claims(ev) if c.claim == "C4"]
+    c4 = one_claim(ev, "C4")
     assert c4.verdict == NOT_MEASURABLE and "fewer than 3 batch sizes" in c4.reason
 
 
@@ -624,7 +642,7 @@ def test_c6_a_peak_decided_by_a_tenth_of_a_percent_is_no_shift():
             4: [1.45, 1.6, 1.9, 1.999, 2.0, 1.9, 1.6],
         },
     )
-    (c6,) = [c for c in evaluate_claims(ev) if c.claim == "C6"]
+    c6 = one_claim(ev, "C6")
     assert c6.verdict == NOT_REPRODUCED and "K=4: peak at B=8-16" in c6.run
     assert "peak B moves right as K falls (peaks within 5%): no" in c6.reason
 
@@ -637,7 +655,7 @@ def test_c6_a_peak_decided_by_a_tenth_of_a_percent_is_no_shift():
 def test_c6_the_attention_bound_k_must_fall(k2):
     ev = paper_like()
     _sweep_curves(ev, {2: k2})
-    (c6,) = [c for c in evaluate_claims(ev) if c.claim == "C6"]
+    c6 = one_claim(ev, "C6")
     assert c6.verdict == NOT_REPRODUCED and "K <= 2 decrease monotonically: no" in c6.reason
     assert "K=2: peak at" in c6.run and "does not fall throughout" in c6.run
 
@@ -655,12 +673,12 @@ def test_c7_an_unrelated_ordering_over_four_batch_sizes_does_not_track():
     for order in itertools.permutations([0.1, 0.2, 0.3, 0.4]):
         composed = ev.composed.copy()
         composed["target_efficiency"] = composed["B"].map(dict(zip(four, order, strict=True)))
-        c7 = next(c for c in evaluate_claims(dataclasses.replace(ev, e2e=e2e, composed=composed)) if c.claim == "C7")
+        c7 = one_claim(dataclasses.replace(ev, e2e=e2e, composed=composed), "C7")
         assert c7.verdict in (REPRODUCED, NOT_REPRODUCED)
         reproduced += c7.verdict == REPRODUCED
     assert reproduced == 1
     three = dataclasses.replace(ev, e2e=e2e[e2e["B"] != 64])
-    (c7,) = [c for c in evaluate_claims(three) if c.claim == "C7"]
+    c7 = one_claim(three, "C7")
     assert c7.verdict == NOT_MEASURABLE and "needs at least 4" in c7.reason
 
 
@@ -746,7 +764,7 @@ def test_c7_sigma_spread_at_its_threshold_is_inconclusive():
     e2e = ev.e2e.assign(accepted_sums=sums, accepted_rounds=";".join(["10"] * 8), batching="static")
     e2e["sigma"] = np.where(e2e["B"] == 1, 360, 299) / 80 / 5  # gamma 4: sigma = tokens / rounds / 5
     ev = dataclasses.replace(ev, e2e=e2e)
-    (c7,) = [c for c in evaluate_claims(ev) if c.claim == "C7"]
+    c7 = one_claim(ev, "C7")
     assert c7.verdict == REPRODUCED and "sigma spread over B <= 20%: yes (margin +0%)" in c7.reason
     from moesd.bootstrap import sequence_sigma_resample
     from moesd.speedup import E2E_KEYS

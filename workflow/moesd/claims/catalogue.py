@@ -620,5 +620,12 @@ CLAIMS = (
 )
 
 
-def evaluate_claims(ev: Evidence) -> list[Claim]:
-    return [check(ev) for check in CLAIMS]
+CLAIM_NAMES = ("C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8", "C9", "C10", "Eq. 8")  # CLAIMS' order
+
+
+def evaluate_claims(ev: Evidence, only: tuple[str, ...] | None = None) -> list[Claim]:
+    """Every claim's verdict on EV, or those named in ONLY (CLAIM_NAMES)."""
+    unknown = set(only or ()) - set(CLAIM_NAMES)
+    if unknown:
+        raise ValueError(f"no claim named {sorted(unknown)} (known: {', '.join(CLAIM_NAMES)})")
+    return [check(ev) for name, check in zip(CLAIM_NAMES, CLAIMS, strict=True) if only is None or name in only]
