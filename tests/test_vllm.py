@@ -4,6 +4,7 @@ and skips without it, unless MOESD_REQUIRE_VLLM=1 (CI), where a missing environm
 
 import os
 import random
+import sys
 import time
 from pathlib import Path
 
@@ -121,6 +122,34 @@ def test_each_rank_gets_as_many_math_threads_as_cores(monkeypatch):
     assert all(env["OMP_NUM_THREADS"] == env["MKL_NUM_THREADS"] for env in ranks.values())
     cuda = _environment(VllmRequest(target=Path("t"), prompts=[[1]], device="cuda", tensor_parallel_size=2))
     assert cuda["MKL_NUM_THREADS"] == "4"  # a GPU job's host threads are the scheduler's
+
+
+def test_the_engines_sockets_go_with_the_workers_scratch_folder(checkpoints, monkeypatch, tmp_path):
+    """vLLM opens its IPC sockets in VLLM_RPC_BASE_PATH (the system's temporary folder unless
+    set) and leaves them there: every run used to leave a few in /tmp. The worker's scratch folder,
+    removed after the run, now holds them."""
+    import json
+    import subprocess
+
+    from moesd.backends import vllm as backend
+
+    seen = {}
+
+    def fake_worker(command, env, folder, timeout):
+        seen.update(folder=folder, base=env["VLLM_RPC_BASE_PATH"])
+        (Path(folder) / "socket").write_text("")  # what the engine leaves
+        result = {"passes": [{"outputs": [[1]], "seconds": [0.1], "metrics": {}}]}
+        Path(command[-1]).write_text(json.dumps(result))
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.delenv("VLLM_RPC_BASE_PATH", raising=False)
+    monkeypatch.setenv("MOESD_VLLM_PYTHON", sys.executable)
+    monkeypatch.setattr(backend, "_run_group", fake_worker)
+    result = backend.run(VllmRequest(target=checkpoints["moe"], prompts=[[1, 2]], max_new_tokens=1))
+    assert result.outputs == [[1]] and seen["base"] == seen["folder"] and not Path(seen["folder"]).exists()
+    monkeypatch.setenv("VLLM_RPC_BASE_PATH", str(tmp_path))  # the user's own choice stands
+    backend.run(VllmRequest(target=checkpoints["moe"], prompts=[[1, 2]], max_new_tokens=1))
+    assert seen["base"] == str(tmp_path)
 
 
 def test_generate_names_the_missing_vllm_environment(tmp_path, monkeypatch, checkpoints):

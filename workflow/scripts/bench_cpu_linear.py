@@ -9,7 +9,10 @@ the next of enough copies of the weight to fill STREAM_BYTES, so that weights co
 in a model's forward, not from a cache warmed by the previous call. Run it on the machine whose
 latency tables you read:
 
-    python workflow/scripts/bench_cpu_linear.py [--dtype bfloat16] [--threads 2] [--repeats 20]
+    python workflow/scripts/bench_cpu_linear.py [--dtype bfloat16] [--threads 2] [--repeats 20] [--pad-to 4]
+
+--pad-to N adds the packed product of fewer than N rows padded with zeros to N (the rows past
+x's dropped): whether oneDNN's few-row kernel reads the weights faster than its one-row one.
 """
 
 from __future__ import annotations
@@ -39,12 +42,27 @@ def packed_product(x: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
     return torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")
 
 
+def padded(rows: int):
+    """packed_product with X padded with zeros to ROWS rows (where it has fewer), its rows kept."""
+
+    def product(x: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] >= rows:
+            return packed_product(x, packed)
+        full = x.new_zeros(rows, x.shape[1])
+        full[: x.shape[0]] = x
+        return packed_product(full, packed)[: x.shape[0]]
+
+    return product
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dtype", choices=["bfloat16", "float32"], default="bfloat16")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--pad-to", type=int, default=0, help="also the packed product padded to this many rows")
     args = parser.parse_args()
+    forms = ["f_linear", "weight_major", "packed"] + (["padded"] if args.pad_to > 1 else [])
     torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
     size = torch.tensor([], dtype=dtype).element_size()
@@ -53,10 +71,13 @@ def main() -> None:
         f"torch {torch.__version__}, {args.threads} threads, {args.dtype}, median ms of {args.repeats} interleaved "
         f"calls; the probe reads {read:.1f} GB/s"
     )
+    pad = f" padded to {args.pad_to} ms | GB/s |" if args.pad_to > 1 else ""
     print(
-        "| weight (out x in) | M | F.linear ms | GB/s | weight-major ms | GB/s | packed ms | GB/s | packed / F.linear |"
+        "| weight (out x in) | M | F.linear ms | GB/s | weight-major ms | GB/s | packed ms | GB/s |"
+        + pad
+        + " packed / F.linear |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|" + "---|" * (len(forms) * 2 + 3))
     with torch.inference_mode():
         for out_features, in_features in SHAPES:
             copies = -(-STREAM_BYTES // (out_features * in_features * size))
@@ -65,18 +86,14 @@ def main() -> None:
             gb = out_features * in_features * size / 1e9
             for m in ROWS:
                 x = torch.randn(m, in_features).to(dtype)
-                ms = interleaved_medians(
-                    {
-                        "f_linear": streamed(F.linear, x, weights),
-                        "weight_major": streamed(weight_major_product, x, weights),
-                        "packed": streamed(packed_product, x, packed),
-                    },
-                    args.repeats,
-                    warmup=3,
-                )
-                cells = " | ".join(
-                    f"{ms[k]:.3f} | {gb / ms[k] * 1e3:.1f}" for k in ("f_linear", "weight_major", "packed")
-                )
+                calls = {
+                    "f_linear": streamed(F.linear, x, weights),
+                    "weight_major": streamed(weight_major_product, x, weights),
+                    "packed": streamed(packed_product, x, packed),
+                    "padded": streamed(padded(args.pad_to), x, packed),
+                }
+                ms = interleaved_medians({k: calls[k] for k in forms}, args.repeats, warmup=3)
+                cells = " | ".join(f"{ms[k]:.3f} | {gb / ms[k] * 1e3:.1f}" for k in forms)
                 print(
                     f"| {out_features} x {in_features} | {m} | {cells} | {ms['packed'] / ms['f_linear']:.2f} |",
                     flush=True,

@@ -328,10 +328,12 @@ def run_passes(request: VllmRequest, passes: list[dict], timeout: float | None =
     with tempfile.TemporaryDirectory(prefix="moesd-vllm-") as folder:
         request_file, result_file = Path(folder) / "request.json", Path(folder) / "result.json"
         request_file.write_text(json.dumps(payload))
+        env = _environment(request)
+        env.setdefault("VLLM_RPC_BASE_PATH", folder)  # the engine's IPC sockets go with the scratch folder
         done = _run_group(
             # -P: not the worker's folder on sys.path, where this module would shadow vllm itself
             [str(python), "-P", str(WORKER), str(request_file), str(result_file)],
-            _environment(request),
+            env,
             folder,
             timeout,
         )
