@@ -6,6 +6,8 @@ text states live here as constants so that every module reads the same value.
 
 from __future__ import annotations
 
+from functools import cache
+
 from moesd.paths import PAPER_DIR
 
 # App. C.2-C.3: the sparsity sweep's grid, 6 K x 2 gamma x 19 B = 228 measurements
@@ -22,11 +24,17 @@ HEADLINE_DEVICE, HEADLINE_MODEL = "2xH800", "Qwen2"
 HEADLINE_LABEL = "Qwen2-57B-A14B + Qwen2-0.5B on 2xH800, Table 2"
 
 
-def paper_peaks():
-    """The paper's Tables 1-2 (data/paper/tables_1_2.csv): T_AR, T_SD, sigma, speedup per cell."""
+@cache
+def _read(name: str):
+    """data/paper/NAME as read once per process (the claims read it once per resample)."""
     import pandas as pd
 
-    return pd.read_csv(PAPER_DIR / "tables_1_2.csv")
+    return pd.read_csv(PAPER_DIR / name)
+
+
+def paper_peaks():
+    """The paper's Tables 1-2 (data/paper/tables_1_2.csv): T_AR, T_SD, sigma, speedup per cell."""
+    return _read("tables_1_2.csv").copy()
 
 
 def headline_cells():
@@ -37,7 +45,12 @@ def headline_cells():
 
 def paper_cell(device: str, model: str = HEADLINE_MODEL, dataset="humaneval", temperature=0.0, gamma=4):
     """One cell of the paper's Tables 1-2."""
-    table = paper_peaks()
+    return _cell(device, model, dataset, float(temperature), int(gamma)).copy()
+
+
+@cache
+def _cell(device: str, model: str, dataset: str, temperature: float, gamma: int):
+    table = _read("tables_1_2.csv")
     rows = table[
         (table["device"] == device)
         & (table["model"] == model)
@@ -50,6 +63,4 @@ def paper_cell(device: str, model: str = HEADLINE_MODEL, dataset="humaneval", te
 
 def paper_table3():
     """The paper's Table 3 (data/paper/table_3.csv): fit MSE against the number m of fitting points."""
-    import pandas as pd
-
-    return pd.read_csv(PAPER_DIR / "table_3.csv")
+    return _read("table_3.csv").copy()

@@ -8,7 +8,7 @@ about one device's curves read the reference platform's rows (ref_composed, ref_
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
@@ -29,6 +29,9 @@ class Evidence:
     routing: pd.DataFrame
     analysis: dict  # config["analysis"], validated: fit_dataset and fit_temperature resolved
     compare: pd.DataFrame = field(default_factory=pd.DataFrame)  # other runs' composed speedups (C9)
+    # what several claims read alike (native()'s rows, C1-C3's peaks): None computes it at each
+    # call; sharing() gives a copy that keeps each for the one evaluation it serves
+    _shared: dict | None = field(default=None, init=False, repr=False, compare=False)
 
     COLUMNS = {  # what the verdicts read; an absent table is an empty one with these columns
         "composed": COMPOSED,
@@ -80,23 +83,43 @@ class Evidence:
         (a claim that sets e2e beside them compares like with like)."""
         return self.ref_e2e[self.ref_e2e["backend"] == "ours"]
 
+    def sharing(self) -> Evidence:
+        """This evidence (the very same tables) with shared() keeping what it computes: for one
+        evaluation of the claims, over which no table changes (what it kept would not see it)."""
+        copy = replace(self)
+        copy._shared = {}
+        return copy
+
+    def shared(self, key, compute):
+        """COMPUTE(), once per KEY where sharing() made this evidence, else at every call."""
+        if self._shared is None:
+            return compute()
+        if key not in self._shared:
+            self._shared[key] = compute()
+        return self._shared[key]
+
+    def native(self, every_platform: bool = False) -> pd.DataFrame:
+        """moesd.families.native of the reference platform's composed rows (EVERY_PLATFORM: of all)."""
+        table = self.composed if every_platform else self.ref_composed
+        return self.shared(("native", every_platform), lambda: native(table, self.reference_k))
+
     def moe(self, every_platform: bool = False) -> pd.DataFrame:
         """The reference MoE target at its reference K (analysis.reference_target: the paper's
         Qwen2 pair where the run times it), the curve the single-model claims read, on the
         reference platform (EVERY_PLATFORM: on each); empty where the run timed none (its claims
         then read not measurable)."""
-        rows = native(self.composed if every_platform else self.ref_composed, self.reference_k)
+        rows = self.native(every_platform)
         return rows[(rows["model"] == self.analysis.get("reference_target")) & (rows["E"] > 1)]
 
     def dense(self) -> pd.DataFrame:
         """A dense target (the first by name: the paper's claims compare the MoE with any dense one)."""
-        rows = native(self.ref_composed, self.reference_k)
+        rows = self.native()
         rows = rows[rows["E"] == 1]
         return rows[rows["model"] == rows["model"].iloc[0]] if len(rows) else rows
 
     def moe_families(self) -> dict[str, pd.DataFrame]:
         """Every MoE family the run measured, each at its reference K: model -> its rows."""
-        rows = native(self.ref_composed, self.reference_k)
+        rows = self.native()
         rows = rows[rows["E"] > 1]
         return {model: part for model, part in rows.groupby("model", sort=True)}
 
