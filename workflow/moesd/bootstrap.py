@@ -33,27 +33,44 @@ def resample_repeats(frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFr
     taking turns within each round) draw the same repeat labels, so that a resample keeps what
     one round's drift did to every s alike (T_T(B, 1) and T_T(B, v) of a target efficiency are
     paired, as they were measured)."""
-    values = [c for c in REPEAT_VALUES if c in frame.columns]
-    if frame.empty or not values:
-        return frame
-    keys = point_keys(frame)
-    point = frame.groupby(keys, dropna=False, sort=False).ngroup().to_numpy()
-    shared = [k for k in keys if k not in ROUND_MEMBERS]
-    round_of = frame.groupby(shared, dropna=False, sort=False).ngroup().to_numpy() if shared else np.zeros_like(point)
-    order = np.lexsort((frame["repeat"].to_numpy(), point))  # rows of one point together, by repeat
-    in_order = point[order]
-    starts = np.searchsorted(in_order, in_order, side="left")
-    sizes = np.bincount(point)[in_order]
-    position = np.arange(len(order)) - starts  # the j-th repeat of its point
-    uniform = rng.random((round_of.max() + 1, sizes.max()))  # one draw per (round group, repeat position)
-    drawn = order[starts + (uniform[round_of[order], position] * sizes).astype(int)]
-    out = frame.copy()
-    for column in values:
-        column_values = frame[column].to_numpy()
-        resampled = column_values.copy()
-        resampled[order] = column_values[drawn]
-        out[column] = resampled
-    return out
+    return RepeatResampler(frame)(rng)
+
+
+class RepeatResampler:
+    """resample_repeats of one table, its points and rounds found once: each call draws a resample
+    (the same draws from RNG as resample_repeats)."""
+
+    def __init__(self, frame: pd.DataFrame):
+        self.frame = frame
+        self.values = [c for c in REPEAT_VALUES if c in frame.columns]
+        if frame.empty or not self.values:
+            return
+        keys = point_keys(frame)
+        point = frame.groupby(keys, dropna=False, sort=False).ngroup().to_numpy()
+        shared = [k for k in keys if k not in ROUND_MEMBERS]
+        round_of = (
+            frame.groupby(shared, dropna=False, sort=False).ngroup().to_numpy() if shared else np.zeros_like(point)
+        )
+        self.order = np.lexsort((frame["repeat"].to_numpy(), point))  # rows of one point together, by repeat
+        in_order = point[self.order]
+        self.starts = np.searchsorted(in_order, in_order, side="left")
+        self.sizes = np.bincount(point)[in_order]
+        self.position = np.arange(len(self.order)) - self.starts  # the j-th repeat of its point
+        self.round_of = round_of[self.order]
+        self.shape = (round_of.max() + 1, self.sizes.max())
+        self.columns = {column: frame[column].to_numpy() for column in self.values}
+
+    def __call__(self, rng: np.random.Generator) -> pd.DataFrame:
+        if self.frame.empty or not self.values:
+            return self.frame
+        uniform = rng.random(self.shape)  # one draw per (round group, repeat position)
+        drawn = self.order[self.starts + (uniform[self.round_of, self.position] * self.sizes).astype(int)]
+        out = self.frame.copy()
+        for column, column_values in self.columns.items():
+            resampled = column_values.copy()
+            resampled[self.order] = column_values[drawn]
+            out[column] = resampled
+        return out
 
 
 def kept_repeats(frame: pd.DataFrame, statistic: str) -> pd.DataFrame:
@@ -141,9 +158,10 @@ def replicates(compute, tables: dict[str, pd.DataFrame], keys: list[str], column
     """COMPUTE(**resampled TABLES, **EXTRA(i)) N times; the KEYS and COLUMNS of each result, with
     `replicate`. EXTRA gives each resample's further inputs (a resampled sigma table, say)."""
     rng = np.random.default_rng(seed)
+    samplers = {name: RepeatResampler(table) for name, table in tables.items()} if n else {}
     parts = []
     for i in range(n):
-        inputs = {name: resample_repeats(table, rng) for name, table in tables.items()}
+        inputs = {name: sampler(rng) for name, sampler in samplers.items()}
         result = compute(**inputs, **(extra(i) if extra else {}))
         parts.append(result[keys + columns].assign(replicate=i))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[*keys, *columns, "replicate"])
