@@ -231,21 +231,32 @@ def ours(target, prompts, max_new, draft=None, gamma=4):
     return decode(model, prompts, config, draft=drafter, mode="sd" if draft else "ar").output_ids
 
 
+# an engine as the rehearsal starts it (config/rehearsal.yaml's vllm): eager, the engine core in the
+# worker's process; about half the start of vLLM's default. These tests check outputs, not speed; the
+# default start (torch.compile, vLLM's process layout) is the one test_greedy_outputs_agree_... takes.
+QUICK_START = {"enforce_eager": True, "in_process": True}
+
+
 def vllm(target, prompts, max_new, **kwargs):
-    request = VllmRequest(target=target, prompts=prompts, max_new_tokens=max_new, batch_size=4, **kwargs)
+    request = VllmRequest(**{"target": target, "prompts": prompts, "max_new_tokens": max_new, "batch_size": 4}
+                          | QUICK_START | kwargs)  # fmt: skip
     return run(request, timeout=600)
+
+
+DEFAULT_START = {"enforce_eager": False, "in_process": False}  # vLLM's own: the paper's run
 
 
 @pytest.fixture(scope="module")
 def vllm_ar(checkpoints):
-    """vLLM's greedy AR outputs of the tiny MoE on the ragged prompts, one rank (12 new tokens)."""
+    """vLLM's greedy AR outputs of the tiny MoE on the ragged prompts, one rank (12 new tokens), from
+    vLLM's default start (compiled, its own process layout): the path a real run takes."""
     from moesd.backends.vllm import VllmError
 
     try:
         vllm_python()
     except VllmError:
         return None  # the tests that use it ask for vllm_env, which skips or fails
-    return vllm(checkpoints["moe"], ragged_prompts(), 12).outputs
+    return vllm(checkpoints["moe"], ragged_prompts(), 12, **DEFAULT_START).outputs
 
 
 def test_greedy_outputs_agree_across_engines_and_modes(checkpoints, vllm_env, vllm_ar):
@@ -253,7 +264,7 @@ def test_greedy_outputs_agree_across_engines_and_modes(checkpoints, vllm_env, vl
     reference = ours(checkpoints["moe"], prompts, new)
     assert ours(checkpoints["moe"], prompts, new, draft=checkpoints["draft"]) == reference
     assert vllm_ar == reference
-    sd = vllm(checkpoints["moe"], prompts, new, draft=checkpoints["draft"], mode="sd", gamma=4)
+    sd = vllm(checkpoints["moe"], prompts, new, draft=checkpoints["draft"], mode="sd", gamma=4, **DEFAULT_START)
     assert sd.outputs == reference
     acceptance = sd.acceptance()
     per_position = acceptance["accepted_per_position"]
@@ -296,7 +307,7 @@ def test_a_model_drafting_for_itself_accepts_every_draft_at_t1(checkpoints, vllm
 
     model, prompts = checkpoints["draft"], ragged_prompts(8)
     request = VllmRequest(target=model, draft=model, prompts=prompts, mode="sd", gamma=4, batch_size=8,
-                          max_new_tokens=32, draft_sampling="probabilistic")  # fmt: skip
+                          max_new_tokens=32, draft_sampling="probabilistic", **QUICK_START)  # fmt: skip
     passes = [{"prompts": prompts, "temperature": t, "seed": 0, "max_new_tokens": 32} for t in (0.0, 1.0)]
     for temperature, result in zip((0.0, 1.0), run_passes(request, passes, timeout=600), strict=True):
         counts = result.acceptance()
