@@ -12,11 +12,13 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 DEVICE="${1:-cuda}"
 case "$DEVICE" in
-  cuda) CONFIGS=(config/gpu_check.yaml); RUN=data/runs/gpu_check; TARGET=":num_hidden_layers=2"; DRAFT="" ;;
+  cuda) CONFIGS=(config/gpu_check.yaml); RUN=data/runs/gpu_check; TARGET=":num_hidden_layers=2"; DRAFT=""
+        VLLM_START=() ;;  # vLLM's default start: CUDA graphs, its own process layout
   cpu) CONFIGS=(config/gpu_check.yaml config/gpu_check-cpu.yaml); RUN=data/runs/gpu_check_cpu
        WIDTH="hidden_size=128,num_attention_heads=4,num_key_value_heads=2,vocab_size=512"  # head size 32: vLLM's CPU least
        TARGET=":num_hidden_layers=2,$WIDTH,moe_intermediate_size=32,shared_expert_intermediate_size=128"
-       DRAFT=":num_hidden_layers=2,$WIDTH,intermediate_size=128" ;;
+       DRAFT=":num_hidden_layers=2,$WIDTH,intermediate_size=128"
+       VLLM_START=(--enforce-eager --in-process) ;;  # the same decoding; a quarter of a default start on a CPU
   *) echo "gpu_check.sh: device must be cuda or cpu, got '$DEVICE'" >&2; exit 2 ;;
 esac
 LOGS="logs/$(basename "$RUN")"
@@ -60,7 +62,7 @@ if [ -x "${MOESD_VLLM_PYTHON:-.venv-vllm/bin/python}" ]; then
     for mode in ar sd; do
       moesd generate --backend "$backend" --target "dir:$VLLM_RUN/target" --draft "dir:$VLLM_RUN/draft" \
         --mode "$mode" --gamma 4 --prompts random:32:64 --batch-size 32 --max-new-tokens 64 --device "$DEVICE" \
-        --out "$VLLM_RUN/${backend}_${mode}.jsonl"
+        $([ "$backend" = vllm ] && echo "${VLLM_START[*]}") --out "$VLLM_RUN/${backend}_${mode}.jsonl"
     done
   done
   python - "$VLLM_RUN" <<'PY'

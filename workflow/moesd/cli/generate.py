@@ -113,6 +113,8 @@ def _generate_vllm(args, prompts_of) -> tuple[list[dict], dict | None]:
         seed=args.seed,
         batch_size=args.batch_size,
         device=args.device or "cpu",
+        enforce_eager=args.enforce_eager,
+        in_process=args.in_process,
     )
     result = run(request)
     rows = [_row(args, i, ids) for i, ids in enumerate(result.outputs)]
@@ -212,6 +214,16 @@ def add_parsers(sub) -> None:
         choices=("probabilistic", "greedy"),
         help="vLLM at T > 0: sample the draft and accept with min(1, p/q) (probabilistic, the default: the "
         "standard rule, ours), or propose its argmax and accept with p (greedy, vLLM V1's default)",
+    )
+    p.add_argument(
+        "--enforce-eager",
+        action="store_true",
+        help="vLLM: no CUDA graphs or torch.compile (config key vllm.enforce_eager): a quicker start",
+    )
+    p.add_argument(
+        "--in-process",
+        action="store_true",
+        help="vLLM: its engine core (and at one rank its model) in the worker's process (vllm.in_process)",
     )
     p.add_argument("--out", required=True, type=Path, help="output JSONL")
     p.set_defaults(func=cmd_generate)
