@@ -217,7 +217,9 @@ def test_smoke_analysis_outputs(smoke_run):
         low, high = composed[f"{column}_ci_low"], composed[f"{column}_ci_high"]
         assert ((low <= composed[column] + 1e-12) & (composed[column] <= high + 1e-12)).all()
     replicates = pd.read_csv(run / "speedup/composed_bootstrap.csv")
-    assert replicates["replicate"].nunique() == 200 and len(replicates) == 200 * len(composed)
+    n = json.loads((run / "config/analysis.json").read_text())["analysis"]["bootstrap_resamples"]
+    assert n == 50  # config/smoke.yaml's, not the default's 200
+    assert replicates["replicate"].nunique() == n and len(replicates) == n * len(composed)
     assert set(pd.read_csv(run / "speedup/e2e.csv")["temperature"]) == {0.0, 1.0}
     profile = pd.read_csv(run / "speedup/step_profile.csv")  # latency.profile: moe at its native K, dense, draft
     assert len(profile) == 2 * 2 + 2 * 2 + 2 and (profile["bandwidth_fraction"] > 0).all()
