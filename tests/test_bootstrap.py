@@ -4,7 +4,7 @@ stay together, and intervals cover the spread of the repeats."""
 import numpy as np
 import pandas as pd
 import pytest
-from moesd.bootstrap import replicate_tables, replicates, resample_repeats, with_intervals
+from moesd.bootstrap import RepeatResampler, replicate_tables, replicates, resample_repeats, with_intervals
 from moesd.speedup import point_times
 
 
@@ -32,6 +32,22 @@ def test_each_point_draws_from_its_own_repeats():
     assert seen == {1: {1.0, 2.0, 3.0}, 2: {10.0, 20.0, 30.0, 40.0}}  # every repeat can be drawn
     again = [resample_repeats(frame, np.random.default_rng(5))["seconds"].tolist() for _ in range(2)]
     assert again[0] == again[1]  # seeded
+
+
+def test_a_resampler_kept_for_every_replicate_draws_as_fresh_ones_do():
+    """replicates() finds a table's points once (RepeatResampler) and draws from it per replicate:
+    the same resamples, one rng after another, as resample_repeats on the table each time, and
+    each its own table (a later draw leaves an earlier one as it was)."""
+    frame = points({1: [1.0, 2.0, 3.0], 2: [10.0, 20.0, 30.0, 40.0], 4: [7.0]}).assign(s=1)
+    frame = pd.concat([frame, frame.assign(s=5, seconds=frame["seconds"] * 2)], ignore_index=True)
+    kept, fresh = np.random.default_rng(3), np.random.default_rng(3)
+    sampler = RepeatResampler(frame)
+    draws = [sampler(kept) for _ in range(5)]
+    first = draws[0].copy()
+    for drawn in draws:
+        pd.testing.assert_frame_equal(drawn, resample_repeats(frame, fresh))
+    pd.testing.assert_frame_equal(draws[0], first)
+    assert len({tuple(d["seconds"]) for d in draws}) > 1  # the draws differ from one another
 
 
 def test_intervals_cover_the_spread_of_the_statistic():

@@ -270,6 +270,27 @@ def test_one_claim_alone_reads_as_among_all():
         evaluate_claims(ev, only=("C11",))
 
 
+def test_what_the_claims_share_is_computed_once_and_changes_no_verdict():
+    """evaluate_claims shares what several claims read (Evidence.sharing): the same verdicts,
+    margins and reasons as each claim read on its own evidence; each shared value computed once
+    per evaluation, and a later change of a table in place seen by the next evaluation."""
+    from moesd.claims.catalogue import CLAIMS
+
+    ev = paper_like()
+    alone = [check(ev) for check in CLAIMS]  # no sharing: each computes what it reads
+    shared = evaluate_claims(ev)
+    assert [(c.verdict, c.margin, c.reason, c.run) for c in shared] == [
+        (c.verdict, c.margin, c.reason, c.run) for c in alone
+    ]
+    calls = []
+    kept = ev.sharing()
+    assert [kept.shared("k", lambda: calls.append(1) or len(calls)) for _ in range(3)] == [1, 1, 1]
+    assert ev.shared("k", lambda: calls.append(1) or len(calls)) == 2  # no sharing: computed again
+    before = one_claim(ev, "C4").verdict
+    break_c4(ev)  # in place, between two evaluations
+    assert before == REPRODUCED and one_claim(ev, "C4").verdict == NOT_REPRODUCED
+
+
 def test_every_decided_verdict_carries_a_margin_of_its_sign():
     claims = evaluate_claims(paper_like())
     decided = [c for c in claims if c.verdict in (REPRODUCED, NOT_REPRODUCED)]
