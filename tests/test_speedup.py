@@ -345,7 +345,7 @@ def test_end_to_end_intervals_resample_the_prompts_too():
         for n, sums in (("varied", "10;50;10;50"), ("alike", "30;30;30;30")) for mode, seconds in (("ar", 2.0), ("sd", 1.0))
     ]  # fmt: skip
     empty = pd.DataFrame()
-    analysis = validate_config({})["analysis"] | {"bootstrap_resamples": 200}
+    analysis = validate_config({})["analysis"] | {"bootstrap_resamples": 60}
     tables = {"forward": empty, "draft": empty, "reject": empty, "e2e": _points(rows, repeats=(1.0, 1.0, 1.0))}
     _, e2e, _, reps = speedup_tables(tables, sigmas(), None, None, None, analysis)
     by_name = e2e.set_index("name")
