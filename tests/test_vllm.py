@@ -238,8 +238,9 @@ QUICK_START = {"enforce_eager": True, "in_process": True}
 
 
 def vllm(target, prompts, max_new, **kwargs):
-    request = VllmRequest(**{"target": target, "prompts": prompts, "max_new_tokens": max_new, "batch_size": 4}
-                          | QUICK_START | kwargs)  # fmt: skip
+    request = VllmRequest(
+        target=target, prompts=prompts, max_new_tokens=max_new, batch_size=4, **(QUICK_START | kwargs)
+    )
     return run(request, timeout=600)
 
 
