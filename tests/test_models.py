@@ -124,23 +124,48 @@ def test_a_packed_linear_falls_back_to_the_weight_when_it_changes_or_grads_flow(
     x = torch.randn(3, 5, 64).to(dtype)
     other = torch.float64 if dtype == torch.float32 else torch.float32
     close = torch.equal if dtype == torch.bfloat16 else lambda a, b: torch.allclose(a, b, atol=1e-5)
-    assert layer.pack()
+    assert layer.pack("packed")
     with torch.no_grad():
         assert close(layer(x), F.linear(x, layer.weight, layer.bias))
         layer.weight.mul_(2)  # an in-place change after packing: the plain product on the new weight
         assert torch.equal(layer(x), F.linear(x, layer.weight, layer.bias))
-    layer.pack()
+    layer.pack("packed")
     layer.to(other)  # moved to another dtype: the plain product on the moved weight
     with torch.no_grad():
         assert torch.equal(layer(x.to(other)), F.linear(x.to(other), layer.weight, layer.bias))
     layer.to(dtype)
     assert layer.pack("plain") is False and layer.packed is None
-    layer.pack()
+    layer.pack("packed")
     assert layer(x).requires_grad  # training: autograd through the plain product
     with pytest.raises(ValueError, match="linear implementation must be one of"):
         layer.pack("fast")
     with pytest.raises(RuntimeError, match="no packed product for torch.float16"):
         Linear(4, 4).half().pack("packed")
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="no oneDNN in this torch")
+def test_auto_packs_a_weight_by_its_size_and_the_experts_by_theirs():
+    """linear_impl auto packs a weight of PACK_MIN_BYTES or more (a packed call's fixed cost
+    outweighs its faster read below); packed packs every one; plain none. An MoE's experts follow
+    their own size: small ones take the grouped product (or the loop where it does not run)."""
+    from moesd.models.linear import PACK_MIN_BYTES, packs
+    from moesd.models.moe import MoE
+
+    big, small = torch.empty(PACK_MIN_BYTES // 4 // 256, 256), torch.empty(PACK_MIN_BYTES // 4 // 256 - 1, 256)
+    assert (packs(big, "auto"), packs(small, "auto")) == (True, False)
+    assert (packs(small, "packed"), packs(big, "plain")) == (True, False)
+    assert not packs(big.double(), "auto")  # no packed product for fp64: unpacked, without an error
+    with pytest.raises(RuntimeError, match="no packed product for torch.float64"):
+        packs(big.double(), "packed")
+    assert Linear(256, 1024).pack() and not Linear(256, 1023).pack() and Linear(256, 1023).pack("packed")
+    for hidden, width, packed in ((256, 512, True), (64, 32, False)):  # gate_up [H, 2I] fp32: 1 MiB, 16 KiB
+        moe = MoE(hidden, width, 4, 2, norm_topk_prob=True)
+        impl = moe.resolve_impl("auto")
+        assert (moe.packed_experts is not None) == packed
+        grouped = grouped_mm_available(hidden, width, torch.float32, torch.device("cpu"))
+        assert impl == ("loop" if packed or not grouped else "grouped_mm")
+        assert moe.resolve_impl("plain") == ("by_rows" if grouped else "loop")  # the unpacked twin as before
+        assert moe.resolve_impl("packed") == "loop" and moe.packed_experts is not None
 
 
 @pytest.mark.parametrize("dtype", PACKED_DTYPES)

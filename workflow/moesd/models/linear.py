@@ -7,12 +7,18 @@ CPU, `F.linear` does not behave so: on plain weights oneDNN reads them at about 
 bandwidth at a decode step's few rows (bf16 and fp32), and fp32 at two or more rows takes an
 x @ W^T GEMM about 2x slower per byte than at one row. The products, per form:
 
-- **packed** (inference on a CPU, the default): oneDNN's product on a copy of the weight laid out
-  in its blocked format once, at load (`Linear.pack`; an MoE's experts too, moesd.models.moe).
+- **packed** (inference on a CPU, the default for weights of PACK_MIN_BYTES or more): oneDNN's
+  product on a copy of the weight laid out in its blocked format once, at load (`Linear.pack`; an
+  MoE's experts too, moesd.models.moe).
   `workflow/scripts/bench_cpu_linear.py`: 1.1-1.5x faster than F.linear in bf16 and 2-4x in fp32
   from 2 rows on. In the default models' steps it is faster at every row count, one row included
   (the dense bf16 AR step at B = 1: 9.7 ms packed, 12.1 with one row weight-major, 13.4
   unpacked). The copy doubles those weights' host memory.
+- **Small weights stay unpacked** (`linear_impl: auto`): oneDNN's packed product costs about
+  25-30 us a call whatever the weight (fp32, 2 cores: a 256 x 256 weight at one row 31 us packed,
+  8-10 us unpacked; 16 x 256, 57 against 5-6), so below PACK_MIN_BYTES the unpacked forms are
+  faster at every row count measured; from 1 MiB on the packed product is 1.2-2x faster at 2 to 32
+  rows and within 1.3x at one (docs/benchmarks.md). `linear_impl: packed` packs every weight.
 - **weight-major** (W @ x^T)^T without a packed copy (`linear_impl: plain`, the eager twin), for
   fp32 from 2 to WEIGHT_MAJOR_MAX_ROWS rows: it reads the weights at nearly one-row speed where
   F.linear's GEMM reads them 2x slower (2048 x 8192: 3.4 ms at one row, 7 ms at two, 9-12 at
@@ -32,6 +38,9 @@ from torch import nn
 # (bench_cpu_linear.py on a 2-core AMD EPYC: weight-major 1.07-1.20x faster at 64 rows)
 WEIGHT_MAJOR_MAX_ROWS = 64
 LINEAR_IMPLS = ("auto", "packed", "plain")
+# auto packs a weight of this many bytes or more (smaller ones: the packed call's fixed cost
+# outweighs its faster read; fp32 on a 2-core AVX2 EPYC, docs/benchmarks.md)
+PACK_MIN_BYTES = 1 << 20
 PACKED_DTYPES = (torch.bfloat16, torch.float32)
 
 
@@ -70,6 +79,23 @@ def packed_supported(weight: torch.Tensor) -> bool:
     return weight.dtype == torch.float32 or torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
+def packs(weight: torch.Tensor, impl: str) -> bool:
+    """Whether linear implementation IMPL packs WEIGHT: auto where packed_supported and the weight
+    has PACK_MIN_BYTES or more; packed where supported (else an error); plain never."""
+    if impl not in LINEAR_IMPLS:
+        raise ValueError(f"linear implementation must be one of {LINEAR_IMPLS}, got {impl!r}")
+    if impl == "packed" and not packed_supported(weight):
+        raise RuntimeError(f"no packed product for {weight.dtype} on {weight.device}")
+    if impl == "plain" or not packed_supported(weight):
+        return False
+    return impl == "packed" or not small_weight(weight)
+
+
+def small_weight(weight: torch.Tensor) -> bool:
+    """Whether WEIGHT has fewer than PACK_MIN_BYTES (auto leaves it unpacked)."""
+    return weight.numel() * weight.element_size() < PACK_MIN_BYTES
+
+
 def pack_weight(weight: torch.Tensor) -> torch.Tensor:
     """A copy of WEIGHT [out, in] in oneDNN's blocked layout (packed_supported weights)."""
     return torch.ops.mkldnn._reorder_linear_weight(weight.detach().contiguous())
@@ -106,15 +132,10 @@ class Linear(nn.Linear):
     packed_of: tuple = ()  # the weight's weight_state when packed
 
     def pack(self, impl: str = "auto") -> bool:
-        """Lay a copy of the weight out for oneDNN's product (impl auto: where packed_supported;
-        packed: required; plain: none). The copy serves inference only; a later change of the
-        weight (in place, or moved by .to()) returns the layer to the unpacked forms. True where
-        packed."""
-        if impl not in LINEAR_IMPLS:
-            raise ValueError(f"linear implementation must be one of {LINEAR_IMPLS}, got {impl!r}")
-        if impl == "packed" and not packed_supported(self.weight):
-            raise RuntimeError(f"no packed product for {self.weight.dtype} on {self.weight.device}")
-        on = impl != "plain" and packed_supported(self.weight)
+        """Lay a copy of the weight out for oneDNN's product where IMPL packs it (`packs`). The
+        copy serves inference only; a later change of the weight (in place, or moved by .to())
+        returns the layer to the unpacked forms. True where packed."""
+        on = packs(self.weight, impl)
         self.packed = pack_weight(self.weight) if on else None
         self.packed_of = weight_state(self.weight)
         return on

@@ -2,8 +2,11 @@
 per projection (torch._grouped_mm) or a loop over the active experts only.
 
 "auto" loops over a CPU's experts packed for oneDNN's product where moesd.models.linear packs
-(bf16 with native bf16 products, fp32; resolve_impl). Unpacked, it takes grouped_mm where it
-runs, except for fp32 on a CPU: there it picks per call by the
+them (bf16 with native bf16 products, fp32; experts of PACK_MIN_BYTES or more; resolve_impl).
+Smaller experts, which a packed call's fixed cost would dominate, take grouped_mm where it runs
+(a Qwen2-MoE layer of 16 experts of 256 x 256, top 4, fp32, 2 cores: 0.63-0.90x the loop's time
+from 1 to 160 tokens). Unpacked experts of PACK_MIN_BYTES or more (`linear_impl: plain`) take
+grouped_mm too, except for fp32 on a CPU: there it picks per call by the
 tokens each expert gets on average (N K / E), "by_rows". Below GROUPED_MIN_ROWS the loop, with
 each expert's weights laid out [out, in] in memory, multiplies weight-major
 (moesd.models.linear), which reads an expert's weights at one-token speed for the few tokens a
@@ -25,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from moesd.models.linear import Linear, pack_weight, packed_supported, product, weight_state
+from moesd.models.linear import Linear, pack_weight, packs, product, small_weight, weight_state
 
 EXPERT_IMPLS = ("auto", "grouped_mm", "loop")
 GROUPED_MIN_ROWS = 8  # by_rows: the grouped product from this many tokens per expert on average
@@ -79,8 +82,8 @@ class MoE(nn.Module):
         self.record: list | None = None  # router instrumentation: per-call expert token counts
 
     def resolve_impl(self, linear_impl: str = "auto") -> str:
-        """Pick the expert implementation for the device and dtype the weights now live on; with
-        LINEAR_IMPL other than plain, a CPU's experts are packed for oneDNN's product (each
+        """Pick the expert implementation for the device and dtype the weights now live on; where
+        LINEAR_IMPL packs an expert's matrix (`packs`: auto by its size), a CPU's experts are packed for oneDNN's product (each
         expert's matrices once, moesd.models.linear) and looped over: 1.2-1.6x faster than the
         grouped product at every token count of the default MoE's layer in bf16 (64 experts of
         1536 x 384, 1 to 320 tokens; docs/benchmarks.md)."""
@@ -88,11 +91,12 @@ class MoE(nn.Module):
         if self.requested_impl == "grouped_mm" and not available:
             raise RuntimeError("torch._grouped_mm is not available for this device, dtype and shape")
         cpu_fp32 = self.gate_up.device.type == "cpu" and self.gate_up.dtype == torch.float32
-        packed = linear_impl != "plain" and packed_supported(self.gate_up)
+        packed = packs(self.gate_up[0], linear_impl)  # an expert's larger matrix (auto: by its size)
         if self.requested_impl == "auto" and packed:
             self.impl = "loop"
-        elif self.requested_impl == "auto":
-            self.impl = ("by_rows" if cpu_fp32 else "grouped_mm") if available else "loop"
+        elif self.requested_impl == "auto":  # by_rows where the loop pays: experts of PACK_MIN_BYTES or more
+            small = linear_impl == "auto" and small_weight(self.gate_up[0])
+            self.impl = ("by_rows" if cpu_fp32 and not small else "grouped_mm") if available else "loop"
         else:
             self.impl = self.requested_impl
         self.loop_weights = (self.gate_up, self.down)

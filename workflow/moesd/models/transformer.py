@@ -193,7 +193,8 @@ class Transformer(nn.Module):
 
     @property
     def linear_impl(self) -> str:
-        """packed where the linear layers run oneDNN's packed product, else plain."""
+        """packed where every linear layer runs oneDNN's packed product, plain where none does,
+        mixed where some do (linear_impl auto packs by the weight's size, moesd.models.linear)."""
         packed = [m.packed is not None for m in self.modules() if isinstance(m, Linear)]
         return "packed" if packed and all(packed) else ("plain" if not any(packed) else "mixed")
 
