@@ -724,11 +724,11 @@ def _no_timing_noise(ev: Evidence, n: int = 20) -> pd.DataFrame:
 
 
 def _support(ev: Evidence, claim: str, e2e_reps=None):
-    """CLAIM after add_support over 100 resamples of its own evidence (with E2E_REPS, and composed
+    """CLAIM after add_support over 40 resamples of its own evidence (with E2E_REPS, and composed
     replicates that change nothing, where given)."""
     from moesd.claims import add_support
 
-    ev = dataclasses.replace(ev, analysis=ANALYSIS | {"bootstrap_resamples": 100})
+    ev = dataclasses.replace(ev, analysis=ANALYSIS | {"bootstrap_resamples": 40})
     composed_reps = _no_timing_noise(ev) if e2e_reps is not None else None
     claims = add_support(evaluate_claims(ev), ev, composed_reps, e2e_reps, 0.9)
     return next(c for c in claims if c.claim == claim)
