@@ -145,8 +145,8 @@ def test_a_packed_linear_falls_back_to_the_weight_when_it_changes_or_grads_flow(
 
 @pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="no oneDNN in this torch")
 def test_auto_packs_a_weight_by_its_size_and_the_experts_by_theirs():
-    """linear_impl auto packs a weight of PACK_MIN_BYTES or more (a packed call's fixed cost
-    outweighs its faster read below); packed packs every one; plain none. An MoE's experts follow
+    """linear_impl auto packs an fp32 weight of PACK_MIN_BYTES or more (a packed call's fixed
+    cost outweighs its faster read below); packed packs every one; plain none. An MoE's experts follow
     their own size: small ones take the grouped product (or the loop where it does not run)."""
     from moesd.models.linear import PACK_MIN_BYTES, packs
     from moesd.models.moe import MoE
@@ -155,6 +155,8 @@ def test_auto_packs_a_weight_by_its_size_and_the_experts_by_theirs():
     assert (packs(big, "auto"), packs(small, "auto")) == (True, False)
     assert (packs(small, "packed"), packs(big, "plain")) == (True, False)
     assert not packs(big.double(), "auto")  # no packed product for fp64: unpacked, without an error
+    if packed_supported(small.bfloat16()):  # bf16 is packed at every size (measured faster so)
+        assert packs(small.bfloat16(), "auto")
     with pytest.raises(RuntimeError, match="no packed product for torch.float64"):
         packs(big.double(), "packed")
     assert Linear(256, 1024).pack() and not Linear(256, 1023).pack() and Linear(256, 1023).pack("packed")

@@ -14,11 +14,12 @@ x @ W^T GEMM about 2x slower per byte than at one row. The products, per form:
   from 2 rows on. In the default models' steps it is faster at every row count, one row included
   (the dense bf16 AR step at B = 1: 9.7 ms packed, 12.1 with one row weight-major, 13.4
   unpacked). The copy doubles those weights' host memory.
-- **Small weights stay unpacked** (`linear_impl: auto`): oneDNN's packed product costs about
-  25-30 us a call whatever the weight (fp32, 2 cores: a 256 x 256 weight at one row 31 us packed,
-  8-10 us unpacked; 16 x 256, 57 against 5-6), so below PACK_MIN_BYTES the unpacked forms are
-  faster at every row count measured; from 1 MiB on the packed product is 1.2-2x faster at 2 to 32
-  rows and within 1.3x at one (docs/benchmarks.md). `linear_impl: packed` packs every weight.
+- **Small fp32 weights stay unpacked** (`linear_impl: auto`): oneDNN's packed product costs
+  about 25-30 us a call whatever the weight (fp32, 2 cores: a 256 x 256 weight at one row 35 us
+  packed, 9 us unpacked), so below PACK_MIN_BYTES the unpacked forms are faster up to 4 rows and
+  within 1.3x beyond; from 1 MiB on the packed product is as fast or faster from 2 rows (up to
+  2.2x) and within 1.6x at one (docs/benchmarks.md). bf16 weights are packed at every size (the
+  tiny draft's bf16 step was faster packed). `linear_impl: packed` packs every weight.
 - **weight-major** (W @ x^T)^T without a packed copy (`linear_impl: plain`, the eager twin), for
   fp32 from 2 to WEIGHT_MAJOR_MAX_ROWS rows: it reads the weights at nearly one-row speed where
   F.linear's GEMM reads them 2x slower (2048 x 8192: 3.4 ms at one row, 7 ms at two, 9-12 at
@@ -38,7 +39,7 @@ from torch import nn
 # (bench_cpu_linear.py on a 2-core AMD EPYC: weight-major 1.07-1.20x faster at 64 rows)
 WEIGHT_MAJOR_MAX_ROWS = 64
 LINEAR_IMPLS = ("auto", "packed", "plain")
-# auto packs a weight of this many bytes or more (smaller ones: the packed call's fixed cost
+# auto packs an fp32 weight of this many bytes or more (smaller ones: the packed call's fixed cost
 # outweighs its faster read; fp32 on a 2-core AVX2 EPYC, docs/benchmarks.md)
 PACK_MIN_BYTES = 1 << 20
 PACKED_DTYPES = (torch.bfloat16, torch.float32)
@@ -80,8 +81,8 @@ def packed_supported(weight: torch.Tensor) -> bool:
 
 
 def packs(weight: torch.Tensor, impl: str) -> bool:
-    """Whether linear implementation IMPL packs WEIGHT: auto where packed_supported and the weight
-    has PACK_MIN_BYTES or more; packed where supported (else an error); plain never."""
+    """Whether linear implementation IMPL packs WEIGHT: auto where packed_supported, except a
+    small fp32 weight (`small_weight`); packed where supported (else an error); plain never."""
     if impl not in LINEAR_IMPLS:
         raise ValueError(f"linear implementation must be one of {LINEAR_IMPLS}, got {impl!r}")
     if impl == "packed" and not packed_supported(weight):
@@ -92,8 +93,10 @@ def packs(weight: torch.Tensor, impl: str) -> bool:
 
 
 def small_weight(weight: torch.Tensor) -> bool:
-    """Whether WEIGHT has fewer than PACK_MIN_BYTES (auto leaves it unpacked)."""
-    return weight.numel() * weight.element_size() < PACK_MIN_BYTES
+    """Whether WEIGHT is an fp32 weight of fewer than PACK_MIN_BYTES (auto leaves it unpacked).
+    bf16 weights are packed whatever their size: measured on the AVX512-BF16 machine, the tiny
+    draft's step (every weight small) took 0.90-0.95x the unpacked step's time packed."""
+    return weight.dtype == torch.float32 and weight.numel() * weight.element_size() < PACK_MIN_BYTES
 
 
 def pack_weight(weight: torch.Tensor) -> torch.Tensor:
