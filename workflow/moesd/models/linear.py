@@ -7,9 +7,9 @@ CPU, `F.linear` does not behave so: on plain weights oneDNN reads them at about 
 bandwidth at a decode step's few rows (bf16 and fp32), and fp32 at two or more rows takes an
 x @ W^T GEMM about 2x slower per byte than at one row. The products, per form:
 
-- **packed** (inference on a CPU, the default for weights of PACK_MIN_BYTES or more): oneDNN's
-  product on a copy of the weight laid out in its blocked format once, at load (`Linear.pack`; an
-  MoE's experts too, moesd.models.moe).
+- **packed** (inference on a CPU, the default for bf16 weights and fp32 weights of PACK_MIN_BYTES
+  or more): oneDNN's product on a copy of the weight laid out in its blocked format once, at load
+  (`Linear.pack`; an MoE's experts too, moesd.models.moe).
   `workflow/scripts/bench_cpu_linear.py`: 1.1-1.5x faster than F.linear in bf16 and 2-4x in fp32
   from 2 rows on. In the default models' steps it is faster at every row count, one row included
   (the dense bf16 AR step at B = 1: 9.7 ms packed, 12.1 with one row weight-major, 13.4

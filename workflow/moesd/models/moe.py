@@ -2,11 +2,11 @@
 per projection (torch._grouped_mm) or a loop over the active experts only.
 
 "auto" loops over a CPU's experts packed for oneDNN's product where moesd.models.linear packs
-them (bf16 with native bf16 products, fp32; experts of PACK_MIN_BYTES or more; resolve_impl).
-Smaller experts, which a packed call's fixed cost would dominate, take grouped_mm where it runs
-(a Qwen2-MoE layer of 16 experts of 256 x 256, top 4, fp32, 2 cores: 0.63-0.90x the loop's time
-from 1 to 160 tokens). Unpacked experts of PACK_MIN_BYTES or more (`linear_impl: plain`) take
-grouped_mm too, except for fp32 on a CPU: there it picks per call by the
+them (bf16 with native bf16 products; fp32 experts of PACK_MIN_BYTES or more; resolve_impl).
+Smaller fp32 experts, which a packed call's fixed cost would dominate, take grouped_mm where it
+runs (a Qwen2-MoE layer of 16 experts of 256 x 256, top 4, 2 cores: 0.63-0.90x the loop's time
+from 1 to 160 tokens). Other unpacked experts (`linear_impl: plain`, or no packed product for the
+dtype) take grouped_mm too, except for fp32 on a CPU: there it picks per call by the
 tokens each expert gets on average (N K / E), "by_rows". Below GROUPED_MIN_ROWS the loop, with
 each expert's weights laid out [out, in] in memory, multiplies weight-major
 (moesd.models.linear), which reads an expert's weights at one-token speed for the few tokens a
@@ -83,8 +83,8 @@ class MoE(nn.Module):
 
     def resolve_impl(self, linear_impl: str = "auto") -> str:
         """Pick the expert implementation for the device and dtype the weights now live on; where
-        LINEAR_IMPL packs an expert's matrix (`packs`: auto by its size), a CPU's experts are packed for oneDNN's product (each
-        expert's matrices once, moesd.models.linear) and looped over: 1.2-1.6x faster than the
+        LINEAR_IMPL packs an expert's matrix (`packs`; auto: fp32 by its size), a CPU's experts are
+        packed for oneDNN's product (each expert's matrices once, moesd.models.linear) and looped over: 1.2-1.6x faster than the
         grouped product at every token count of the default MoE's layer in bf16 (64 experts of
         1536 x 384, 1 to 320 tokens; docs/benchmarks.md)."""
         available = grouped_mm_available(self.gate_up.shape[1], self.width, self.gate_up.dtype, self.gate_up.device)
