@@ -84,9 +84,9 @@ class MoE(nn.Module):
     def resolve_impl(self, linear_impl: str = "auto") -> str:
         """Pick the expert implementation for the device and dtype the weights now live on; where
         LINEAR_IMPL packs an expert's matrix (`packs`; auto: fp32 by its size), a CPU's experts are
-        packed for oneDNN's product (each expert's matrices once, moesd.models.linear) and looped over: 1.2-1.6x faster than the
-        grouped product at every token count of the default MoE's layer in bf16 (64 experts of
-        1536 x 384, 1 to 320 tokens; docs/benchmarks.md)."""
+        packed for oneDNN's product (each expert's matrices once, moesd.models.linear) and looped
+        over: 1.2-1.6x faster than the grouped product at every token count of the default MoE's
+        layer in bf16 (64 experts of 1536 x 384, 1 to 320 tokens; docs/benchmarks.md)."""
         available = grouped_mm_available(self.gate_up.shape[1], self.width, self.gate_up.dtype, self.gate_up.device)
         if self.requested_impl == "grouped_mm" and not available:
             raise RuntimeError("torch._grouped_mm is not available for this device, dtype and shape")
