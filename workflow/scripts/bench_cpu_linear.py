@@ -10,6 +10,7 @@ in a model's forward, not from a cache warmed by the previous call. Run it on th
 latency tables you read:
 
     python workflow/scripts/bench_cpu_linear.py [--dtype bfloat16] [--threads 2] [--repeats 20] [--pad-to 4]
+        [--shapes 256x256 512x256] [--rows 1 2 4 8 32]
 
 --pad-to N adds the packed product of fewer than N rows padded with zeros to N (the rows past
 x's dropped): whether oneDNN's few-row kernel reads the weights faster than its one-row one.
@@ -55,13 +56,28 @@ def padded(rows: int):
     return product
 
 
+def shape(text: str) -> tuple[int, int]:
+    """OUTxIN, both positive integers (argparse names the flag when this raises)."""
+    try:
+        out_features, in_features = (int(n) for n in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not OUTxIN (for example 256x512)") from None
+    if out_features < 1 or in_features < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: both sizes must be at least 1")
+    return out_features, in_features
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dtype", choices=["bfloat16", "float32"], default="bfloat16")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--pad-to", type=int, default=0, help="also the packed product padded to this many rows")
+    parser.add_argument("--shapes", type=shape, nargs="+", default=SHAPES, help="weights OUTxIN (default: SHAPES)")
+    parser.add_argument("--rows", type=int, nargs="+", default=ROWS, help="row counts M (default: ROWS)")
     args = parser.parse_args()
+    if min(args.rows) < 1:
+        parser.error(f"--rows: {min(args.rows)} rows; each must be at least 1")
     if args.pad_to == 1 or args.pad_to < 0:
         parser.error(f"--pad-to: {args.pad_to} pads nothing; give 2 or more rows (0: no padded form)")
     forms = ["f_linear", "weight_major", "packed"] + (["padded"] if args.pad_to > 1 else [])
@@ -81,12 +97,12 @@ def main() -> None:
     )
     print("|" + "---|" * (len(forms) * 2 + 3))
     with torch.inference_mode():
-        for out_features, in_features in SHAPES:
+        for out_features, in_features in args.shapes:
             copies = -(-STREAM_BYTES // (out_features * in_features * size))
             weights = [torch.randn(out_features, in_features).to(dtype) for _ in range(copies)]
             packed = [torch.ops.mkldnn._reorder_linear_weight(w) for w in weights]
             gb = out_features * in_features * size / 1e9
-            for m in ROWS:
+            for m in args.rows:
                 x = torch.randn(m, in_features).to(dtype)
                 calls = {
                     "f_linear": streamed(F.linear, x, weights),
