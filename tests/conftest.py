@@ -1,11 +1,28 @@
 import os
 
+if "PYTEST_XDIST_WORKER" in os.environ:  # the quick loop's workers share the cores: one thread each
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import numpy as np
 import pytest
 from moesd.architectures import describe
 from moesd.fit import compute_speedup, parameter_bounds, sparsity_grid
 from moesd.hardware import load_hardware
 from moesd.theory import sigma_from_alpha
+
+QUICK_LOOP = "not slow"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_auto_num_workers(config):
+    """Workers for `-n auto` (pyproject's addopts): the edit-test loop, `-m "not slow"`, runs on every core.
+
+    Any other selection, the README's full command among them, runs in this one process, so a test that
+    times something (the slow ones) never shares the cores with another test.
+    """
+    if " ".join(config.option.markexpr.split()) != QUICK_LOOP:
+        return 0
+    return len(os.sched_getaffinity(0))
 
 
 @pytest.fixture(scope="session")

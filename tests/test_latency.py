@@ -90,11 +90,15 @@ def test_distinct_experts_follow_eq8_on_random_inputs():
 def test_reject_time_grows_with_the_logits_it_reads():
     """T_reject(B) times the acceptance rule on B x (gamma + 1) x V logits: a point 256x larger
     (B 1 -> 16, V 512 -> 8192) takes longer (medians of 5 repeats; far enough apart that noise
-    cannot swap them)."""
-    small = reject_point(1, 4, 512, 1.0, "cpu", warmup=1, protocol=RoundProtocol.fixed(5), seed=0)["seconds"]
-    large = reject_point(16, 4, 8192, 1.0, "cpu", warmup=1, protocol=RoundProtocol.fixed(5), seed=0)["seconds"]
-    assert len(small) == len(large) == 5 and min(small) > 0
-    assert np.median(large) > 4 * np.median(small), (np.median(small), np.median(large))
+    cannot swap them). The quick loop shares the cores with a second worker, which can stall a whole
+    measurement: like a disturbed repeat in the pipeline, the pair is measured again, up to three times."""
+    for _ in range(3):
+        small = reject_point(1, 4, 512, 1.0, "cpu", warmup=1, protocol=RoundProtocol.fixed(5), seed=0)["seconds"]
+        large = reject_point(16, 4, 8192, 1.0, "cpu", warmup=1, protocol=RoundProtocol.fixed(5), seed=0)["seconds"]
+        assert len(small) == len(large) == 5 and min(small) > 0
+        if np.median(large) > 4 * np.median(small):
+            return
+    raise AssertionError(f"T_reject did not grow with the logits: {np.median(small)} s -> {np.median(large)} s")
 
 
 def test_calls_take_turns_within_each_repeat():
