@@ -13,7 +13,7 @@ import torch
 
 from moesd.config import ours_e2e_entries
 from moesd.devices import timing_dtype
-from moesd.latency.measure import device_of, e2e_point
+from moesd.latency.measure import compiles, device_of, e2e_point
 from moesd.latency.store import Fingerprints, PointStore, run_point
 from moesd.models import checkpoint
 from moesd.models.spec import parse_spec
@@ -106,6 +106,7 @@ def sweep_e2e(config: dict, store: PointStore, run_dir: Path, prompts_dir: Path,
     device = device_of(lat)
     dtype = timing_dtype(lat["dtype"], device)
     graphs = lat["cuda_graphs"] and device.startswith("cuda")
+    compiled = compiles(lat, "draft", device)
     pairs = {p["name"]: p for p in config["pairs"]}
     fingerprints, records = Fingerprints(), []
     models, loaded = None, None
@@ -119,15 +120,15 @@ def sweep_e2e(config: dict, store: PointStore, run_dir: Path, prompts_dir: Path,
                 for mode in ("ar", "sd"):
                     key = (
                         fingerprints[target_spec], fingerprints[draft_spec], mode, batch, setting, alpha,
-                        lat["threads"], str(dtype), lat["seed"], device, graphs,
+                        lat["threads"], str(dtype), lat["seed"], device, graphs, *(("compiled",) if compiled else ()),
                     )  # fmt: skip
                     if loaded != (target_spec, draft_spec) and not store.ok("e2e", key):
                         models = loaded = measure = None  # free the previous pair: two 57B pairs do not fit one GPU
                         if torch.cuda.is_available():
                             torch.cuda.empty_cache()
                         models = tuple(
-                            load_model(x, device=device, dtype=dtype, cuda_graphs=lat["cuda_graphs"])
-                            for x in (target_spec, draft_spec)
+                            load_model(x, device=device, dtype=dtype, cuda_graphs=lat["cuda_graphs"], compile=c)
+                            for x, c in ((target_spec, False), (draft_spec, compiled))
                         )
                         loaded = (target_spec, draft_spec)
                     if prompts is None and loaded == (target_spec, draft_spec):  # synthetic: random ids

@@ -37,6 +37,11 @@ def device_of(lat: dict) -> str:
     return ("cuda" if torch.cuda.is_available() else "cpu") if lat["device"] == "auto" else lat["device"]
 
 
+def compiles(lat: dict, role: str, device: str) -> bool:
+    """latency.compile_draft: a draft's forward compiled (moesd.models.compiled), on a CPU only."""
+    return bool(lat["compile_draft"]) and role == "draft" and device == "cpu"
+
+
 def round_protocol(lat: dict) -> RoundProtocol:
     """latency.rounds as a RoundProtocol (moesd.timing): adaptive, or the paper's fixed repeats."""
     rounds, repeats = lat["rounds"], lat["repeats"]

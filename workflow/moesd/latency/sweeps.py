@@ -15,6 +15,7 @@ from moesd.config import latency_slices
 from moesd.devices import timing_dtype
 from moesd.latency.e2e import sweep_e2e
 from moesd.latency.measure import (
+    compiles,
     context_lengths,
     device_of,
     forward_point,
@@ -44,6 +45,7 @@ def _describe(model, spec, name, role, k) -> dict:
         "device": str(model.device),
         "threads": torch.get_num_threads(),
         "cuda_graphs": bool(model.cuda_graphs and model.device.type == "cuda"),
+        "compiled": bool(model.compiled),
         "k_override": k,
     }
 
@@ -84,6 +86,7 @@ def sweep_forward(
         spec = parse_spec(entry["spec"]).resolve(run_dir).with_k(k).text
         ids, prompts = sources[i]
         model = None
+        compiled = compiles(lat, entry["role"], device)
         tokens = [1] if entry["role"] == "draft" else entry.get("tokens") or list(range(1, lat["gamma_max"] + 2))
         for batch in entry.get("batch_sizes") or lat["batch_sizes"]:
             contexts = context_lengths(batch, lat["context"], prompt_lengths, seed=batch)
@@ -99,9 +102,10 @@ def sweep_forward(
                 device,
                 lat["cuda_graphs"] and device.startswith("cuda"),
                 ids,
+                *(("compiled",) if compiled else ()),
             )
             if model is None and not store.ok("forward", key):
-                model = load_model(spec, device=device, dtype=dtype, cuda_graphs=lat["cuda_graphs"])
+                model = load_model(spec, device=device, dtype=dtype, cuda_graphs=lat["cuda_graphs"], compile=compiled)
             describe = {"B": batch, "context_len": float(sum(contexts) / batch), "token_ids": ids}
             if model is not None:
                 describe |= _describe(model, spec, entry["name"], entry["role"], k)

@@ -28,11 +28,13 @@ def load_model(
     attention_impl: str = "auto",
     linear_impl: str = "auto",
     cuda_graphs: bool = False,
+    compile: bool = False,
 ) -> Transformer:
     """Build the lean decoder for SPEC_TEXT with its weights (or seeded random ones for arch:).
     cuda_graphs: capture fixed-shape forwards on CUDA (ignored elsewhere). expert_impl,
     attention_impl and linear_impl choose the kernels (auto: per device, moesd.models.moe,
-    .attention and .linear)."""
+    .attention and .linear). compile: torch.compile the fixed-shape forward (a dense model on a
+    CPU, weights unpacked; moesd.models.compiled), refused in one line where it cannot."""
     spec = parse_spec(spec_text)
     device = device or default_device()
     dtype = dtype or default_dtype(device)
@@ -43,6 +45,13 @@ def load_model(
         raise ModelSpecError(f"model spec {spec}: {error}") from None
     except KeyError as error:
         raise ModelSpecError(f"model spec {spec}: its config lacks {error.args[0]!r}") from None
+    if compile:
+        from moesd.models.compiled import compile_problem
+
+        problem = compile_problem(cfg, device, linear_impl)
+        if problem:
+            raise ModelSpecError(f"model spec {spec}: cannot compile it: {problem}")
+        linear_impl = "plain"
     if spec.kind != "arch":
         check_folder(checkpoint.folder(spec))  # the files, before any tensor is made
     with torch.device("meta"):
@@ -61,6 +70,7 @@ def load_model(
         load_checkpoint(model, checkpoint.folder(spec))
     model.spec = spec_text
     model.cuda_graphs = cuda_graphs
+    model.compiled = compile
     return model.finalize()
 
 

@@ -156,6 +156,7 @@ class Transformer(nn.Module):
         self.lm_head = None if cfg.tie_word_embeddings else Linear(width, cfg.vocab_size, bias=False, **factory)
         self._rope = None
         self.cuda_graphs = False  # capture fixed-shape forwards on CUDA (moesd.models.graphs)
+        self.compiled = False  # torch.compile the fixed-shape forward on a CPU (moesd.models.compiled)
         self.recording = False  # router_recording is on: forwards run eagerly (a replay records nothing)
 
     # ---- set-up -------------------------------------------------------------------------------
@@ -206,6 +207,10 @@ class Transformer(nn.Module):
         """An empty cache. With CUDA graphs, caches of one shape are reused (emptied), so that the
         graphs captured on them are too: a timed generation then never pays for a capture."""
         c = self.cfg
+        if self.compiled:  # whole buckets: prompts a little longer or shorter share a compile
+            from moesd.models.compiled import bucketed
+
+            max_len = bucketed(max_len)
         graphed = self.cuda_graphs and self.device.type == "cuda"
         pool = self.__dict__.setdefault("_cache_pool", {})
         if graphed and (batch_size, max_len) in pool:
@@ -260,6 +265,10 @@ class Transformer(nn.Module):
         upto = int(cache.lengths.max()) + input_ids.shape[1]
         if upto > cache.max_len:
             raise ValueError(f"KV cache overflow: {upto} slots needed, {cache.max_len} allocated")
+        if self.compiled and last_only is None and not self.recording:
+            from moesd.models.compiled import run_compiled
+
+            return run_compiled(self, input_ids, cache)
         return self._forward(input_ids, cache, last_only, upto)
 
     @torch.inference_mode()
