@@ -10,7 +10,10 @@ machine's drift hits both alike); it therefore runs in the vLLM environment, who
 Prints ms per decoding step (a batch's wall time over its new tokens) of each engine and the ratio
 ours / vLLM (below 1: ours is faster); `--csv FILE` writes the same table (columns B, mode,
 ours_ms, vllm_ms, ratio). Without --target/--draft it saves a random Qwen2-MoE target
-(4 layers, 16 experts, top 4) and a Qwen2 draft with transformers first.
+(4 layers, 16 experts, top 4) and a Qwen2 draft with transformers first. `--compile-draft` adds a
+third contender in SD, ours with the draft's forward compiled (moesd.models.compiled,
+`latency.compile_draft`; its compiles happen in the warm-up), and the CSV columns
+ours_compiled_ms and compiled_ratio (ours compiled / vLLM; empty in AR).
 """
 
 from __future__ import annotations
@@ -19,7 +22,14 @@ import argparse
 import os
 import random
 import tempfile
+import time
 from pathlib import Path
+
+# After a request vLLM's worker polls its message queue in a spin loop for 0.1 s before it parks
+# (vllm.distributed.device_communicators.shm_broadcast, SPINLOOP_TIMEOUT_SECONDS), holding one of
+# the two cores: whichever contender ran next paid for it (ours ran 1.1-1.8x slower right after a
+# vLLM call than before one, docs/benchmarks.md). The next contender waits this long, untimed.
+VLLM_SETTLE_S = 1.0
 
 
 def save_checkpoints(folder: Path) -> tuple[Path, Path]:
@@ -51,6 +61,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--csv", type=Path, help="also write the table here (B, mode, ours_ms, vllm_ms, ratio)")
+    parser.add_argument("--compile-draft", action="store_true", help="SD also with our draft compiled")
     args = parser.parse_args()
     cores = sorted(os.sched_getaffinity(0))[: args.threads]
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"{cores[0]}-{cores[-1]}")
@@ -74,6 +85,9 @@ def main() -> None:
     engines = {"ar": LLM(model=str(target), **common), "sd": LLM(model=str(target), speculative_config=spec, **common)}
     ours_target = load_model(f"dir:{target}", device="cpu", dtype=torch.float32)
     ours_draft = load_model(f"dir:{draft}", device="cpu", dtype=torch.float32)
+    compiled_draft = (
+        load_model(f"dir:{draft}", device="cpu", dtype=torch.float32, compile=True) if args.compile_draft else None
+    )
     vocab = ours_target.cfg.vocab_size
     params = SamplingParams(temperature=0.0, max_tokens=args.new_tokens, ignore_eos=True, detokenize=False)
     config = GenerationConfig(max_new_tokens=args.new_tokens, temperature=0.0, gamma=args.gamma, stop_at_eos=False)
@@ -82,23 +96,33 @@ def main() -> None:
 
     print(f"target {target}, draft {draft}; {args.prompt_tokens} prompt tokens, {args.new_tokens} new, fp32, "
           f"{args.threads} threads, medians of {args.repeats} interleaved repeats")  # fmt: skip
-    print(f"{'B':>4} {'mode':>4} {'ours ms/step':>13} {'vLLM ms/step':>13} {'ours/vLLM':>10}")
+    print(f"{'B':>4} {'mode':>4} {'ours ms/step':>13} {'vLLM ms/step':>13} {'ours/vLLM':>10}"
+          + (f" {'compiled ms':>12} {'compiled/vLLM':>14}" if compiled_draft else ""))  # fmt: skip
     for batch in args.batch_sizes:
         prompts = [[rng.randrange(vocab) for _ in range(args.prompt_tokens)] for _ in range(batch)]
         requests = [TokensPrompt(prompt_token_ids=ids) for ids in prompts]
         for mode in ("ar", "sd"):
             drafter = ours_draft if mode == "sd" else None
             contenders = {
-                "ours": (lambda m=mode, d=drafter, p=prompts: decode(ours_target, p, config, draft=d, mode=m), None),
-                "vllm": (lambda m=mode, r=requests: engines[m].generate(r, params, use_tqdm=False), None),
+                "ours": (lambda m=mode, d=drafter, p=prompts: decode(ours_target, p, config, draft=d, mode=m), None)
             }
+            if mode == "sd" and compiled_draft is not None:  # both of ours before vLLM: the same place in the turn
+                contenders["compiled"] = (
+                    lambda p=prompts: decode(ours_target, p, config, draft=compiled_draft, mode="sd"),
+                    None,
+                )
+            vllm_call = lambda m=mode, r=requests: engines[m].generate(r, params, use_tqdm=False)  # noqa: E731
+            contenders["vllm"] = (vllm_call, lambda: time.sleep(VLLM_SETTLE_S))
             ms = interleaved_medians(contenders, repeats=args.repeats, warmup=1)
             step = {name: value / args.new_tokens for name, value in ms.items()}
-            print(
-                f"{batch:>4} {mode:>4} {step['ours']:>13.2f} {step['vllm']:>13.2f} {step['ours'] / step['vllm']:>10.2f}"
-            )
-            rows.append({"B": batch, "mode": mode, "ours_ms": step["ours"], "vllm_ms": step["vllm"],
-                         "ratio": step["ours"] / step["vllm"]})  # fmt: skip
+            row = {"B": batch, "mode": mode, "ours_ms": step["ours"], "vllm_ms": step["vllm"],
+                   "ratio": step["ours"] / step["vllm"]}  # fmt: skip
+            line = f"{batch:>4} {mode:>4} {step['ours']:>13.2f} {step['vllm']:>13.2f} {row['ratio']:>10.2f}"
+            if "compiled" in step:
+                row |= {"ours_compiled_ms": step["compiled"], "compiled_ratio": step["compiled"] / step["vllm"]}
+                line += f" {step['compiled']:>12.2f} {row['compiled_ratio']:>14.2f}"
+            print(line, flush=True)
+            rows.append(row)
     if args.csv:
         write_rows(args.csv, rows)
 
@@ -110,7 +134,8 @@ def write_rows(path: Path, rows: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
     with partial.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["B", "mode", "ours_ms", "vllm_ms", "ratio"])
+        extra = ["ours_compiled_ms", "compiled_ratio"] if any("compiled_ratio" in r for r in rows) else []
+        writer = csv.DictWriter(handle, fieldnames=["B", "mode", "ours_ms", "vllm_ms", "ratio", *extra])
         writer.writeheader()
         writer.writerows(rows)
     partial.replace(path)
