@@ -235,6 +235,10 @@ FORCED = {"name": "f", "acceptance": "forced", "alpha_from": "tiny-moe", "target
         ),
         ({"acceptance": {"batch_size": 8.0}}, "config error: acceptance.batch_size: 8.0 is not of type 'integer'"),
         ({"latency": {"repeats": 3.0}}, "config error: latency.repeats: 3.0 is not of type 'integer'"),
+        (
+            {"latency": {"compile_draft": True, "e2e": {"warmup": 0}}},
+            "config error: latency.e2e.warmup: 0, but latency.compile_draft compiles each new shape in the warm-up",
+        ),
         ({"models": {"target": {"hidden_size": 64.0}}}, "config error: models.target.hidden_size: 64.0 is not"),
         ({"latency": {"warmup": True}}, "config error: latency.warmup: True is not of type 'integer'"),
         ({"experiment": "."}, "config error: experiment:"),

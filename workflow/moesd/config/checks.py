@@ -56,6 +56,13 @@ def _check_specs(config: dict) -> None:
 
 def _check_latency(config: dict) -> None:
     lat = config["latency"]
+    if lat["compile_draft"]:
+        for key, warmup in (("latency.warmup", lat["warmup"]), ("latency.e2e.warmup", lat["e2e"]["warmup"])):
+            if warmup < 1:
+                raise ConfigError(
+                    f"config error: {key}: 0, but latency.compile_draft compiles each new shape in the warm-up "
+                    "(5-15 s): it needs at least 1"
+                )
     if (lat["rounds"]["max_repeats"] or lat["repeats"]) < lat["repeats"]:
         raise ConfigError(
             f"config error: latency.rounds.max_repeats: {lat['rounds']['max_repeats']} is below latency.repeats "
