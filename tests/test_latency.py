@@ -153,6 +153,37 @@ def test_e2e_point_decodes_its_batches_in_turn_with_their_own_seeds():
     assert ar["tokens"] == 36 and np.isnan(ar["sigma"])
 
 
+def test_a_compiled_draft_warms_up_on_every_batch(monkeypatch):
+    """A compiled draft compiles once per cache size (moesd.models.compiled), and each batch of a
+    point sizes its own caches: under it the warm-up decodes every batch, so that no compile lands
+    in a timed repeat. AR and an eager draft warm up on the first batch only."""
+    from types import SimpleNamespace
+
+    import moesd.decode
+    from moesd.latency.measure import e2e_point
+
+    target = load_model(MOE, device="cpu")
+    draft = load_model(
+        "arch:qwen2-0.5b:num_hidden_layers=1,hidden_size=32,num_attention_heads=2,num_key_value_heads=1,"
+        "intermediate_size=64,vocab_size=2048",
+        device="cpu",
+    )
+    real, seen = moesd.decode.decode, []
+
+    def recording(target, batch, config, draft=None, mode="ar"):
+        seen.append(batch[0][0])
+        return real(target, batch, config, draft=draft and draft.model, mode=mode)
+
+    monkeypatch.setattr(moesd.decode, "decode", recording)
+    batches = [[[5, 6, 7]], [[8, 9]], [[10]]]
+    decoding = dict(gamma=2, temperature=0.0, max_new_tokens=3, acceptance="target", alpha=None, batching="static")
+    for compiled, mode, warmed in ((True, "sd", [5, 8, 10]), (False, "sd", [5]), (True, "ar", [5])):
+        seen.clear()
+        stand_in = SimpleNamespace(model=draft, compiled=compiled)
+        e2e_point(target, stand_in, batches, mode=mode, seed=0, warmup=1, repeats=1, **decoding)
+        assert seen == warmed + [5, 8, 10], (compiled, mode)
+
+
 def test_prompt_ids_feed_the_timed_forwards():
     """Ids drawn from a prompt set reach the model: a prompt set of one repeated token routes every
     token of every sequence alike (one hidden state everywhere), so each layer activates exactly
