@@ -27,8 +27,8 @@ from pathlib import Path
 
 # After a request vLLM's worker polls its message queue in a spin loop for 0.1 s before it parks
 # (vllm.distributed.device_communicators.shm_broadcast, SPINLOOP_TIMEOUT_SECONDS), holding one of
-# the two cores: whichever contender ran next paid for it (ours ran 1.1-1.8x slower right after a
-# vLLM call than before one, docs/benchmarks.md). The next contender waits this long, untimed.
+# the two cores: whichever contender ran next paid for it (swapping the turn of two of ours swapped
+# which was the slower, docs/benchmarks.md). The next contender waits this long, untimed.
 VLLM_SETTLE_S = 1.0
 
 
