@@ -236,6 +236,15 @@ FORCED = {"name": "f", "acceptance": "forced", "alpha_from": "tiny-moe", "target
         ({"acceptance": {"batch_size": 8.0}}, "config error: acceptance.batch_size: 8.0 is not of type 'integer'"),
         ({"latency": {"repeats": 3.0}}, "config error: latency.repeats: 3.0 is not of type 'integer'"),
         (
+            {
+                "latency": {
+                    "compile_draft": True,
+                    "models": [{"name": "d", "role": "draft", "spec": "arch:qwen2-57b-a14b"}],
+                }
+            },
+            "config error: latency.models.0: latency.compile_draft: only dense models are compiled",
+        ),
+        (
             {"latency": {"compile_draft": True, "e2e": {"warmup": 0}}},
             "config error: latency.e2e.warmup: 0, but latency.compile_draft compiles each new shape in the warm-up",
         ),

@@ -63,6 +63,7 @@ def _check_latency(config: dict) -> None:
                     f"config error: {key}: 0, but latency.compile_draft compiles each new shape in the warm-up "
                     "(5-15 s): it needs at least 1"
                 )
+        _check_compilable_drafts(config)
     if (lat["rounds"]["max_repeats"] or lat["repeats"]) < lat["repeats"]:
         raise ConfigError(
             f"config error: latency.rounds.max_repeats: {lat['rounds']['max_repeats']} is below latency.repeats "
@@ -129,6 +130,29 @@ def _check_latency(config: dict) -> None:
             raise ConfigError(f"config error: latency.models.{i}.k_values: a K sweep needs an arch: spec")
     _check_model_shapes(config)
     _check_forced_settings(config)
+
+
+def _check_compilable_drafts(config: dict) -> None:
+    """latency.compile_draft on a CPU: a C++ compiler, and dense drafts where their arch: config
+    says so (a checkpoint's is read at load: moesd.models.compiled refuses the same)."""
+    import shutil
+
+    lat = config["latency"]
+    if lat["device"] == "cuda":
+        return  # no effect on a GPU
+    if not (shutil.which("c++") or shutil.which("g++")):
+        raise ConfigError(
+            "config error: latency.compile_draft: torch.compile on a CPU needs a C++ compiler on the PATH"
+        )
+    drafts = [(f"latency.models.{i}", e["spec"]) for i, e in enumerate(lat["models"]) if e["role"] == "draft"]
+    drafts += [
+        (f"latency.e2e.pairs.{i}.draft", e["draft"]) for i, e in enumerate(lat["e2e"]["pairs"]) if e.get("draft")
+    ]
+    drafts += [(f"pairs.{i}.draft", pair["draft"]) for i, pair in enumerate(config["pairs"])]
+    for key, text in drafts:
+        spec = parse_spec(text)
+        if spec.kind == "arch" and spec.architecture_config().get("num_experts_per_tok"):
+            raise ConfigError(f"config error: {key}: latency.compile_draft: only dense models are compiled")
 
 
 def _check_model_shapes(config: dict) -> None:

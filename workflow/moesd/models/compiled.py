@@ -22,28 +22,37 @@ Limits, each refused at load in one line (`compile_problem`):
 - unpacked weights: inductor cannot lower oneDNN's packed product on parameters, so a compiled
   model's `linear_impl` is plain (auto becomes plain; packed is refused).
 - a C++ compiler on the PATH, which inductor builds its kernels with.
+
+The config check refuses the same for arch: drafts and a missing compiler before any job
+(moesd.config.checks); this module imports torch only when it compiles.
 """
 
 from __future__ import annotations
 
 import shutil
 
-import torch
-
 CACHE_BUCKET = 64  # slots: a compiled model's caches are a whole number of these
 RECOMPILE_LIMIT = 128  # compiled shapes per forward before dynamo would fall back to eager
+
+
+MOE_PROBLEM = "only dense models are compiled (an MoE's expert path breaks the graph)"
+COMPILER_PROBLEM = "torch.compile on a CPU needs a C++ compiler (c++ or g++) on the PATH"
+
+
+def has_compiler() -> bool:
+    return bool(shutil.which("c++") or shutil.which("g++"))
 
 
 def compile_problem(cfg, device, linear_impl: str) -> str | None:
     """Why a model of CFG on DEVICE with LINEAR_IMPL cannot be compiled, or None."""
     if cfg.is_moe:
-        return "only dense models are compiled (an MoE's expert path breaks the graph)"
-    if torch.device(device).type != "cpu":
+        return MOE_PROBLEM
+    if str(device).split(":")[0] != "cpu":
         return "it compiles on a CPU only (a GPU replays CUDA graphs: latency.cuda_graphs)"
     if linear_impl == "packed":
         return "a compiled model's weights stay unpacked (linear_impl plain or auto, not packed)"
-    if not (shutil.which("c++") or shutil.which("g++")):
-        return "torch.compile on a CPU needs a C++ compiler (c++ or g++) on the PATH"
+    if not has_compiler():
+        return COMPILER_PROBLEM
     return None
 
 
@@ -52,13 +61,14 @@ def bucketed(max_len: int) -> int:
     return -(-max_len // CACHE_BUCKET) * CACHE_BUCKET
 
 
-def run_compiled(model, input_ids: torch.Tensor, cache) -> torch.Tensor:
+def run_compiled(model, input_ids, cache):
     """Logits of model(input_ids, cache) through the compiled static forward."""
+    import torch
+
     compiled = model.__dict__.get("_compiled")
     if compiled is None:
         config = torch._dynamo.config
         config.recompile_limit = max(config.recompile_limit, RECOMPILE_LIMIT)
         config.fail_on_recompile_limit_hit = True  # never fall back to eager silently while timing
         compiled = model._compiled = torch.compile(model._forward, dynamic=False)
-    model.__dict__.setdefault("_compiled_shapes", set()).add((*input_ids.shape, cache.max_len))  # one compile each
     return compiled(input_ids, cache, None, cache.max_len)  # forward_static's form
