@@ -5,7 +5,7 @@ from moesd.latency.store import PointStore, run_point
 from moesd.latency.tables import long_table, summarise_repeats
 from moesd.models import load_model
 from moesd.theory import expected_active_experts
-from moesd.timing import RoundProtocol, timed_interleaved
+from moesd.timing import RoundProtocol, timed_interleaved, timed_rounds
 
 MOE = (
     "arch:qwen2-57b-a14b:num_hidden_layers=4,hidden_size=64,num_attention_heads=2,num_key_value_heads=1,"
@@ -117,6 +117,79 @@ def test_one_forward_point_times_every_s_over_one_cache():
     failed = per_s_records({"B": 2, "seconds": [], "status": "error: out of memory"}, [1, 5])
     assert [(r["s"], r["status"]) for r in failed] == [(1, "error: out of memory"), (5, "error: out of memory")]
     assert long_table(failed)["repeat"].tolist() == [-1, -1]
+
+
+def test_a_models_batch_sizes_take_turns_within_each_round(monkeypatch):
+    """forward_points times every (B, s) of a model in each round, so that a slow spell of the
+    machine hits all its points alike; each B keeps its own cache, ids and rounds."""
+    import moesd.latency.measure as measure
+
+    turns = []
+
+    def recording(calls, device, warmup, protocol):
+        turns.append(list(calls))
+        return timed_rounds(calls, device, warmup, protocol)
+
+    monkeypatch.setattr(measure, "timed_rounds", recording)
+    model = load_model(MOE, device="cpu")
+    points = measure.forward_points(model, {1: [8], 2: [8, 12]}, [1, 3], warmup=1, protocol=RoundProtocol.fixed(2))
+    assert turns == [[(1, 1), (1, 3), (2, 1), (2, 3)]]
+    assert sorted(points) == [1, 2]
+    for point in points.values():
+        assert [p["s"] for p in point["per_s"]] == [1, 3]
+        assert all(len(p["seconds"]) == 2 and len(p["distinct_experts"]) == 4 for p in point["per_s"])
+        assert point["rounds_taken"] == 2
+    alone = forward_point(model, 2, [1, 3], [8, 12], warmup=1, protocol=RoundProtocol.fixed(2), seed=2)
+    assert [p["distinct_experts"] for p in alone["per_s"]] == [p["distinct_experts"] for p in points[2]["per_s"]]
+
+
+@pytest.mark.parametrize("interleave", ["auto", "batch_sizes", "tokens"])
+def test_the_sweep_times_a_models_batch_sizes_together_or_alone(tmp_path, monkeypatch, interleave):
+    """latency.rounds.interleave: batch_sizes (and auto, on a CPU) times a model's pending batch
+    sizes in common rounds (one forward_points call per model); tokens, one B at a time. Where the
+    common rounds fail, each point is measured alone and the sweep goes on. The setting is in the
+    points' keys."""
+    import moesd.latency.sweeps as sweeps
+    from moesd.config import validate_config
+
+    together, alone = [], []
+    real_points, real_point = sweeps.forward_points, sweeps.forward_point
+
+    def points(model, contexts, *args, **kwargs):
+        together.append(sorted(contexts))
+        return real_points(model, contexts, *args, **kwargs)
+
+    def point(model, batch, *args, **kwargs):
+        alone.append(batch)
+        return real_point(model, batch, *args, **kwargs)
+
+    monkeypatch.setattr(sweeps, "forward_points", points)
+    monkeypatch.setattr(sweeps, "forward_point", point)
+    config = tiny_latency_config(tokens=(1, 2), batch_sizes=(1, 2, 4))
+    config["latency"] |= {"rounds": {"interleave": interleave}, "e2e": {"pairs": []}}
+    lat = validate_config(config)["latency"]
+    forward, draft = sweeps.sweep_forward(lat, PointStore(tmp_path / "a"), [], tmp_path, [], tmp_path)
+    assert len(forward) == 6 and len(draft) == 3 and all(r["status"] == "ok" for r in forward + draft)
+    if interleave != "tokens":
+        assert (together, alone) == ([[1, 2, 4], [1, 2, 4]], [])
+    else:
+        assert (together, alone) == ([], [1, 2, 4] * 2)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of memory at B = 4")
+
+    monkeypatch.setattr(sweeps, "forward_points", broken)
+    alone.clear()
+    forward, draft = sweeps.sweep_forward(lat, PointStore(tmp_path / "b"), [], tmp_path, [], tmp_path)
+    assert all(r["status"] == "ok" for r in forward + draft)
+    assert alone == [1, 2, 4] * 2
+    other = "tokens" if interleave != "tokens" else "batch_sizes"
+    config["latency"]["rounds"]["interleave"] = other
+    store = PointStore(tmp_path / "a")
+    stored = {path.name for path in store.folder.glob("forward_*.json")}
+    monkeypatch.setattr(sweeps, "forward_points", real_points)
+    sweeps.sweep_forward(validate_config(config)["latency"], store, [], tmp_path, [], tmp_path)
+    assert len({path.name for path in store.folder.glob("forward_*.json")} - stored) == 6
 
 
 def test_e2e_point_decodes_its_batches_in_turn_with_their_own_seeds():

@@ -116,3 +116,22 @@ def test_only_estimates_of_known_sizes_can_stop_a_plan():
     unknown = copy.deepcopy(config)
     unknown["latency"]["models"][0]["spec"] = "hf:someone/unknown-moe@main"
     assert not estimate_known(unknown, "latency", "local/model-moe")
+
+
+def test_common_rounds_hold_every_batch_sizes_cache_and_a_gpu_holds_one(paper):
+    """latency.rounds.interleave: the component grid's working memory is the caches of every batch
+    size at once where a model's batch sizes share rounds (auto on a CPU, batch_sizes anywhere),
+    one batch size's where they do not (tokens, auto on a GPU: the paper's models there fit only so)."""
+    from moesd.config.memory import working_gb
+
+    spec = ["arch:qwen2-57b-a14b"]
+
+    def working(device, interleave):
+        config = copy.deepcopy(paper)
+        config["latency"]["device"], config["latency"]["rounds"]["interleave"] = device, interleave
+        return working_gb(config, "latency", spec, 2.0, "timing")
+
+    grid = paper["latency"]["batch_sizes"]
+    assert working("cuda", "auto") == working("cuda", "tokens") == working("cpu", "tokens")
+    assert working("cpu", "auto") == working("cuda", "batch_sizes") > working("cpu", "tokens")
+    assert working("cpu", "auto") / working("cpu", "tokens") > 0.9 * sum(grid) / max(grid)

@@ -9,6 +9,7 @@ are the package's interface: `from moesd.config import load_config`.
 from moesd.config.errors import ConfigError
 from moesd.config.queries import (
     STAGE_SECTIONS,
+    common_rounds,
     compare_tables,
     config_part,
     declared_drafts,
@@ -35,6 +36,7 @@ __all__ = [
     "ConfigError",
     "acceptance_slices",
     "acceptance_vllm_slices",
+    "common_rounds",
     "compare_tables",
     "STAGE_SECTIONS",
     "config_part",

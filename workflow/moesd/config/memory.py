@@ -6,6 +6,7 @@ host memory. Nothing here imports torch.
 
 from __future__ import annotations
 
+from moesd.config.queries import common_rounds
 from moesd.models.spec import parse_spec
 
 PROMPT_TOKENS = 1024  # a long HumanEval or MT-bench prompt with its chat template
@@ -47,8 +48,10 @@ def working_gb(config: dict, stage: str, specs: list[str], bytes_per_value: floa
         e2e, batch = lat["e2e"], max(lat["batch_sizes"])
         grids = []
         if part in (None, "timing"):
+            # common rounds (latency.rounds.interleave) hold every batch size's cache at once
+            held = sum(lat["batch_sizes"]) if common_rounds(lat, lat["device"]) else batch
             grids.append(
-                (batch * (longest_context(lat["context"]) + lat["gamma_max"] + 1), batch * (lat["gamma_max"] + 1))
+                (held * (longest_context(lat["context"]) + lat["gamma_max"] + 1), batch * (lat["gamma_max"] + 1))
             )
         if e2e["pairs"] and part in (None, "e2e"):
             batch = max(e2e["batch_sizes"])

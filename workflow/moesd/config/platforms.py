@@ -10,7 +10,7 @@ docs/cluster.md), or the platform's device_memory_gb.
 from __future__ import annotations
 
 from moesd.config.errors import ConfigError
-from moesd.config.queries import ours_e2e_entries
+from moesd.config.queries import common_rounds, ours_e2e_entries
 from moesd.hardware import BYTES_PER_PARAM, HardwareError, datasheet, resolve_name
 from moesd.models.spec import parse_spec
 
@@ -91,12 +91,22 @@ def needs(config: dict, platform: dict, specs: list[str], part: str) -> tuple[bo
     return size + working <= memory, size, working, memory
 
 
-def _too_much(what: str, size: float, working: float, platform: dict, memory: float, batch: int) -> str:
+def _too_much(what: str, size: float, working: float, platform: dict, memory: float, at: str) -> str:
     return (
         f"{what}: an estimated {size + working:.1f} GB ({size:.1f} GB of weights, {working:.1f} GB of KV cache, "
-        f"logits and activations at B = {batch}) do not fit one {platform['device']} of platform "
+        f"logits and activations {at}) do not fit one {platform['device']} of platform "
         f"{platform['name']} ({memory:g} GB)"
     )
+
+
+def _timing_at(lat: dict) -> str:
+    """Where the component grid's working memory peaks (the caches it holds at once)."""
+    if common_rounds(lat, lat["device"]):
+        return (
+            f"with the caches of B = {', '.join(map(str, lat['batch_sizes']))} held at once; "
+            "latency.rounds.interleave: tokens holds one at a time"
+        )
+    return f"at B = {max(lat['batch_sizes'])}"
 
 
 def model_platforms(config: dict, entry: dict) -> list[str]:
@@ -204,7 +214,7 @@ def _check_fits(config: dict) -> None:
             if not fits and working:
                 raise ConfigError(
                     f"config error: latency.models.{i}: "
-                    + _too_much(entry["name"], size, working, platform, memory, max(config["latency"]["batch_sizes"]))
+                    + _too_much(entry["name"], size, working, platform, memory, _timing_at(config["latency"]))
                     + "; lower latency.batch_sizes or latency.context.max_length, or time it on a larger device"
                 )
             if not fits:
@@ -226,7 +236,7 @@ def _check_fits(config: dict) -> None:
                 raise ConfigError(
                     f"config error: latency.e2e.pairs.{i}: "
                     + (
-                        _too_much(what, size, working, platform, memory, max(e2e["batch_sizes"]))
+                        _too_much(what, size, working, platform, memory, f"at B = {max(e2e['batch_sizes'])}")
                         if working
                         else _too_large(what, size, platform, memory)
                     )

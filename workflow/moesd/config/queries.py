@@ -132,3 +132,11 @@ def ours_e2e_entries(config: dict) -> list[dict]:
     return [
         entry for entry in e2e["pairs"] if entry["acceptance"] == "forced" or entry in real and entry["pair"] in ours
     ]
+
+
+def common_rounds(lat: dict, device: str) -> bool:
+    """Whether a model's batch sizes take turns in common rounds (latency.rounds.interleave:
+    batch_sizes, or auto on a CPU, whose shared cores have slow spells that rounds of one batch
+    size fall into whole; a GPU's memory holds one batch size's cache of a real model at a time)."""
+    interleave = lat["rounds"]["interleave"]
+    return interleave == "batch_sizes" or interleave == "auto" and not str(device).startswith("cuda")

@@ -110,36 +110,61 @@ def forward_point(
     prompts: list[list[int]] | None = None,
 ):
     """T(B, s) for every s in TOKENS over one cache holding CONTEXTS, the s taking turns within
-    each repeat (their ratios, the target efficiency, are measured side by side), and the
-    distinct experts per layer at each s (the mean over up to three of its inputs, in extra
-    untimed calls). The rounds follow PROTOCOL (moesd.timing.RoundProtocol): disturbed rounds
-    measured again, rounds added until the medians are precise. Returns one part per s and the
-    rounds' record. Context and new ids come from PROMPTS (a prompt set in the model's tokenizer)
-    where given, else uniformly random (`TokenDraw`).
+    each round (their ratios, the target efficiency, are measured side by side), and the distinct
+    experts per layer at each s: `forward_points` for one batch size, its ids drawn with SEED."""
+    return forward_points(model, {batch: contexts}, tokens, warmup, protocol, prompts, seeds={batch: seed})[batch]
+
+
+@torch.no_grad()
+def forward_points(
+    model,
+    contexts: dict[int, list[int]],
+    tokens: list[int],
+    warmup: int,
+    protocol: RoundProtocol,
+    prompts: list[list[int]] | None = None,
+    seeds: dict[int, int] | None = None,
+) -> dict[int, dict]:
+    """T(B, s) for every batch size B of CONTEXTS (B -> its sequences' context lengths, one cache
+    each) and every s in TOKENS, all of them taking turns within each round: a round times every
+    (B, s) once, so a point's rounds are spread over the whole sweep of the model and a slow spell
+    of a shared machine (tens of seconds, docs/timing.md) hits every point alike instead of all the
+    rounds of one. The rounds follow PROTOCOL (moesd.timing.RoundProtocol): disturbed rounds
+    measured again, rounds added until the medians are precise. Returns, per B, one part per s
+    (its seconds and the distinct experts per layer, the mean over up to three of its inputs in
+    extra untimed calls) and the rounds' record. Ids come from PROMPTS (a prompt set in the model's
+    tokenizer) where given, else uniformly random (`TokenDraw`), seeded per B (SEEDS, else B).
 
     Every call feeds fresh tokens, as every decoding step does: repeating one input would route
     every repeat to the same experts and time them from a warm cache (a CPU's L3 holds a sizeable
     share of a small MoE's active experts). On the default MoE that made T_T(1, 1) 13.7 ms
     against 20.8 ms with fresh tokens; a generation's AR steps took 23 ms."""
-    draw = TokenDraw(model.cfg.vocab_size, seed, prompts)
-    cache = model.new_cache(batch, max(contexts) + max(tokens))
-    forward_ragged(model, cache, [draw(n) for n in contexts])
-    shape = {s: (warmup + protocol.max_rounds, batch, s) for s in tokens}
-    new = {s: torch.tensor(draw(int(np.prod(shape[s])))).view(shape[s]).to(model.device) for s in tokens}
-    turns = {s: iter(ids) for s, ids in new.items()}
-    calls = {s: (lambda s=s: model(next(turns[s]), cache)) for s in tokens}  # lengths never advance
+    caches, new, calls = {}, {}, {}
+    for batch, lengths in contexts.items():
+        draw = TokenDraw(model.cfg.vocab_size, (seeds or {}).get(batch, batch), prompts)
+        caches[batch] = model.new_cache(batch, max(lengths) + max(tokens))
+        forward_ragged(model, caches[batch], [draw(n) for n in lengths])
+        for s in tokens:
+            shape = (warmup + protocol.max_rounds, batch, s)
+            new[batch, s] = torch.tensor(draw(int(np.prod(shape)))).view(shape).to(model.device)
+            turns = iter(new[batch, s])
+            calls[batch, s] = lambda turns=turns, cache=caches[batch]: model(
+                next(turns), cache
+            )  # lengths never advance
     rounds = timed_rounds(calls, model.device, warmup, protocol)
-    seconds = rounds.seconds
-    parts = []
-    for s in tokens:
-        distinct = []
-        if model.cfg.is_moe:
-            with model.router_recording() as recorded:
-                for ids in new[s][:3]:
-                    model(ids, cache)
-            distinct = torch.stack(recorded).gt(0).sum(dim=2).float().mean(dim=0).tolist()
-        parts.append({"s": s, "seconds": seconds[s], "distinct_experts": distinct})
-    return {"per_s": parts} | rounds_record(rounds)
+    points = {}
+    for batch, cache in caches.items():
+        parts = []
+        for s in tokens:
+            distinct = []
+            if model.cfg.is_moe:
+                with model.router_recording() as recorded:
+                    for ids in new[batch, s][:3]:
+                        model(ids, cache)
+                distinct = torch.stack(recorded).gt(0).sum(dim=2).float().mean(dim=0).tolist()
+            parts.append({"s": s, "seconds": rounds.seconds[batch, s], "distinct_experts": distinct})
+        points[batch] = {"per_s": parts} | rounds_record(rounds)
+    return points
 
 
 def per_s_records(record: dict, tokens: list[int]) -> list[dict]:

@@ -27,8 +27,9 @@ from moesd.models.spec import parse_spec
 # pair is measured anew), e2e points by backend; 7: forward and rejection points in adaptive rounds
 # (disturbed rounds measured again, rounds added until the medians are precise; latency.rounds);
 # 8: the attention kernel per dtype and shape on a CPU (moesd.models.attention; bf16 3x faster at B = 64);
-# 9: bf16 linear layers on a CPU through oneDNN's product on packed weights (moesd.models.linear).
-PROTOCOL = 9
+# 9: bf16 linear layers on a CPU through oneDNN's product on packed weights (moesd.models.linear);
+# 10: a model's batch sizes in common rounds (latency.rounds.interleave).
+PROTOCOL = 10
 
 
 class Fingerprints(dict):

@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from moesd.config import latency_slices
+from moesd.config import common_rounds, latency_slices
 from moesd.devices import timing_dtype
 from moesd.latency.e2e import sweep_e2e
 from moesd.latency.measure import (
@@ -19,6 +19,7 @@ from moesd.latency.measure import (
     context_lengths,
     device_of,
     forward_point,
+    forward_points,
     per_s_records,
     reject_point,
     round_protocol,
@@ -67,6 +68,23 @@ def token_source(entry: dict, context: dict, pairs: list[dict], prompts_dir: Pat
     return f"{pair['name']}/{dataset_name(context['ids_dataset'])}", read_token_ids(path)
 
 
+def interleaved_points(model, pending: dict, tokens: list[int], lat: dict, device: str, protocol, prompts) -> dict:
+    """The PENDING batch sizes of one model (B -> contexts) timed in common rounds
+    (latency.rounds.interleave, moesd.config.common_rounds; moesd.latency.measure.forward_points),
+    B -> its point; nothing when they are timed one batch size at a time (interleave tokens, a
+    GPU under auto, or a single B). Where the common rounds fail (one batch size out of memory,
+    say), nothing either: each point is then measured alone, and a failing one records its own
+    error (run_point)."""
+    if not common_rounds(lat, device) or len(pending) < 2:
+        return {}
+    try:
+        return forward_points(model, pending, tokens, lat["warmup"], protocol, prompts)
+    except (RuntimeError, ValueError, MemoryError):  # torch.OutOfMemoryError is a RuntimeError
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return {}
+
+
 def sweep_forward(
     lat: dict, store: PointStore, prompt_lengths, run_dir: Path, pairs: list[dict], prompts_dir: Path, only=None
 ) -> tuple[list, list]:
@@ -88,6 +106,7 @@ def sweep_forward(
         model = None
         compiled = compiles(lat, entry["role"], device)
         tokens = [1] if entry["role"] == "draft" else entry.get("tokens") or list(range(1, lat["gamma_max"] + 2))
+        points = []
         for batch in entry.get("batch_sizes") or lat["batch_sizes"]:
             contexts = context_lengths(batch, lat["context"], prompt_lengths, seed=batch)
             key = (
@@ -97,6 +116,7 @@ def sweep_forward(
                 contexts,
                 lat["warmup"],
                 protocol,
+                common_rounds(lat, device),
                 lat["threads"],
                 str(dtype),
                 device,
@@ -104,8 +124,12 @@ def sweep_forward(
                 ids,
                 *(("compiled",) if compiled else ()),
             )
-            if model is None and not store.ok("forward", key):
-                model = load_model(spec, device=device, dtype=dtype, cuda_graphs=lat["cuda_graphs"], compile=compiled)
+            points.append((batch, contexts, key))
+        pending = {batch: contexts for batch, contexts, key in points if not store.ok("forward", key)}
+        if pending:
+            model = load_model(spec, device=device, dtype=dtype, cuda_graphs=lat["cuda_graphs"], compile=compiled)
+        together = interleaved_points(model, pending, tokens, lat, device, protocol, prompts)
+        for batch, contexts, key in points:
             describe = {"B": batch, "context_len": float(sum(contexts) / batch), "token_ids": ids}
             if model is not None:
                 describe |= _describe(model, spec, entry["name"], entry["role"], k)
@@ -113,8 +137,8 @@ def sweep_forward(
                 store,
                 "forward",
                 key,
-                lambda b=batch, c=contexts, m=model, t=tokens, p=prompts: forward_point(
-                    m, b, t, c, lat["warmup"], protocol, seed=b, prompts=p
+                lambda b=batch, c=contexts, m=model, t=tokens, p=prompts, j=together: (
+                    j.pop(b, None) or forward_point(m, b, t, c, lat["warmup"], protocol, seed=b, prompts=p)
                 ),
                 describe,
             )
