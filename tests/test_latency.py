@@ -257,6 +257,32 @@ def test_a_compiled_draft_warms_up_on_every_batch(monkeypatch):
         assert seen == warmed + [5, 8, 10], (compiled, mode)
 
 
+def test_ar_and_sd_repeats_take_turns(monkeypatch):
+    """The e2e speedup T_AR / T_SD is measured side by side: after each mode's warm-up, the AR and
+    SD repeats of a point alternate, each mode's record holding its own repeats."""
+    import moesd.decode
+    from moesd.latency.measure import e2e_points
+
+    target = load_model(MOE, device="cpu")
+    draft = load_model(
+        "arch:qwen2-0.5b:num_hidden_layers=1,hidden_size=32,num_attention_heads=2,num_key_value_heads=1,"
+        "intermediate_size=64,vocab_size=2048",
+        device="cpu",
+    )
+    real, modes = moesd.decode.decode, []
+
+    def recording(target, batch, config, draft=None, mode="ar"):
+        modes.append(mode)
+        return real(target, batch, config, draft=draft, mode=mode)
+
+    monkeypatch.setattr(moesd.decode, "decode", recording)
+    decoding = dict(gamma=2, temperature=0.0, max_new_tokens=3, acceptance="target", alpha=None, batching="static")
+    points = e2e_points(target, draft, [[[5, 6, 7]]], modes=("ar", "sd"), seed=0, warmup=1, repeats=3, **decoding)
+    assert modes == ["ar", "sd"] + ["ar", "sd"] * 3
+    assert [len(points[m]["seconds"]) for m in ("ar", "sd")] == [3, 3]
+    assert np.isnan(points["ar"]["sigma"]) and points["sd"]["sigma"] > 0
+
+
 def test_prompt_ids_feed_the_timed_forwards():
     """Ids drawn from a prompt set reach the model: a prompt set of one repeated token routes every
     token of every sequence alike (one hidden state everywhere), so each layer activates exactly

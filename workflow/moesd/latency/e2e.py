@@ -13,13 +13,14 @@ import torch
 
 from moesd.config import ours_e2e_entries
 from moesd.devices import timing_dtype
-from moesd.latency.measure import compiles, device_of, e2e_point
+from moesd.latency.measure import compiles, device_of, e2e_point, e2e_points
 from moesd.latency.store import Fingerprints, PointStore, run_point
 from moesd.models import checkpoint
 from moesd.models.spec import parse_spec
 from moesd.prompts import read_token_ids
 
 NOT_SETTINGS = ("pairs", "temperatures", "backends")  # e2e keys that change no single measurement
+MODES = ("ar", "sd")
 
 
 def settings(e2e: dict) -> list[dict]:
@@ -94,6 +95,21 @@ def _e2e_pair(entry: dict, setting: dict, pairs: dict, summary, run_dir: Path, p
     return entry["target"], entry["draft"], alpha, f"forced alpha={alpha:.4f} ({note})", None
 
 
+def _side_by_side(models, batches, pending: list[str], decoding: dict) -> dict:
+    """Both modes of an e2e point pending, their repeats taking turns (moesd.latency.measure.
+    e2e_points), mode -> its point; nothing where only one is pending or where the pair fails
+    (a draft the target cannot verify, say): each mode is then measured alone and a failing one
+    records its own error (run_point)."""
+    if len(pending) < 2:
+        return {}
+    try:
+        return e2e_points(*models, batches, modes=tuple(pending), **decoding)
+    except (RuntimeError, ValueError, MemoryError):  # torch.OutOfMemoryError is a RuntimeError
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return {}
+
+
 def sweep_e2e(config: dict, store: PointStore, run_dir: Path, prompts_dir: Path, summary, only=None) -> list:
     """Our engine's e2e points (nothing unless `ours` is among latency.e2e.backends); ONLY, a set
     of e2e pair names, keeps those (one slice each)."""
@@ -117,42 +133,57 @@ def sweep_e2e(config: dict, store: PointStore, run_dir: Path, prompts_dir: Path,
             )
             k = native_k(checkpoint.hf_config(parse_spec(target_spec)))
             for batch in setting["batch_sizes"]:
-                for mode in ("ar", "sd"):
-                    key = (
-                        fingerprints[target_spec], fingerprints[draft_spec], mode, batch, setting, alpha,
-                        lat["threads"], str(dtype), lat["seed"], device, graphs, *(("compiled",) if compiled else ()),
+                keys = {
+                    mode: (
+                        fingerprints[target_spec],
+                        fingerprints[draft_spec],
+                        mode,
+                        batch,
+                        setting,
+                        alpha,
+                        lat["threads"],
+                        str(dtype),
+                        lat["seed"],
+                        device,
+                        graphs,
+                        *(("compiled",) if compiled else ()),
                     )  # fmt: skip
-                    if loaded != (target_spec, draft_spec) and not store.ok("e2e", key):
-                        models = loaded = measure = None  # free the previous pair: two 57B pairs do not fit one GPU
-                        if torch.cuda.is_available():
-                            torch.cuda.empty_cache()
-                        models = tuple(
-                            load_model(x, device=device, dtype=dtype, cuda_graphs=lat["cuda_graphs"], compile=c)
-                            for x, c in ((target_spec, False), (draft_spec, compiled))
-                        )
-                        loaded = (target_spec, draft_spec)
-                    if prompts is None and loaded == (target_spec, draft_spec):  # synthetic: random ids
-                        n_prompts = max(max(setting["batch_sizes"]), setting["sequences"])
-                        prompts = random_prompts(n_prompts, setting["context_length"], models[0].cfg.vocab_size, 0)
-                    batches = batches_of(prompts, setting["sequences"], batch) if prompts else []
+                    for mode in MODES
+                }
+                pending = [mode for mode in MODES if not store.ok("e2e", keys[mode])]
+                if pending and loaded != (target_spec, draft_spec):
+                    models = loaded = None  # free the previous pair: two 57B pairs do not fit one GPU
+                    if torch.cuda.is_available():
+                        torch.cuda.empty_cache()
+                    models = tuple(
+                        load_model(x, device=device, dtype=dtype, cuda_graphs=lat["cuda_graphs"], compile=c)
+                        for x, c in ((target_spec, False), (draft_spec, compiled))
+                    )
+                    loaded = (target_spec, draft_spec)
+                if prompts is None and loaded == (target_spec, draft_spec):  # synthetic: random ids
+                    n_prompts = max(max(setting["batch_sizes"]), setting["sequences"])
+                    prompts = random_prompts(n_prompts, setting["context_length"], models[0].cfg.vocab_size, 0)
+                batches = batches_of(prompts, setting["sequences"], batch) if prompts else []
+                decoding = {
+                    "gamma": setting["gamma"],
+                    "temperature": setting["temperature"],
+                    "max_new_tokens": setting["max_new_tokens"],
+                    "batching": setting["batching"],
+                    "acceptance": "forced" if alpha is not None else "target",
+                    "alpha": alpha,
+                    "warmup": setting["warmup"],
+                    "repeats": setting["repeats"],
+                    "seed": lat["seed"],
+                }
+                together = _side_by_side(models, batches, pending, decoding)
+                for mode in MODES:
                     row = describe(
                         entry, setting, target_spec, draft_spec, B=batch, mode=mode, acceptance_source=source,
                         sequences=-(-setting["sequences"] // batch) * batch, dtype=str(dtype).removeprefix("torch."), device=device,
                         backend="ours", K=k, K_native=k, tensor_parallel_size=1,
                     )  # fmt: skip
-                    measure = lambda m=mode, p=batches, pair_models=models, a=alpha, s=setting: e2e_point(  # noqa: E731
-                        *pair_models,
-                        p,
-                        mode=m,
-                        gamma=s["gamma"],
-                        temperature=s["temperature"],
-                        max_new_tokens=s["max_new_tokens"],
-                        batching=s["batching"],
-                        acceptance="forced" if a is not None else "target",
-                        alpha=a,
-                        warmup=s["warmup"],
-                        repeats=s["repeats"],
-                        seed=lat["seed"],
+                    measure = lambda m=mode, p=batches, pair=models, j=together, d=decoding: (  # noqa: E731
+                        j.pop(m, None) or e2e_point(*pair, p, mode=m, **d)
                     )
-                    records.append(run_point(store, "e2e", key, measure, row))
+                    records.append(run_point(store, "e2e", keys[mode], measure, row))
     return records

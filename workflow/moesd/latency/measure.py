@@ -27,7 +27,7 @@ import torch
 
 from moesd.decode.engine import forward_ragged
 from moesd.decode.sampling import verify
-from moesd.timing import RoundProtocol, timed_repeats, timed_rounds
+from moesd.timing import RoundProtocol, timed_interleaved, timed_rounds
 
 
 def device_of(lat: dict) -> str:
@@ -195,12 +195,17 @@ def sequence_acceptance(sequences: list[list[int]]) -> dict:
     }
 
 
-def e2e_point(
+def e2e_point(target, draft, batches, *, mode, **settings):
+    """Wall time of whole generations of BATCHES in one MODE (ar or sd): `e2e_points` of one mode."""
+    return e2e_points(target, draft, batches, modes=(mode,), **settings)[mode]
+
+
+def e2e_points(
     target,
     draft,
     batches,
     *,
-    mode,
+    modes,
     gamma,
     temperature,
     max_new_tokens,
@@ -212,8 +217,11 @@ def e2e_point(
     seed,
 ):
     """Wall time of whole generations of BATCHES (lists of prompts of B sequences) one after
-    another, prefill included, as a serving system sees a prompt set; batch j samples with
-    seed + j. A warm-up decodes the first batch only (every batch under a compiled draft)."""
+    another, prefill included, as a serving system sees a prompt set, in each of MODES (ar, sd);
+    batch j samples with seed + j. The modes' repeats take turns (AR, SD, AR, SD, ...), so that a
+    slow spell of a shared machine hits both alike and their ratio, the end-to-end speedup, is
+    measured side by side. A warm-up decodes the first batch only in each mode (every batch
+    under a compiled draft). Returns one record per mode."""
     from dataclasses import replace
 
     from moesd.decode import GenerationConfig, decode
@@ -229,19 +237,27 @@ def e2e_point(
         seed=seed,
     )
     configs = [replace(config, seed=seed + j) for j in range(len(batches))]
-    results = []
+    results = {mode: [] for mode in modes}
 
-    def run(batch, config):
+    def run(mode, batch, config):
         return decode(target, batch, config, draft=draft if mode == "sd" else None, mode=mode)
 
-    # a compiled draft compiles once per cache size (moesd.models.compiled): every batch warms up
-    warm = len(batches) if mode == "sd" and getattr(draft, "compiled", False) else 1
-    for _ in range(warmup):
-        for job in zip(batches[:warm], configs[:warm], strict=True):
-            run(*job)
-    seconds = timed_repeats(
-        lambda: results.append([run(*job) for job in zip(batches, configs, strict=True)]), target.device, 0, repeats
-    )
+    for mode in modes:
+        # a compiled draft compiles once per cache size (moesd.models.compiled): every batch warms up
+        warm = len(batches) if mode == "sd" and getattr(draft, "compiled", False) else 1
+        for _ in range(warmup):
+            for job in zip(batches[:warm], configs[:warm], strict=True):
+                run(mode, *job)
+    calls = {
+        mode: lambda mode=mode: results[mode].append([run(mode, *job) for job in zip(batches, configs, strict=True)])
+        for mode in modes
+    }
+    seconds = timed_interleaved(calls, target.device, 0, repeats)
+    return {mode: _e2e_record(results[mode], seconds[mode], mode, gamma) for mode in modes}
+
+
+def _e2e_record(results: list, seconds: list[float], mode: str, gamma: int) -> dict:
+    """One mode's e2e point from its timed repeats' decode results."""
     prefill = [sum(r.prefill_seconds for r in call) for call in results]  # inside each timed repeat
     last = results[-1]
     tokens = sum(len(o) for r in last for o in r.output_ids)

@@ -28,8 +28,9 @@ from moesd.models.spec import parse_spec
 # (disturbed rounds measured again, rounds added until the medians are precise; latency.rounds);
 # 8: the attention kernel per dtype and shape on a CPU (moesd.models.attention; bf16 3x faster at B = 64);
 # 9: bf16 linear layers on a CPU through oneDNN's product on packed weights (moesd.models.linear);
-# 10: a model's batch sizes in common rounds (latency.rounds.interleave).
-PROTOCOL = 10
+# 10: a model's batch sizes in common rounds (latency.rounds.interleave); 11: the AR and SD repeats
+# of an e2e point taking turns (moesd.latency.measure.e2e_points).
+PROTOCOL = 11
 
 
 class Fingerprints(dict):
