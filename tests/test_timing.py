@@ -83,3 +83,29 @@ def test_a_cap_below_the_repeats_is_one_line(tmp_path):
 
     with pytest.raises(ConfigError, match=r"latency.rounds.max_repeats: 3 is below latency.repeats 5"):
         validate_config({"latency": {"repeats": 5, "rounds": {"max_repeats": 3}}})
+
+
+def test_the_interleave_benchmark_separates_a_drifting_shape_from_a_steady_one():
+    """bench_interleave.py's summary: a way whose repetitions scale every point alike (the machine's
+    drift) agrees fully once the levels are divided out, and in its shape over B; a way whose
+    repetitions slow one batch size at a time (a slow spell inside one point) does not."""
+    import importlib.util
+
+    import pandas as pd
+    from moesd.paths import REPO_ROOT
+
+    spec = importlib.util.spec_from_file_location("bench", REPO_ROOT / "workflow/scripts/bench_interleave.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = []
+    for repetition, b, s in itertools.product(range(4), (1, 2, 4), (1, 5)):
+        base = (1 + b) * (1 + s)
+        rows.append({"repetition": repetition, "way": "batch_sizes", "B": b, "s": s, "median": base * 1.1**repetition})
+        slowed = 1.3 if b == 2 ** (repetition % 3) else 1.0  # one B slow as a whole, another each time
+        rows.append({"repetition": repetition, "way": "tokens", "B": b, "s": s, "median": base * slowed})
+    tokens, batch_sizes = (
+        [cell.strip() for cell in row.strip("|").split("|")] for row in bench.summarise(pd.DataFrame(rows))
+    )
+    assert batch_sizes[1].startswith("0%")  # 10 % faster each repetition: no raw pair within 5 %
+    assert batch_sizes[2:] == ["100% (1.000-1.000)"] * 3
+    assert not tokens[2].startswith("100%") and not tokens[3].startswith("100%") and tokens[4].startswith("100%")

@@ -8,8 +8,9 @@ RUN_* are run folders (data/runs/<experiment> of separate checkouts). For every 
 and rejection point measured in all of them it prints, per estimator (median, minimum, 20 %
 trimmed mean, the paper's mean of the last 5), the 5th-95th percentile of the ratio of each run
 to the first and the share of points within +-5 %; then the rounds measured again and taken;
-the same agreement for the composed speedups, target efficiencies and end-to-end speedups; then
-each claim's verdict, margin and support per run.
+each model's level against the first run (its points' drift together) and the agreement with it
+divided out; the same agreement for the composed speedups, target efficiencies and end-to-end
+speedups; then each claim's verdict, margin and support per run.
 """
 
 from __future__ import annotations
@@ -63,6 +64,25 @@ def points(run: Path) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index(keys)
 
 
+def levels(tables: list[pd.DataFrame], shared) -> None:
+    """Per model (the rejection rule as one), each run's level against run 1 (the geometric mean
+    of its point medians' ratios: a machine that drifts between runs, or whose neighbours take
+    memory bandwidth, moves a model's points together) and the share of points within +-5 % once
+    it is divided out (what is left to the protocol within a run)."""
+    print("\n| model | run | level (ratio to run 1) | points within +-5 %, level divided out |")
+    print("|---|---|---|---|")
+    first = tables[0].loc[shared, "median"]
+    for i, table in enumerate(tables[1:], start=2):
+        ratio = (table.loc[shared, "median"] / first).rename("ratio").reset_index()
+        ratio["group"] = ratio["model"].fillna(ratio["table"]) if "model" in ratio else ratio["table"]
+        levelled = []
+        for group, part in ratio.groupby("group", sort=False):
+            level = float(np.exp(np.log(part["ratio"]).mean()))
+            levelled.append(part["ratio"] / level)
+            print(f"| {group} | {i} | {level:.3f} | {(abs(part['ratio'] / level - 1) <= 0.05).mean():.1%} |")
+        print(f"| all | {i} | | {(abs(pd.concat(levelled) - 1) <= 0.05).mean():.1%} |")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run folders (data/runs/<experiment>)")
@@ -82,6 +102,7 @@ def main(argv=None) -> int:
             ratio = table.loc[shared, name] / first
             low, high = np.quantile(ratio, [0.05, 0.95])
             print(f"| {name} | {i} | {low:.3f}-{high:.3f} | {(abs(ratio - 1) <= 0.05).mean():.1%} |")
+    levels(tables, shared)
     for i, table in enumerate(tables, start=1):
         print(
             f"run {i}: rounds taken per point: median {table['rounds_taken'].median():.0f}, "

@@ -147,10 +147,9 @@ def forward_points(
         for s in tokens:
             shape = (warmup + protocol.max_rounds, batch, s)
             new[batch, s] = torch.tensor(draw(int(np.prod(shape)))).view(shape).to(model.device)
-            turns = iter(new[batch, s])
-            calls[batch, s] = lambda turns=turns, cache=caches[batch]: model(
-                next(turns), cache
-            )  # lengths never advance
+            # each call a fresh input over the same cache: its lengths never advance
+            turns, cache = iter(new[batch, s]), caches[batch]
+            calls[batch, s] = lambda turns=turns, cache=cache: model(next(turns), cache)
     rounds = timed_rounds(calls, model.device, warmup, protocol)
     points = {}
     for batch, cache in caches.items():
