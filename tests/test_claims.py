@@ -310,6 +310,10 @@ def test_margins_of_the_shape_checks():
     assert grows(pd.Series([1, 2, 4]), 0.0) == (True, 3.0)
     creep = pd.Series([1.0, 1.22, 0.5])  # rises 22 %, then falls: the rise is the failing part
     assert only_falls(creep, 0.05) == (False, pytest.approx(1 - 1.22 / 1.05))
+    # a curve that starts at its maximum: the fall's margin, not the slack under "never above"
+    # (1 - 1 / 1.05, the same +4.8 % for every such curve, which C5 reported in every run)
+    assert only_falls(pd.Series([1.0, 0.8, 0.5]), 0.05) == (True, pytest.approx(1 / (1.05 * 0.5) - 1))
+    assert only_falls(pd.Series([1.0, 0.99, 0.98]), 0.05) == (False, pytest.approx(1 / (1.05 * 0.98) - 1))
 
 
 def _paper_setting(ev, target, platforms):

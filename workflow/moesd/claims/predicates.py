@@ -24,13 +24,15 @@ def rises_then_falls(series: pd.Series, tol: float) -> Check:
 
 def only_falls(series: pd.Series, tol: float) -> Check:
     """Never above the first value by more than the tolerance, and below it at the end by more
-    than the tolerance (a rise of 22 % and then a fall is no "only falls")."""
+    than the tolerance (a rise of 22 % and then a fall is no "only falls"). The margin is the
+    fall's, unless a rise fails: the slack under "never above", at most tol / (1 + tol) where the
+    curve starts at its maximum, would otherwise be every falling curve's margin, whatever its fall."""
     if len(series) < 2:
         return Check(False, float("nan"))
     first = series.iloc[0]
     never_above = float(1 - series.max() / ((1 + tol) * first))  # >= 0 holds
     falls = float(first / ((1 + tol) * series.iloc[-1]) - 1)  # > 0 holds
-    return Check(never_above >= 0 and falls > 0, min(never_above, falls))
+    return Check(never_above >= 0 and falls > 0, never_above if never_above < 0 else falls)
 
 
 def falls_throughout(series: pd.Series, tol: float) -> Check:
