@@ -43,6 +43,15 @@ def tiny_latency_config(tokens=(1,), k_values=None, batch_sizes=(1,), max_new_to
     }
 
 
+def e2e_pair():
+    """The tiny MoE target and a one-layer dense draft of its vocabulary (random weights)."""
+    draft = (
+        "arch:qwen2-0.5b:num_hidden_layers=1,hidden_size=32,num_attention_heads=2,num_key_value_heads=1,"
+        "intermediate_size=64,vocab_size=2048"
+    )
+    return load_model(MOE, device="cpu"), load_model(draft, device="cpu")
+
+
 def test_points_resume_and_failures_are_recorded(tmp_path):
     store = PointStore(tmp_path)
     calls = []
@@ -199,12 +208,7 @@ def test_e2e_point_decodes_its_batches_in_turn_with_their_own_seeds():
     from moesd.decode import GenerationConfig, decode
     from moesd.latency.measure import e2e_point
 
-    target = load_model(MOE, device="cpu")
-    draft = load_model(
-        "arch:qwen2-0.5b:num_hidden_layers=1,hidden_size=32,num_attention_heads=2,num_key_value_heads=1,"
-        "intermediate_size=64,vocab_size=2048",
-        device="cpu",
-    )
+    target, draft = e2e_pair()
     batches = [[[5, 6, 7]], [[8, 9]], [[10]]]
     decoding = dict(gamma=3, temperature=0.0, max_new_tokens=12, acceptance="forced", alpha=0.6, batching="static")
     point = e2e_point(target, draft, batches, mode="sd", seed=0, warmup=1, repeats=2, **decoding)
@@ -235,12 +239,7 @@ def test_a_compiled_draft_warms_up_on_every_batch(monkeypatch):
     import moesd.decode
     from moesd.latency.measure import e2e_point
 
-    target = load_model(MOE, device="cpu")
-    draft = load_model(
-        "arch:qwen2-0.5b:num_hidden_layers=1,hidden_size=32,num_attention_heads=2,num_key_value_heads=1,"
-        "intermediate_size=64,vocab_size=2048",
-        device="cpu",
-    )
+    target, draft = e2e_pair()
     real, seen = moesd.decode.decode, []
 
     def recording(target, batch, config, draft=None, mode="ar"):
@@ -263,12 +262,7 @@ def test_ar_and_sd_repeats_take_turns(monkeypatch):
     import moesd.decode
     from moesd.latency.measure import e2e_points
 
-    target = load_model(MOE, device="cpu")
-    draft = load_model(
-        "arch:qwen2-0.5b:num_hidden_layers=1,hidden_size=32,num_attention_heads=2,num_key_value_heads=1,"
-        "intermediate_size=64,vocab_size=2048",
-        device="cpu",
-    )
+    target, draft = e2e_pair()
     real, modes = moesd.decode.decode, []
 
     def recording(target, batch, config, draft=None, mode="ar"):
