@@ -11,7 +11,8 @@
 Protocol (the paper's: 10 runs, last 5 averaged; here every kept round is recorded and the
 tables carry mean-of-last-5, median and spread): warm-up calls, then timed rounds, each call
 bracketed by a device synchronisation; nothing else in the timed region; a fixed CPU thread
-count. The s of one (model, B) take turns within each round, each call on fresh tokens; a
+count. Every (B, s) of one model takes turns within each round (the s of one B at a time on a
+GPU; latency.rounds.interleave), each call on fresh tokens, and so do an e2e point's AR and SD; a
 disturbed round is measured again and rounds are added until the medians are precise
 (latency.rounds, moesd.timing.RoundProtocol; docs/timing.md). The distinct
 experts per MoE layer at each point come from extra, untimed, instrumented calls. Each point is
