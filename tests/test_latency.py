@@ -152,9 +152,9 @@ def test_a_models_batch_sizes_take_turns_within_each_round(monkeypatch):
     assert [p["distinct_experts"] for p in alone["per_s"]] == [p["distinct_experts"] for p in points[2]["per_s"]]
 
 
-@pytest.mark.parametrize("interleave", ["auto", "batch_sizes", "tokens"])
+@pytest.mark.parametrize("interleave", ["auto", "tokens"])
 def test_the_sweep_times_a_models_batch_sizes_together_or_alone(tmp_path, monkeypatch, interleave):
-    """latency.rounds.interleave: batch_sizes (and auto, on a CPU) times a model's pending batch
+    """latency.rounds.interleave: auto (batch_sizes, on a CPU) times a model's pending batch
     sizes in common rounds (one forward_points call per model); tokens, one B at a time. Where the
     common rounds fail, each point is measured alone and the sweep goes on. The setting is in the
     points' keys."""
@@ -174,15 +174,15 @@ def test_the_sweep_times_a_models_batch_sizes_together_or_alone(tmp_path, monkey
 
     monkeypatch.setattr(sweeps, "forward_points", points)
     monkeypatch.setattr(sweeps, "forward_point", point)
-    config = tiny_latency_config(tokens=(1, 2), batch_sizes=(1, 2, 4))
+    config = tiny_latency_config(tokens=(1, 2), batch_sizes=(1, 2))
     config["latency"] |= {"rounds": {"interleave": interleave}, "e2e": {"pairs": []}}
     lat = validate_config(config)["latency"]
     forward, draft = sweeps.sweep_forward(lat, PointStore(tmp_path / "a"), [], tmp_path, [], tmp_path)
-    assert len(forward) == 6 and len(draft) == 3 and all(r["status"] == "ok" for r in forward + draft)
+    assert len(forward) == 4 and len(draft) == 2 and all(r["status"] == "ok" for r in forward + draft)
     if interleave != "tokens":
-        assert (together, alone) == ([[1, 2, 4], [1, 2, 4]], [])
+        assert (together, alone) == ([[1, 2], [1, 2]], [])
     else:
-        assert (together, alone) == ([], [1, 2, 4] * 2)
+        assert (together, alone) == ([], [1, 2] * 2)
 
     def broken(*args, **kwargs):
         raise RuntimeError("out of memory at B = 4")
@@ -191,14 +191,14 @@ def test_the_sweep_times_a_models_batch_sizes_together_or_alone(tmp_path, monkey
     alone.clear()
     forward, draft = sweeps.sweep_forward(lat, PointStore(tmp_path / "b"), [], tmp_path, [], tmp_path)
     assert all(r["status"] == "ok" for r in forward + draft)
-    assert alone == [1, 2, 4] * 2
+    assert alone == [1, 2] * 2
     other = "tokens" if interleave != "tokens" else "batch_sizes"
     config["latency"]["rounds"]["interleave"] = other
     store = PointStore(tmp_path / "a")
     stored = {path.name for path in store.folder.glob("forward_*.json")}
     monkeypatch.setattr(sweeps, "forward_points", real_points)
     sweeps.sweep_forward(validate_config(config)["latency"], store, [], tmp_path, [], tmp_path)
-    assert len({path.name for path in store.folder.glob("forward_*.json")} - stored) == 6
+    assert len({path.name for path in store.folder.glob("forward_*.json")} - stored) == 4
 
 
 def test_e2e_point_decodes_its_batches_in_turn_with_their_own_seeds():
