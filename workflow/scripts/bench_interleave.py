@@ -70,6 +70,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.repetitions < 2:
         parser.error("--repetitions: at least 2 (agreement is between repetitions)")
+    if min(args.batch_sizes) < 1 or min(args.tokens) < 1:
+        parser.error("--batch-sizes and --tokens: each at least 1")
 
     import torch
     from moesd.config import load_config

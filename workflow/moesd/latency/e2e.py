@@ -14,7 +14,7 @@ import torch
 from moesd.config import ours_e2e_entries
 from moesd.devices import timing_dtype
 from moesd.latency.measure import compiles, device_of, e2e_point, e2e_points
-from moesd.latency.store import Fingerprints, PointStore, run_point
+from moesd.latency.store import Fingerprints, PointStore, measured_together, run_point
 from moesd.models import checkpoint
 from moesd.models.spec import parse_spec
 from moesd.prompts import read_token_ids
@@ -102,12 +102,7 @@ def _side_by_side(models, batches, pending: list[str], decoding: dict) -> dict:
     records its own error (run_point)."""
     if len(pending) < 2:
         return {}
-    try:
-        return e2e_points(*models, batches, modes=tuple(pending), **decoding)
-    except (RuntimeError, ValueError, MemoryError):  # torch.OutOfMemoryError is a RuntimeError
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        return {}
+    return measured_together(lambda: e2e_points(*models, batches, modes=tuple(pending), **decoding))
 
 
 def sweep_e2e(config: dict, store: PointStore, run_dir: Path, prompts_dir: Path, summary, only=None) -> list:
@@ -147,7 +142,7 @@ def sweep_e2e(config: dict, store: PointStore, run_dir: Path, prompts_dir: Path,
                         device,
                         graphs,
                         *(("compiled",) if compiled else ()),
-                    )  # fmt: skip
+                    )
                     for mode in MODES
                 }
                 pending = [mode for mode in MODES if not store.ok("e2e", keys[mode])]

@@ -69,6 +69,25 @@ class PointStore:
         write_json(self.path(kind, key), record)
 
 
+FAILURES = (RuntimeError, ValueError, MemoryError)  # what a point records as failed (torch's OOM is a RuntimeError)
+
+
+def _free_device_memory() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def measured_together(measure) -> dict:
+    """The points MEASURE takes in one go (key -> record: a model's batch sizes in common rounds,
+    an e2e point's two modes taking turns), or none where it fails: each is then measured alone by
+    run_point, and a failing one records its own error."""
+    try:
+        return measure()
+    except FAILURES:
+        _free_device_memory()
+        return {}
+
+
 def run_point(store: PointStore, kind: str, key_parts, measure, describe: dict) -> dict:
     """Measure a point unless stored whole; a failure is stored as the point's status and
     measured again on the next run (a transient out-of-memory, say), `attempts` counting the tries."""
@@ -80,9 +99,8 @@ def run_point(store: PointStore, kind: str, key_parts, measure, describe: dict) 
     try:
         result = measure()
         record = describe | result | {"status": "ok"} | attempts
-    except (RuntimeError, ValueError, MemoryError) as error:  # torch.OutOfMemoryError is a RuntimeError
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+    except FAILURES as error:
+        _free_device_memory()
         last = traceback.format_exception_only(type(error), error)[-1].strip()
         record = describe | {"seconds": [], "distinct_experts": [], "status": f"error: {last[:300]}"} | attempts
     store.put(kind, key, record)

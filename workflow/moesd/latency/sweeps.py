@@ -24,7 +24,7 @@ from moesd.latency.measure import (
     reject_point,
     round_protocol,
 )
-from moesd.latency.store import Fingerprints, PointStore, run_point
+from moesd.latency.store import Fingerprints, PointStore, measured_together, run_point
 from moesd.latency.tables import long_table
 from moesd.models import checkpoint
 from moesd.models.spec import parse_spec
@@ -77,12 +77,7 @@ def interleaved_points(model, pending: dict, tokens: list[int], lat: dict, devic
     error (run_point)."""
     if not common_rounds(lat, device) or len(pending) < 2:
         return {}
-    try:
-        return forward_points(model, pending, tokens, lat["warmup"], protocol, prompts)
-    except (RuntimeError, ValueError, MemoryError):  # torch.OutOfMemoryError is a RuntimeError
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        return {}
+    return measured_together(lambda: forward_points(model, pending, tokens, lat["warmup"], protocol, prompts))
 
 
 def sweep_forward(
