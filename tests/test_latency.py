@@ -148,8 +148,10 @@ def test_a_models_batch_sizes_take_turns_within_each_round(monkeypatch):
         assert [p["s"] for p in point["per_s"]] == [1, 3]
         assert all(len(p["seconds"]) == 2 and len(p["distinct_experts"]) == 4 for p in point["per_s"])
         assert point["rounds_taken"] == 2
+        assert point["rounds_with"] == "B=1,2"  # what a resample draws together (moesd.bootstrap)
     alone = forward_point(model, 2, [1, 3], [8, 12], warmup=1, protocol=RoundProtocol.fixed(2), seed=2)
     assert [p["distinct_experts"] for p in alone["per_s"]] == [p["distinct_experts"] for p in points[2]["per_s"]]
+    assert "rounds_with" not in alone
 
 
 @pytest.mark.parametrize("interleave", ["auto", "tokens"])
@@ -275,6 +277,9 @@ def test_ar_and_sd_repeats_take_turns(monkeypatch):
     assert modes == ["ar", "sd"] + ["ar", "sd"] * 3
     assert [len(points[m]["seconds"]) for m in ("ar", "sd")] == [3, 3]
     assert np.isnan(points["ar"]["sigma"]) and points["sd"]["sigma"] > 0
+    assert points["ar"]["rounds_with"] == points["sd"]["rounds_with"] == "mode=ar,sd"
+    one = e2e_points(target, draft, [[[5, 6, 7]]], modes=("sd",), seed=0, warmup=0, repeats=1, **decoding)
+    assert "rounds_with" not in one["sd"]
 
 
 def test_prompt_ids_feed_the_timed_forwards():

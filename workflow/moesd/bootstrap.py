@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from moesd.columns import PER_REPEAT as REPEAT_VALUES  # values of one timed repeat, drawn together
-from moesd.columns import ROUND_MEMBERS
+from moesd.columns import ROUND_MEMBERS, TURN_MEMBERS
 
 
 def point_keys(frame: pd.DataFrame, also=()) -> list[str]:
@@ -32,8 +32,31 @@ def resample_repeats(frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFr
     Whole rounds: the points that differ only in ROUND_MEMBERS (the s of one forward point, timed
     taking turns within each round) draw the same repeat labels, so that a resample keeps what
     one round's drift did to every s alike (T_T(B, 1) and T_T(B, v) of a target efficiency are
-    paired, as they were measured)."""
+    paired, as they were measured). So do the points that took turns in common rounds, as their
+    `rounds_with` says (round_groups): a model's batch sizes, an end-to-end point's AR and SD."""
     return RepeatResampler(frame)(rng)
+
+
+def round_groups(frame: pd.DataFrame, shared: list[str]) -> np.ndarray:
+    """Per row of FRAME, its round group: the points whose repeats were timed in the same rounds,
+    which a resample draws together. Points agreeing on every SHARED column; and where a point's
+    `rounds_with` names what it took turns with (moesd.latency.measure: "B=1,2,4", "mode=ar,sd"),
+    the points of that same `rounds_with` that differ only in its TURN_MEMBERS. A point without
+    it (measured alone, or stored before the column) is its own group, as before."""
+    if not shared:
+        return np.zeros(len(frame), dtype=int)
+    marks = frame["rounds_with"].astype("string").fillna("").to_numpy(str) if "rounds_with" in frame else None
+    if marks is None or not marks.any():
+        return frame.groupby(shared, dropna=False, sort=False).ngroup().to_numpy()
+    labels = np.empty(len(frame), dtype=object)
+    for mark in dict.fromkeys(marks):
+        rows = np.flatnonzero(marks == mark)
+        across = TURN_MEMBERS.get(mark.partition("=")[0], ()) if mark else ()
+        columns = [c for c in shared if c not in across]
+        part = frame.iloc[rows]
+        ids = part.groupby(columns, dropna=False, sort=False).ngroup().to_numpy() if columns else np.zeros(len(rows))
+        labels[rows] = [(mark, int(i)) for i in ids]
+    return pd.factorize(labels)[0]
 
 
 class RepeatResampler:
@@ -47,10 +70,7 @@ class RepeatResampler:
             return
         keys = point_keys(frame)
         point = frame.groupby(keys, dropna=False, sort=False).ngroup().to_numpy()
-        shared = [k for k in keys if k not in ROUND_MEMBERS]
-        round_of = (
-            frame.groupby(shared, dropna=False, sort=False).ngroup().to_numpy() if shared else np.zeros_like(point)
-        )
+        round_of = round_groups(frame, [k for k in keys if k not in ROUND_MEMBERS])
         self.order = np.lexsort((frame["repeat"].to_numpy(), point))  # rows of one point together, by repeat
         in_order = point[self.order]
         self.starts = np.searchsorted(in_order, in_order, side="left")

@@ -55,6 +55,13 @@ PER_REPEAT = ("seconds", "prefill_seconds", "switches", "steal")
 REPEAT_SUMMARY = ("mean_last5", "median", "q25", "q75", "spread", "remeasured")
 # what differs between the s of one forward point, whose repeats were timed in the same rounds
 ROUND_MEMBERS = ("s", "distinct_experts", "distinct_experts_mean", *REPEAT_SUMMARY)
+# what differs between the points that took turns in the same rounds, by what a point's
+# `rounds_with` names (moesd.latency.measure): "B=1,2,4" for a model's batch sizes in common rounds
+# (latency.rounds.interleave), "mode=ar,sd" for an end-to-end point's AR and SD repeats
+TURN_MEMBERS = {
+    "B": ("B", "context_len", "attempts"),
+    "mode": ("mode", "attempts", "tokens", "sigma", "accepted_sums", "accepted_rounds", "target_outputs"),
+}
 
 TABLES = {
     "composed": ("a composed speedups table of `moesd speedup`", COMPOSED),

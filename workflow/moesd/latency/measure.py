@@ -133,8 +133,10 @@ def forward_points(
     rounds of one. The rounds follow PROTOCOL (moesd.timing.RoundProtocol): disturbed rounds
     measured again, rounds added until the medians are precise. Returns, per B, one part per s
     (its seconds and the distinct experts per layer, the mean over up to three of its inputs in
-    extra untimed calls) and the rounds' record. Ids come from PROMPTS (a prompt set in the model's
-    tokenizer) where given, else uniformly random (`TokenDraw`), seeded per B (SEEDS, else B).
+    extra untimed calls) and the rounds' record, `rounds_with` naming the batch sizes that shared
+    them (a resample draws those together, moesd.bootstrap). Ids come from PROMPTS (a prompt set
+    in the model's tokenizer) where given, else uniformly random (`TokenDraw`), seeded per B
+    (SEEDS, else B).
 
     Every call feeds fresh tokens, as every decoding step does: repeating one input would route
     every repeat to the same experts and time them from a warm cache (a CPU's L3 holds a sizeable
@@ -152,6 +154,8 @@ def forward_points(
             turns, cache = iter(new[batch, s]), caches[batch]
             calls[batch, s] = lambda turns=turns, cache=cache: model(next(turns), cache)
     rounds = timed_rounds(calls, model.device, warmup, protocol)
+    # the batch sizes that shared these rounds: a resample draws them together (moesd.bootstrap)
+    turns = {"rounds_with": f"B={','.join(map(str, sorted(caches)))}"} if len(caches) > 1 else {}
     points = {}
     for batch, cache in caches.items():
         parts = []
@@ -163,7 +167,7 @@ def forward_points(
                         model(ids, cache)
                 distinct = torch.stack(recorded).gt(0).sum(dim=2).float().mean(dim=0).tolist()
             parts.append({"s": s, "seconds": rounds.seconds[batch, s], "distinct_experts": distinct})
-        points[batch] = {"per_s": parts} | rounds_record(rounds)
+        points[batch] = {"per_s": parts} | rounds_record(rounds) | turns
     return points
 
 
@@ -253,7 +257,8 @@ def e2e_points(
         for mode in modes
     }
     seconds = timed_interleaved(calls, target.device, 0, repeats)
-    return {mode: _e2e_record(results[mode], seconds[mode], mode, gamma) for mode in modes}
+    turns = {"rounds_with": f"mode={','.join(modes)}"} if len(modes) > 1 else {}  # resampled together
+    return {mode: _e2e_record(results[mode], seconds[mode], mode, gamma) | turns for mode in modes}
 
 
 def _e2e_record(results: list, seconds: list[float], mode: str, gamma: int) -> dict:
