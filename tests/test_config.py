@@ -448,6 +448,19 @@ def test_fit_setting_auto_follows_what_acceptance_measures(tmp_path):
     assert (config["analysis"]["fit_dataset"], config["analysis"]["fit_temperature"]) == ("humaneval", 0.0)
 
 
+def test_e2e_prefill_auto_follows_what_the_analysis_times():
+    """latency.e2e.prefill auto: once where analysis.e2e_time leaves the prefill out (decode), each
+    where it keeps it (total); once with total is refused in one line, naming the key."""
+    assert validate_config({})["latency"]["e2e"]["prefill"] == "once"
+    total = validate_config({"analysis": {"e2e_time": "total"}})
+    assert total["latency"]["e2e"]["prefill"] == "each"
+    assert validate_config(copy.deepcopy(total))["latency"]["e2e"]["prefill"] == "each"  # idempotent
+    config = {"analysis": {"e2e_time": "total"}, "latency": {"e2e": {"prefill": "once"}}}
+    with pytest.raises(ConfigError) as info:
+        validate_config(config)
+    assert str(info.value).startswith("config error: latency.e2e.prefill: once") and "\n" not in str(info.value)
+
+
 def test_a_lock_file_that_is_no_lock_stops_at_validation(tmp_path):
     lock = tmp_path / "x.lock.json"
     lock.write_text("{not json")

@@ -103,6 +103,31 @@ def test_sd_through_the_static_forward_equals_ar(fp64_models, monkeypatch):
                 assert all(n == 3 for counts in sd.accepted_per_sequence for n in counts), family
 
 
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_a_prefill_from_the_memo_decodes_the_same_tokens(fp64_models, monkeypatch, temperature):
+    """latency.e2e.prefill once: a batch prefilled once (PrefillMemo), every later generation of it
+    from a copy of that cache, gives the tokens a recomputed prefill gives, greedy and sampled, AR
+    and SD; a generation's writes never reach the kept copy; each model is prefilled once."""
+    from moesd.decode import PrefillMemo, engine
+
+    models, perturbed = fp64_models
+    family = sorted(FAMILIES)[0]
+    target, draft = models[family], perturbed[family]
+    rng = random.Random(3)
+    prompts = [[rng.randrange(VOCAB) for _ in range(rng.randint(2, 9))] for _ in range(4)]
+    config = GenerationConfig(max_new_tokens=10, gamma=3, temperature=temperature, stop_at_eos=False, seed=5)
+    fresh = {mode: decode(target, prompts, config, draft=draft, mode=mode).output_ids for mode in ("ar", "sd")}
+    calls = []
+    real = engine.forward_ragged
+    monkeypatch.setattr(engine, "forward_ragged", lambda model, *a: calls.append(model) or real(model, *a))
+    memo = PrefillMemo()
+    for _ in range(3):  # the first fills the memo, the others copy it
+        for mode in ("ar", "sd"):
+            result = decode(target, prompts, config, draft=draft, mode=mode, prefill_memo=memo)
+            assert result.output_ids == fresh[mode], mode
+    assert sorted(map(id, calls)) == sorted([id(target), id(draft)])  # one prefill per model, shared by AR and SD
+
+
 def test_stop_at_eos_and_max_new_tokens(fp64_models):
     models, _ = fp64_models
     target = models["qwen2"]

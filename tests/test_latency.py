@@ -282,6 +282,29 @@ def test_ar_and_sd_repeats_take_turns(monkeypatch):
     assert "rounds_with" not in one["sd"]
 
 
+def test_a_prefill_once_leaves_the_tokens_and_times_the_decode(monkeypatch):
+    """latency.e2e.prefill once: every batch prefilled before the timed repeats, each generation
+    from a copy; the same outputs as prefill each, and the records say which they are."""
+    import moesd.decode.engine as engine
+    from moesd.latency.measure import e2e_points
+
+    target, draft = e2e_pair()
+    decoding = dict(gamma=2, temperature=1.0, max_new_tokens=4, acceptance="target", alpha=None, batching="static")
+    batches = [[[5, 6, 7], [8, 9, 10, 11]], [[12, 13], [14, 15, 16]]]
+    each = e2e_points(target, draft, batches, modes=("ar", "sd"), seed=0, warmup=0, repeats=2, **decoding)
+    prefills = []
+    real = engine.forward_ragged
+    monkeypatch.setattr(engine, "forward_ragged", lambda model, *a: prefills.append(model) or real(model, *a))
+    once = e2e_points(
+        target, draft, batches, modes=("ar", "sd"), seed=0, warmup=0, repeats=2, prefill="once", **decoding
+    )
+    assert len(prefills) == 4  # 2 batches x (target, draft), whatever the repeats and modes
+    for mode in ("ar", "sd"):
+        assert (each[mode]["prefill"], once[mode]["prefill"]) == ("each", "once")
+        assert once[mode]["accepted_sums"] == each[mode]["accepted_sums"]
+        assert once[mode]["tokens"] == each[mode]["tokens"]
+
+
 def test_prompt_ids_feed_the_timed_forwards():
     """Ids drawn from a prompt set reach the model: a prompt set of one repeated token routes every
     token of every sequence alike (one hidden state everywhere), so each layer activates exactly

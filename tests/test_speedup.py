@@ -143,6 +143,10 @@ def test_e2e_speedup_pairs_ar_and_sd_runs():
     assert e2e_speedups(_points(rows), time="total")["speedup"].item() == pytest.approx(2.0)
     with pytest.raises(ValueError, match="analysis.e2e_time"):
         e2e_speedups(_points(rows), time="wall")
+    copied = [r | {"prefill": "once"} for r in rows]  # latency.e2e.prefill once: the prefill a copy
+    assert e2e_speedups(_points(copied))["speedup"].item() == pytest.approx(3.0)
+    with pytest.raises(ValueError, match="latency.e2e.prefill: once .* analysis.e2e_time: total"):
+        e2e_speedups(_points(copied), time="total")
     # two engines (or two K of a vLLM sweep) in one table: each AR run pairs with its own SD run
     vllm = [r | {"backend": "vllm", "median": r["median"] / 4} for r in rows]
     other_k = [r | {"backend": "vllm", "K": 1, "median": 1.0} for r in rows]

@@ -196,6 +196,11 @@ def e2e_speedups(e2e: pd.DataFrame, statistic: str = "median", time: str = "deco
     if time not in E2E_TIMES:
         raise ValueError(f"analysis.e2e_time must be one of {E2E_TIMES}, got {time!r}")
     column = "seconds"
+    if time == "total" and "prefill" in e2e and e2e["prefill"].eq("once").any():
+        raise ValueError(
+            "e2e table: points measured with latency.e2e.prefill: once (each generation starts from a copied "
+            "cache, its prefill untimed) cannot give analysis.e2e_time: total; rerun the latency stage with prefill: each"
+        )
     if time == "decode":
         if "prefill_seconds" not in e2e:
             raise ValueError(

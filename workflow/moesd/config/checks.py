@@ -233,6 +233,7 @@ def _check_analysis(config: dict) -> None:
             "measures; name a draft-model pair"
         )
     _resolve_fit_setting(config)
+    _resolve_e2e_prefill(config)
     _resolve_reference_target(config)
     _resolve_reference_platform(config)
     _check_lock(config)
@@ -241,6 +242,19 @@ def _check_analysis(config: dict) -> None:
             raise ConfigError(f"config error: analysis.compare_runs.{i}: {name!r} is this experiment")
         if not table.is_file():
             raise ConfigError(f"config error: analysis.compare_runs.{i}: {table} does not exist (run {name!r} first)")
+
+
+def _resolve_e2e_prefill(config: dict) -> None:
+    """latency.e2e.prefill: auto resolved in place (once under analysis.e2e_time decode, each
+    under total); once with total refused: its generations' prefill is a copy, not timed."""
+    e2e, time = config["latency"]["e2e"], config["analysis"]["e2e_time"]
+    if e2e["prefill"] == "auto":
+        e2e["prefill"] = "once" if time == "decode" else "each"
+    elif e2e["prefill"] == "once" and time != "decode":
+        raise ConfigError(
+            "config error: latency.e2e.prefill: once copies each generation's prefilled cache instead of timing its "
+            f"prefill, so analysis.e2e_time: {time} would read a copy as the prefill; use prefill each (or auto)"
+        )
 
 
 def _resolve_reference_target(config: dict) -> None:

@@ -19,7 +19,8 @@ from moesd.models import checkpoint
 from moesd.models.spec import parse_spec
 from moesd.prompts import read_token_ids
 
-NOT_SETTINGS = ("pairs", "temperatures", "backends")  # e2e keys that change no single measurement
+# e2e keys that change no single measurement (prefill: our engine's alone, added to its keys below)
+NOT_SETTINGS = ("pairs", "temperatures", "backends", "prefill")
 MODES = ("ar", "sd")
 
 
@@ -142,6 +143,7 @@ def sweep_e2e(config: dict, store: PointStore, run_dir: Path, prompts_dir: Path,
                         device,
                         graphs,
                         *(("compiled",) if compiled else ()),
+                        *(("prefill once",) if e2e["prefill"] == "once" else ()),
                     )
                     for mode in MODES
                 }
@@ -169,6 +171,7 @@ def sweep_e2e(config: dict, store: PointStore, run_dir: Path, prompts_dir: Path,
                     "warmup": setting["warmup"],
                     "repeats": setting["repeats"],
                     "seed": lat["seed"],
+                    "prefill": e2e["prefill"],
                 }
                 together = _side_by_side(models, batches, pending, decoding)
                 for mode in MODES:

@@ -46,3 +46,17 @@ class KVCache:
 
     def set_lengths(self, lengths: torch.Tensor) -> None:
         self.lengths.copy_(lengths)
+
+    def clone(self) -> KVCache:
+        """A copy of this cache: its buffers and lengths."""
+        copy = KVCache.__new__(KVCache)
+        copy.k, copy.v = [k.clone() for k in self.k], [v.clone() for v in self.v]
+        copy.lengths, copy.max_len, copy._rows = self.lengths.clone(), self.max_len, self._rows
+        return copy
+
+    def load(self, other: KVCache) -> None:
+        """Take OTHER's contents (a cache of the same shape) in place: a cache that CUDA graphs were
+        captured on stays the same object."""
+        for mine, theirs in zip(self.k + self.v, other.k + other.v, strict=True):
+            mine.copy_(theirs)
+        self.lengths.copy_(other.lengths)
