@@ -244,9 +244,9 @@ def test_a_compiled_draft_warms_up_on_every_batch(monkeypatch):
     target, draft = e2e_pair()
     real, seen = moesd.decode.decode, []
 
-    def recording(target, batch, config, draft=None, mode="ar"):
+    def recording(target, batch, config, draft=None, mode="ar", **memo):
         seen.append(batch[0][0])
-        return real(target, batch, config, draft=draft and draft.model, mode=mode)
+        return real(target, batch, config, draft=draft and draft.model, mode=mode, **memo)
 
     monkeypatch.setattr(moesd.decode, "decode", recording)
     batches = [[[5, 6, 7]], [[8, 9]], [[10]]]
@@ -267,9 +267,9 @@ def test_ar_and_sd_repeats_take_turns(monkeypatch):
     target, draft = e2e_pair()
     real, modes = moesd.decode.decode, []
 
-    def recording(target, batch, config, draft=None, mode="ar"):
+    def recording(target, batch, config, draft=None, mode="ar", **memo):
         modes.append(mode)
-        return real(target, batch, config, draft=draft, mode=mode)
+        return real(target, batch, config, draft=draft, mode=mode, **memo)
 
     monkeypatch.setattr(moesd.decode, "decode", recording)
     decoding = dict(gamma=2, temperature=0.0, max_new_tokens=3, acceptance="target", alpha=None, batching="static")

@@ -292,14 +292,16 @@ def decode(
 ) -> GenerationResult:
     """Autoregressive (mode "ar") or speculative ("sd", needs a draft) decoding of PROMPTS; their
     prefill taken from PREFILL_MEMO where it holds it (PrefillMemo)."""
-    device = target.device
-    generator = torch.Generator(device=device).manual_seed(config.seed)
+    return generate(stepper_for(target, config, draft, mode, prefill_memo), prompts, config, target.cfg.eos_token_id)
+
+
+def stepper_for(target, config: GenerationConfig, draft=None, mode: str = "ar", prefill_memo=None):
+    """The stepper of MODE, seeded by CONFIG, its prefills from PREFILL_MEMO where given."""
+    generator = torch.Generator(device=target.device).manual_seed(config.seed)
     if mode == "ar":
-        stepper = ARStepper(target, config, generator, prefill_memo)
-    elif mode == "sd":
+        return ARStepper(target, config, generator, prefill_memo)
+    if mode == "sd":
         if draft is None:
             raise ValueError("speculative decoding needs a draft model")
-        stepper = SDStepper(target, draft, config, generator, prefill_memo)
-    else:
-        raise ValueError(f"mode must be 'ar' or 'sd', got {mode!r}")
-    return generate(stepper, prompts, config, target.cfg.eos_token_id)
+        return SDStepper(target, draft, config, generator, prefill_memo)
+    raise ValueError(f"mode must be 'ar' or 'sd', got {mode!r}")

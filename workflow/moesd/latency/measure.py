@@ -235,7 +235,7 @@ def e2e_points(
     from dataclasses import replace
 
     from moesd.decode import GenerationConfig, PrefillMemo, decode
-    from moesd.decode.engine import cache_length
+    from moesd.decode.engine import cache_length, stepper_for
 
     config = GenerationConfig(
         max_new_tokens=max_new_tokens,
@@ -251,8 +251,8 @@ def e2e_points(
     results = {mode: [] for mode in modes}
     memo = PrefillMemo() if prefill == "once" else None
     for batch in batches if memo is not None else []:  # every batch prefilled before anything is timed
-        for model in (target, draft) if "sd" in modes else (target,):
-            memo(model, batch, cache_length(batch, config))
+        for mode in modes:  # by the mode's own stepper: a draft the target cannot verify fails here
+            stepper_for(target, config, draft, mode, memo).prefill(batch, cache_length(batch, config))
 
     def run(mode, batch, config):
         return decode(target, batch, config, draft=draft if mode == "sd" else None, mode=mode, prefill_memo=memo)
