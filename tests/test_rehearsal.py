@@ -1,7 +1,7 @@
 """The dress rehearsal of config/paper.yaml: every checkpoint it names as a miniature on a local
 hub (workflow/scripts/miniatures.py, tests/rehearsal.py), config/rehearsal.yaml over it, through
 the local Slurm (the paper's five platforms as partitions) and vLLM, from the download job to the
-claims report. `python -m pytest -m rehearsal` (23 to 29 minutes on 2 cores, in CI; docs/rehearsal.md).
+claims report. `python -m pytest -m rehearsal` (23 to 25 minutes on 2 cores, in CI; docs/rehearsal.md).
 
 What a CPU cannot run is named in CPU_IMPOSSIBLE with its reason and the twin that runs instead."""
 
