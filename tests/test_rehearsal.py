@@ -191,8 +191,8 @@ def test_the_paper_campaign_rehearses_through_slurm_and_vllm(cluster, built, tmp
     (tmp_path / "mycluster/config.yaml").write_text(yaml.safe_dump(profile))
     # the node runs one job at a time (each asks for all its cores), so Slurm, not Snakemake, takes the
     # timed jobs in turn: with profiles/default's cpu_timing=1 the next timed job waits for Snakemake's
-    # status check, whose interval grows by 10 s while nothing finishes (about 5 of the rehearsal's
-    # 30 minutes in CI at 0e4e350); moesd.timing's lock stays on
+    # status check, whose interval grows by 10 s while nothing finishes (about 6 of the rehearsal's
+    # 31 minutes in CI at c2eb78b on the AVX2 machine); moesd.timing's lock stays on
     args = ["--profile", str(tmp_path / "mycluster"), "--slurm-init-seconds-before-status-checks", "5",
             "--resources", "cpu_timing=50", "--configfile", *configs]  # fmt: skip
     with LocalHub() as hub:
