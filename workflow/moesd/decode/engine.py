@@ -121,17 +121,17 @@ class PrefillMemo:
 
     def __call__(self, model: Transformer, prompts: list[list[int]], max_len: int) -> tuple[KVCache, torch.Tensor]:
         key = (id(model), max_len, tuple(map(tuple, prompts)))
-        cache = model.new_cache(len(prompts), max_len)
         if key not in self._kept:
-            logits = forward_ragged(model, cache, prompts)
+            cache, logits = prefilled(model, prompts, max_len)
             self._kept[key] = (model, cache.clone(), logits.clone())  # the model kept: its id stays its own
             return cache, logits
         _, kept, logits = self._kept[key]
+        cache = model.new_cache(len(prompts), max_len)
         cache.load(kept)
         return cache, logits.clone()
 
 
-def prefilled(model: Transformer, prompts: list[list[int]], max_len: int, memo: PrefillMemo | None):
+def prefilled(model: Transformer, prompts: list[list[int]], max_len: int, memo: PrefillMemo | None = None):
     """A new cache of MODEL holding PROMPTS, and the logits at each prompt's last token: computed,
     or copied from MEMO where it has them."""
     if memo is not None:
