@@ -147,7 +147,9 @@ def test_a_packed_linear_falls_back_to_the_weight_when_it_changes_or_grads_flow(
 def test_auto_packs_a_weight_by_its_size_and_the_experts_by_theirs():
     """linear_impl auto packs an fp32 weight of PACK_MIN_BYTES or more (a packed call's fixed
     cost outweighs its faster read below); packed packs every one; plain none. An MoE's experts follow
-    their own size: small ones take the grouped product (or the loop where it does not run)."""
+    their own size: small ones take the grouped product (or the loop where it does not run), or,
+    with the rows kernel, the loop while their rows fit it (by_rows)."""
+    from moesd.models import rows_kernel
     from moesd.models.linear import PACK_MIN_BYTES, packs
     from moesd.models.moe import MoE
 
@@ -165,7 +167,9 @@ def test_auto_packs_a_weight_by_its_size_and_the_experts_by_theirs():
         impl = moe.resolve_impl("auto")
         assert (moe.packed_experts is not None) == packed
         grouped = grouped_mm_available(hidden, width, torch.float32, torch.device("cpu"))
-        assert impl == ("loop" if packed or not grouped else "grouped_mm")
+        small_impl = "by_rows" if rows_kernel.available() else "grouped_mm"
+        assert impl == ("loop" if packed or not grouped else small_impl)
+        assert moe.rows == rows_kernel.available()
         assert moe.resolve_impl("plain") == ("by_rows" if grouped else "loop")  # the unpacked twin as before
         assert moe.resolve_impl("packed") == "loop" and moe.packed_experts is not None
 

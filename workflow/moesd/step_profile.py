@@ -4,7 +4,8 @@ a profiler, then once more under torch.profiler and its operators' own time sort
 step does:
 
     weights      matrix products that stream the weights: the attention projections, the experts
-                 (grouped or per expert), the router, dense MLPs, the LM head
+                 (grouped or per expert), the router, dense MLPs, the LM head (the library's
+                 operators and the rows kernel's calls, moesd.models.rows_kernel)
     attention    the softmax over the KV cache (the attention kernel, moesd.models.attention)
     routing      top-k, sorting, gather and scatter of the tokens to their experts, the
                  expert counts read back to the host
@@ -31,10 +32,11 @@ import torch
 from moesd.bandwidth import weight_bytes
 from moesd.decode.engine import forward_ragged
 from moesd.latency.measure import TokenDraw
+from moesd.models.rows_kernel import PROFILE_NAME as ROWS_PRODUCT
 
 CATEGORIES = ("weights", "attention", "routing", "copies", "allocation", "elementwise", "dispatch")
 GEMMS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::mv", "aten::addmv", "aten::_grouped_mm",
-         "aten::_weight_int8pack_mm", "aten::dot", "mkldnn::_linear_pointwise"}  # fmt: skip
+         "aten::_weight_int8pack_mm", "aten::dot", "mkldnn::_linear_pointwise", ROWS_PRODUCT}  # fmt: skip
 ROUTING = {"aten::topk", "aten::sort", "aten::argsort", "aten::scatter_add_", "aten::index", "aten::index_add_",
            "aten::index_select", "aten::gather", "aten::cumsum", "aten::_local_scalar_dense", "aten::nonzero",
            "aten::bincount", "aten::floor_divide", "aten::item"}  # fmt: skip
@@ -109,7 +111,8 @@ def split_time(events, wall_us: float, steps: int) -> dict[str, float]:
     time), the rest of WALL_US (the profiled steps' wall time) as dispatch."""
     totals = dict.fromkeys(CATEGORIES, 0.0)
     for event in events:
-        if not event.name.startswith(("aten::", "mkldnn::")):  # operators (mkldnn: the packed products)
+        if not event.name.startswith(("aten::", "mkldnn::", "moesd::")):  # operators (mkldnn: the packed
+            # products; moesd: the rows kernel's range, no operator inside it)
             continue
         totals[category(event.name, _scope(event))] += event.self_cpu_time_total
     totals["dispatch"] = max(0.0, wall_us - sum(totals.values()))

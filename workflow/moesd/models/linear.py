@@ -24,6 +24,10 @@ x @ W^T GEMM about 2x slower per byte than at one row. The products, per form:
   fp32 from 2 to WEIGHT_MAJOR_MAX_ROWS rows: it reads the weights at nearly one-row speed where
   F.linear's GEMM reads them 2x slower (2048 x 8192: 3.4 ms at one row, 7 ms at two, 9-12 at
   five, on 2 cores).
+- **the rows kernel** (`linear_impl: auto`, fp32 on a CPU with AVX2, at most ROWS_MAX rows;
+  moesd.models.rows_kernel): each row of the weight streamed once by a small C kernel, ahead of
+  every form above at those rows (26-35 GB/s at one row where the probe reads 29 GB/s) and level
+  with the packed one at ROWS_MAX. It needs no copy: it reads the [out, in] weight itself.
 - **F.linear** everywhere else: training, CUDA, other dtypes, one row or many without a packed copy.
 
 The forms agree to the dtype's rounding (bf16: the same sums; tests/test_models.py).
@@ -34,6 +38,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from moesd.models import rows_kernel
 
 # without a packed copy, above this many rows the GEMM x @ W^T is as fast in fp32
 # (bench_cpu_linear.py on a 2-core AMD EPYC: weight-major 1.07-1.20x faster at 64 rows)
@@ -57,8 +63,11 @@ def weight_major(x: torch.Tensor, weight: torch.Tensor) -> bool:
     )
 
 
-def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """x [..., in] @ weight [out, in]^T (+ bias [out]) -> [..., out]: the faster unpacked form."""
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, rows: bool = False) -> torch.Tensor:
+    """x [..., in] @ weight [out, in]^T (+ bias [out]) -> [..., out]: the faster unpacked form
+    (the rows kernel first where ROWS says it may run and it fits)."""
+    if rows and rows_kernel.fits(x, weight, bias):
+        return rows_kernel.product(x, weight, bias)
     return weight_major_product(x, weight, bias) if weight_major(x, weight) else F.linear(x, weight, bias)
 
 
@@ -104,12 +113,22 @@ def pack_weight(weight: torch.Tensor) -> torch.Tensor:
     return torch.ops.mkldnn._reorder_linear_weight(weight.detach().contiguous())
 
 
-def product(x: torch.Tensor, weight: torch.Tensor, packed: torch.Tensor | None, bias=None) -> torch.Tensor:
-    """x [..., in] @ weight^T (+ bias): through PACKED (a pack_weight copy of WEIGHT) in
-    inference, else `linear`."""
+def product(
+    x: torch.Tensor, weight: torch.Tensor, packed: torch.Tensor | None, bias=None, rows: bool = False
+) -> torch.Tensor:
+    """x [..., in] @ weight^T (+ bias): through the rows kernel where ROWS allows and it fits,
+    else through PACKED (a pack_weight copy of WEIGHT) in inference, else `linear`."""
+    if rows and rows_kernel.fits(x, weight, bias):
+        return rows_kernel.product(x, weight, bias)
     if packed is not None and not torch.is_grad_enabled():
         return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
     return linear(x, weight, bias)
+
+
+def uses_rows_kernel(weight: torch.Tensor, impl: str) -> bool:
+    """Whether linear implementation IMPL runs WEIGHT's products of few rows through the rows
+    kernel: auto, on an fp32 CPU weight, where the kernel runs in this process."""
+    return impl == "auto" and weight.dtype == torch.float32 and weight.device.type == "cpu" and rows_kernel.available()
 
 
 def _version(tensor: torch.Tensor) -> int:
@@ -133,16 +152,19 @@ class Linear(nn.Linear):
 
     packed: torch.Tensor | None = None
     packed_of: tuple = ()  # the weight's weight_state when packed
+    rows: bool = False  # few rows through the rows kernel (`uses_rows_kernel`)
 
     def pack(self, impl: str = "auto") -> bool:
-        """Lay a copy of the weight out for oneDNN's product where IMPL packs it (`packs`). The
-        copy serves inference only; a later change of the weight (in place, or moved by .to())
-        returns the layer to the unpacked forms. True where packed."""
+        """Lay a copy of the weight out for oneDNN's product where IMPL packs it (`packs`), and
+        let the rows kernel take few rows where IMPL uses it. The copy serves inference only; a
+        later change of the weight (in place, or moved by .to()) returns the layer to the
+        unpacked forms. True where packed."""
         on = packs(self.weight, impl)
         self.packed = pack_weight(self.weight) if on else None
         self.packed_of = weight_state(self.weight)
+        self.rows = uses_rows_kernel(self.weight, impl)
         return on
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         packed = self.packed if self.packed is not None and weight_state(self.weight) == self.packed_of else None
-        return product(x, self.weight, packed, self.bias)
+        return product(x, self.weight, packed, self.bias, rows=self.rows)

@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from moesd.models.linear import Linear, pack_weight, packs, product, small_weight, weight_state
+from moesd.models import rows_kernel
+from moesd.models.linear import Linear, pack_weight, packs, product, small_weight, uses_rows_kernel, weight_state
 
 EXPERT_IMPLS = ("auto", "grouped_mm", "loop")
 GROUPED_MIN_ROWS = 8  # by_rows: the grouped product from this many tokens per expert on average
@@ -80,6 +81,7 @@ class MoE(nn.Module):
         self.packed_experts: tuple[list, list] | None = None  # each expert's packed copies (resolve_impl)
         self.packed_of: tuple = ()  # the expert weights' weight_state when packed
         self.record: list | None = None  # router instrumentation: per-call expert token counts
+        self.rows = False  # an expert's few rows through the rows kernel (resolve_impl)
 
     def resolve_impl(self, linear_impl: str = "auto") -> str:
         """Pick the expert implementation for the device and dtype the weights now live on; where
@@ -92,10 +94,11 @@ class MoE(nn.Module):
             raise RuntimeError("torch._grouped_mm is not available for this device, dtype and shape")
         cpu_fp32 = self.gate_up.device.type == "cpu" and self.gate_up.dtype == torch.float32
         packed = packs(self.gate_up[0], linear_impl)  # an expert's larger matrix (auto: by its size)
+        self.rows = uses_rows_kernel(self.gate_up, linear_impl)
         if self.requested_impl == "auto" and packed:
             self.impl = "loop"
-        elif self.requested_impl == "auto":  # by_rows where the loop pays: experts of PACK_MIN_BYTES or more
-            small = linear_impl == "auto" and small_weight(self.gate_up[0])
+        elif self.requested_impl == "auto":  # by_rows where the loop pays: large experts, or any with the rows kernel
+            small = linear_impl == "auto" and small_weight(self.gate_up[0]) and not self.rows
             self.impl = ("by_rows" if cpu_fp32 and not small else "grouped_mm") if available else "loop"
         else:
             self.impl = self.requested_impl
@@ -115,10 +118,12 @@ class MoE(nn.Module):
         return self.impl
 
     def impl_for(self, n_tokens: int) -> str:
-        """The implementation of a call on N_TOKENS tokens (by_rows: by the tokens per expert)."""
+        """The implementation of a call on N_TOKENS tokens (by_rows: by the tokens per expert; with
+        the rows kernel the loop runs while an expert's rows fit it on average)."""
         if self.impl != "by_rows":
             return self.impl
-        return "grouped_mm" if n_tokens * self.top_k >= GROUPED_MIN_ROWS * self.n_experts else "loop"
+        most = rows_kernel.ROWS_MAX if self.rows else GROUPED_MIN_ROWS
+        return "grouped_mm" if n_tokens * self.top_k >= most * self.n_experts else "loop"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [N, H]
         probs = torch.softmax(self.router(x).float(), dim=-1)  # [N, E]
@@ -146,9 +151,14 @@ class MoE(nn.Module):
             start = 0
             for e, n in enumerate(counts.tolist()):  # active experts only
                 if n:
-                    h = product(xs[start : start + n], gate_up[e].t(), packed_gate_up and packed_gate_up[e])  # [n, 2I]
+                    h = product(
+                        xs[start : start + n], gate_up[e].t(), packed_gate_up and packed_gate_up[e], rows=self.rows
+                    )  # [n, 2I]
                     out[start : start + n] = product(
-                        F.silu(h[:, : self.width]) * h[:, self.width :], down[e].t(), packed_down and packed_down[e]
+                        F.silu(h[:, : self.width]) * h[:, self.width :],
+                        down[e].t(),
+                        packed_down and packed_down[e],
+                        rows=self.rows,
                     )
                     start += n
         out = out * weights.reshape(-1)[order].to(out.dtype)[:, None]

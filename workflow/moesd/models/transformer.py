@@ -16,7 +16,7 @@ from torch import nn
 
 from moesd.models.attention import attend, resolve
 from moesd.models.cache import KVCache
-from moesd.models.linear import LINEAR_IMPLS, Linear, linear
+from moesd.models.linear import LINEAR_IMPLS, Linear, linear, uses_rows_kernel
 from moesd.models.model_config import ModelConfig
 from moesd.models.moe import MLP, MoE
 
@@ -158,6 +158,7 @@ class Transformer(nn.Module):
         self.cuda_graphs = False  # capture fixed-shape forwards on CUDA (moesd.models.graphs)
         self.compiled = False  # torch.compile the fixed-shape forward on a CPU (moesd.models.compiled)
         self.recording = False  # router_recording is on: forwards run eagerly (a replay records nothing)
+        self.rows_head = False  # a tied output layer's few rows through the rows kernel (finalize)
 
     # ---- set-up -------------------------------------------------------------------------------
     @property
@@ -180,6 +181,7 @@ class Transformer(nn.Module):
         for module in self.modules():
             if isinstance(module, Linear):
                 module.pack(self.requested_linear)
+        self.rows_head = uses_rows_kernel(self.embed.weight, self.requested_linear)
         for layer in self.layers:
             layer.attn.impl = resolve(self.requested_attention, self.device, self.dtype)
         if not self.cfg.is_opt:  # fixed tables for every position: graphs keep pointers to them
@@ -195,9 +197,12 @@ class Transformer(nn.Module):
     @property
     def linear_impl(self) -> str:
         """packed where every linear layer runs oneDNN's packed product, plain where none does,
-        mixed where some do (linear_impl auto packs by the weight's size, moesd.models.linear)."""
+        mixed where some do (linear_impl auto packs by the weight's size, moesd.models.linear);
+        "+rows" where few rows take the rows kernel (moesd.models.rows_kernel)."""
         packed = [m.packed is not None for m in self.modules() if isinstance(m, Linear)]
-        return "packed" if packed and all(packed) else ("plain" if not any(packed) else "mixed")
+        form = "packed" if packed and all(packed) else ("plain" if not any(packed) else "mixed")
+        rows = any(m.rows for m in self.modules() if isinstance(m, Linear | MoE))
+        return form + ("+rows" if rows else "")
 
     @property
     def attention_impl(self) -> str:
@@ -298,5 +303,5 @@ class Transformer(nn.Module):
             x = self.norm(x)
         if self.cfg.is_opt and self.project_out is not None:
             x = self.project_out(x)
-        logits = self.lm_head(x) if self.lm_head is not None else linear(x, self.embed.weight)
+        logits = self.lm_head(x) if self.lm_head is not None else linear(x, self.embed.weight, rows=self.rows_head)
         return logits[:, 0] if last_only is not None else logits
