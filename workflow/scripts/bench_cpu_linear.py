@@ -3,7 +3,8 @@
 Per weight shape and row count M, the median ms of each form (interleaved calls, so that a shared
 machine's drift hits them alike), the GB/s at which it reads the weight, and its time over
 F.linear's. Forms: F.linear; the weight-major product moesd.models.linear takes for fp32 at 2 to
-64 rows; oneDNN's product on a packed copy of the weight (moesd.models.linear.Linear.pack). A
+64 rows; oneDNN's product on a packed copy of the weight (moesd.models.linear.Linear.pack); in
+fp32, up to its ROWS_MAX rows, the rows kernel (moesd.models.rows_kernel) where it runs. A
 memory-bound product should stay near its one-row time until the compute bound. Each call takes
 the next of enough copies of the weight to fill STREAM_BYTES, so that weights come from memory, as
 in a model's forward, not from a cache warmed by the previous call. Run it on the machine whose
@@ -23,6 +24,7 @@ import argparse
 import torch
 import torch.nn.functional as F
 from moesd.hardware import probe_hardware
+from moesd.models import rows_kernel
 from moesd.models.linear import weight_major_product
 from moesd.timing import interleaved_medians
 
@@ -81,6 +83,8 @@ def main() -> None:
     if args.pad_to == 1 or args.pad_to < 0:
         parser.error(f"--pad-to: {args.pad_to} pads nothing; give 2 or more rows (0: no padded form)")
     forms = ["f_linear", "weight_major", "packed"] + (["padded"] if args.pad_to > 1 else [])
+    if args.dtype == "float32" and rows_kernel.available():
+        forms.append("rows")
     torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
     size = torch.tensor([], dtype=dtype).element_size()
@@ -93,6 +97,7 @@ def main() -> None:
     print(
         "| weight (out x in) | M | F.linear ms | GB/s | weight-major ms | GB/s | packed ms | GB/s |"
         + pad
+        + (" rows kernel ms | GB/s |" if "rows" in forms else "")
         + " packed / F.linear |"
     )
     print("|" + "---|" * (len(forms) * 2 + 3))
@@ -110,9 +115,11 @@ def main() -> None:
                     "packed": streamed(packed_product, x, packed),
                     # half a turn behind "packed": never the copy its call has just read into the cache
                     "padded": streamed(padded(args.pad_to), x, packed[len(packed) // 2 :] + packed[: len(packed) // 2]),
+                    "rows": streamed(rows_kernel.product, x, weights),
                 }
-                ms = interleaved_medians({k: calls[k] for k in forms}, args.repeats, warmup=3)
-                cells = " | ".join(f"{ms[k]:.3f} | {gb / ms[k] * 1e3:.1f}" for k in forms)
+                timed = [k for k in forms if k != "rows" or rows_kernel.fits(x, weights[0])]
+                ms = interleaved_medians({k: calls[k] for k in timed}, args.repeats, warmup=3)
+                cells = " | ".join(f"{ms[k]:.3f} | {gb / ms[k] * 1e3:.1f}" if k in ms else "- | -" for k in forms)
                 print(
                     f"| {out_features} x {in_features} | {m} | {cells} | {ms['packed'] / ms['f_linear']:.2f} |",
                     flush=True,
