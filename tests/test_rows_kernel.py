@@ -79,20 +79,20 @@ def test_linear_layers_use_the_kernel_under_auto_only_and_give_the_same_outputs(
 @KERNEL
 @pytest.mark.parametrize("family", ["qwen2_moe", "opt", "qwen2"])
 def test_a_model_with_the_kernel_gives_the_plain_twins_logits(tiny_dirs, family):
-    """A step of few rows (one and three tokens of one and of two sequences) and a prefill (more
-    rows than the kernel takes), MoE and dense, tied and untied output layers."""
-    ids = torch.randint(0, VOCAB, (2, 12), generator=torch.Generator().manual_seed(5))
+    """Steps of few rows (one and three tokens of two sequences) and a prefill of more rows than
+    the kernel takes, MoE and dense, tied and untied output layers."""
+    ids = torch.randint(0, VOCAB, (2, 14), generator=torch.Generator().manual_seed(5))
     logits = {}
     for impl in ("auto", "plain"):
         model = load_model(f"dir:{tiny_dirs[family]}", device="cpu", dtype=torch.float32, linear_impl=impl)
         assert model.linear_impl.endswith("+rows") == (impl == "auto"), model.linear_impl
         with torch.inference_mode():
             cache = model.new_cache(2, 16)
-            parts = [model(ids[:, :8], cache)]
-            cache.advance(8)
-            parts.append(model(ids[:, 8:9], cache))
+            parts = [model(ids[:, :10], cache)]  # 20 rows
+            cache.advance(10)
+            parts.append(model(ids[:, 10:11], cache))
             cache.advance(1)
-            parts.append(model(ids[:, 9:], cache))
+            parts.append(model(ids[:, 11:], cache))
         logits[impl] = torch.cat(parts, dim=1)
     assert (logits["auto"] - logits["plain"]).abs().max() < 1e-4
 

@@ -2,9 +2,11 @@
 per projection (torch._grouped_mm) or a loop over the active experts only.
 
 "auto" loops over a CPU's experts packed for oneDNN's product where moesd.models.linear packs
-them (bf16 with native bf16 products; fp32 experts of PACK_MIN_BYTES or more; resolve_impl).
-Smaller fp32 experts, which a packed call's fixed cost would dominate, take grouped_mm where it
-runs (a Qwen2-MoE layer of 16 experts of 256 x 256, top 4, 2 cores: 0.63-0.90x the loop's time
+them (bf16 with native bf16 products; fp32 experts of PACK_MIN_BYTES or more; resolve_impl); in
+fp32 an expert's share of up to ROWS_MAX rows takes the rows kernel (moesd.models.rows_kernel)
+instead, and with it smaller experts are looped over too ("by_rows" below ROWS_MAX tokens per
+expert on average). Without the kernel, smaller fp32 experts, which a packed call's fixed cost
+would dominate, take grouped_mm where it runs (a Qwen2-MoE layer of 16 experts of 256 x 256, top 4, 2 cores: 0.63-0.90x the loop's time
 from 1 to 160 tokens). Other unpacked experts (`linear_impl: plain`, or no packed product for the
 dtype) take grouped_mm too, except for fp32 on a CPU: there it picks per call by the
 tokens each expert gets on average (N K / E), "by_rows". Below GROUPED_MIN_ROWS the loop, with
