@@ -108,10 +108,20 @@ def test_without_the_kernel_auto_runs_the_library_products(tiny_dirs, monkeypatc
         rows_kernel.product(torch.randn(1, 8), torch.randn(2, 8))
 
 
-def test_the_switch_and_a_failed_build_say_why_in_one_line(tmp_path, monkeypatch):
+def test_the_switch_and_a_failed_build_say_why_in_one_line(tmp_path, monkeypatch, capsys):
     load = rows_kernel._load.__wrapped__  # the uncached check (the module caches it per process)
     monkeypatch.setenv("MOESD_ROWS_KERNEL", "off")
     assert load() == (None, "MOESD_ROWS_KERNEL is off")
+    monkeypatch.setenv("MOESD_ROWS_KERNEL", "of")  # a typo is refused, not read as on
+    with pytest.raises(ValueError, match="MOESD_ROWS_KERNEL='of': give on or off"):
+        load()
+    from moesd.cli import main
+
+    command = ["predict", "--target", "qwen2-57b-a14b", "--draft", "qwen2-0.5b", "--hardware", "2xH800"]
+    with pytest.raises(SystemExit) as stop:  # every command refuses it before its work
+        main([*command, "--sigma", "0.9", "--gamma", "2"])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err == "moesd: error: MOESD_ROWS_KERNEL='of': give on or off (or unset it)\n"
     monkeypatch.delenv("MOESD_ROWS_KERNEL")
     if rows_kernel.problem() is not None:
         pytest.skip(f"no rows kernel here: {rows_kernel.problem()}")
@@ -119,7 +129,8 @@ def test_the_switch_and_a_failed_build_say_why_in_one_line(tmp_path, monkeypatch
     broken.write_text("this is not C\n")
     monkeypatch.setattr(rows_kernel, "SOURCE", broken)
     monkeypatch.setenv("MOESD_KERNEL_CACHE", str(tmp_path / "cache"))
-    library, problem = load()
+    with pytest.warns(RuntimeWarning, match="the rows kernel does not run here, its build failed"):
+        library, problem = load()
     assert library is None and problem.startswith("its build failed: ") and "\n" not in problem
     assert list((tmp_path / "cache").iterdir()) == []  # nothing half-written left
 

@@ -15,6 +15,7 @@ failure inside vLLM ends with its root error in one line and exit status 1.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from moesd.backends.vllm import VllmFailure
@@ -54,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if "MOESD_ROWS_KERNEL" in os.environ:  # a bad switch stops the command before its work
+            from moesd.models.rows_kernel import switched_on
+
+            switched_on()
         return args.func(args)
     except EXPECTED_ERRORS as error:
         text = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)  # no repr quotes

@@ -13,7 +13,8 @@ It is built once per source and compiler with the system's C compiler (cc -O3 -m
 -fopenmp, under a second) into MOESD_KERNEL_CACHE (default ~/.cache/moesd/kernels), written
 whole or not at all, and loaded with ctypes after torch, so that it shares torch's OpenMP
 runtime (libgomp.so.1). Where it cannot run (no x86 CPU with AVX2 and FMA, no compiler, a failed
-build, MOESD_ROWS_KERNEL=off) `problem()` says why and the library products run instead:
+build, which it warns of, MOESD_ROWS_KERNEL=off; any other value than on or off is refused)
+`problem()` says why and the library products run instead:
 `linear_impl: auto` uses it where it runs, packed and plain never (plain is the eager twin the
 tests compare it with, and what torch.compile traces).
 """
@@ -29,6 +30,7 @@ import platform
 import shutil
 import subprocess
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -38,6 +40,15 @@ PROFILE_NAME = "moesd::rows_product"  # its range in a torch.profiler trace (moe
 SOURCE = Path(__file__).with_name("rows_kernel.c")
 FLAGS = ("-O3", "-mavx2", "-mfma", "-fopenmp", "-shared", "-fPIC")
 OFF_VALUES = ("0", "off", "false", "no")
+ON_VALUES = ("", "1", "on", "true", "yes")
+
+
+def switched_on() -> bool:
+    """MOESD_ROWS_KERNEL read: on (or unset) or off; any other value is refused in one line."""
+    switch = os.environ.get("MOESD_ROWS_KERNEL", "on").strip().lower()
+    if switch not in ON_VALUES + OFF_VALUES:
+        raise ValueError(f"MOESD_ROWS_KERNEL={switch!r}: give on or off (or unset it)")
+    return switch in ON_VALUES
 
 
 def compiler() -> str | None:
@@ -69,7 +80,7 @@ def _build(cc: str) -> Path:
 @functools.cache
 def _load() -> tuple[ctypes.CDLL | None, str | None]:
     """(library, None) where the kernel runs here, else (None, why not)."""
-    if os.environ.get("MOESD_ROWS_KERNEL", "on").strip().lower() in OFF_VALUES:
+    if not switched_on():
         return None, "MOESD_ROWS_KERNEL is off"
     if platform.machine().lower() not in ("x86_64", "amd64") or torch.backends.cpu.get_cpu_capability() not in (
         "AVX2",
@@ -83,7 +94,10 @@ def _load() -> tuple[ctypes.CDLL | None, str | None]:
         library = ctypes.CDLL(str(_build(cc)))
     except (OSError, subprocess.CalledProcessError) as error:
         detail = getattr(error, "stderr", "") or str(error)
-        return None, f"its build failed: {detail.strip().splitlines()[-1] if detail.strip() else error}"
+        why = f"its build failed: {detail.strip().splitlines()[-1] if detail.strip() else error}"
+        # the library products run instead, and the timings with them: say so, not only in linear_impl
+        warnings.warn(f"moesd: the rows kernel does not run here, {why}", RuntimeWarning, stacklevel=2)
+        return None, why
     library.rows_product.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_long] * 3 + [ctypes.c_int]
     library.rows_product.restype = ctypes.c_int
     return library, None
@@ -102,15 +116,15 @@ def fits(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
     """Whether the kernel computes x [..., K] @ WEIGHT [N, K]^T (+ BIAS): fp32 on a CPU, at most
     ROWS_MAX rows, K a multiple of 8, WEIGHT (and BIAS) contiguous, no gradient, not traced."""
     k = x.shape[-1]
-    return (
-        x.dtype == torch.float32
+    return (  # the row count first: calls of more rows leave at once
+        0 < x.numel() <= ROWS_MAX * k
+        and x.dtype == torch.float32
         and weight.dtype == torch.float32
         and x.device.type == "cpu"
         and weight.device.type == "cpu"
         and weight.dim() == 2
         and weight.shape[1] == k
         and k % 8 == 0
-        and 0 < x.numel() <= ROWS_MAX * k
         and weight.is_contiguous()
         and (bias is None or (bias.dtype == torch.float32 and bias.is_contiguous()))
         and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
